@@ -1,0 +1,162 @@
+#include "engine/core/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <sstream>
+#include <stdexcept>
+
+#include "engine/core/error.h"
+
+namespace agilenn {
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::f32: return 4;
+    case DType::f64: return 8;
+    case DType::i32: return 4;
+    case DType::u8: return 1;
+  }
+  return 0;
+}
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::f32: return "float32";
+    case DType::f64: return "float64";
+    case DType::i32: return "int32";
+    case DType::u8: return "uint8";
+  }
+  return "?";
+}
+
+bool is_floating(DType t) { return t == DType::f32 || t == DType::f64; }
+
+const char* device_name(Device d) { return d == Device::cpu ? "cpu" : "cuda"; }
+
+int64_t numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream os;
+  os << '[';
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? "," : "") << s[i];
+  os << ']';
+  return os.str();
+}
+
+std::vector<int64_t> contiguous_strides(const Shape& s) {
+  std::vector<int64_t> st(s.size(), 1);
+  for (int i = static_cast<int>(s.size()) - 2; i >= 0; --i) st[i] = st[i + 1] * s[i + 1];
+  return st;
+}
+
+Storage::Storage(void* data, size_t bytes, Device device, Deleter deleter)
+    : data_(data), bytes_(bytes), device_(device), deleter_(deleter) {}
+
+Storage::~Storage() {
+  if (deleter_ && data_) deleter_(data_);
+}
+
+namespace {
+// 64-byte alignment keeps every arena offset and every tensor SIMD- and cache-line aligned.
+constexpr size_t kHostAlignment = 64;
+void free_host(void* p) { std::free(p); }
+}  // namespace
+
+std::shared_ptr<Storage> Storage::allocate_host(size_t bytes) {
+  size_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
+  if (rounded == 0) rounded = kHostAlignment;
+  void* p = std::aligned_alloc(kHostAlignment, rounded);
+  if (!p) throw std::bad_alloc();
+  return std::make_shared<Storage>(p, rounded, Device::cpu, &free_host);
+}
+
+Tensor::Tensor(Shape shape, DType dtype, std::shared_ptr<Storage> storage, size_t offset_bytes)
+    : shape_(std::move(shape)), dtype_(dtype), storage_(std::move(storage)), offset_(offset_bytes) {
+  for (int64_t d : shape_)
+    AGILENN_CHECK(d >= 0, "negative dimension in shape " << shape_str(shape_));
+  AGILENN_CHECK(storage_ && offset_ + nbytes() <= storage_->bytes(),
+                "tensor of shape " << shape_str(shape_) << " " << dtype_name(dtype_)
+                                   << " does not fit its storage");
+}
+
+Tensor Tensor::zeros(Shape shape, DType dtype) {
+  size_t bytes = static_cast<size_t>(agilenn::numel(shape)) * dtype_size(dtype);
+  auto st = Storage::allocate_host(bytes);
+  std::memset(st->data(), 0, st->bytes());
+  return Tensor(std::move(shape), dtype, std::move(st));
+}
+
+Tensor Tensor::scalar(double value, DType dtype) {
+  Tensor t = zeros({}, dtype);
+  t.set_item(0, value);
+  return t;
+}
+
+Tensor Tensor::from_vector(Shape shape, const std::vector<double>& values, DType dtype) {
+  Tensor t = zeros(std::move(shape), dtype);
+  AGILENN_CHECK(static_cast<int64_t>(values.size()) == t.numel(),
+                values.size() << " values given for shape " << shape_str(t.shape()));
+  for (size_t i = 0; i < values.size(); ++i) t.set_item(static_cast<int64_t>(i), values[i]);
+  return t;
+}
+
+void* Tensor::raw() const {
+  return storage_ ? static_cast<char*>(storage_->data()) + offset_ : nullptr;
+}
+
+double Tensor::item(int64_t i) const {
+  AGILENN_CHECK(device() == Device::cpu, "item() needs a host tensor");
+  AGILENN_CHECK(i >= 0 && i < numel(), "index " << i << " out of range for " << shape_str(shape_));
+  switch (dtype_) {
+    case DType::f32: return data<float>()[i];
+    case DType::f64: return data<double>()[i];
+    case DType::i32: return data<int32_t>()[i];
+    case DType::u8: return data<uint8_t>()[i];
+  }
+  return 0;
+}
+
+void Tensor::set_item(int64_t i, double v) {
+  AGILENN_CHECK(device() == Device::cpu, "set_item() needs a host tensor");
+  AGILENN_CHECK(i >= 0 && i < numel(), "index " << i << " out of range for " << shape_str(shape_));
+  switch (dtype_) {
+    case DType::f32: data<float>()[i] = static_cast<float>(v); break;
+    case DType::f64: data<double>()[i] = v; break;
+    case DType::i32: data<int32_t>()[i] = static_cast<int32_t>(v); break;
+    case DType::u8: data<uint8_t>()[i] = static_cast<uint8_t>(v); break;
+  }
+}
+
+std::vector<double> Tensor::to_vector() const {
+  std::vector<double> v(static_cast<size_t>(numel()));
+  for (int64_t i = 0; i < numel(); ++i) v[static_cast<size_t>(i)] = item(i);
+  return v;
+}
+
+Tensor Tensor::clone() const { return to(dtype_); }
+
+Tensor Tensor::to(DType dtype) const {
+  Tensor out = zeros(shape_, dtype);
+  if (dtype == dtype_) {
+    std::memcpy(out.raw(), raw(), nbytes());
+  } else {
+    for (int64_t i = 0; i < numel(); ++i) out.set_item(i, item(i));
+  }
+  return out;
+}
+
+void Tensor::copy_from(const Tensor& other) {
+  AGILENN_CHECK(other.shape_ == shape_ && other.dtype_ == dtype_,
+                "copy_from: " << shape_str(other.shape_) << " " << dtype_name(other.dtype_) << " into "
+                              << shape_str(shape_) << " " << dtype_name(dtype_));
+  AGILENN_CHECK(device() == Device::cpu && other.device() == Device::cpu,
+                "copy_from between host tensors only");
+  std::memcpy(raw(), other.raw(), nbytes());
+}
+
+}  // namespace agilenn

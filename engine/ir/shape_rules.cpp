@@ -1,0 +1,312 @@
+// Shape and dtype rule of every built-in op. The derivative of each op is in
+// engine/autodiff/derivatives.cpp; its kernels are in kernels/cpu (and kernels/cuda).
+#include <algorithm>
+
+#include "engine/core/error.h"
+#include "engine/ir/registry.h"
+#include "engine/ir/shape_util.h"
+
+namespace agilenn {
+namespace {
+
+using Ids = std::vector<NodeId>;
+
+const Node& in(const Graph& g, const Ids& ids, size_t i) { return g.node(ids.at(i)); }
+
+void expect_arity(const Ids& ids, size_t n) {
+  AGILENN_CHECK(ids.size() == n, "expects " << n << " input(s), got " << ids.size());
+}
+
+void expect_float(const Node& n) {
+  AGILENN_CHECK(is_floating(n.dtype), "needs a floating-point input, got " << dtype_name(n.dtype));
+}
+
+DType attr_dtype(const Attrs& a) {
+  const int64_t d = a.i("dtype");
+  AGILENN_CHECK(d >= 0 && d <= static_cast<int64_t>(DType::u8), "bad dtype code " << d);
+  return static_cast<DType>(d);
+}
+
+TypeInfo unary_float(const Graph& g, const Ids& ids, const Attrs&) {
+  expect_arity(ids, 1);
+  expect_float(in(g, ids, 0));
+  return {in(g, ids, 0).shape, in(g, ids, 0).dtype};
+}
+
+TypeInfo broadcast_pair(const Graph& g, const Ids& ids) {
+  expect_arity(ids, 2);
+  const Node& a = in(g, ids, 0);
+  const Node& b = in(g, ids, 1);
+  AGILENN_CHECK(a.dtype == b.dtype, "operands differ in dtype: " << dtype_name(a.dtype) << " vs "
+                                                                  << dtype_name(b.dtype));
+  return {broadcast_shapes(a.shape, b.shape), a.dtype};
+}
+
+TypeInfo binary_float(const Graph& g, const Ids& ids, const Attrs&) {
+  TypeInfo t = broadcast_pair(g, ids);
+  expect_float(in(g, ids, 0));
+  return t;
+}
+
+TypeInfo comparison(const Graph& g, const Ids& ids, const Attrs&) {
+  TypeInfo t = broadcast_pair(g, ids);
+  return {t.shape, DType::u8};
+}
+
+TypeInfo reduction(const Graph& g, const Ids& ids, const Attrs& a) {
+  expect_arity(ids, 1);
+  const Node& x = in(g, ids, 0);
+  expect_float(x);
+  const auto axes = normalize_axes(a.ints("axes"), x.shape.size());
+  return {reduced_shape(x.shape, axes, a.i("keepdims") != 0), x.dtype};
+}
+
+void check_shape_attr(const Shape& s) {
+  for (int64_t d : s) AGILENN_CHECK(d >= 0, "negative dimension in " << shape_str(s));
+}
+
+Shape conv_output_shape(const ConvGeometry& c) { return {c.n, c.oh, c.ow, c.cout}; }
+
+ConvGeometry conv_of(const Shape& x, const Shape& w, const Attrs& a) {
+  return conv_geometry(x, w, a.ints("stride"), a.ints("dilation"), a.ints("pads"), a.i("groups"));
+}
+
+void add(OpRegistry& r, const std::string& name, ShapeRule rule, bool is_leaf = false) {
+  OpDef d;
+  d.name = name;
+  d.shape = std::move(rule);
+  d.is_leaf = is_leaf;
+  r.add(std::move(d));
+}
+
+}  // namespace
+
+void register_shape_rules(OpRegistry& r) {
+  add(r, "leaf", [](const Graph&, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 0);
+    check_shape_attr(a.ints("shape"));
+    return {a.ints("shape"), attr_dtype(a)};
+  }, true);
+  add(r, "fill", [](const Graph&, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 0);
+    check_shape_attr(a.ints("shape"));
+    return {a.ints("shape"), attr_dtype(a)};
+  }, true);
+
+  for (const char* op : {"neg", "abs", "sign", "exp", "log", "sqrt", "rsqrt", "sigmoid", "tanh", "stop_gradient"})
+    add(r, op, unary_float);
+  add(r, "clamp", [](const Graph& g, const Ids& ids, const Attrs& a) {
+    AGILENN_CHECK(a.f("lo") <= a.f("hi"), "lo " << a.f("lo") << " exceeds hi " << a.f("hi"));
+    return unary_float(g, ids, a);
+  });
+  for (const char* op : {"add", "sub", "mul", "div", "maximum", "minimum"}) add(r, op, binary_float);
+  for (const char* op : {"equal", "less", "less_equal", "greater", "greater_equal"}) add(r, op, comparison);
+
+  add(r, "where", [](const Graph& g, const Ids& ids, const Attrs&) -> TypeInfo {
+    expect_arity(ids, 3);
+    const Node& c = in(g, ids, 0);
+    AGILENN_CHECK(c.dtype == DType::u8, "condition must be a uint8 mask, got " << dtype_name(c.dtype));
+    TypeInfo t = broadcast_pair(g, {ids[1], ids[2]});
+    return {broadcast_shapes(c.shape, t.shape), t.dtype};
+  });
+  add(r, "cast", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 1);
+    return {in(g, ids, 0).shape, attr_dtype(a)};
+  });
+
+  for (const char* op : {"sum", "max", "min"}) add(r, op, reduction);
+  add(r, "argmin", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 1);
+    const Node& x = in(g, ids, 0);
+    const int64_t axis = normalize_axis(a.i("axis"), x.shape.size());
+    AGILENN_CHECK(x.shape[static_cast<size_t>(axis)] > 0, "argmin over an empty axis");
+    return {reduced_shape(x.shape, {axis}, false), DType::i32};
+  });
+
+  add(r, "broadcast_to", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 1);
+    const Node& x = in(g, ids, 0);
+    const Shape& target = a.ints("shape");
+    AGILENN_CHECK(broadcast_shapes(x.shape, target) == target,
+                  "cannot broadcast " << shape_str(x.shape) << " to " << shape_str(target));
+    return {target, x.dtype};
+  });
+  add(r, "reshape", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 1);
+    const Node& x = in(g, ids, 0);
+    const Shape& s = a.ints("shape");
+    check_shape_attr(s);
+    AGILENN_CHECK(numel(s) == numel(x.shape),
+                  "cannot reshape " << shape_str(x.shape) << " to " << shape_str(s));
+    return {s, x.dtype};
+  });
+  add(r, "transpose", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 1);
+    const Node& x = in(g, ids, 0);
+    const auto& perm = a.ints("perm");
+    AGILENN_CHECK(perm.size() == x.shape.size(), "perm " << shape_str(perm) << " for rank " << x.shape.size());
+    std::vector<int64_t> sorted = perm;
+    std::sort(sorted.begin(), sorted.end());
+    for (size_t i = 0; i < sorted.size(); ++i)
+      AGILENN_CHECK(sorted[i] == static_cast<int64_t>(i), "perm " << shape_str(perm) << " is not a permutation");
+    Shape out;
+    for (int64_t p : perm) out.push_back(x.shape[static_cast<size_t>(p)]);
+    return {out, x.dtype};
+  });
+  add(r, "slice", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 1);
+    const Node& x = in(g, ids, 0);
+    const auto& b = a.ints("begin");
+    const auto& e = a.ints("end");
+    AGILENN_CHECK(b.size() == x.shape.size() && e.size() == x.shape.size(), "begin/end need one value per axis");
+    Shape out;
+    for (size_t i = 0; i < b.size(); ++i) {
+      AGILENN_CHECK(0 <= b[i] && b[i] <= e[i] && e[i] <= x.shape[i],
+                    "range [" << b[i] << "," << e[i] << ") outside axis " << i << " of extent " << x.shape[i]);
+      out.push_back(e[i] - b[i]);
+    }
+    return {out, x.dtype};
+  });
+  add(r, "pad", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 1);
+    const Node& x = in(g, ids, 0);
+    const auto& b = a.ints("before");
+    const auto& e = a.ints("after");
+    AGILENN_CHECK(b.size() == x.shape.size() && e.size() == x.shape.size(), "before/after need one value per axis");
+    Shape out;
+    for (size_t i = 0; i < b.size(); ++i) {
+      AGILENN_CHECK(b[i] >= 0 && e[i] >= 0, "negative padding");
+      out.push_back(x.shape[i] + b[i] + e[i]);
+    }
+    return {out, x.dtype};
+  });
+  add(r, "concat", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    AGILENN_CHECK(!ids.empty(), "needs at least one input");
+    const Node& first = in(g, ids, 0);
+    const auto axis = static_cast<size_t>(normalize_axis(a.i("axis"), first.shape.size()));
+    Shape out = first.shape;
+    out[axis] = 0;
+    for (size_t k = 0; k < ids.size(); ++k) {
+      const Node& x = in(g, ids, k);
+      AGILENN_CHECK(x.dtype == first.dtype && x.shape.size() == first.shape.size(),
+                    "input " << k << " differs in dtype or rank");
+      for (size_t i = 0; i < out.size(); ++i)
+        AGILENN_CHECK(i == axis || x.shape[i] == first.shape[i],
+                      "input " << k << " " << shape_str(x.shape) << " does not match " << shape_str(first.shape));
+      out[axis] += x.shape[axis];
+    }
+    return {out, first.dtype};
+  });
+
+  add(r, "conv2d", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 2);
+    const Node& x = in(g, ids, 0);
+    const Node& w = in(g, ids, 1);
+    expect_float(x);
+    AGILENN_CHECK(x.dtype == w.dtype, "input and filter differ in dtype");
+    return {conv_output_shape(conv_of(x.shape, w.shape, a)), x.dtype};
+  });
+  add(r, "conv2d_backward_input", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 2);
+    const Node& gy = in(g, ids, 0);
+    const Node& w = in(g, ids, 1);
+    expect_float(gy);
+    AGILENN_CHECK(gy.dtype == w.dtype, "gradient and filter differ in dtype");
+    const Shape& xs = a.ints("input_shape");
+    const Shape expect = conv_output_shape(conv_of(xs, w.shape, a));
+    AGILENN_CHECK(gy.shape == expect, "output gradient " << shape_str(gy.shape) << " should be " << shape_str(expect));
+    return {xs, gy.dtype};
+  });
+  add(r, "conv2d_backward_filter", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 2);
+    const Node& x = in(g, ids, 0);
+    const Node& gy = in(g, ids, 1);
+    expect_float(x);
+    AGILENN_CHECK(gy.dtype == x.dtype, "input and gradient differ in dtype");
+    const Shape& ws = a.ints("filter_shape");
+    const Shape expect = conv_output_shape(conv_of(x.shape, ws, a));
+    AGILENN_CHECK(gy.shape == expect, "output gradient " << shape_str(gy.shape) << " should be " << shape_str(expect));
+    return {ws, x.dtype};
+  });
+
+  add(r, "matmul", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 2);
+    const Node& x = in(g, ids, 0);
+    const Node& y = in(g, ids, 1);
+    expect_float(x);
+    AGILENN_CHECK(x.dtype == y.dtype, "operands differ in dtype");
+    AGILENN_CHECK(x.shape.size() == 2 && y.shape.size() == 2, "needs two matrices");
+    const bool ta = a.i("transpose_a") != 0, tb = a.i("transpose_b") != 0;
+    const int64_t m = ta ? x.shape[1] : x.shape[0], k = ta ? x.shape[0] : x.shape[1];
+    const int64_t k2 = tb ? y.shape[1] : y.shape[0], n = tb ? y.shape[0] : y.shape[1];
+    AGILENN_CHECK(k == k2, "inner dimensions differ: " << k << " vs " << k2);
+    return {{m, n}, x.dtype};
+  });
+
+  const auto along_axis = [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    TypeInfo t = unary_float(g, ids, a);
+    normalize_axis(a.i("axis"), t.shape.size());
+    return t;
+  };
+  add(r, "softmax", along_axis);
+  add(r, "log_softmax", along_axis);
+
+  add(r, "gather", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 2);
+    const Node& x = in(g, ids, 0);
+    const Node& idx = in(g, ids, 1);
+    AGILENN_CHECK(idx.dtype == DType::i32, "indices must be int32");
+    const auto axis = static_cast<size_t>(normalize_axis(a.i("axis"), x.shape.size()));
+    Shape out(x.shape.begin(), x.shape.begin() + static_cast<long>(axis));
+    out.insert(out.end(), idx.shape.begin(), idx.shape.end());
+    out.insert(out.end(), x.shape.begin() + static_cast<long>(axis) + 1, x.shape.end());
+    return {out, x.dtype};
+  });
+  add(r, "gather_backward", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 2);
+    const Node& gr = in(g, ids, 0);
+    const Node& idx = in(g, ids, 1);
+    expect_float(gr);
+    AGILENN_CHECK(idx.dtype == DType::i32, "indices must be int32");
+    const int64_t axis = a.i("axis");
+    AGILENN_CHECK(axis >= 0 && static_cast<size_t>(axis) + idx.shape.size() <= gr.shape.size(),
+                  "axis " << axis << " and index rank " << idx.shape.size() << " do not fit "
+                          << shape_str(gr.shape));
+    for (size_t i = 0; i < idx.shape.size(); ++i)
+      AGILENN_CHECK(gr.shape[static_cast<size_t>(axis) + i] == idx.shape[i], "gradient does not match indices");
+    Shape out(gr.shape.begin(), gr.shape.begin() + axis);
+    out.push_back(a.i("dim"));
+    out.insert(out.end(), gr.shape.begin() + axis + static_cast<long>(idx.shape.size()), gr.shape.end());
+    return {out, gr.dtype};
+  });
+  add(r, "one_hot", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 1);
+    const Node& idx = in(g, ids, 0);
+    AGILENN_CHECK(idx.dtype == DType::i32, "indices must be int32");
+    AGILENN_CHECK(a.i("depth") > 0, "depth must be positive");
+    Shape out = idx.shape;
+    out.push_back(a.i("depth"));
+    return {out, attr_dtype(a)};
+  });
+  add(r, "dropout_mask", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 1);
+    const Node& c = in(g, ids, 0);
+    AGILENN_CHECK(c.dtype == DType::i32 && c.shape.empty(), "counter must be an int32 scalar");
+    const double p = a.f("p");
+    AGILENN_CHECK(p >= 0.0 && p < 1.0, "drop probability " << p << " outside [0, 1)");
+    const DType t = attr_dtype(a);
+    AGILENN_CHECK(is_floating(t), "mask dtype must be floating-point");
+    check_shape_attr(a.ints("shape"));
+    return {a.ints("shape"), t};
+  });
+  add(r, "resize_bilinear", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 1);
+    const Node& x = in(g, ids, 0);
+    expect_float(x);
+    AGILENN_CHECK(x.shape.size() == 4, "needs NHWC input");
+    AGILENN_CHECK(a.i("out_h") > 0 && a.i("out_w") > 0, "output size must be positive");
+    return {{x.shape[0], a.i("out_h"), a.i("out_w"), x.shape[3]}, x.dtype};
+  });
+}
+
+}  // namespace agilenn

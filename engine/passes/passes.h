@@ -1,0 +1,54 @@
+// Graph passes: common-subexpression elimination, dead-code elimination and the memory
+// plan, combined by `compile` into a Plan that the executor runs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "engine/ir/graph.h"
+
+namespace agilenn {
+
+// For every node, the first node computing the same op on the same (canonical) inputs
+// with the same attributes, shape and dtype. Named leaves are never merged.
+std::vector<NodeId> common_subexpressions(const Graph& graph);
+
+// The canonical nodes needed for `outputs`, in topological (id) order.
+std::vector<NodeId> live_nodes(const Graph& graph, const std::vector<NodeId>& outputs,
+                               const std::vector<NodeId>& canonical);
+
+struct Buffer {
+  NodeId node;
+  size_t bytes;   // rounded up to the arena alignment
+  size_t offset;  // in the arena
+  size_t first;   // step that writes it
+  size_t last;    // last step that reads it
+};
+
+struct MemoryPlan {
+  std::vector<Buffer> buffers;  // every intermediate placed in the arena
+  size_t arena_bytes = 0;       // peak: the arena's size
+  size_t total_bytes = 0;       // the sum of all intermediates, had each its own buffer
+};
+
+constexpr size_t kArenaAlignment = 64;
+
+// Places every computed intermediate of `order` that is not an output in one arena by
+// liveness: buffers whose lifetimes overlap never share bytes. Greedy by size, lowest fit.
+MemoryPlan plan_memory(const Graph& graph, const std::vector<NodeId>& order, const std::vector<NodeId>& outputs,
+                       const std::vector<NodeId>& canonical);
+
+// Throws if two buffers with overlapping lifetimes share bytes, or one leaves the arena.
+void verify_memory_plan(const MemoryPlan& plan);
+
+struct Plan {
+  std::vector<NodeId> order;      // nodes to run, leaves included
+  std::vector<NodeId> outputs;    // canonical ids of the requested outputs
+  std::vector<NodeId> canonical;  // graph node -> its CSE representative
+  MemoryPlan memory;
+};
+
+Plan compile(const Graph& graph, const std::vector<NodeId>& outputs);
+
+}  // namespace agilenn

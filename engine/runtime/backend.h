@@ -1,0 +1,48 @@
+// A backend is a table of kernels plus `supports(op)`, and the memory they run on.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "engine/core/tensor.h"
+#include "engine/ir/graph.h"
+
+namespace agilenn {
+
+// Computes `out` (already allocated, node.shape / node.dtype) from `inputs`.
+using Kernel = std::function<void(const Node& node, std::span<const Tensor> inputs, Tensor& out)>;
+
+class KernelTable {
+ public:
+  void add(const std::string& op, Kernel kernel);
+  const Kernel* find(const std::string& op) const;
+  std::vector<std::string> ops() const;
+
+ private:
+  std::map<std::string, Kernel> kernels_;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual Device device() const = 0;
+  virtual std::shared_ptr<Storage> allocate(size_t bytes) = 0;
+  virtual const KernelTable& kernels() const = 0;
+  // Uploads a host tensor to this backend's memory (a no-op on the CPU) and back.
+  virtual Tensor to_device(const Tensor& host) = 0;
+  virtual Tensor to_host(const Tensor& t) = 0;
+  // Waits until every launched kernel has finished.
+  virtual void synchronize() {}
+
+  bool supports(const std::string& op) const { return kernels().find(op) != nullptr; }
+  void run(const Node& node, std::span<const Tensor> inputs, Tensor& out) const;
+};
+
+// The reference backend: every registry op in float32 and float64.
+Backend& cpu_backend();
+
+}  // namespace agilenn

@@ -1,0 +1,250 @@
+// conv2d, conv2d_backward_input, conv2d_backward_filter over NHWC input and HWIO filters.
+// Depthwise-style grouping (one input channel per group) runs as direct loops; every
+// other grouping as im2col + OpenBLAS GEMM, a chunk of images at a time.
+#include <algorithm>
+#include <cstring>
+
+#include "engine/ir/shape_util.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace agilenn::cpu {
+namespace {
+
+ConvGeometry geometry(const Node& node, const Shape& x, const Shape& w) {
+  const Attrs& a = node.attrs;
+  return conv_geometry(x, w, a.ints("stride"), a.ints("dilation"), a.ints("pads"), a.i("groups"));
+}
+
+// Bounds the im2col buffer (elements) so memory stays flat for any batch size.
+constexpr int64_t kColumnBudget = 1 << 23;
+
+int64_t images_per_chunk(const ConvGeometry& g) {
+  const int64_t per_image = g.oh * g.ow * g.kh * g.kw * g.cin_g;
+  return std::clamp<int64_t>(kColumnBudget / std::max<int64_t>(per_image, 1), 1, g.n);
+}
+
+// col[p, (kh*KW + kw)*Cin_g + ci] for output pixels p of images [n0, n0+count) and one group.
+template <class T>
+void im2col(const T* x, const ConvGeometry& g, int64_t n0, int64_t count, int64_t group, T* col) {
+  const int64_t k = g.kh * g.kw * g.cin_g;
+  const int64_t rows = count * g.oh;
+#pragma omp parallel for schedule(static) if (rows * g.ow * k > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t n = n0 + r / g.oh, oh = r % g.oh;
+    for (int64_t ow = 0; ow < g.ow; ++ow) {
+      T* dst = col + (r * g.ow + ow) * k;
+      for (int64_t kh = 0; kh < g.kh; ++kh) {
+        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+        for (int64_t kw = 0; kw < g.kw; ++kw, dst += g.cin_g) {
+          const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
+          if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) {
+            std::fill(dst, dst + g.cin_g, T(0));
+          } else {
+            const T* src = x + ((n * g.h + ih) * g.w + iw) * g.c + group * g.cin_g;
+            std::copy(src, src + g.cin_g, dst);
+          }
+        }
+      }
+    }
+  }
+}
+
+// dx += col2im(col): the adjoint of im2col. Parallel over images, which never share pixels.
+template <class T>
+void col2im_add(const T* col, const ConvGeometry& g, int64_t n0, int64_t count, int64_t group, T* dx) {
+  const int64_t k = g.kh * g.kw * g.cin_g;
+#pragma omp parallel for schedule(static) if (count > 1 && count * g.oh * g.ow * k > kParallelGrain)
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t n = n0 + i;
+    for (int64_t oh = 0; oh < g.oh; ++oh)
+      for (int64_t ow = 0; ow < g.ow; ++ow) {
+        const T* src = col + ((i * g.oh + oh) * g.ow + ow) * k;
+        for (int64_t kh = 0; kh < g.kh; ++kh) {
+          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+          for (int64_t kw = 0; kw < g.kw; ++kw, src += g.cin_g) {
+            const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
+            if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+            T* dst = dx + ((n * g.h + ih) * g.w + iw) * g.c + group * g.cin_g;
+            for (int64_t ci = 0; ci < g.cin_g; ++ci) dst[ci] += src[ci];
+          }
+        }
+      }
+  }
+}
+
+template <class T>
+void conv_forward_gemm(const ConvGeometry& g, const T* x, const T* w, T* y) {
+  const int64_t k = g.kh * g.kw * g.cin_g, cog = g.cout_g(), chunk = images_per_chunk(g);
+  std::vector<T> col(static_cast<size_t>(chunk * g.oh * g.ow * k));
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t count = std::min(chunk, g.n - n0), p = count * g.oh * g.ow;
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      im2col(x, g, n0, count, grp, col.data());
+      gemm<T>(false, false, p, cog, k, T(1), col.data(), k, w + grp * cog, g.cout, T(0),
+              y + n0 * g.oh * g.ow * g.cout + grp * cog, g.cout);
+    }
+  }
+}
+
+template <class T>
+void conv_backward_input_gemm(const ConvGeometry& g, const T* gy, const T* w, T* dx) {
+  const int64_t k = g.kh * g.kw * g.cin_g, cog = g.cout_g(), chunk = images_per_chunk(g);
+  std::vector<T> col(static_cast<size_t>(chunk * g.oh * g.ow * k));
+  std::fill(dx, dx + g.n * g.h * g.w * g.c, T(0));
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t count = std::min(chunk, g.n - n0), p = count * g.oh * g.ow;
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      gemm<T>(false, true, p, k, cog, T(1), gy + n0 * g.oh * g.ow * g.cout + grp * cog, g.cout, w + grp * cog, g.cout,
+              T(0), col.data(), k);
+      col2im_add(col.data(), g, n0, count, grp, dx);
+    }
+  }
+}
+
+template <class T>
+void conv_backward_filter_gemm(const ConvGeometry& g, const T* x, const T* gy, T* dw) {
+  const int64_t k = g.kh * g.kw * g.cin_g, cog = g.cout_g(), chunk = images_per_chunk(g);
+  std::vector<T> col(static_cast<size_t>(chunk * g.oh * g.ow * k));
+  std::fill(dw, dw + k * g.cout, T(0));
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t count = std::min(chunk, g.n - n0), p = count * g.oh * g.ow;
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      im2col(x, g, n0, count, grp, col.data());
+      gemm<T>(true, false, k, cog, p, T(1), col.data(), k, gy + n0 * g.oh * g.ow * g.cout + grp * cog, g.cout, T(1),
+              dw + grp * cog, g.cout);
+    }
+  }
+}
+
+// ---- one input channel per group (depthwise, with any channel multiplier m = Cout/C)
+
+template <class T>
+void conv_forward_depthwise(const ConvGeometry& g, const T* x, const T* w, T* y) {
+  const int64_t m = g.cout_g();
+#pragma omp parallel for schedule(static) if (g.n * g.oh * g.ow * g.cout * g.kh * g.kw > kParallelGrain)
+  for (int64_t r = 0; r < g.n * g.oh; ++r) {
+    const int64_t n = r / g.oh, oh = r % g.oh;
+    for (int64_t ow = 0; ow < g.ow; ++ow) {
+      T* yp = y + (r * g.ow + ow) * g.cout;
+      std::fill(yp, yp + g.cout, T(0));
+      for (int64_t kh = 0; kh < g.kh; ++kh) {
+        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+        if (ih < 0 || ih >= g.h) continue;
+        for (int64_t kw = 0; kw < g.kw; ++kw) {
+          const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
+          if (iw < 0 || iw >= g.w) continue;
+          const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
+          const T* wp = w + (kh * g.kw + kw) * g.cout;
+          if (m == 1) {
+            for (int64_t c = 0; c < g.c; ++c) yp[c] += xp[c] * wp[c];
+          } else {
+            for (int64_t c = 0; c < g.c; ++c)
+              for (int64_t j = 0; j < m; ++j) yp[c * m + j] += xp[c] * wp[c * m + j];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Gathers, for each input pixel, the output pixels whose windows touch it: no races.
+template <class T>
+void conv_backward_input_depthwise(const ConvGeometry& g, const T* gy, const T* w, T* dx) {
+  const int64_t m = g.cout_g();
+#pragma omp parallel for schedule(static) if (g.n * g.h * g.w * g.cout * g.kh * g.kw > kParallelGrain)
+  for (int64_t r = 0; r < g.n * g.h; ++r) {
+    const int64_t n = r / g.h, ih = r % g.h;
+    for (int64_t iw = 0; iw < g.w; ++iw) {
+      T* dxp = dx + (r * g.w + iw) * g.c;
+      std::fill(dxp, dxp + g.c, T(0));
+      for (int64_t kh = 0; kh < g.kh; ++kh) {
+        const int64_t th = ih + g.pad_top - kh * g.dil_h;
+        if (th < 0 || th % g.stride_h) continue;
+        const int64_t oh = th / g.stride_h;
+        if (oh >= g.oh) continue;
+        for (int64_t kw = 0; kw < g.kw; ++kw) {
+          const int64_t tw = iw + g.pad_left - kw * g.dil_w;
+          if (tw < 0 || tw % g.stride_w) continue;
+          const int64_t ow = tw / g.stride_w;
+          if (ow >= g.ow) continue;
+          const T* gyp = gy + ((n * g.oh + oh) * g.ow + ow) * g.cout;
+          const T* wp = w + (kh * g.kw + kw) * g.cout;
+          for (int64_t c = 0; c < g.c; ++c) {
+            T s = 0;
+            for (int64_t j = 0; j < m; ++j) s += gyp[c * m + j] * wp[c * m + j];
+            dxp[c] += s;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Partial sums over a fixed number of row blocks, added in order: the result does not
+// depend on the thread count.
+template <class T>
+void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* gy, T* dw) {
+  const int64_t m = g.cout_g(), rows = g.n * g.oh, wsize = g.kh * g.kw * g.cout;
+  const int64_t blocks = std::min<int64_t>(rows, 16);
+  std::vector<T> partial(static_cast<size_t>(blocks * wsize), T(0));
+#pragma omp parallel for schedule(static) if (rows * g.ow * wsize > kParallelGrain)
+  for (int64_t b = 0; b < blocks; ++b) {
+    T* acc = partial.data() + b * wsize;
+    for (int64_t r = rows * b / blocks; r < rows * (b + 1) / blocks; ++r) {
+      const int64_t n = r / g.oh, oh = r % g.oh;
+      for (int64_t ow = 0; ow < g.ow; ++ow) {
+        const T* gyp = gy + (r * g.ow + ow) * g.cout;
+        for (int64_t kh = 0; kh < g.kh; ++kh) {
+          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+          if (ih < 0 || ih >= g.h) continue;
+          for (int64_t kw = 0; kw < g.kw; ++kw) {
+            const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
+            if (iw < 0 || iw >= g.w) continue;
+            const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
+            T* ap = acc + (kh * g.kw + kw) * g.cout;
+            for (int64_t c = 0; c < g.c; ++c)
+              for (int64_t j = 0; j < m; ++j) ap[c * m + j] += xp[c] * gyp[c * m + j];
+          }
+        }
+      }
+    }
+  }
+  std::fill(dw, dw + wsize, T(0));
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t i = 0; i < wsize; ++i) dw[i] += partial[static_cast<size_t>(b * wsize + i)];
+}
+
+bool one_channel_per_group(const ConvGeometry& g) { return g.cin_g == 1 && g.groups > 1; }
+
+}  // namespace
+
+void register_conv2d(KernelTable& t) {
+  t.add("conv2d", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    const ConvGeometry g = geometry(node, in[0].shape(), in[1].shape());
+    dispatch_float(out.dtype(), node, [&](auto tag) {
+      using T = decltype(tag);
+      if (one_channel_per_group(g)) conv_forward_depthwise(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
+      else conv_forward_gemm(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
+    });
+  });
+  t.add("conv2d_backward_input", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    const ConvGeometry g = geometry(node, node.attrs.ints("input_shape"), in[1].shape());
+    dispatch_float(out.dtype(), node, [&](auto tag) {
+      using T = decltype(tag);
+      if (one_channel_per_group(g))
+        conv_backward_input_depthwise(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
+      else conv_backward_input_gemm(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
+    });
+  });
+  t.add("conv2d_backward_filter", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    const ConvGeometry g = geometry(node, in[0].shape(), node.attrs.ints("filter_shape"));
+    dispatch_float(out.dtype(), node, [&](auto tag) {
+      using T = decltype(tag);
+      if (one_channel_per_group(g))
+        conv_backward_filter_depthwise(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
+      else conv_backward_filter_gemm(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
+    });
+  });
+}
+
+}  // namespace agilenn::cpu

@@ -1,0 +1,47 @@
+#include <cstring>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace agilenn {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend() {
+    cpu::register_elementwise(table_);
+    cpu::register_reductions(table_);
+    cpu::register_layout(table_);
+    cpu::register_conv2d(table_);
+    cpu::register_matmul(table_);
+    cpu::register_indexing(table_);
+  }
+  std::string name() const override { return "cpu"; }
+  Device device() const override { return Device::cpu; }
+  std::shared_ptr<Storage> allocate(size_t bytes) override { return Storage::allocate_host(bytes); }
+  const KernelTable& kernels() const override { return table_; }
+  Tensor to_device(const Tensor& host) override { return host; }
+  Tensor to_host(const Tensor& t) override { return t; }
+
+ private:
+  KernelTable table_;
+};
+
+}  // namespace
+
+Backend& cpu_backend() {
+  static CpuBackend backend;
+  return backend;
+}
+
+namespace cpu {
+
+std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
+  std::vector<int64_t> s(out.size(), 0);
+  const auto dense = contiguous_strides(in);
+  const size_t lead = out.size() - in.size();
+  for (size_t i = 0; i < in.size(); ++i) s[lead + i] = in[i] == 1 ? 0 : dense[i];
+  return s;
+}
+
+}  // namespace cpu
+}  // namespace agilenn

@@ -1,0 +1,97 @@
+// CPU reference kernels: shared helpers and the per-family registration functions.
+#pragma once
+
+#include <omp.h>
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "engine/core/error.h"
+#include "engine/runtime/backend.h"
+
+namespace agilenn::cpu {
+
+// Below this many elements a loop runs on one thread: forking costs more than it saves.
+constexpr int64_t kParallelGrain = 1 << 15;
+
+// Calls f(T{}) with T the C++ type of a floating dtype.
+template <class F>
+void dispatch_float(DType t, const Node& node, F&& f) {
+  switch (t) {
+    case DType::f32: f(float{}); return;
+    case DType::f64: f(double{}); return;
+    default: AGILENN_THROW("op '" << node.op_name() << "': no CPU kernel for " << dtype_name(t));
+  }
+}
+
+template <class F>
+void dispatch_any(DType t, F&& f) {
+  switch (t) {
+    case DType::f32: f(float{}); return;
+    case DType::f64: f(double{}); return;
+    case DType::i32: f(int32_t{}); return;
+    case DType::u8: f(uint8_t{}); return;
+  }
+}
+
+// Element strides of `in` viewed with out's rank: 0 along broadcast axes.
+std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out);
+
+// Calls f(i, offsets) for every flat output index i, where offsets[k] is the element
+// offset into input k (whose broadcast strides are strides[k]). Parallel over chunks.
+template <size_t K, class F>
+void broadcast_loop(const Shape& out, const std::array<std::vector<int64_t>, K>& strides, F&& f) {
+  const int64_t n = numel(out);
+  const auto r = static_cast<int>(out.size());
+  bool contiguous = true;
+  const auto dense = contiguous_strides(out);
+  for (const auto& s : strides) contiguous = contiguous && s == dense;
+  if (contiguous) {
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) {
+      std::array<int64_t, K> off;
+      off.fill(i);
+      f(i, off);
+    }
+    return;
+  }
+#pragma omp parallel if (n > kParallelGrain)
+  {
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t begin = n * t / threads, end = n * (t + 1) / threads;
+    std::vector<int64_t> idx(static_cast<size_t>(r));
+    std::array<int64_t, K> off{};
+    int64_t rem = begin;
+    for (int d = r - 1; d >= 0; --d) {
+      const auto ud = static_cast<size_t>(d);
+      idx[ud] = out[ud] ? rem % out[ud] : 0;
+      rem = out[ud] ? rem / out[ud] : 0;
+      for (size_t k = 0; k < K; ++k) off[k] += idx[ud] * strides[k][ud];
+    }
+    for (int64_t i = begin; i < end; ++i) {
+      f(i, off);
+      for (int d = r - 1; d >= 0; --d) {
+        const auto ud = static_cast<size_t>(d);
+        for (size_t k = 0; k < K; ++k) off[k] += strides[k][ud];
+        if (++idx[ud] < out[ud]) break;
+        for (size_t k = 0; k < K; ++k) off[k] -= idx[ud] * strides[k][ud];
+        idx[ud] = 0;
+      }
+    }
+  }
+}
+
+// Row-major GEMM through OpenBLAS: C = alpha·op(A)·op(B) + beta·C.
+template <class T>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+          const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
+
+void register_elementwise(KernelTable& table);
+void register_reductions(KernelTable& table);
+void register_layout(KernelTable& table);
+void register_conv2d(KernelTable& table);
+void register_matmul(KernelTable& table);
+void register_indexing(KernelTable& table);
+
+}  // namespace agilenn::cpu

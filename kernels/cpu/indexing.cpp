@@ -1,0 +1,127 @@
+// gather, gather_backward, one_hot, dropout_mask, resize_bilinear.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "engine/ir/shape_util.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/counter_rng.h"
+
+namespace agilenn::cpu {
+namespace {
+
+int32_t checked_index(const Node& node, const int32_t* idx, int64_t i, int64_t dim) {
+  const int32_t v = idx[i];
+  AGILENN_CHECK(v >= 0 && v < dim, "op '" << node.op_name() << "': index " << v << " at position " << i
+                                          << " is outside [0, " << dim << ")");
+  return v;
+}
+
+}  // namespace
+
+void register_indexing(KernelTable& t) {
+  t.add("gather", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    const Tensor& x = in[0];
+    const auto axis = static_cast<size_t>(normalize_axis(node.attrs.i("axis"), x.rank()));
+    int64_t outer = 1, inner = 1;
+    for (size_t i = 0; i < x.rank(); ++i) (i < axis ? outer : inner) *= i == axis ? 1 : x.dim(i);
+    const int64_t dim = x.dim(axis), count = in[1].numel();
+    const int32_t* idx = in[1].data<int32_t>();
+    for (int64_t i = 0; i < count; ++i) checked_index(node, idx, i, dim);
+    dispatch_float(out.dtype(), node, [&](auto tag) {
+      using T = decltype(tag);
+      const T* xp = x.data<T>();
+      T* y = out.data<T>();
+#pragma omp parallel for schedule(static) if (out.numel() > kParallelGrain)
+      for (int64_t r = 0; r < outer * count; ++r) {
+        const int64_t o = r / count, i = r % count;
+        std::copy_n(xp + (o * dim + idx[i]) * inner, inner, y + r * inner);
+      }
+    });
+  });
+  t.add("gather_backward", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    const auto axis = static_cast<size_t>(node.attrs.i("axis"));
+    const int64_t dim = node.attrs.i("dim"), count = in[1].numel();
+    int64_t outer = 1, inner = 1;
+    for (size_t i = 0; i < out.rank(); ++i)
+      if (i != axis) (i < axis ? outer : inner) *= out.dim(i);
+    const int32_t* idx = in[1].data<int32_t>();
+    for (int64_t i = 0; i < count; ++i) checked_index(node, idx, i, dim);
+    dispatch_float(out.dtype(), node, [&](auto tag) {
+      using T = decltype(tag);
+      const T* g = in[0].data<T>();
+      T* y = out.data<T>();
+      std::fill(y, y + out.numel(), T(0));
+      // Each outer slice is independent; within one, indices are added in order.
+#pragma omp parallel for schedule(static) if (outer > 1 && in[0].numel() > kParallelGrain)
+      for (int64_t o = 0; o < outer; ++o)
+        for (int64_t i = 0; i < count; ++i) {
+          const T* src = g + (o * count + i) * inner;
+          T* dst = y + (o * dim + idx[i]) * inner;
+          for (int64_t k = 0; k < inner; ++k) dst[k] += src[k];
+        }
+    });
+  });
+  t.add("one_hot", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    const int64_t depth = node.attrs.i("depth"), count = in[0].numel();
+    const int32_t* idx = in[0].data<int32_t>();
+    dispatch_any(out.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      T* y = out.data<T>();
+      std::fill(y, y + out.numel(), T(0));
+      for (int64_t i = 0; i < count; ++i) y[i * depth + checked_index(node, idx, i, depth)] = T(1);
+    });
+  });
+  t.add("dropout_mask", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    const double p = node.attrs.f("p");
+    const auto seed = static_cast<uint64_t>(node.attrs.i("seed"));
+    const auto counter = static_cast<uint64_t>(static_cast<uint32_t>(in[0].data<int32_t>()[0]));
+    dispatch_float(out.dtype(), node, [&](auto tag) {
+      using T = decltype(tag);
+      T* y = out.data<T>();
+      const T keep = static_cast<T>(1.0 / (1.0 - p));
+      const int64_t n = out.numel();
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+      for (int64_t i = 0; i < n; ++i) y[i] = uniform01(seed, counter, static_cast<uint64_t>(i)) < p ? T(0) : keep;
+    });
+  });
+  t.add("resize_bilinear", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    const Tensor& x = in[0];
+    const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3), oh = out.dim(1), ow = out.dim(2);
+    // Half-pixel centres: source = (dest + 0.5) * in/out - 0.5, clamped to the image.
+    auto taps = [](int64_t dest, int64_t in_size, int64_t out_size) {
+      const double src = (static_cast<double>(dest) + 0.5) * static_cast<double>(in_size) /
+                             static_cast<double>(out_size) - 0.5;
+      const double fl = std::floor(src);
+      const int64_t lo = std::max<int64_t>(static_cast<int64_t>(fl), 0);
+      const int64_t hi = std::min<int64_t>(static_cast<int64_t>(std::ceil(src)), in_size - 1);
+      return std::tuple<int64_t, int64_t, double>{std::min(lo, in_size - 1), hi, src - fl};
+    };
+    dispatch_float(out.dtype(), node, [&](auto tag) {
+      using T = decltype(tag);
+      const T* xp = x.data<T>();
+      T* y = out.data<T>();
+#pragma omp parallel for schedule(static) if (out.numel() > kParallelGrain)
+      for (int64_t r = 0; r < n * oh; ++r) {
+        const int64_t b = r / oh;
+        const auto [y0, y1, fy] = taps(r % oh, h, oh);
+        for (int64_t j = 0; j < ow; ++j) {
+          const auto [x0, x1, fx] = taps(j, w, ow);
+          const T* p00 = xp + ((b * h + y0) * w + x0) * c;
+          const T* p01 = xp + ((b * h + y0) * w + x1) * c;
+          const T* p10 = xp + ((b * h + y1) * w + x0) * c;
+          const T* p11 = xp + ((b * h + y1) * w + x1) * c;
+          T* dst = y + (r * ow + j) * c;
+          const T ty = static_cast<T>(fy), tx = static_cast<T>(fx);
+          for (int64_t k = 0; k < c; ++k) {
+            const T top = p00[k] + (p01[k] - p00[k]) * tx;
+            const T bottom = p10[k] + (p11[k] - p10[k]) * tx;
+            dst[k] = top + (bottom - top) * ty;
+          }
+        }
+      }
+    });
+  });
+}
+
+}  // namespace agilenn::cpu

@@ -1,0 +1,140 @@
+// sum, max, min, argmin over axes; softmax and log_softmax along one axis.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "engine/ir/shape_util.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace agilenn::cpu {
+namespace {
+
+// Splits x's axes into kept (in output order) and reduced ones, each with its extent and
+// input stride, so that one output element is a loop over the reduced sub-space.
+struct ReductionLayout {
+  std::vector<int64_t> kept_extent, kept_stride, red_extent, red_stride;
+  int64_t outputs = 1, per_output = 1;
+
+  ReductionLayout(const Shape& x, const std::vector<int64_t>& axes) {
+    const auto strides = contiguous_strides(x);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const bool reduced = std::find(axes.begin(), axes.end(), static_cast<int64_t>(i)) != axes.end();
+      (reduced ? red_extent : kept_extent).push_back(x[i]);
+      (reduced ? red_stride : kept_stride).push_back(strides[i]);
+      (reduced ? per_output : outputs) *= x[i];
+    }
+  }
+
+  int64_t base(int64_t o) const {
+    int64_t off = 0;
+    for (size_t d = kept_extent.size(); d-- > 0;) {
+      off += (o % kept_extent[d]) * kept_stride[d];
+      o /= kept_extent[d];
+    }
+    return off;
+  }
+
+  // Calls f(offset) for each element of output o's reduced sub-space, in a fixed order.
+  template <class F>
+  void for_each_reduced(int64_t o, F&& f) const {
+    const int64_t b = base(o);
+    if (red_extent.size() == 1) {
+      for (int64_t j = 0; j < red_extent[0]; ++j) f(b + j * red_stride[0]);
+      return;
+    }
+    for (int64_t j = 0; j < per_output; ++j) {
+      int64_t off = b, r = j;
+      for (size_t d = red_extent.size(); d-- > 0;) {
+        off += (r % red_extent[d]) * red_stride[d];
+        r /= red_extent[d];
+      }
+      f(off);
+    }
+  }
+};
+
+template <class Init, class Combine>
+void reduction_kernel(KernelTable& t, const std::string& op, Init init, Combine combine) {
+  t.add(op, [init, combine](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    dispatch_float(out.dtype(), node, [&](auto tag) {
+      using T = decltype(tag);
+      const ReductionLayout layout(in[0].shape(), normalize_axes(node.attrs.ints("axes"), in[0].rank()));
+      const T* x = in[0].data<T>();
+      T* y = out.data<T>();
+#pragma omp parallel for schedule(static) if (layout.outputs * layout.per_output > kParallelGrain)
+      for (int64_t o = 0; o < layout.outputs; ++o) {
+        T acc = init(tag);
+        layout.for_each_reduced(o, [&](int64_t off) { acc = combine(acc, x[off]); });
+        y[o] = acc;
+      }
+    });
+  });
+}
+
+// View of x as [outer, extent, inner] around one axis.
+struct AxisView {
+  int64_t outer = 1, extent = 1, inner = 1;
+  AxisView(const Shape& x, int64_t axis) {
+    const auto a = static_cast<size_t>(normalize_axis(axis, x.size()));
+    for (size_t i = 0; i < x.size(); ++i) (i < a ? outer : i == a ? extent : inner) *= x[i];
+  }
+};
+
+template <bool kLog>
+void softmax_kernel(const Node& node, std::span<const Tensor> in, Tensor& out) {
+  dispatch_float(out.dtype(), node, [&](auto tag) {
+    using T = decltype(tag);
+    const AxisView v(in[0].shape(), node.attrs.i("axis"));
+    const T* x = in[0].data<T>();
+    T* y = out.data<T>();
+#pragma omp parallel for schedule(static) if (out.numel() > kParallelGrain)
+    for (int64_t r = 0; r < v.outer * v.inner; ++r) {
+      const int64_t base = (r / v.inner) * v.extent * v.inner + r % v.inner;
+      T m = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < v.extent; ++j) m = std::max(m, x[base + j * v.inner]);
+      T s = 0;
+      for (int64_t j = 0; j < v.extent; ++j) s += std::exp(x[base + j * v.inner] - m);
+      if constexpr (kLog) {
+        const T lse = m + std::log(s);
+        for (int64_t j = 0; j < v.extent; ++j) y[base + j * v.inner] = x[base + j * v.inner] - lse;
+      } else {
+        const T inv = T(1) / s;
+        for (int64_t j = 0; j < v.extent; ++j) y[base + j * v.inner] = std::exp(x[base + j * v.inner] - m) * inv;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void register_reductions(KernelTable& t) {
+  reduction_kernel(t, "sum", [](auto tag) { return decltype(tag)(0); }, [](auto a, auto b) { return a + b; });
+  reduction_kernel(
+      t, "max", [](auto tag) { return -std::numeric_limits<decltype(tag)>::infinity(); },
+      [](auto a, auto b) { return b > a ? b : a; });
+  reduction_kernel(
+      t, "min", [](auto tag) { return std::numeric_limits<decltype(tag)>::infinity(); },
+      [](auto a, auto b) { return b < a ? b : a; });
+
+  t.add("argmin", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    dispatch_float(in[0].dtype(), node, [&](auto tag) {
+      using T = decltype(tag);
+      const AxisView v(in[0].shape(), node.attrs.i("axis"));
+      const T* x = in[0].data<T>();
+      int32_t* y = out.data<int32_t>();
+#pragma omp parallel for schedule(static) if (in[0].numel() > kParallelGrain)
+      for (int64_t r = 0; r < v.outer * v.inner; ++r) {
+        const int64_t base = (r / v.inner) * v.extent * v.inner + r % v.inner;
+        int64_t best = 0;  // first minimum wins ties
+        for (int64_t j = 1; j < v.extent; ++j)
+          if (x[base + j * v.inner] < x[base + best * v.inner]) best = j;
+        y[r] = static_cast<int32_t>(best);
+      }
+    });
+  });
+
+  t.add("softmax", softmax_kernel<false>);
+  t.add("log_softmax", softmax_kernel<true>);
+}
+
+}  // namespace agilenn::cpu
