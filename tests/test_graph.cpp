@@ -1,0 +1,189 @@
+// Graph construction, shape-rule errors and the autodiff driver's contract.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "engine/autodiff/grad.h"
+#include "engine/core/error.h"
+#include "engine/ir/registry.h"
+#include "engine/runtime/executor.h"
+
+namespace agilenn {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Graph, ShapeRuleErrorsNameTheOpAndShapes) {
+  Graph g;
+  Value a = ops::leaf(g, "a", {2, 3}, DType::f32);
+  Value b = ops::leaf(g, "b", {4, 3}, DType::f32);
+  const std::string msg = error_of([&] { ops::add(a, b); });
+  EXPECT_THAT(msg, HasSubstr("op 'add'"));
+  EXPECT_THAT(msg, HasSubstr("[2,3]"));
+  EXPECT_THAT(msg, HasSubstr("[4,3]"));
+}
+
+TEST(Graph, DtypeMismatchIsRefused) {
+  Graph g;
+  Value a = ops::leaf(g, "a", {2}, DType::f32);
+  Value b = ops::leaf(g, "b", {2}, DType::f64);
+  EXPECT_THAT(error_of([&] { ops::mul(a, b); }), HasSubstr("dtype"));
+}
+
+TEST(Graph, ConvChannelMismatchIsRefused) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {1, 5, 5, 3}, DType::f32);
+  Value w = ops::leaf(g, "w", {3, 3, 4, 8}, DType::f32);
+  EXPECT_THAT(error_of([&] { ops::conv2d(x, w); }), HasSubstr("op 'conv2d'"));
+}
+
+TEST(Graph, LeafNamesAreUnique) {
+  Graph g;
+  ops::leaf(g, "x", {1}, DType::f32);
+  EXPECT_THROW(ops::leaf(g, "x", {1}, DType::f32), Error);
+  EXPECT_EQ(g.find_leaf("x"), 0);
+  EXPECT_EQ(g.find_leaf("y"), kNoNode);
+}
+
+TEST(Graph, UnknownOpIsNamed) {
+  Graph g;
+  EXPECT_THAT(error_of([&] { g.add("no_such_op", {}); }), HasSubstr("unknown op 'no_such_op'"));
+}
+
+// The registry's ops minus those this file registers for its own tests.
+std::vector<std::string> builtin_ops() {
+  std::vector<std::string> out;
+  for (const std::string& name : OpRegistry::instance().names())
+    if (name.rfind("test_", 0) != 0) out.push_back(name);
+  return out;
+}
+
+TEST(Registry, EveryOpHasAShapeRuleAndADeclaredDerivative) {
+  for (const std::string& name : builtin_ops()) {
+    const OpDef& d = OpRegistry::instance().get(name);
+    EXPECT_TRUE(static_cast<bool>(d.shape)) << name;
+    if (d.derivative == Derivative::rule) {
+      EXPECT_TRUE(static_cast<bool>(d.vjp)) << name;
+    } else if (d.derivative == Derivative::undefined) {
+      EXPECT_FALSE(d.no_vjp_reason.empty()) << name << " lacks a vjp";
+    }
+  }
+}
+
+TEST(Registry, EveryOpHasACpuKernel) {
+  for (const std::string& name : builtin_ops()) {
+    if (name == "leaf") continue;
+    EXPECT_TRUE(cpu_backend().supports(name)) << name;
+  }
+}
+
+TEST(Grad, ThroughAnOpWithoutVjpFailsNamingIt) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {1, 4, 4, 2}, DType::f64);
+  Value y = ops::sum(ops::resize_bilinear(x * 2.0, 8, 8));
+  const std::string msg = error_of([&] { grad(y, {x}); });
+  EXPECT_THAT(msg, HasSubstr("op 'resize_bilinear' has no vjp"));
+}
+
+TEST(Grad, AnOpRegisteredWithoutRuleIsNamedNotZeroed) {
+  static const bool registered = [] {
+    OpDef d;
+    d.name = "test_op_without_vjp";
+    d.shape = [](const Graph& g, const std::vector<NodeId>& in, const Attrs&) {
+      return TypeInfo{g.node(in[0]).shape, g.node(in[0]).dtype};
+    };
+    OpRegistry::instance().add(std::move(d));
+    return true;
+  }();
+  ASSERT_TRUE(registered);
+  Graph g;
+  Value x = ops::leaf(g, "x", {3}, DType::f64);
+  Value y = ops::sum(Value(&g, g.add("test_op_without_vjp", {x.id()})));
+  EXPECT_THAT(error_of([&] { grad(y, {x}); }), HasSubstr("op 'test_op_without_vjp' has no vjp"));
+}
+
+TEST(Grad, OpsWithoutVjpOffThePathAreFine) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {1, 2, 2, 1}, DType::f64);
+  Value data = ops::leaf(g, "data", {1, 2, 2, 1}, DType::f64);
+  Value y = ops::sum(ops::resize_bilinear(data, 3, 3)) * ops::sum(x);
+  Value gx = grad(y, {x})[0];
+  Feeds f{{"x", Tensor::zeros({1, 2, 2, 1}, DType::f64)},
+          {"data", Tensor::from_vector({1, 2, 2, 1}, {1, 1, 1, 1}, DType::f64)}};
+  const Tensor r = evaluate(g, {gx.id()}, f)[0];
+  for (double v : r.to_vector()) EXPECT_DOUBLE_EQ(v, 9.0);
+}
+
+TEST(Grad, DisconnectedInputGetsZeros) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {2}, DType::f64);
+  Value z = ops::leaf(g, "z", {3}, DType::f64);
+  Value y = ops::sum(x * x);
+  auto gs = grad(y, {x, z});
+  const auto r = evaluate(g, {gs[0].id(), gs[1].id()},
+                          {{"x", Tensor::from_vector({2}, {1.5, -2}, DType::f64)}, {"z", Tensor::zeros({3}, DType::f64)}});
+  EXPECT_EQ(r[0].to_vector(), (std::vector<double>{3.0, -4.0}));
+  EXPECT_EQ(r[1].to_vector(), (std::vector<double>{0, 0, 0}));
+}
+
+TEST(Grad, NonScalarNeedsSeed) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {2}, DType::f64);
+  EXPECT_THAT(error_of([&] { grad(x * x, {x}); }), HasSubstr("give a seed"));
+  Value seed = ops::leaf(g, "seed", {2}, DType::f64);
+  Value gx = grad(x * x, {x}, seed)[0];
+  const auto r = evaluate(g, {gx.id()}, {{"x", Tensor::from_vector({2}, {1, 2}, DType::f64)},
+                                         {"seed", Tensor::from_vector({2}, {10, 100}, DType::f64)}});
+  EXPECT_EQ(r[0].to_vector(), (std::vector<double>{20, 400}));
+}
+
+TEST(Grad, BroadcastGradientsAreReducedOnceAndAccumulated) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {3, 4}, DType::f64);
+  Value b = ops::leaf(g, "b", {4}, DType::f64);
+  // b is used twice and broadcast each time: d/db = 3 rows * (1 + 2).
+  Value y = ops::sum(x + b) + ops::sum((x * 0.0 + b) * 2.0);
+  Value gb = grad(y, {b})[0];
+  EXPECT_EQ(gb.shape(), (Shape{4}));
+  const auto r = evaluate(g, {gb.id()}, {{"x", Tensor::zeros({3, 4}, DType::f64)}, {"b", Tensor::zeros({4}, DType::f64)}});
+  for (double v : r[0].to_vector()) EXPECT_DOUBLE_EQ(v, 9.0);
+}
+
+TEST(Grad, IntegerInputsGetNoGradient) {
+  Graph g;
+  Value logits = ops::leaf(g, "logits", {2, 3}, DType::f64);
+  Value labels = ops::leaf(g, "labels", {2}, DType::i32);
+  Value loss = ops::mean(ops::cross_entropy(logits, labels));
+  auto gs = grad(loss, {logits, labels});
+  EXPECT_EQ(gs[1].dtype(), DType::i32);
+  EXPECT_EQ(gs[1].node().op_name(), "fill");
+}
+
+TEST(Grad, StopGradientBlocks) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {}, DType::f64);
+  Value y = ops::stop_gradient(x * x) * x;  // d/dx = x², not 3x²
+  Value gx = grad(y, {x})[0];
+  EXPECT_DOUBLE_EQ(evaluate(g, {gx.id()}, {{"x", Tensor::scalar(3.0, DType::f64)}})[0].item(0), 9.0);
+}
+
+TEST(Grad, CastBetweenFloatsPassesTheGradientInTheInputDtype) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {2}, DType::f64);
+  Value y = ops::sum(ops::cast(x, DType::f32) * 3.0);
+  Value gx = grad(y, {x})[0];
+  EXPECT_EQ(gx.dtype(), DType::f64);
+  const auto r = evaluate(g, {gx.id()}, {{"x", Tensor::from_vector({2}, {1, 2}, DType::f64)}});
+  EXPECT_EQ(r[0].to_vector(), (std::vector<double>{3, 3}));
+}
+
+}  // namespace
+}  // namespace agilenn
