@@ -202,8 +202,12 @@ void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* 
             if (iw < 0 || iw >= g.w) continue;
             const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
             T* ap = acc + (kh * g.kw + kw) * g.cout;
-            for (int64_t c = 0; c < g.c; ++c)
-              for (int64_t j = 0; j < m; ++j) ap[c * m + j] += xp[c] * gyp[c * m + j];
+            if (m == 1) {
+              for (int64_t c = 0; c < g.c; ++c) ap[c] += xp[c] * gyp[c];
+            } else {
+              for (int64_t c = 0; c < g.c; ++c)
+                for (int64_t j = 0; j < m; ++j) ap[c * m + j] += xp[c] * gyp[c * m + j];
+            }
           }
         }
       }
@@ -216,6 +220,12 @@ void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* 
 
 bool one_channel_per_group(const ConvGeometry& g) { return g.cin_g == 1 && g.groups > 1; }
 
+// A 1x1, stride-1, unpadded, ungrouped convolution is a GEMM over pixels: no im2col.
+bool is_pointwise(const ConvGeometry& g) {
+  return g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 && g.pad_left == 0 &&
+         g.groups == 1 && g.oh == g.h && g.ow == g.w;
+}
+
 }  // namespace
 
 void register_conv2d(KernelTable& t) {
@@ -223,7 +233,11 @@ void register_conv2d(KernelTable& t) {
     const ConvGeometry g = geometry(node, in[0].shape(), in[1].shape());
     dispatch_float(out.dtype(), node, [&](auto tag) {
       using T = decltype(tag);
-      if (one_channel_per_group(g)) conv_forward_depthwise(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
+      const int64_t pixels = g.n * g.h * g.w;
+      if (is_pointwise(g))
+        gemm<T>(false, false, pixels, g.cout, g.c, T(1), in[0].data<T>(), g.c, in[1].data<T>(), g.cout, T(0),
+                out.data<T>(), g.cout);
+      else if (one_channel_per_group(g)) conv_forward_depthwise(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
       else conv_forward_gemm(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
     });
   });
@@ -231,7 +245,10 @@ void register_conv2d(KernelTable& t) {
     const ConvGeometry g = geometry(node, node.attrs.ints("input_shape"), in[1].shape());
     dispatch_float(out.dtype(), node, [&](auto tag) {
       using T = decltype(tag);
-      if (one_channel_per_group(g))
+      if (is_pointwise(g))
+        gemm<T>(false, true, g.n * g.h * g.w, g.c, g.cout, T(1), in[0].data<T>(), g.cout, in[1].data<T>(), g.cout,
+                T(0), out.data<T>(), g.c);
+      else if (one_channel_per_group(g))
         conv_backward_input_depthwise(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
       else conv_backward_input_gemm(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
     });
@@ -240,7 +257,10 @@ void register_conv2d(KernelTable& t) {
     const ConvGeometry g = geometry(node, in[0].shape(), node.attrs.ints("filter_shape"));
     dispatch_float(out.dtype(), node, [&](auto tag) {
       using T = decltype(tag);
-      if (one_channel_per_group(g))
+      if (is_pointwise(g))
+        gemm<T>(true, false, g.c, g.cout, g.n * g.h * g.w, T(1), in[0].data<T>(), g.c, in[1].data<T>(), g.cout,
+                T(0), out.data<T>(), g.cout);
+      else if (one_channel_per_group(g))
         conv_backward_filter_depthwise(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
       else conv_backward_filter_gemm(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
     });

@@ -1,7 +1,6 @@
 // CPU reference kernels: shared helpers and the per-family registration functions.
 #pragma once
 
-#include <omp.h>
 
 #include <array>
 #include <cstdint>
@@ -39,13 +38,14 @@ void dispatch_any(DType t, F&& f) {
 std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out);
 
 // Calls f(i, offsets) for every flat output index i, where offsets[k] is the element
-// offset into input k (whose broadcast strides are strides[k]). Parallel over chunks.
+// offset into input k (whose broadcast strides are strides[k]). Works a row (the last
+// axis) at a time so the carry logic runs once per row; parallel over rows.
 template <size_t K, class F>
 void broadcast_loop(const Shape& out, const std::array<std::vector<int64_t>, K>& strides, F&& f) {
   const int64_t n = numel(out);
-  const auto r = static_cast<int>(out.size());
-  bool contiguous = true;
+  if (n == 0) return;
   const auto dense = contiguous_strides(out);
+  bool contiguous = true;
   for (const auto& s : strides) contiguous = contiguous && s == dense;
   if (contiguous) {
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
@@ -56,28 +56,22 @@ void broadcast_loop(const Shape& out, const std::array<std::vector<int64_t>, K>&
     }
     return;
   }
-#pragma omp parallel if (n > kParallelGrain)
-  {
-    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t begin = n * t / threads, end = n * (t + 1) / threads;
-    std::vector<int64_t> idx(static_cast<size_t>(r));
+  const size_t r = out.size();
+  const int64_t width = out[r - 1], rows = n / width;
+  std::array<int64_t, K> step;
+  for (size_t k = 0; k < K; ++k) step[k] = strides[k][r - 1];
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t row = 0; row < rows; ++row) {
     std::array<int64_t, K> off{};
-    int64_t rem = begin;
-    for (int d = r - 1; d >= 0; --d) {
-      const auto ud = static_cast<size_t>(d);
-      idx[ud] = out[ud] ? rem % out[ud] : 0;
-      rem = out[ud] ? rem / out[ud] : 0;
-      for (size_t k = 0; k < K; ++k) off[k] += idx[ud] * strides[k][ud];
+    int64_t rem = row;
+    for (size_t d = r - 1; d-- > 0;) {
+      const int64_t idx = rem % out[d];
+      rem /= out[d];
+      for (size_t k = 0; k < K; ++k) off[k] += idx * strides[k][d];
     }
-    for (int64_t i = begin; i < end; ++i) {
-      f(i, off);
-      for (int d = r - 1; d >= 0; --d) {
-        const auto ud = static_cast<size_t>(d);
-        for (size_t k = 0; k < K; ++k) off[k] += strides[k][ud];
-        if (++idx[ud] < out[ud]) break;
-        for (size_t k = 0; k < K; ++k) off[k] -= idx[ud] * strides[k][ud];
-        idx[ud] = 0;
-      }
+    for (int64_t j = 0; j < width; ++j) {
+      f(row * width + j, off);
+      for (size_t k = 0; k < K; ++k) off[k] += step[k];
     }
   }
 }

@@ -53,14 +53,46 @@ struct ReductionLayout {
   }
 };
 
+// Axes {0..k-1} with k < rank: the kept elements of each row are contiguous.
+bool reduces_leading_axes(const std::vector<int64_t>& axes, size_t rank) {
+  for (size_t i = 0; i < axes.size(); ++i)
+    if (axes[i] != static_cast<int64_t>(i)) return false;
+  return axes.size() < rank;
+}
+
+// y[j] = combine over r of x[r * width + j]. Rows are split into a fixed number of
+// blocks whose partial results are combined in order, so the result does not depend on
+// the thread count; the inner loop runs along contiguous memory.
+template <class T, class Combine>
+void reduce_rows(const T* x, int64_t rows, int64_t width, T* y, T init, Combine combine) {
+  const int64_t blocks = std::min<int64_t>(rows, 16);
+  std::vector<T> partial(static_cast<size_t>(blocks * width), init);
+#pragma omp parallel for schedule(static) if (rows * width > kParallelGrain)
+  for (int64_t b = 0; b < blocks; ++b) {
+    T* acc = partial.data() + b * width;
+    for (int64_t r = rows * b / blocks; r < rows * (b + 1) / blocks; ++r) {
+      const T* row = x + r * width;
+      for (int64_t j = 0; j < width; ++j) acc[j] = combine(acc[j], row[j]);
+    }
+  }
+  for (int64_t j = 0; j < width; ++j) y[j] = init;
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t j = 0; j < width; ++j) y[j] = combine(y[j], partial[static_cast<size_t>(b * width + j)]);
+}
+
 template <class Init, class Combine>
 void reduction_kernel(KernelTable& t, const std::string& op, Init init, Combine combine) {
   t.add(op, [init, combine](const Node& node, std::span<const Tensor> in, Tensor& out) {
     dispatch_float(out.dtype(), node, [&](auto tag) {
       using T = decltype(tag);
-      const ReductionLayout layout(in[0].shape(), normalize_axes(node.attrs.ints("axes"), in[0].rank()));
+      const auto axes = normalize_axes(node.attrs.ints("axes"), in[0].rank());
+      const ReductionLayout layout(in[0].shape(), axes);
       const T* x = in[0].data<T>();
       T* y = out.data<T>();
+      if (reduces_leading_axes(axes, in[0].rank())) {
+        reduce_rows(x, layout.per_output, layout.outputs, y, init(tag), combine);
+        return;
+      }
 #pragma omp parallel for schedule(static) if (layout.outputs * layout.per_output > kParallelGrain)
       for (int64_t o = 0; o < layout.outputs; ++o) {
         T acc = init(tag);
