@@ -223,6 +223,13 @@ std::vector<OpCase> build_cases() {
        unary_ref([](double x) { return std::min(6.0, std::max(0.0, x)); }), {"clamp"}});
   add({"silu", {in({3, 5}, -3.0, 3.0)}, [](Graph&, V v) { return silu(v[0]); },
        unary_ref([](double x) { return x / (1.0 + std::exp(-x)); }), {"sigmoid", "mul"}});
+  add({"iota_weights", {in({3, 4})}, [](Graph& g, V v) { return v[0] * iota(g, 4, v[0].dtype()); },
+       [](T x) {
+         Tensor y = Tensor::zeros({3, 4}, DType::f64);
+         for (int64_t i = 0; i < 12; ++i) y.set_item(i, x[0].item(i) * static_cast<double>(i % 4));
+         return y;
+       },
+       {"iota"}});
   add({"sign_times_x", {with_kinks({3, 5}, {0.0})}, [](Graph&, V v) { return sign(v[0]) * v[0]; },
        unary_ref([](double x) { return std::abs(x); }), {"sign"}});
 
@@ -516,6 +523,30 @@ std::vector<OpCase> build_cases() {
        },
        nullptr,
        {"conv2d", "sigmoid", "log_softmax"}});
+  // ---- fused ops of the AgileNN step (the quantizer's straight-through forward is not
+  // differentiable in the finite-difference sense; its soft path is, and test_agilenn
+  // checks the fused op against its decomposition)
+  add({"attribution_stats", {in({2, 3, 3, 5}), in({2, 3, 3, 5})},
+       [](Graph&, V v) { return attribution_stats(v[0], v[1], 2); },
+       [](T x) {
+         Tensor y = Tensor::zeros({2, 3}, DType::f64);
+         for (int64_t b = 0; b < 2; ++b) {
+           double local = 0, total = 0, worst = -INFINITY, weakest = INFINITY;
+           for (int64_t i = 0; i < 45; ++i) {
+             const double v = std::abs(x[0].item(b * 45 + i) * x[1].item(b * 45 + i));
+             total += v;
+             if (i % 5 < 2) local += v, weakest = std::min(weakest, v);
+             else worst = std::max(worst, v);
+           }
+           y.set_item(b * 3, local);
+           y.set_item(b * 3 + 1, total);
+           y.set_item(b * 3 + 2, worst - weakest);
+         }
+         return y;
+       },
+       {"attribution_stats", "abs", "max", "min", "concat"}});
+  add({"quantize_soft", {in({3, 4}, 0.0, 6.0), in({5}, 0.5, 5.5)},
+       [](Graph&, V v) { return quantize_soft(v[0], v[1]); }, nullptr, {"softmax"}});
   return cs;
 }
 

@@ -4,6 +4,7 @@
 // reduces them to the input's shape, accumulates, and skips inputs nobody needs.
 #include <numeric>
 
+#include "engine/autodiff/grad.h"
 #include "engine/core/error.h"
 #include "engine/ir/ops.h"
 #include "engine/ir/registry.h"
@@ -46,6 +47,19 @@ Attrs conv_attrs(const Attrs& a) {
                {"dilation", a.ints("dilation")},
                {"groups", a.i("groups")},
                {"pads", a.ints("pads")}};
+}
+
+// The vjp of a fused op: the vjp of its reference decomposition, built on the spot, so
+// the fused op and its decomposition agree to every order by construction.
+Grads through_decomposition(C c, const Value& decomposed) {
+  std::vector<Value> wanted;
+  for (size_t i = 0; i < c.inputs.size(); ++i)
+    if (c.needs(i)) wanted.push_back(c.inputs[i]);
+  const std::vector<Value> gs = grad(decomposed, wanted, c.grad_output);
+  Grads out(c.inputs.size());
+  for (size_t i = 0, k = 0; i < c.inputs.size(); ++i)
+    if (c.needs(i)) out[i] = gs[k++];
+  return out;
 }
 
 struct Entry {
@@ -157,12 +171,18 @@ const Entry kDerivatives[] = {
      return {gather_backward(c.grad_output, c.inputs[1], axis, c.inputs[0].dim(axis)), Value()}; }},
   {"gather_backward", [](C c) -> Grads {
      return {gather(c.grad_output, c.inputs[1], c.node.attrs.i("axis")), Value()}; }},
+
+  {"quantize", [](C c) -> Grads {
+     return through_decomposition(c, quantize_reference(c.inputs[0], c.inputs[1])); }},
+  {"attribution_stats", [](C c) -> Grads {
+     return through_decomposition(
+         c, attribution_stats_reference(c.inputs[0], c.inputs[1], c.node.attrs.i("local_channels"))); }},
 };
 // clang-format on
 
 // Ops whose derivative is zero almost everywhere, or that take no differentiable input.
 const char* const kZeroDerivative[] = {
-    "leaf", "fill", "sign", "equal", "less", "less_equal", "greater", "greater_equal",
+    "leaf", "fill", "iota", "sign", "equal", "less", "less_equal", "greater", "greater_equal",
     "argmin", "one_hot", "dropout_mask", "stop_gradient",
 };
 

@@ -43,6 +43,8 @@ Value fill(Graph& g, double value, Shape shape, DType dtype) {
 
 Value scalar_like(const Value& x, double value) { return fill(x.graph(), value, {}, x.dtype()); }
 
+Value iota(Graph& g, int64_t n, DType dtype) { return make(g, "iota", {}, {{"n", n}, {"dtype", int64_t(dtype)}}); }
+
 Value neg(const Value& x) { return unary("neg", x); }
 Value abs(const Value& x) { return unary("abs", x); }
 Value sign(const Value& x) { return unary("sign", x); }
@@ -254,6 +256,44 @@ Value resize_bilinear(const Value& x, int64_t out_h, int64_t out_w) {
 }
 
 Value stop_gradient(const Value& x) { return unary("stop_gradient", x); }
+
+Value quantize(const Value& x, const Value& centroids) { return make(x.graph(), "quantize", {x, centroids}); }
+
+namespace {
+// Squared distances of every element of x to every centroid: x.shape + [J].
+Value centroid_distances(const Value& x, const Value& centroids) {
+  Shape expanded = x.shape();
+  expanded.push_back(1);
+  Value d = reshape(x, expanded) - centroids;
+  return d * d;
+}
+}  // namespace
+
+Value quantize_soft(const Value& x, const Value& centroids) {
+  Value p = softmax(-centroid_distances(x, centroids), -1);
+  return sum(p * centroids, {-1});
+}
+
+Value quantize_reference(const Value& x, const Value& centroids) {
+  Value hard = gather(centroids, argmin(centroid_distances(x, centroids), -1), 0);
+  Value soft = quantize_soft(x, centroids);
+  return soft + stop_gradient(hard - soft);
+}
+
+Value attribution_stats(const Value& delta, const Value& a, int64_t local_channels) {
+  return make(delta.graph(), "attribution_stats", {delta, a}, {{"local_channels", local_channels}});
+}
+
+Value attribution_stats_reference(const Value& delta, const Value& a, int64_t local_channels) {
+  const int64_t b = delta.dim(0), c = delta.dim(-1);
+  Value importance = abs(delta * a);
+  Value per_channel = sum(importance, {1, 2});
+  Value local = sum(slice_axis(per_channel, 1, 0, local_channels), {1}, true);
+  Value total = sum(per_channel, {1}, true);
+  Value worst_remote = max(slice_axis(importance, 3, local_channels, c), {1, 2, 3});
+  Value weakest_local = min(slice_axis(importance, 3, 0, local_channels), {1, 2, 3});
+  return concat({local, total, reshape(worst_remote - weakest_local, {b, 1})}, 1);
+}
 
 }  // namespace ops
 

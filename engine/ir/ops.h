@@ -17,6 +17,8 @@ Value leaf(Graph& g, const std::string& name, Shape shape, DType dtype, LeafKind
 Value fill(Graph& g, double value, Shape shape, DType dtype);
 // A scalar of x's dtype (broadcasts against x).
 Value scalar_like(const Value& x, double value);
+// 0, 1, ..., n-1.
+Value iota(Graph& g, int64_t n, DType dtype);
 
 // ---- elementwise (binary ops broadcast like numpy; operands share a dtype)
 Value neg(const Value& x);
@@ -123,6 +125,22 @@ Value dropout(const Value& x, const Value& counter, double p, uint64_t seed);
 // only: it has no vjp, and grad refuses to differentiate through it.
 Value resize_bilinear(const Value& x, int64_t out_h, int64_t out_w);
 Value stop_gradient(const Value& x);
+
+// ---- fused ops of the AgileNN step; each has a reference decomposition into primitives
+// that defines its values and derivatives (the fused vjp differentiates the decomposition).
+
+// Soft-to-hard quantizer against centroid values c [J]: forward is the nearest centroid
+// (first on ties); gradients are those of soft = Σ_j softmax_j(-(x - c_j)²) · c_j.
+Value quantize(const Value& x, const Value& centroids);
+Value quantize_reference(const Value& x, const Value& centroids);
+Value quantize_soft(const Value& x, const Value& centroids);
+
+// Per-sample attribution statistics from delta = f - b and A = Σ_k w_k G_k, both
+// [B,h,w,C], with I = |delta ⊙ A| and P = Σ_{h,w} I. Output [B,3]:
+//   [:,0] = Σ_{c<K} P (local importance), [:,1] = Σ_c P (total importance),
+//   [:,2] = max_{h,w,c≥K} I − min_{h,w,c<K} I (the disorder numerator).
+Value attribution_stats(const Value& delta, const Value& a, int64_t local_channels);
+Value attribution_stats_reference(const Value& delta, const Value& a, int64_t local_channels);
 
 }  // namespace ops
 

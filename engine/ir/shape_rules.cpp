@@ -93,6 +93,12 @@ void register_shape_rules(OpRegistry& r) {
     return {a.ints("shape"), attr_dtype(a)};
   }, true);
 
+  add(r, "iota", [](const Graph&, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 0);
+    AGILENN_CHECK(a.i("n") >= 0, "length must be non-negative");
+    return {{a.i("n")}, attr_dtype(a)};
+  }, true);
+
   for (const char* op : {"neg", "abs", "sign", "exp", "log", "sqrt", "rsqrt", "sigmoid", "tanh", "stop_gradient"})
     add(r, op, unary_float);
   add(r, "clamp", [](const Graph& g, const Ids& ids, const Attrs& a) {
@@ -298,6 +304,26 @@ void register_shape_rules(OpRegistry& r) {
     AGILENN_CHECK(is_floating(t), "mask dtype must be floating-point");
     check_shape_attr(a.ints("shape"));
     return {a.ints("shape"), t};
+  });
+  add(r, "quantize", [](const Graph& g, const Ids& ids, const Attrs&) -> TypeInfo {
+    expect_arity(ids, 2);
+    const Node& x = in(g, ids, 0);
+    const Node& c = in(g, ids, 1);
+    expect_float(x);
+    AGILENN_CHECK(c.dtype == x.dtype && c.shape.size() == 1 && c.shape[0] > 0,
+                  "centroids must be a non-empty vector of the input's dtype");
+    return {x.shape, x.dtype};
+  });
+  add(r, "attribution_stats", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 2);
+    const Node& d = in(g, ids, 0);
+    const Node& w = in(g, ids, 1);
+    expect_float(d);
+    AGILENN_CHECK(d.shape.size() == 4 && d.shape == w.shape && d.dtype == w.dtype,
+                  "needs two [B,h,w,C] tensors of one dtype");
+    const int64_t k = a.i("local_channels");
+    AGILENN_CHECK(k > 0 && k < d.shape[3], "local channels " << k << " must lie in (0, " << d.shape[3] << ")");
+    return {{d.shape[0], 3}, d.dtype};
   });
   add(r, "resize_bilinear", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
     expect_arity(ids, 1);

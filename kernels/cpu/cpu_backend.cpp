@@ -14,6 +14,7 @@ class CpuBackend final : public Backend {
     cpu::register_conv2d(table_);
     cpu::register_matmul(table_);
     cpu::register_indexing(table_);
+    cpu::register_agilenn_fused(table_);
   }
   std::string name() const override { return "cpu"; }
   Device device() const override { return Device::cpu; }

@@ -87,5 +87,6 @@ void register_layout(KernelTable& table);
 void register_conv2d(KernelTable& table);
 void register_matmul(KernelTable& table);
 void register_indexing(KernelTable& table);
+void register_agilenn_fused(KernelTable& table);
 
 }  // namespace agilenn::cpu

@@ -69,6 +69,14 @@ void register_elementwise(KernelTable& t) {
     });
   });
 
+  t.add("iota", [](const Node&, std::span<const Tensor>, Tensor& out) {
+    dispatch_any(out.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      T* y = out.data<T>();
+      for (int64_t i = 0; i < out.numel(); ++i) y[i] = static_cast<T>(i);
+    });
+  });
+
   unary_kernel(t, "neg", [](auto x) { return -x; });
   unary_kernel(t, "abs", [](auto x) { return std::abs(x); });
   unary_kernel(t, "sign", [](auto x) { return sign_of(x); });

@@ -1,0 +1,86 @@
+#include "engine/models/presets.h"
+
+#include <cmath>
+
+#include "engine/core/error.h"
+
+namespace agilenn::models {
+
+int64_t AgileNNPreset::local_channels() const {
+  return static_cast<int64_t>(std::lround(split_ratio * static_cast<double>(feature_channels)));
+}
+
+namespace {
+
+using S = EfficientStage;
+
+// The seed's configuration (DESIGN.md §1 and §7).
+const AgileNNPreset kPaper{
+    .name = "paper",
+    .input_size = 96,
+    .fe_stride = 3,
+    .fe_mid_channels = 4,
+    .feature_channels = 24,
+    .split_ratio = 0.2,
+    .num_centroids = 8,
+    .rp_stem_channels = 16,
+    .rp_stages = {{1, 16, 1, 1}, {6, 24, 2, 1}, {6, 32, 3, 2}, {6, 64, 4, 2}, {6, 96, 3, 1}, {6, 160, 3, 2},
+                  {6, 320, 1, 1}},
+    .rp_head_channels = 1280,
+    .bn_momentum = 0.99,
+    .bn_eps = 1e-3,
+    // EfficientNetV2-S (Tan & Le 2021, Table 4).
+    .reference = {.stem_channels = 24,
+                  .stem_stride = 2,
+                  .stages = {{S::fused_mbconv, 1, 1, 24, 2, 0.0},
+                             {S::fused_mbconv, 4, 2, 48, 4, 0.0},
+                             {S::fused_mbconv, 4, 2, 64, 4, 0.0},
+                             {S::mbconv, 4, 2, 128, 6, 0.25},
+                             {S::mbconv, 6, 1, 160, 9, 0.25},
+                             {S::mbconv, 6, 2, 256, 15, 0.25}},
+                  .head_channels = 1280,
+                  .dropout = 0.5,
+                  .bn_momentum = 0.9,
+                  .bn_eps = 1e-3},
+    .rho = 0.8,
+    .lambda = 0.8,
+};
+
+// Same structure, far fewer channels: 32×32 inputs, 16×16×10 features (K = 2).
+const AgileNNPreset kTiny{
+    .name = "tiny",
+    .input_size = 32,
+    .fe_stride = 2,
+    .fe_mid_channels = 4,
+    .feature_channels = 10,
+    .split_ratio = 0.2,
+    .num_centroids = 8,
+    .rp_stem_channels = 8,
+    .rp_stages = {{1, 8, 1, 1}, {4, 12, 1, 2}, {4, 16, 1, 2}},
+    .rp_head_channels = 64,
+    .bn_momentum = 0.99,
+    .bn_eps = 1e-3,
+    .reference = {.stem_channels = 10,
+                  .stem_stride = 2,
+                  .stages = {{S::fused_mbconv, 1, 1, 10, 1, 0.0},
+                             {S::fused_mbconv, 2, 2, 16, 1, 0.0},
+                             {S::mbconv, 2, 2, 24, 1, 0.25}},
+                  .head_channels = 64,
+                  .dropout = 0.2,
+                  .bn_momentum = 0.9,
+                  .bn_eps = 1e-3},
+    .rho = 0.8,
+    .lambda = 0.8,
+};
+
+}  // namespace
+
+const AgileNNPreset& preset(const std::string& name) {
+  if (name == kPaper.name) return kPaper;
+  if (name == kTiny.name) return kTiny;
+  AGILENN_THROW("unknown preset '" << name << "' (known: paper, tiny)");
+}
+
+std::vector<std::string> preset_names() { return {kPaper.name, kTiny.name}; }
+
+}  // namespace agilenn::models

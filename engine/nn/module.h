@@ -1,0 +1,93 @@
+// Parameters, state and the scope that layer builders create them through.
+// Names are hierarchical ("fe.sep1.depthwise.weight") so checkpoints and exports read well.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/ir/ops.h"
+
+namespace agilenn::nn {
+
+struct Init {
+  enum Kind { zeros, ones, glorot_uniform, normal } kind = zeros;
+  double fan_in = 0, fan_out = 0;  // glorot_uniform: limit = sqrt(6 / (fan_in + fan_out))
+  double stddev = 0;               // normal(0, stddev²)
+
+  static Init Zeros() { return {zeros}; }
+  static Init Ones() { return {ones}; }
+  static Init Glorot(double fan_in, double fan_out) { return {glorot_uniform, fan_in, fan_out}; }
+  static Init Normal(double stddev) { return {normal, 0, 0, stddev}; }
+};
+
+struct ParamInfo {
+  std::string name;
+  Shape shape;
+  Init init;
+  LeafKind kind = LeafKind::parameter;  // parameter or state (batch-norm statistics)
+  bool trainable = true;
+};
+
+using TensorMap = std::map<std::string, Tensor>;
+
+// Every parameter and state tensor a model declares, in declaration order.
+class ParamSet {
+ public:
+  // Declares a name or checks that a redeclaration agrees; returns the entry.
+  const ParamInfo& declare(const ParamInfo& info);
+  const ParamInfo* find(const std::string& name) const;
+  const std::vector<ParamInfo>& all() const { return infos_; }
+  std::vector<std::string> trainable_names() const;
+  int64_t count_trainable_elements() const;
+
+  // Fresh values from each entry's init rule; deterministic in `seed` and the name,
+  // so adding a parameter does not change the others.
+  TensorMap initialise(uint64_t seed, DType dtype) const;
+
+ private:
+  std::vector<ParamInfo> infos_;
+  std::map<std::string, size_t> index_;
+};
+
+// Where a layer builder puts its nodes (graph), declares its tensors (params), and
+// records state updates. Copying a Scope is cheap; `child` extends the name prefix.
+class Scope {
+ public:
+  Scope(Graph& graph, ParamSet& params, bool training, DType dtype = DType::f32);
+
+  Scope child(const std::string& name) const;
+  // Leaf for `prefix.name` in this graph (created once, then reused).
+  Value parameter(const std::string& name, const Shape& shape, const Init& init) const;
+  Value state(const std::string& name, const Shape& shape, const Init& init) const;
+  // The value the state leaf `state_leaf` should hold after this step.
+  void update_state(const Value& state_leaf, const Value& next) const;
+
+  Graph& graph() const { return *graph_; }
+  ParamSet& params() const { return *params_; }
+  bool training() const { return training_; }
+  DType dtype() const { return dtype_; }
+  const std::string& prefix() const { return prefix_; }
+  // Parameters created through this scope (and its children) are frozen: no gradients.
+  Scope frozen() const;
+  // Layers built through the returned scope run in inference mode (eval batch norm).
+  Scope with_training(bool training) const;
+
+  struct Shared {
+    std::vector<std::pair<std::string, Value>> state_updates;
+  };
+  const std::vector<std::pair<std::string, Value>>& state_updates() const { return shared_->state_updates; }
+
+ private:
+  Value leaf(const std::string& name, const Shape& shape, const Init& init, LeafKind kind) const;
+
+  Graph* graph_;
+  ParamSet* params_;
+  std::shared_ptr<Shared> shared_;
+  std::string prefix_;
+  bool training_;
+  bool trainable_ = true;
+  DType dtype_;
+};
+
+}  // namespace agilenn::nn

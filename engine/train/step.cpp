@@ -1,0 +1,98 @@
+#include "engine/train/step.h"
+
+#include "engine/autodiff/grad.h"
+#include "engine/core/error.h"
+#include "engine/runtime/executor.h"
+
+namespace agilenn::train {
+namespace {
+
+// Number of rows whose argmax equals the label (as a float count).
+Value correct_count(const Value& logits, const Value& labels) {
+  Value predicted = ops::argmin(-logits, 1);
+  return ops::sum(ops::cast(ops::equal(predicted, labels), logits.dtype()));
+}
+
+void finish(StepGraph& s, const nn::Scope& scope, bool training) {
+  s.state_updates = scope.state_updates();
+  if (!training) return;
+  s.trainable = s.params.trainable_names();
+  std::vector<Value> xs;
+  for (const std::string& name : s.trainable) xs.emplace_back(&s.graph, s.graph.find_leaf(name));
+  s.grads = grad(s.loss, xs);
+}
+
+xai::NetFn frozen_reference(const nn::Scope& root, const models::AgileNNPreset& p, int64_t classes) {
+  const nn::Scope ref = root.child("ref").frozen().with_training(false);
+  return [ref, &p, classes](const Value& features) { return models::reference_body(ref, features, p, classes); };
+}
+
+}  // namespace
+
+std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt) {
+  const models::AgileNNPreset& p = models::preset(opt.preset);
+  auto s = std::make_unique<StepGraph>();
+  Graph& g = s->graph;
+  nn::Scope root(g, s->params, opt.training, opt.dtype);
+  s->images = ops::leaf(g, "images", {opt.batch, p.input_size, p.input_size, 3}, opt.dtype);
+  s->labels = ops::leaf(g, "labels", {opt.batch}, DType::i32);
+
+  const models::AgileNNOutputs out = models::agilenn_forward(root, s->images, p, opt.classes, opt.quantizer);
+  const xai::NetFn net = frozen_reference(root, p, opt.classes);
+  Value table;
+  if (opt.zero_point_table) {
+    const Value& f = out.features;
+    s->zero_point_table = "ig.zero_point_grads";
+    table = ops::leaf(g, s->zero_point_table, {opt.classes, f.dim(1), f.dim(2), f.dim(3)}, opt.dtype);
+  }
+  const xai::IgTerms ig = xai::integrated_gradients(out.features, s->labels, net, opt.ig, {}, table);
+  const xai::AttributionLosses att = xai::attribution_losses(ig, p.local_channels(), opt.rho, opt.fused);
+  Value ce = ops::mean(ops::cross_entropy(out.logits, s->labels));
+  s->loss = ce * opt.lambda + (att.skew_loss + att.disorder_loss) * (1.0 - opt.lambda);
+  s->metrics = {{"ce", ce},
+                {"skew_loss", att.skew_loss},
+                {"disorder_loss", att.disorder_loss},
+                {"skewness", att.mean_skewness},
+                {"correct", correct_count(out.logits, s->labels)}};
+  finish(*s, root, opt.training);
+  return s;
+}
+
+std::unique_ptr<StepGraph> build_reference_step(const std::string& preset, int64_t classes, int64_t batch,
+                                                bool training, DType dtype) {
+  const models::AgileNNPreset& p = models::preset(preset);
+  auto s = std::make_unique<StepGraph>();
+  Graph& g = s->graph;
+  nn::Scope root(g, s->params, training, dtype);
+  s->images = ops::leaf(g, "images", {batch, p.input_size, p.input_size, 3}, dtype);
+  s->labels = ops::leaf(g, "labels", {batch}, DType::i32);
+  Value counter;
+  if (training && p.reference.dropout > 0) {
+    s->dropout_counter = "dropout_counter";
+    counter = ops::leaf(g, s->dropout_counter, {}, DType::i32);
+  }
+  Value logits = models::reference_net(root.child("ref"), s->images, p, classes, counter);
+  s->loss = ops::mean(ops::cross_entropy(logits, s->labels));
+  s->metrics = {{"ce", s->loss}, {"correct", correct_count(logits, s->labels)}};
+  finish(*s, root, training);
+  return s;
+}
+
+Tensor compute_zero_point_table(const std::string& preset, int64_t classes, const nn::TensorMap& values, DType dtype) {
+  const models::AgileNNPreset& p = models::preset(preset);
+  Graph g;
+  nn::ParamSet params;
+  nn::Scope root(g, params, false, dtype);
+  const xai::NetFn net = frozen_reference(root, p, classes);
+  const Shape fshape = models::feature_shape(p);
+  Value table = xai::zero_point_gradients(g, net, fshape, classes, dtype);
+  Feeds feeds;
+  for (const nn::ParamInfo& info : params.all()) {
+    auto it = values.find(info.name);
+    AGILENN_CHECK(it != values.end(), "zero-point table: no value for reference parameter '" << info.name << "'");
+    feeds[info.name] = it->second;
+  }
+  return evaluate(g, {table.id()}, feeds)[0];
+}
+
+}  // namespace agilenn::train

@@ -1,0 +1,54 @@
+// Training-step graphs: built once per shape, then compiled and run every step.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/models/agilenn.h"
+#include "engine/xai/integrated_gradients.h"
+
+namespace agilenn::train {
+
+// One step as a graph: the loss, metrics, parameter gradients and state updates.
+struct StepGraph {
+  Graph graph;
+  nn::ParamSet params;
+  Value images, labels;
+  Value loss;
+  std::vector<std::pair<std::string, Value>> metrics;  // e.g. ce, skewness, correct (a count)
+  std::vector<std::string> trainable;                  // parameter names, in the order of grads
+  std::vector<Value> grads;                            // empty when not training
+  std::vector<std::pair<std::string, Value>> state_updates;
+  // Extra leaves fed each step: name -> what they are (documented for callers).
+  std::string dropout_counter;    // int32 scalar, or empty
+  std::string zero_point_table;   // [classes,h,w,C] from zero_point_gradients, or empty
+};
+
+struct AgileNNStepOptions {
+  std::string preset = "tiny";
+  int64_t classes = 10;
+  int64_t batch = 32;
+  xai::IgOptions ig;
+  double rho = 0.8;
+  double lambda = 0.8;
+  bool training = true;        // train-mode BN and gradients; false builds an evaluation step
+  bool fused = true;           // fused attribution op (else its primitive decomposition)
+  bool zero_point_table = true;  // α = 0 gradients from a per-class table (zero baseline)
+  models::QuantizerMode quantizer = models::QuantizerMode::straight_through;
+  DType dtype = DType::f32;
+};
+
+// The AgileNN step of DESIGN.md §1. The reference net (scope "ref", no stem) is frozen
+// and in eval mode; its parameters are leaves the caller feeds (a pretrained body).
+std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt);
+
+// The reference net with its stem on images, for pretraining: CE loss, accuracy.
+std::unique_ptr<StepGraph> build_reference_step(const std::string& preset, int64_t classes, int64_t batch,
+                                                bool training, DType dtype = DType::f32);
+
+// The per-class α = 0 gradient table of a (pretrained) reference body, evaluated once.
+Tensor compute_zero_point_table(const std::string& preset, int64_t classes, const nn::TensorMap& values,
+                                DType dtype = DType::f32);
+
+}  // namespace agilenn::train

@@ -1,0 +1,54 @@
+#include "engine/train/trainer.h"
+
+#include <cmath>
+
+#include "engine/core/error.h"
+
+namespace agilenn::train {
+
+Trainer::Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::unique_ptr<Optimizer> optimizer,
+                 Backend& backend)
+    : step_(std::move(step)), values_(std::move(values)), optimizer_(std::move(optimizer)) {
+  for (const nn::ParamInfo& info : step_->params.all()) {
+    auto it = values_.find(info.name);
+    AGILENN_CHECK(it != values_.end(), "no value for '" << info.name << "'");
+    AGILENN_CHECK(it->second.shape() == info.shape, "value for '" << info.name << "' is " << shape_str(it->second.shape())
+                                                                  << ", the model declares " << shape_str(info.shape));
+  }
+  AGILENN_CHECK(step_->grads.empty() || optimizer_, "a training step needs an optimizer");
+  outputs_.push_back(step_->loss.id());
+  for (const auto& [name, v] : step_->metrics) outputs_.push_back(v.id());
+  for (const Value& g : step_->grads) outputs_.push_back(g.id());
+  for (const auto& [name, v] : step_->state_updates) outputs_.push_back(v.id());
+  executor_ = std::make_unique<Executor>(step_->graph, compile(step_->graph, outputs_), backend);
+}
+
+StepResult Trainer::step(const Tensor& images, const Tensor& labels) {
+  Feeds feeds = extra_;
+  for (const nn::ParamInfo& info : step_->params.all()) feeds[info.name] = values_.at(info.name);
+  feeds["images"] = images;
+  feeds["labels"] = labels;
+  if (!step_->dropout_counter.empty())
+    feeds[step_->dropout_counter] = Tensor::scalar(static_cast<double>(step_count_), DType::i32);
+  const std::vector<Tensor> out = executor_->run(feeds);
+
+  StepResult r;
+  r.loss = out[0].item(0);
+  size_t i = 1;
+  for (const auto& [name, v] : step_->metrics) r.metrics[name] = out[i++].item(0);
+  if (!std::isfinite(r.loss))
+    AGILENN_THROW("step " << step_count_ << ": loss is " << r.loss << "; parameters left as they were");
+  std::vector<Tensor> grads(out.begin() + static_cast<long>(i), out.begin() + static_cast<long>(i + step_->grads.size()));
+  i += step_->grads.size();
+  for (size_t k = 0; k < grads.size(); ++k)
+    for (int64_t e = 0; e < grads[k].numel(); ++e)
+      if (!std::isfinite(grads[k].item(e)))
+        AGILENN_THROW("step " << step_count_ << ": gradient of '" << step_->trainable[k] << "' is not finite at element "
+                              << e << "; parameters left as they were");
+  if (optimizer_ && !grads.empty()) optimizer_->apply(values_, step_->trainable, grads, step_count_);
+  for (const auto& [name, v] : step_->state_updates) values_[name] = out[i++];
+  ++step_count_;
+  return r;
+}
+
+}  // namespace agilenn::train
