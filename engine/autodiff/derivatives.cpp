@@ -49,13 +49,16 @@ Attrs conv_attrs(const Attrs& a) {
                {"pads", a.ints("pads")}};
 }
 
-// The vjp of a fused op: the vjp of its reference decomposition, built on the spot, so
-// the fused op and its decomposition agree to every order by construction.
-Grads through_decomposition(C c, const Value& decomposed) {
+// The vjp of a fused op: the partial vjp of its reference decomposition, built on the
+// spot, so the fused op and its decomposition agree to every order by construction.
+template <class Decompose>
+Grads through_decomposition(C c, Decompose&& decompose) {
+  const auto first = static_cast<NodeId>(c.graph.size());
+  const Value decomposed = decompose();
   std::vector<Value> wanted;
   for (size_t i = 0; i < c.inputs.size(); ++i)
     if (c.needs(i)) wanted.push_back(c.inputs[i]);
-  const std::vector<Value> gs = grad(decomposed, wanted, c.grad_output);
+  const std::vector<Value> gs = partial_grad(decomposed, wanted, c.grad_output, first);
   Grads out(c.inputs.size());
   for (size_t i = 0, k = 0; i < c.inputs.size(); ++i)
     if (c.needs(i)) out[i] = gs[k++];
@@ -173,10 +176,10 @@ const Entry kDerivatives[] = {
      return {gather(c.grad_output, c.inputs[1], c.node.attrs.i("axis")), Value()}; }},
 
   {"quantize", [](C c) -> Grads {
-     return through_decomposition(c, quantize_reference(c.inputs[0], c.inputs[1])); }},
+     return through_decomposition(c, [&] { return quantize_reference(c.inputs[0], c.inputs[1]); }); }},
   {"attribution_stats", [](C c) -> Grads {
-     return through_decomposition(
-         c, attribution_stats_reference(c.inputs[0], c.inputs[1], c.node.attrs.i("local_channels"))); }},
+     return through_decomposition(c, [&] {
+       return attribution_stats_reference(c.inputs[0], c.inputs[1], c.node.attrs.i("local_channels")); }); }},
 };
 // clang-format on
 

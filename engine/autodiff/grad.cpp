@@ -19,7 +19,9 @@ Value fit_to_input(const Value& g, const Node& input) {
 
 }  // namespace
 
-std::vector<Value> grad(const Value& y, const std::vector<Value>& xs, const Value& seed) {
+namespace {
+
+std::vector<Value> reverse_sweep(const Value& y, const std::vector<Value>& xs, const Value& seed, NodeId first) {
   AGILENN_CHECK(y.valid(), "grad: y is empty");
   Graph& g = y.graph();
   AGILENN_CHECK(is_floating(y.dtype()), "grad: y must be floating-point, got " << dtype_name(y.dtype()));
@@ -40,7 +42,7 @@ std::vector<Value> grad(const Value& y, const std::vector<Value>& xs, const Valu
   std::vector<bool> depends(last + 1, false);
   for (const Value& x : xs)
     if (static_cast<size_t>(x.id()) <= last && is_floating(x.dtype())) depends[static_cast<size_t>(x.id())] = true;
-  for (size_t id = 0; id <= last; ++id) {
+  for (size_t id = static_cast<size_t>(std::max<NodeId>(first, 0)); id <= last; ++id) {
     if (depends[id]) continue;
     const Node& n = g.node(static_cast<NodeId>(id));
     if (n.op->derivative == Derivative::zero || !is_floating(n.dtype)) continue;
@@ -50,7 +52,8 @@ std::vector<Value> grad(const Value& y, const std::vector<Value>& xs, const Valu
 
   std::vector<Value> acc(last + 1);
   acc[last] = cotangent;
-  for (size_t id = last + 1; id-- > 0;) {
+  const auto lowest = static_cast<size_t>(std::max<NodeId>(first, 0));
+  for (size_t id = last + 1; id-- > lowest;) {
     if (!acc[id].valid() || !depends[id]) continue;
     // Copy: appending nodes may reallocate the graph's node storage.
     const Node n = g.node(static_cast<NodeId>(id));
@@ -92,6 +95,16 @@ std::vector<Value> grad(const Value& y, const std::vector<Value>& xs, const Valu
     else out.push_back(ops::fill(g, 0.0, x.shape(), x.dtype()));
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<Value> grad(const Value& y, const std::vector<Value>& xs, const Value& seed) {
+  return reverse_sweep(y, xs, seed, 0);
+}
+
+std::vector<Value> partial_grad(const Value& y, const std::vector<Value>& xs, const Value& seed, NodeId first) {
+  return reverse_sweep(y, xs, seed, first);
 }
 
 }  // namespace agilenn

@@ -13,4 +13,9 @@ namespace agilenn {
 // gets zeros. Differentiating through an op without a vjp throws an Error naming it.
 std::vector<Value> grad(const Value& y, const std::vector<Value>& xs, const Value& seed = {});
 
+// Partial derivatives of y with respect to xs taken as independent variables: only the
+// nodes from `first` on (a subgraph built over xs) are traversed, so paths between the
+// xs themselves are not followed. Fused ops differentiate their decompositions this way.
+std::vector<Value> partial_grad(const Value& y, const std::vector<Value>& xs, const Value& seed, NodeId first);
+
 }  // namespace agilenn

@@ -1,0 +1,312 @@
+// The AgileNN step: quadrature, integrated gradients, the fused ops against their
+// decompositions, the quantizer, and the whole step's gradients in float64.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "engine/autodiff/grad.h"
+#include "engine/core/error.h"
+#include "engine/models/agilenn.h"
+#include "engine/runtime/executor.h"
+#include "engine/train/step.h"
+#include "engine/xai/integrated_gradients.h"
+#include "tests/gradcheck.h"
+
+namespace agilenn {
+namespace {
+
+using testing::scaled_error;
+
+Tensor random_tensor(const Shape& s, DType t, uint64_t seed, double lo = -1, double hi = 1) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  Tensor x = Tensor::zeros(s, t);
+  for (int64_t i = 0; i < x.numel(); ++i) x.set_item(i, u(rng));
+  return x;
+}
+
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (double v : t.to_vector()) m = std::max(m, std::abs(v));
+  return m;
+}
+
+// ---- quadrature
+
+TEST(Quadrature, WeightsSumToOneAndTrapezoidTwoIsTheSeed) {
+  for (auto rule : {xai::IgRule::left_riemann, xai::IgRule::right_riemann, xai::IgRule::middle_riemann,
+                    xai::IgRule::trapezoid, xai::IgRule::gauss_legendre})
+    for (int m : {2, 3, 8}) {
+      const xai::Quadrature q = xai::quadrature(rule, m);
+      double s = 0;
+      for (double w : q.weights) s += w;
+      EXPECT_NEAR(s, 1.0, 1e-14) << xai::ig_rule_name(rule) << " m=" << m;
+    }
+  const xai::Quadrature t = xai::quadrature(xai::IgRule::trapezoid, 2);
+  EXPECT_EQ(t.alphas, (std::vector<double>{0.0, 1.0}));
+  EXPECT_EQ(t.weights, (std::vector<double>{0.5, 0.5}));
+}
+
+TEST(Quadrature, GaussLegendreIsExactForDegree2mMinus1) {
+  // ∫₀¹ x⁹ dx = 1/10 with 5 nodes; the nodes lie strictly inside (0, 1).
+  const xai::Quadrature q = xai::quadrature(xai::IgRule::gauss_legendre, 5);
+  double s = 0;
+  for (size_t k = 0; k < 5; ++k) {
+    s += q.weights[k] * std::pow(q.alphas[k], 9);
+    EXPECT_GT(q.alphas[k], 0.0);
+    EXPECT_LT(q.alphas[k], 1.0);
+  }
+  EXPECT_NEAR(s, 0.1, 1e-14);
+  EXPECT_THROW(xai::parse_ig_rule("simpson"), Error);
+  EXPECT_EQ(xai::parse_ig_rule("gauss-legendre"), xai::IgRule::gauss_legendre);
+}
+
+// ---- integrated gradients on a small frozen net
+
+// A smooth frozen net of the tiny preset's reference body, with random weights.
+struct IgFixture {
+  Graph g;
+  nn::ParamSet params;
+  nn::Scope root{g, params, false, DType::f64};
+  const models::AgileNNPreset& p = models::preset("tiny");
+  static constexpr int64_t kClasses = 4, kBatch = 3;
+  Value f = ops::leaf(g, "f", {kBatch, 4, 4, 10}, DType::f64);
+  Value labels = ops::leaf(g, "labels", {kBatch}, DType::i32);
+  xai::NetFn net = [this](const Value& x) {
+    return models::reference_body(root.child("ref").frozen(), x, p, kClasses);
+  };
+
+  Feeds feeds(uint64_t seed) {
+    Feeds fd;
+    nn::TensorMap values = params.initialise(seed, DType::f64);
+    for (auto& [name, t] : values) fd[name] = t;
+    fd["f"] = random_tensor({kBatch, 4, 4, 10}, DType::f64, seed + 1, 0.0, 2.0);
+    fd["labels"] = Tensor::from_vector({kBatch}, {0, 3, 1}, DType::i32);
+    return fd;
+  }
+};
+
+TEST(IntegratedGradients, TrapezoidTwoReproducesTheSeedFormulaExactly) {
+  IgFixture fx;
+  xai::IgOptions opt;  // m = 2, trapezoid
+  const xai::IgTerms ig = xai::integrated_gradients(fx.f, fx.labels, fx.net, opt);
+  Value seed_i = ops::abs(ig.delta * ig.a);
+  // The seed: I = |½(G(0) + G(f)) ⊙ f| with G(x) = ∂ mean CE(E(x), y) / ∂x.
+  auto g_at = [&](const Value& x) { return grad(ops::mean(ops::cross_entropy(fx.net(x), fx.labels)), {x})[0]; };
+  Value zeros = ops::fill(fx.g, 0.0, fx.f.shape(), DType::f64);
+  Value want = ops::abs((g_at(zeros) + g_at(fx.f)) * 0.5 * fx.f);
+  const auto r = evaluate(fx.g, {seed_i.id(), want.id()}, fx.feeds(3));
+  EXPECT_LE(scaled_error(r[0], r[1], 1e-12, 1e-15), 1.0);
+  EXPECT_GT(max_abs(r[1]), 1e-6);  // not vacuous
+}
+
+TEST(IntegratedGradients, ZeroPointTableGivesTheSameAttributions) {
+  IgFixture fx;
+  xai::IgOptions opt;
+  Value table = xai::zero_point_gradients(fx.g, fx.net, {4, 4, 10}, IgFixture::kClasses, DType::f64);
+  const xai::IgTerms direct = xai::integrated_gradients(fx.f, fx.labels, fx.net, opt);
+  const xai::IgTerms tabled = xai::integrated_gradients(fx.f, fx.labels, fx.net, opt, {}, table);
+  opt.chunk = 2;  // the moving points in batches of two rows
+  const xai::IgTerms chunked = xai::integrated_gradients(fx.f, fx.labels, fx.net, opt);
+  const auto r = evaluate(fx.g, {direct.a.id(), tabled.a.id(), chunked.a.id()}, fx.feeds(5));
+  EXPECT_LE(scaled_error(r[0], r[1], 1e-12, 1e-15), 1.0);
+  EXPECT_LE(scaled_error(r[0], r[2], 1e-12, 1e-15), 1.0);
+}
+
+TEST(IntegratedGradients, CompletenessErrorShrinksWithMoreSteps) {
+  // Σ_elements (f − b) ⊙ A ≈ (ce_i(f) − ce_i(b)) / B for each sample: IG's completeness.
+  double previous = INFINITY;
+  for (int m : {2, 4, 16, 64}) {
+    IgFixture fx;
+    xai::IgOptions opt;
+    opt.steps = m;
+    opt.rule = xai::IgRule::gauss_legendre;
+    const xai::IgTerms ig = xai::integrated_gradients(fx.f, fx.labels, fx.net, opt);
+    Value attributed = ops::sum(ig.delta * ig.a, {1, 2, 3});
+    Value zeros = ops::fill(fx.g, 0.0, fx.f.shape(), DType::f64);
+    Value change = (ops::cross_entropy(fx.net(fx.f), fx.labels) - ops::cross_entropy(fx.net(zeros), fx.labels)) *
+                   (1.0 / IgFixture::kBatch);
+    const auto r = evaluate(fx.g, {attributed.id(), change.id()}, fx.feeds(7));
+    double err = 0;
+    for (int64_t i = 0; i < IgFixture::kBatch; ++i) err = std::max(err, std::abs(r[0].item(i) - r[1].item(i)));
+    EXPECT_LT(err, previous) << "m=" << m;
+    previous = err;
+    if (m == 64) {
+      // Gauss–Legendre with 64 nodes on a smooth path: error near round-off.
+      EXPECT_LT(err, 1e-9 * (1 + max_abs(r[1])));
+      EXPECT_GT(max_abs(r[1]), 1e-4);  // the outputs do change along the path
+    }
+  }
+}
+
+// ---- fused ops equal their decompositions, in value and to second order
+
+struct FusedPair {
+  std::string name;
+  std::vector<Shape> shapes;
+  std::function<Value(const std::vector<Value>&)> fused, reference;
+  std::vector<std::pair<double, double>> ranges;
+};
+
+class FusedOpTest : public ::testing::TestWithParam<int> {};
+
+std::vector<FusedPair> fused_pairs() {
+  return {
+      {"quantize",
+       {{2, 3, 5}, {6}},
+       [](auto& v) { return ops::quantize(v[0], v[1]); },
+       [](auto& v) { return ops::quantize_reference(v[0], v[1]); },
+       {{0.0, 6.0}, {0.3, 5.7}}},
+      {"attribution_stats",
+       {{2, 3, 4, 6}, {2, 3, 4, 6}},
+       [](auto& v) { return ops::attribution_stats(v[0], v[1], 2); },
+       [](auto& v) { return ops::attribution_stats_reference(v[0], v[1], 2); },
+       {{-1.0, 1.0}, {-1.0, 1.0}}},
+  };
+}
+
+TEST_P(FusedOpTest, ValuesAndFirstAndSecondOrderGradientsMatchTheDecomposition) {
+  const FusedPair fp = fused_pairs()[static_cast<size_t>(GetParam())];
+  Graph g;
+  std::vector<Value> xs, directions;
+  Feeds feeds;
+  for (size_t i = 0; i < fp.shapes.size(); ++i) {
+    const std::string name = "x" + std::to_string(i), dir = "v" + std::to_string(i);
+    xs.push_back(ops::leaf(g, name, fp.shapes[i], DType::f64));
+    directions.push_back(ops::leaf(g, dir, fp.shapes[i], DType::f64));
+    feeds[name] = random_tensor(fp.shapes[i], DType::f64, 40 + i, fp.ranges[i].first, fp.ranges[i].second);
+    feeds[dir] = random_tensor(fp.shapes[i], DType::f64, 50 + i);
+  }
+  // For each implementation: value, gradient of sum(y · probe), and the HVP along v.
+  std::vector<std::vector<NodeId>> outs(2);
+  for (int which = 0; which < 2; ++which) {
+    Value y = (which == 0 ? fp.fused : fp.reference)(xs);
+    Value probe = ops::leaf(g, "probe" + std::to_string(which), y.shape(), DType::f64);
+    feeds["probe" + std::to_string(which)] = random_tensor(y.shape(), DType::f64, 60);
+    std::vector<Value> gs = grad(ops::sum(y * probe), xs);
+    Value inner;
+    for (size_t i = 0; i < xs.size(); ++i) {
+      Value t = ops::sum(gs[i] * directions[i]);
+      inner = inner.valid() ? inner + t : t;
+    }
+    std::vector<Value> hs = grad(inner, xs);
+    outs[static_cast<size_t>(which)].push_back(y.id());
+    for (const Value& v : gs) outs[static_cast<size_t>(which)].push_back(v.id());
+    for (const Value& v : hs) outs[static_cast<size_t>(which)].push_back(v.id());
+  }
+  const auto fused = evaluate(g, outs[0], feeds);
+  const auto reference = evaluate(g, outs[1], feeds);
+  for (size_t i = 0; i < fused.size(); ++i) {
+    EXPECT_LE(scaled_error(fused[i], reference[i], 1e-12, 1e-12 * (1 + max_abs(reference[i]))), 1.0)
+        << fp.name << " output " << i;
+    if (i == 0) continue;
+    EXPECT_GT(max_abs(reference[i]), 0.0) << fp.name << " output " << i << " is trivially zero";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fused, FusedOpTest, ::testing::Values(0, 1));
+
+// ---- the quantizer
+
+TEST(Quantizer, ForwardIsTheNearestCentroidAndGradientsAreTheSoftPaths) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {4, 5}, DType::f64);
+  Value raw = ops::leaf(g, "raw", {8}, DType::f64);
+  Value c = ops::sigmoid(raw) * 6.0;
+  Value q = ops::quantize(x, c);
+  Value soft = ops::quantize_soft(x, c);
+  std::vector<Value> gq = grad(ops::sum(q * x), {x, raw});
+  // d/dx of sum(q·x) = q + x·dq/dx with dq/dx from the soft path; compare with the same
+  // expression written with stop_gradient on the hard value.
+  Value ste = soft + ops::stop_gradient(q - soft);
+  std::vector<Value> gs = grad(ops::sum(ste * x), {x, raw});
+  Feeds f{{"x", random_tensor({4, 5}, DType::f64, 1, -0.5, 6.5)}, {"raw", random_tensor({8}, DType::f64, 2, -3, 3)}};
+  const auto r = evaluate(g, {q.id(), c.id(), gq[0].id(), gq[1].id(), gs[0].id(), gs[1].id()}, f);
+  for (int64_t i = 0; i < 20; ++i) {
+    int64_t best = 0;
+    for (int64_t j = 1; j < 8; ++j)
+      if (std::abs(f["x"].item(i) - r[1].item(j)) < std::abs(f["x"].item(i) - r[1].item(best))) best = j;
+    EXPECT_EQ(r[0].item(i), r[1].item(best));
+  }
+  for (int64_t j = 0; j < 8; ++j) {
+    EXPECT_GT(r[1].item(j), 0.0);
+    EXPECT_LT(r[1].item(j), 6.0);
+  }
+  EXPECT_LE(scaled_error(r[2], r[4], 1e-12, 1e-14), 1.0);
+  EXPECT_LE(scaled_error(r[3], r[5], 1e-12, 1e-14), 1.0);
+  EXPECT_GT(max_abs(r[3]), 1e-6);  // centroids do receive gradients
+}
+
+// ---- the whole step
+
+// The full step in float64 with the smooth (soft) quantizer, so every parameter's
+// derivative is defined: the analytic gradient against central differences, along a
+// random direction over all parameters and element-wise for feature-extractor weights
+// (whose gradients pass through the IG gradients, i.e. second order).
+TEST(AgileNNStep, ParameterGradientsMatchFiniteDifferences) {
+  train::AgileNNStepOptions opt;
+  opt.preset = "tiny";
+  opt.classes = 3;
+  opt.batch = 4;
+  opt.dtype = DType::f64;
+  opt.quantizer = models::QuantizerMode::soft;
+  auto step = train::build_agilenn_step(opt);
+  nn::TensorMap values = step->params.initialise(17, DType::f64);
+  const Tensor table = train::compute_zero_point_table("tiny", opt.classes, values, DType::f64);
+
+  Feeds feeds;
+  for (auto& [name, t] : values) feeds[name] = t;
+  feeds[step->zero_point_table] = table;
+  feeds["images"] = random_tensor(step->images.shape(), DType::f64, 5, -1.5, 1.5);
+  feeds["labels"] = Tensor::from_vector({4}, {0, 2, 1, 2}, DType::i32);
+
+  std::vector<NodeId> grad_ids;
+  for (const Value& v : step->grads) grad_ids.push_back(v.id());
+  Executor loss_ex(step->graph, compile(step->graph, {step->loss.id()}), cpu_backend());
+  Executor grad_ex(step->graph, compile(step->graph, grad_ids), cpu_backend());
+  const auto grads = grad_ex.run(feeds);
+  auto loss_at = [&](const Feeds& f) { return loss_ex.run(f)[0].item(0); };
+
+  // Directional derivative over every trainable parameter. The step is only piecewise
+  // smooth (ReLU6, the hinges, max/min of the disorder loss): along a random direction
+  // over all parameters a kink lies within ~1e-5, so the step is 1e-7, where round-off
+  // (ε·|loss|/h ≈ 1e-9) is still far below the 1e-6 tolerance.
+  const double h = 1e-7;
+  Feeds plus = feeds, minus = feeds;
+  double analytic = 0;
+  for (size_t k = 0; k < step->trainable.size(); ++k) {
+    const std::string& name = step->trainable[k];
+    const Tensor v = random_tensor(values[name].shape(), DType::f64, 100 + k);
+    Tensor p = values[name].clone(), m = values[name].clone();
+    for (int64_t i = 0; i < v.numel(); ++i) {
+      p.set_item(i, p.item(i) + h * v.item(i));
+      m.set_item(i, m.item(i) - h * v.item(i));
+      analytic += grads[k].item(i) * v.item(i);
+    }
+    plus[name] = p;
+    minus[name] = m;
+  }
+  const double numeric = (loss_at(plus) - loss_at(minus)) / (2 * h);
+  EXPECT_NEAR(analytic, numeric, 1e-6 * (1 + std::abs(numeric)));
+
+  // Element-wise for the feature extractor's first and last kernels.
+  for (const std::string name : {"fe.sep1.depthwise.weight", "fe.sep2.pointwise.weight", "quantizer.centroids"}) {
+    size_t k = 0;
+    while (step->trainable[k] != name) ++k;
+    const Tensor& w = values[name];
+    for (int64_t i = 0; i < std::min<int64_t>(w.numel(), 12); ++i) {
+      Feeds fp = feeds, fm = feeds;
+      Tensor p = w.clone(), m = w.clone();
+      p.set_item(i, w.item(i) + h);
+      m.set_item(i, w.item(i) - h);
+      fp[name] = p;
+      fm[name] = m;
+      const double fd = (loss_at(fp) - loss_at(fm)) / (2 * h);
+      EXPECT_NEAR(grads[k].item(i), fd, 1e-7 + 1e-5 * std::abs(fd)) << name << "[" << i << "]";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace agilenn
