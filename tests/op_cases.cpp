@@ -300,6 +300,11 @@ std::vector<OpCase> build_cases() {
   add({"max_axis1", {in({3, 5, 2})}, [](Graph&, V v) { return max(v[0], {1}); },
        [](T x) { return reduce_ref(x[0], {1}, false, -INFINITY, [](double a, double b) { return std::max(a, b); }); },
        {"max", "equal"}});
+  add({"max_leading_axes_keepdims", {in({4, 3, 5})}, [](Graph&, V v) { return max(v[0], {0, 1}, true); },
+       [](T x) { return reduce_ref(x[0], {0, 1}, true, -INFINITY, [](double a, double b) { return std::max(a, b); }); },
+       {"max"}});
+  add({"sum_leading_axes", {in({5, 2, 3})}, [](Graph&, V v) { return sum(v[0], {0}); },
+       [](T x) { return reduce_ref(x[0], {0}, false, 0, std::plus<double>()); }, {"sum"}});
   add({"min_axes02", {in({3, 4, 5})}, [](Graph&, V v) { return min(v[0], {0, 2}); },
        [](T x) { return reduce_ref(x[0], {0, 2}, false, INFINITY, [](double a, double b) { return std::min(a, b); }); },
        {"min"}});
@@ -327,6 +332,24 @@ std::vector<OpCase> build_cases() {
   }
 
   // ---- layout
+  {
+    OpCase c{"where_broadcast_condition", {in({3, 1}), in({3, 4}), in({4})},
+             [](Graph&, V v) { return where(greater(v[0], scalar_like(v[0], 0.0)), v[1], v[2] * v[2]); },
+             [](T x) {
+               return map_ref({x[0], x[1], x[2]},
+                              [](const std::vector<double>& a) { return a[0] > 0 ? a[1] : a[2] * a[2]; });
+             },
+             {"where", "greater"}};
+    c.inputs[0].kinks = {0.0};
+    add(c);
+  }
+  add({"concat_axis0", {in({2, 3}), in({1, 3})}, [](Graph&, V v) { return concat({v[0], v[1]}, 0); },
+       [](T x) {
+         Tensor y = Tensor::zeros({3, 3}, DType::f64);
+         for (int64_t i = 0; i < 9; ++i) y.set_item(i, i < 6 ? x[0].item(i) : x[1].item(i - 6));
+         return y;
+       },
+       {"concat"}});
   add({"broadcast_to", {in({3, 1})}, [](Graph&, V v) { return broadcast_to(v[0], {2, 3, 4}); },
        [](T x) { return map_ref({x[0], Tensor::zeros({2, 3, 4}, DType::f64)},
                                 [](const std::vector<double>& a) { return a[0]; }); },
@@ -389,6 +412,7 @@ std::vector<OpCase> build_cases() {
   add(conv_case("depthwise_stride3_same", {2, 7, 8, 3}, {3, 3, 1, 3}, {3, 3}, {1, 1}, 3, Padding::same));
   add(conv_case("depthwise_multiplier2_stride2", {1, 7, 6, 3}, {3, 3, 1, 6}, {2, 2}, {1, 1}, 3, Padding::valid));
   add(conv_case("depthwise_dilation2_same", {1, 7, 7, 4}, {3, 3, 1, 4}, {1, 1}, {2, 2}, 4, Padding::same));
+  add(conv_case("pointwise_stride2_same", {1, 5, 6, 3}, {1, 1, 3, 4}, {2, 2}, {1, 1}, 1, Padding::same));
   add(conv_case("pointwise", {2, 3, 5, 4}, {1, 1, 4, 3}, {1, 1}, {1, 1}, 1, Padding::valid));
   {
     // The gradient ops as functions of their own inputs, so their vjps are checked too.
@@ -427,6 +451,10 @@ std::vector<OpCase> build_cases() {
   // ---- softmax family and losses
   add({"softmax", {in({3, 5}, -2.0, 2.0)}, [](Graph&, V v) { return softmax(v[0], -1); },
        [](T x) { return softmax_rows_ref(x[0], false); }, {"softmax"}});
+  add({"softmax_middle_axis", {in({2, 4, 3}, -2.0, 2.0)}, [](Graph&, V v) { return softmax(v[0], 1); }, nullptr,
+       {"softmax"}});
+  add({"log_softmax_axis0", {in({4, 3}, -2.0, 2.0)}, [](Graph&, V v) { return log_softmax(v[0], 0); }, nullptr,
+       {"log_softmax"}});
   add({"softmax_axis0", {in({4, 3}, -2.0, 2.0)}, [](Graph&, V v) { return softmax(v[0], 0); }, nullptr, {"softmax"}});
   add({"log_softmax", {in({3, 5}, -2.0, 2.0)}, [](Graph&, V v) { return log_softmax(v[0], 1); },
        [](T x) { return softmax_rows_ref(x[0], true); }, {"log_softmax", "exp"}});
@@ -446,6 +474,8 @@ std::vector<OpCase> build_cases() {
          return y;
        },
        {"gather", "gather_backward"}});
+  add({"gather_negative_axis_scalar_index", {in({3, 4}), ints({}, 0, 3)},
+       [](Graph&, V v) { return gather(v[0], v[1], -1); }, nullptr, {"gather"}});
   add({"gather_axis1_matrix_index", {in({2, 4, 3}), ints({2, 2}, 0, 3)},
        [](Graph&, V v) { return gather(v[0], v[1], 1); }, nullptr, {"gather"}});
   add({"gather_backward", {in({3, 5}), ints({5}, 0, 3)},

@@ -175,6 +175,48 @@ TEST(Grad, StopGradientBlocks) {
   EXPECT_DOUBLE_EQ(evaluate(g, {gx.id()}, {{"x", Tensor::scalar(3.0, DType::f64)}})[0].item(0), 9.0);
 }
 
+TEST(Grad, ZeroDerivativeOpAmongTheInputsGetsItsOwnGradient) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {2}, DType::f64);
+  Value s = ops::stop_gradient(x);
+  auto gs = grad(ops::sum(s * x), {x, s});
+  const auto r = evaluate(g, {gs[0].id(), gs[1].id()}, {{"x", Tensor::from_vector({2}, {2, -3}, DType::f64)}});
+  EXPECT_EQ(r[0].to_vector(), (std::vector<double>{2, -3}));  // d/dx with s held: s
+  EXPECT_EQ(r[1].to_vector(), (std::vector<double>{2, -3}));  // d/ds: x
+}
+
+TEST(Grad, MaxSharesTheGradientAmongTies) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {4}, DType::f64);
+  Value gx = grad(ops::max(x), {x})[0];
+  const auto r = evaluate(g, {gx.id()}, {{"x", Tensor::from_vector({4}, {1, 3, 3, -1}, DType::f64)}});
+  EXPECT_EQ(r[0].to_vector(), (std::vector<double>{0, 0.5, 0.5, 0}));
+}
+
+TEST(Grad, FusedOpWithOneNodeInBothSlotsMatchesItsDecomposition) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {1, 2, 2, 3}, DType::f64);
+  Value fused = grad(ops::sum(ops::attribution_stats(x, x, 1)), {x})[0];
+  Value reference = grad(ops::sum(ops::attribution_stats_reference(x, x, 1)), {x})[0];
+  Tensor xv = Tensor::from_vector({1, 2, 2, 3}, {0.3, -0.7, 1.1, 0.2, 0.5, -0.4, 0.9, -1.3, 0.6, 0.1, -0.8, 1.4}, DType::f64);
+  const auto r = evaluate(g, {fused.id(), reference.id()}, {{"x", xv}});
+  for (int64_t i = 0; i < 12; ++i) EXPECT_NEAR(r[0].item(i), r[1].item(i), 1e-12);
+}
+
+TEST(Graph, InvalidAttributesAreRefusedAtBuildTime) {
+  Graph g;
+  Value img = ops::leaf(g, "img", {1, 0, 2, 1}, DType::f32);
+  EXPECT_THAT(error_of([&] { ops::resize_bilinear(img, 2, 2); }), HasSubstr("op 'resize_bilinear'"));
+  Value gr = ops::leaf(g, "g", {3}, DType::f32);
+  Value idx = ops::leaf(g, "i", {3}, DType::i32);
+  EXPECT_THAT(error_of([&] { ops::gather_backward(gr, idx, 0, -1); }), HasSubstr("op 'gather_backward'"));
+  Value empty = ops::leaf(g, "e", {4, 0}, DType::f32);
+  EXPECT_THAT(error_of([&] { ops::batch_norm_train(empty, empty, empty, empty, empty, 0.9, 1e-3); }),
+              HasSubstr("batch_norm_train"));
+  Value v = ops::leaf(g, "v", {3}, DType::f32);
+  EXPECT_THAT(error_of([&] { ops::mean(v, {4}); }), HasSubstr("mean over [4]"));
+}
+
 TEST(Grad, CastBetweenFloatsPassesTheGradientInTheInputDtype) {
   Graph g;
   Value x = ops::leaf(g, "x", {2}, DType::f64);

@@ -110,6 +110,31 @@ TEST(Executor, MissingAndMistypedFeedsAreNamed) {
   }
 }
 
+TEST(Executor, OutputsNeverShareStorage) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {3}, DType::f32);
+  Value a = ops::fill(g, 0.0, {3}, DType::f32);
+  Value b = ops::fill(g, 0.0, {3}, DType::f32);  // merged with a by CSE
+  Tensor xv = Tensor::zeros({3}, DType::f32);
+  const auto r = evaluate(g, {x.id(), a.id(), b.id(), a.id()}, {{"x", xv}});
+  EXPECT_NE(r[0].storage(), xv.storage());
+  EXPECT_NE(r[1].storage(), r[2].storage());
+  EXPECT_NE(r[1].storage(), r[3].storage());
+}
+
+TEST(Executor, KernelErrorsNameTheNode) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {3, 2}, DType::f32);
+  Value idx = ops::leaf(g, "idx", {1}, DType::i32);
+  Value y = ops::gather(x, idx, 0);
+  try {
+    evaluate(g, {y.id()}, {{"x", Tensor::zeros({3, 2}, DType::f32)}, {"idx", Tensor::from_vector({1}, {7}, DType::i32)}});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("while running %2 = gather(%0, %1)"));
+  }
+}
+
 TEST(Executor, RepeatedRunsReuseTheArenaAndAreBitEqual) {
   Graph g;
   Value x = ops::leaf(g, "x", {3, 9, 9, 4}, DType::f32);

@@ -55,13 +55,20 @@ template <class Decompose>
 Grads through_decomposition(C c, Decompose&& decompose) {
   const auto first = static_cast<NodeId>(c.graph.size());
   const Value decomposed = decompose();
+  // A node passed in two slots gets the sum of both partials once, in its first slot:
+  // the sweep over the decomposition already follows both uses.
   std::vector<Value> wanted;
-  for (size_t i = 0; i < c.inputs.size(); ++i)
-    if (c.needs(i)) wanted.push_back(c.inputs[i]);
-  const std::vector<Value> gs = partial_grad(decomposed, wanted, c.grad_output, first);
+  std::vector<size_t> slot_of;
   Grads out(c.inputs.size());
-  for (size_t i = 0, k = 0; i < c.inputs.size(); ++i)
-    if (c.needs(i)) out[i] = gs[k++];
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    bool repeated = false;
+    for (size_t j = 0; j < i; ++j) repeated = repeated || c.inputs[j].id() == c.inputs[i].id();
+    if (!c.needs(i) || repeated) continue;
+    wanted.push_back(c.inputs[i]);
+    slot_of.push_back(i);
+  }
+  const std::vector<Value> gs = partial_grad(decomposed, wanted, c.grad_output, first);
+  for (size_t k = 0; k < gs.size(); ++k) out[slot_of[k]] = gs[k];
   return out;
 }
 

@@ -63,7 +63,7 @@ std::vector<Value> reverse_sweep(const Value& y, const std::vector<Value>& xs, c
       wanted[i] = depends[static_cast<size_t>(n.inputs[i])];
       any = any || wanted[i];
     }
-    if (!any) continue;
+    if (!any || n.op->derivative == Derivative::zero) continue;
     if (n.op->derivative == Derivative::undefined) {
       AGILENN_THROW("grad: op '" << n.op_name() << "' has no vjp"
                                  << (n.op->no_vjp_reason.empty() ? "" : " (" + n.op->no_vjp_reason + ")")

@@ -141,6 +141,7 @@ std::vector<double> Tensor::to_vector() const {
 Tensor Tensor::clone() const { return to(dtype_); }
 
 Tensor Tensor::to(DType dtype) const {
+  AGILENN_CHECK(device() == Device::cpu, "to()/clone() copy host tensors; use the backend for device tensors");
   Tensor out = zeros(shape_, dtype);
   if (dtype == dtype_) {
     std::memcpy(out.raw(), raw(), nbytes());

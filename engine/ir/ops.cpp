@@ -82,7 +82,12 @@ Value min(const Value& x, std::vector<int64_t> axes, bool keepdims) {
   return reduce("min", x, std::move(axes), keepdims);
 }
 Value mean(const Value& x, std::vector<int64_t> axes, bool keepdims) {
-  const std::vector<int64_t> norm = normalize_axes(axes, x.rank());
+  std::vector<int64_t> norm;
+  try {
+    norm = normalize_axes(axes, x.rank());
+  } catch (const Error& e) {
+    AGILENN_THROW("mean over " << shape_str(axes) << " of " << shape_str(x.shape()) << ": " << e.what());
+  }
   int64_t count = 1;
   for (int64_t a : norm) count *= x.shape()[static_cast<size_t>(a)];
   return sum(x, std::move(axes), keepdims) * (1.0 / static_cast<double>(count));
@@ -201,6 +206,8 @@ std::vector<int64_t> all_but_last(const Value& x) {
 BatchNormResult batch_norm_train(const Value& x, const Value& gamma, const Value& beta,
                                  const Value& running_mean, const Value& running_var, double momentum,
                                  double eps) {
+  AGILENN_CHECK(x.rank() >= 2 && x.dim(-1) > 0, "batch_norm_train needs [..., C] with C > 0, got "
+                                                     << shape_str(x.shape()));
   const std::vector<int64_t> axes = all_but_last(x);
   const int64_t count = numel(x.shape()) / x.dim(-1);
   AGILENN_CHECK(count > 1, "batch_norm_train needs more than one value per channel, got "

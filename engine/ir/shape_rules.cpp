@@ -280,6 +280,7 @@ void register_shape_rules(OpRegistry& r) {
                           << shape_str(gr.shape));
     for (size_t i = 0; i < idx.shape.size(); ++i)
       AGILENN_CHECK(gr.shape[static_cast<size_t>(axis) + i] == idx.shape[i], "gradient does not match indices");
+    AGILENN_CHECK(a.i("dim") > 0, "dim must be positive, got " << a.i("dim"));
     Shape out(gr.shape.begin(), gr.shape.begin() + axis);
     out.push_back(a.i("dim"));
     out.insert(out.end(), gr.shape.begin() + axis + static_cast<long>(idx.shape.size()), gr.shape.end());
@@ -329,7 +330,7 @@ void register_shape_rules(OpRegistry& r) {
     expect_arity(ids, 1);
     const Node& x = in(g, ids, 0);
     expect_float(x);
-    AGILENN_CHECK(x.shape.size() == 4, "needs NHWC input");
+    AGILENN_CHECK(x.shape.size() == 4 && x.shape[1] > 0 && x.shape[2] > 0, "needs NHWC input with pixels");
     AGILENN_CHECK(a.i("out_h") > 0 && a.i("out_w") > 0, "output size must be positive");
     return {{x.shape[0], a.i("out_h"), a.i("out_w"), x.shape[3]}, x.dtype};
   });

@@ -35,6 +35,8 @@ class Backend {
   // Uploads a host tensor to this backend's memory (a no-op on the CPU) and back.
   virtual Tensor to_device(const Tensor& host) = 0;
   virtual Tensor to_host(const Tensor& t) = 0;
+  // A copy in fresh memory of this backend.
+  virtual Tensor copy(const Tensor& t) = 0;
   // Waits until every launched kernel has finished.
   virtual void synchronize() {}
 

@@ -1,5 +1,7 @@
 #include "engine/runtime/executor.h"
 
+#include <algorithm>
+#include <chrono>
 #include <limits>
 
 #include "engine/core/error.h"
@@ -50,11 +52,36 @@ std::vector<Tensor> Executor::run(const Feeds& feeds) {
     }
     inputs.clear();
     for (NodeId in : n.inputs) inputs.push_back(values[static_cast<size_t>(plan_.canonical[static_cast<size_t>(in)])]);
-    backend_.run(n, inputs, slot);
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      backend_.run(n, inputs, slot);
+      if (profiling_) backend_.synchronize();
+    } catch (const Error& e) {
+      AGILENN_THROW("while running " << graph_.describe(id) << ": " << e.what());
+    }
+    if (!profiling_) continue;
+    auto& [seconds, calls] = op_times_[n.op_name()];
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ++calls;
   }
+  // Each output owns its storage: a fed leaf, or a node requested twice (or merged by
+  // CSE with another output), is copied so that updating one result cannot change another.
   std::vector<Tensor> out;
   out.reserve(plan_.outputs.size());
-  for (NodeId o : plan_.outputs) out.push_back(values[static_cast<size_t>(o)]);
+  std::vector<bool> handed_out(graph_.size(), false);
+  for (NodeId o : plan_.outputs) {
+    const Tensor& v = values[static_cast<size_t>(o)];
+    const bool shared = handed_out[static_cast<size_t>(o)] || graph_.node(o).op_name() == "leaf";
+    handed_out[static_cast<size_t>(o)] = true;
+    out.push_back(shared ? backend_.copy(v) : v);
+  }
+  return out;
+}
+
+std::vector<Executor::OpTime> Executor::profile() const {
+  std::vector<OpTime> out;
+  for (const auto& [op, t] : op_times_) out.push_back({op, t.first, t.second});
+  std::sort(out.begin(), out.end(), [](const OpTime& a, const OpTime& b) { return a.seconds > b.seconds; });
   return out;
 }
 

@@ -1,5 +1,6 @@
 // Runs a compiled Plan on one backend: intermediates live in one arena laid out by the
-// memory plan; leaves are fed by name; outputs get storage of their own.
+// memory plan; leaves are fed by name; outputs get storage of their own. One Executor
+// runs one step at a time (the arena is shared by its runs): use one per thread.
 #pragma once
 
 #include <map>
@@ -22,6 +23,16 @@ class Executor {
   std::vector<Tensor> run(const Feeds& feeds);
 
   const Plan& plan() const { return plan_; }
+
+  // Per-op wall time accumulated over runs while profiling is on (after synchronising the
+  // backend per kernel, so it slows GPU runs). Sorted, largest first.
+  void set_profiling(bool on) { profiling_ = on; }
+  struct OpTime {
+    std::string op;
+    double seconds;
+    int64_t calls;
+  };
+  std::vector<OpTime> profile() const;
   size_t arena_bytes() const { return plan_.memory.arena_bytes; }
 
  private:
@@ -30,6 +41,8 @@ class Executor {
   Backend& backend_;
   std::shared_ptr<Storage> arena_;
   std::vector<size_t> arena_offset_;  // per node id; SIZE_MAX if not in the arena
+  bool profiling_ = false;
+  std::map<std::string, std::pair<double, int64_t>> op_times_;
 };
 
 // compile + Executor + run, for one-off evaluation (tests, tools).

@@ -34,6 +34,7 @@ class Trainer {
   const StepGraph& graph() const { return *step_; }
   int64_t steps_done() const { return step_count_; }
   const Plan& plan() const { return executor_->plan(); }
+  Executor& executor() { return *executor_; }
 
  private:
   std::unique_ptr<StepGraph> step_;
