@@ -29,6 +29,14 @@ xai::NetFn frozen_reference(const nn::Scope& root, const models::AgileNNPreset& 
 
 }  // namespace
 
+std::vector<NodeId> step_outputs(const StepGraph& s) {
+  std::vector<NodeId> out{s.loss.id()};
+  for (const auto& [name, v] : s.metrics) out.push_back(v.id());
+  for (const Value& g : s.grads) out.push_back(g.id());
+  for (const auto& [name, v] : s.state_updates) out.push_back(v.id());
+  return out;
+}
+
 std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt) {
   const models::AgileNNPreset& p = models::preset(opt.preset);
   auto s = std::make_unique<StepGraph>();

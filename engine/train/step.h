@@ -25,6 +25,10 @@ struct StepGraph {
   std::string zero_point_table;   // [classes,h,w,C] from zero_point_gradients, or empty
 };
 
+// The nodes a training step computes, in the order the Trainer reads them: loss, the
+// metrics, the gradients, the state updates.
+std::vector<NodeId> step_outputs(const StepGraph& step);
+
 struct AgileNNStepOptions {
   std::string preset = "tiny";
   int64_t classes = 10;

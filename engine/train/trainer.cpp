@@ -8,7 +8,9 @@ namespace agilenn::train {
 
 Trainer::Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::unique_ptr<Optimizer> optimizer,
                  Backend& backend)
-    : step_(std::move(step)), values_(std::move(values)), optimizer_(std::move(optimizer)) {
+    : step_(std::move(step)), optimizer_(std::move(optimizer)) {
+  // Updates happen in place: own the values, so the caller's tensors stay as they were.
+  for (const auto& [name, t] : values) values_.emplace(name, t.clone());
   for (const nn::ParamInfo& info : step_->params.all()) {
     auto it = values_.find(info.name);
     AGILENN_CHECK(it != values_.end(), "no value for '" << info.name << "'");
@@ -16,11 +18,7 @@ Trainer::Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::uni
                                                                   << ", the model declares " << shape_str(info.shape));
   }
   AGILENN_CHECK(step_->grads.empty() || optimizer_, "a training step needs an optimizer");
-  outputs_.push_back(step_->loss.id());
-  for (const auto& [name, v] : step_->metrics) outputs_.push_back(v.id());
-  for (const Value& g : step_->grads) outputs_.push_back(g.id());
-  for (const auto& [name, v] : step_->state_updates) outputs_.push_back(v.id());
-  executor_ = std::make_unique<Executor>(step_->graph, compile(step_->graph, outputs_), backend);
+  executor_ = std::make_unique<Executor>(step_->graph, compile(step_->graph, step_outputs(*step_)), backend);
 }
 
 StepResult Trainer::step(const Tensor& images, const Tensor& labels) {

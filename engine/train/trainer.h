@@ -20,7 +20,8 @@ struct StepResult {
 class Trainer {
  public:
   // `values` holds every parameter and state tensor the step declares (see
-  // ParamSet::initialise); `optimizer` may be null for an evaluation step.
+  // ParamSet::initialise); the trainer works on its own copy. `optimizer` may be null
+  // for an evaluation step.
   Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::unique_ptr<Optimizer> optimizer,
           Backend& backend = cpu_backend());
 
@@ -42,7 +43,6 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<Executor> executor_;
   std::map<std::string, Tensor> extra_;
-  std::vector<NodeId> outputs_;
   int64_t step_count_ = 0;
 };
 

@@ -81,6 +81,9 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
+// Called once by the CPU backend: BLAS calls then run on the calling thread only.
+void use_single_threaded_blas();
+
 void register_elementwise(KernelTable& table);
 void register_reductions(KernelTable& table);
 void register_layout(KernelTable& table);
