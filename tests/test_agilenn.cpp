@@ -10,6 +10,7 @@
 #include "engine/models/agilenn.h"
 #include "engine/runtime/executor.h"
 #include "engine/train/step.h"
+#include "engine/xai/channel_remap.h"
 #include "engine/xai/integrated_gradients.h"
 #include "tests/gradcheck.h"
 
@@ -306,6 +307,42 @@ TEST(AgileNNStep, ParameterGradientsMatchFiniteDifferences) {
       EXPECT_NEAR(grads[k].item(i), fd, 1e-7 + 1e-5 * std::abs(fd)) << name << "[" << i << "]";
     }
   }
+}
+
+}  // namespace
+}  // namespace agilenn
+
+namespace agilenn {
+namespace {
+
+TEST(ChannelRemap, OrdersByImportanceAndPermutesTheFeaturesExactly) {
+  xai::ChannelImportance imp(4, 1);
+  // Channel 2 has the largest mean; channel 1 is most often the top one.
+  imp.add(Tensor::from_vector({3, 4}, {0.1, 1.0, 5.0, 0.2, 0.1, 1.0, 0.5, 0.2, 0.1, 1.0, 0.5, 0.3}, DType::f64));
+  EXPECT_EQ(imp.order(xai::RemapMethod::global_importance), (std::vector<int64_t>{2, 1, 3, 0}));
+  EXPECT_EQ(imp.order(xai::RemapMethod::topk_appearance), (std::vector<int64_t>{1, 2, 0, 3}));
+
+  // Permuting the last layer permutes the feature extractor's output, in eval mode.
+  const models::AgileNNPreset& p = models::preset("tiny");
+  Graph g;
+  nn::ParamSet params;
+  nn::Scope root(g, params, false, DType::f64);
+  Value images = ops::leaf(g, "images", {2, 32, 32, 3}, DType::f64);
+  Value f = models::feature_extractor(root.child("fe"), images, p);
+  nn::TensorMap values = params.initialise(9, DType::f64);
+  values["fe.bn2.moving_mean"] = random_tensor({10}, DType::f64, 1, -0.2, 0.2);  // distinct per channel
+  values["fe.bn2.gamma"] = random_tensor({10}, DType::f64, 2, 0.5, 1.5);
+  Feeds feeds;
+  for (auto& [name, t] : values) feeds[name] = t;
+  feeds["images"] = random_tensor({2, 32, 32, 3}, DType::f64, 3);
+  const Tensor before = evaluate(g, {f.id()}, feeds)[0];
+  const std::vector<int64_t> order{3, 0, 9, 1, 2, 8, 4, 7, 5, 6};
+  xai::permute_feature_channels(values, order);
+  for (auto& [name, t] : values) feeds[name] = t;
+  const Tensor after = evaluate(g, {f.id()}, feeds)[0];
+  for (int64_t i = 0; i < after.numel(); ++i)
+    ASSERT_EQ(after.item(i), before.item(i - i % 10 + order[static_cast<size_t>(i % 10)])) << i;
+  EXPECT_THROW(xai::permute_feature_channels(values, {0, 0, 1, 2, 3, 4, 5, 6, 7, 8}), Error);
 }
 
 }  // namespace

@@ -55,6 +55,7 @@ std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt) {
   }
   const xai::IgTerms ig = xai::integrated_gradients(out.features, s->labels, net, opt.ig, {}, table);
   const xai::AttributionLosses att = xai::attribution_losses(ig, p.local_channels(), opt.rho, opt.fused);
+  s->channel_importance = ops::sum(ops::abs(ig.delta * ig.a), {1, 2});
   Value ce = ops::mean(ops::cross_entropy(out.logits, s->labels));
   s->loss = ce * opt.lambda + (att.skew_loss + att.disorder_loss) * (1.0 - opt.lambda);
   s->metrics = {{"ce", ce},

@@ -16,6 +16,7 @@ struct StepGraph {
   nn::ParamSet params;
   Value images, labels;
   Value loss;
+  Value channel_importance;  // AgileNN steps: P = Σ_{h,w} |(f − b) ⊙ A| per sample [B,C]
   std::vector<std::pair<std::string, Value>> metrics;  // e.g. ce, skewness, correct (a count)
   std::vector<std::string> trainable;                  // parameter names, in the order of grads
   std::vector<Value> grads;                            // empty when not training
