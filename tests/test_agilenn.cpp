@@ -247,14 +247,14 @@ TEST(Quantizer, ForwardIsTheNearestCentroidAndGradientsAreTheSoftPaths) {
 // (whose gradients pass through the IG gradients, i.e. second order).
 TEST(AgileNNStep, ParameterGradientsMatchFiniteDifferences) {
   train::AgileNNStepOptions opt;
-  opt.preset = "tiny";
+  opt.preset = models::preset("tiny");
   opt.classes = 3;
   opt.batch = 4;
   opt.dtype = DType::f64;
   opt.quantizer = models::QuantizerMode::soft;
   auto step = train::build_agilenn_step(opt);
   nn::TensorMap values = step->params.initialise(17, DType::f64);
-  const Tensor table = train::compute_zero_point_table("tiny", opt.classes, values, DType::f64);
+  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), opt.classes, values, DType::f64);
 
   Feeds feeds;
   for (auto& [name, t] : values) feeds[name] = t;

@@ -15,7 +15,7 @@ constexpr int64_t kClasses = 10, kBatch = 32;
 
 // Pretrains the tiny reference net (with its stem) on the synthetic images; returns its values.
 nn::TensorMap pretrain_reference(const data::SyntheticDataset& ds, int steps) {
-  auto step = train::build_reference_step("tiny", kClasses, kBatch, true);
+  auto step = train::build_reference_step(models::preset("tiny"), kClasses, kBatch, true);
   nn::TensorMap init = step->params.initialise(7, DType::f32);
   train::Trainer t(std::move(step), init, std::make_unique<train::Adam>(train::CosineSchedule{3e-3, steps, 0.01}));
   for (int s = 0; s < steps; ++s) {
@@ -36,7 +36,7 @@ TEST(EndToEnd, TinyPresetRaisesSkewnessToRhoWhileAccuracyRises) {
   nn::TensorMap values = step->params.initialise(11, DType::f32);
   for (const auto& [name, t] : reference)
     if (values.count(name)) values[name] = t;  // the frozen body of the reference net
-  const Tensor table = train::compute_zero_point_table("tiny", kClasses, values);
+  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), kClasses, values);
   const int steps = 400, window = 25;
   train::Trainer trainer(std::move(step), values, std::make_unique<train::SGDW>(train::CosineSchedule{0.1, steps, 0}));
   trainer.set_input("ig.zero_point_grads", table);
@@ -61,7 +61,7 @@ TEST(EndToEnd, TinyPresetRaisesSkewnessToRhoWhileAccuracyRises) {
 
 TEST(EndToEnd, PaperPresetBuildsPlansAndRunsOneCpuStep) {
   train::AgileNNStepOptions opt;
-  opt.preset = "paper";
+  opt.preset = models::preset("paper");
   opt.classes = 100;
   opt.batch = 64;
   auto big = train::build_agilenn_step(opt);
@@ -78,7 +78,7 @@ TEST(EndToEnd, PaperPresetBuildsPlansAndRunsOneCpuStep) {
   opt.batch = 2;
   auto small = train::build_agilenn_step(opt);
   nn::TensorMap values = small->params.initialise(5, DType::f32);
-  const Tensor table = train::compute_zero_point_table("paper", opt.classes, values);
+  const Tensor table = train::compute_zero_point_table(models::preset("paper"), opt.classes, values);
   EXPECT_EQ(table.shape(), (Shape{100, 32, 32, 24}));
   const std::vector<double> fe_before = values.at("fe.sep1.depthwise.weight").to_vector();
   const std::vector<double> ref_before = values.at("ref.head.weight").to_vector();
@@ -101,7 +101,7 @@ TEST(EndToEnd, NonFiniteLossStopsTheStepAndKeepsParameters) {
   opt.batch = 4;
   auto step = train::build_agilenn_step(opt);
   nn::TensorMap values = step->params.initialise(3, DType::f32);
-  const Tensor table = train::compute_zero_point_table("tiny", 4, values);
+  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), 4, values);
   train::Trainer trainer(std::move(step), values, std::make_unique<train::SGDW>(train::CosineSchedule{0.1, 10, 0}));
   trainer.set_input("ig.zero_point_grads", table);
   Tensor images = Tensor::zeros({4, 32, 32, 3}, DType::f32);

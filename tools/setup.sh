@@ -8,7 +8,8 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libopenblas-dev libomp-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev nlohmann-json3-dev zlib1g-dev
+  libcli11-dev nlohmann-json3-dev zlib1g-dev libjpeg-dev
+  dataset-fashion-mnist
 )
 
 missing=()
@@ -24,4 +25,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "setup: all packages present"
+fi
+
+# The checkpoint test reads our files back with the reference safetensors package.
+if ! python3 -c 'import safetensors, numpy' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check safetensors numpy || echo "setup: safetensors unavailable; that test will skip"
 fi

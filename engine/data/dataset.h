@@ -40,6 +40,14 @@ ImageDataset read_idx(const std::string& images_path, const std::string& labels_
                       const std::string& name);
 // {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] in `dir`.
 ImageDataset read_mnist_dir(const std::string& dir, Split split, const std::string& name);
+// SVHN cropped digits: train_32x32.mat / test_32x32.mat in `dir`, MATLAB level-5 MAT-files (compressed
+// or not) holding X (32×32×3×N) and y (N×1, digit 0 written as 10, mapped to label 0).
+ImageDataset read_svhn(const std::string& dir, Split split);
+ImageDataset read_svhn_mat(const std::string& path, const std::string& name);
+// Tiny-ImageNet-200 folder tree in `dir`: labels by line of wnids.txt; train/<wnid>/images/*.JPEG sorted by
+// name, or (Split::test) the official val/ split in the order of val/val_annotations.txt. 64×64 RGB, grey
+// images replicated to 3 channels.
+ImageDataset read_tiny_imagenet(const std::string& dir, Split split);
 
 // Reads a whole file, gunzipping it when it starts with the gzip magic.
 std::vector<uint8_t> read_file_maybe_gzip(const std::string& path);

@@ -7,10 +7,9 @@
 namespace agilenn::train {
 namespace {
 
-// Number of rows whose argmax equals the label (as a float count).
-Value correct_count(const Value& logits, const Value& labels) {
-  Value predicted = ops::argmin(-logits, 1);
-  return ops::sum(ops::cast(ops::equal(predicted, labels), logits.dtype()));
+// 1 where the argmax of the logits equals the label.
+Value correct(const Value& logits, const Value& labels) {
+  return ops::cast(ops::equal(ops::argmin(-logits, 1), labels), logits.dtype());
 }
 
 void finish(StepGraph& s, const nn::Scope& scope, bool training) {
@@ -24,7 +23,7 @@ void finish(StepGraph& s, const nn::Scope& scope, bool training) {
 
 xai::NetFn frozen_reference(const nn::Scope& root, const models::AgileNNPreset& p, int64_t classes) {
   const nn::Scope ref = root.child("ref").frozen().with_training(false);
-  return [ref, &p, classes](const Value& features) { return models::reference_body(ref, features, p, classes); };
+  return [ref, p, classes](const Value& features) { return models::reference_body(ref, features, p, classes); };
 }
 
 }  // namespace
@@ -38,7 +37,7 @@ std::vector<NodeId> step_outputs(const StepGraph& s) {
 }
 
 std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt) {
-  const models::AgileNNPreset& p = models::preset(opt.preset);
+  const models::AgileNNPreset& p = opt.preset;
   auto s = std::make_unique<StepGraph>();
   Graph& g = s->graph;
   nn::Scope root(g, s->params, opt.training, opt.dtype);
@@ -62,14 +61,16 @@ std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt) {
                 {"skew_loss", att.skew_loss},
                 {"disorder_loss", att.disorder_loss},
                 {"skewness", att.mean_skewness},
-                {"correct", correct_count(out.logits, s->labels)}};
+                {"correct", ops::sum(correct(out.logits, s->labels))}};
+  s->per_sample = {{"correct", correct(out.logits, s->labels)}, {"skewness", att.skewness}};
+  s->quantized = out.quantized;
+  s->centroids = models::centroid_values(root.child("quantizer"), p);
   finish(*s, root, opt.training);
   return s;
 }
 
-std::unique_ptr<StepGraph> build_reference_step(const std::string& preset, int64_t classes, int64_t batch,
+std::unique_ptr<StepGraph> build_reference_step(const models::AgileNNPreset& p, int64_t classes, int64_t batch,
                                                 bool training, DType dtype) {
-  const models::AgileNNPreset& p = models::preset(preset);
   auto s = std::make_unique<StepGraph>();
   Graph& g = s->graph;
   nn::Scope root(g, s->params, training, dtype);
@@ -82,13 +83,14 @@ std::unique_ptr<StepGraph> build_reference_step(const std::string& preset, int64
   }
   Value logits = models::reference_net(root.child("ref"), s->images, p, classes, counter);
   s->loss = ops::mean(ops::cross_entropy(logits, s->labels));
-  s->metrics = {{"ce", s->loss}, {"correct", correct_count(logits, s->labels)}};
+  s->metrics = {{"ce", s->loss}, {"correct", ops::sum(correct(logits, s->labels))}};
+  s->per_sample = {{"correct", correct(logits, s->labels)}};
   finish(*s, root, training);
   return s;
 }
 
-Tensor compute_zero_point_table(const std::string& preset, int64_t classes, const nn::TensorMap& values, DType dtype) {
-  const models::AgileNNPreset& p = models::preset(preset);
+Tensor compute_zero_point_table(const models::AgileNNPreset& p, int64_t classes, const nn::TensorMap& values,
+                                DType dtype) {
   Graph g;
   nn::ParamSet params;
   nn::Scope root(g, params, false, dtype);

@@ -17,6 +17,10 @@ struct StepGraph {
   Value images, labels;
   Value loss;
   Value channel_importance;  // AgileNN steps: P = Σ_{h,w} |(f − b) ⊙ A| per sample [B,C]
+  Value quantized;           // AgileNN steps: the remote features after quantization
+  Value centroids;           // AgileNN steps: the centroid values 6·sigmoid(raw)
+  // Per-sample values [B] (correct as 0/1, skewness), for evaluation over padded batches.
+  std::vector<std::pair<std::string, Value>> per_sample;
   std::vector<std::pair<std::string, Value>> metrics;  // e.g. ce, skewness, correct (a count)
   std::vector<std::string> trainable;                  // parameter names, in the order of grads
   std::vector<Value> grads;                            // empty when not training
@@ -31,7 +35,7 @@ struct StepGraph {
 std::vector<NodeId> step_outputs(const StepGraph& step);
 
 struct AgileNNStepOptions {
-  std::string preset = "tiny";
+  models::AgileNNPreset preset = models::preset("tiny");
   int64_t classes = 10;
   int64_t batch = 32;
   xai::IgOptions ig;
@@ -49,11 +53,11 @@ struct AgileNNStepOptions {
 std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt);
 
 // The reference net with its stem on images, for pretraining: CE loss, accuracy.
-std::unique_ptr<StepGraph> build_reference_step(const std::string& preset, int64_t classes, int64_t batch,
+std::unique_ptr<StepGraph> build_reference_step(const models::AgileNNPreset& preset, int64_t classes, int64_t batch,
                                                 bool training, DType dtype = DType::f32);
 
 // The per-class α = 0 gradient table of a (pretrained) reference body, evaluated once.
-Tensor compute_zero_point_table(const std::string& preset, int64_t classes, const nn::TensorMap& values,
+Tensor compute_zero_point_table(const models::AgileNNPreset& preset, int64_t classes, const nn::TensorMap& values,
                                 DType dtype = DType::f32);
 
 }  // namespace agilenn::train

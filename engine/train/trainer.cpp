@@ -21,13 +21,14 @@ Trainer::Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::uni
   executor_ = std::make_unique<Executor>(step_->graph, compile(step_->graph, step_outputs(*step_)), backend);
 }
 
-StepResult Trainer::step(const Tensor& images, const Tensor& labels) {
+StepResult Trainer::step(const Tensor& images, const Tensor& labels, int64_t global_step) {
+  const int64_t t = global_step >= 0 ? global_step : step_count_;
   Feeds feeds = extra_;
   for (const nn::ParamInfo& info : step_->params.all()) feeds[info.name] = values_.at(info.name);
   feeds["images"] = images;
   feeds["labels"] = labels;
   if (!step_->dropout_counter.empty())
-    feeds[step_->dropout_counter] = Tensor::scalar(static_cast<double>(step_count_), DType::i32);
+    feeds[step_->dropout_counter] = Tensor::scalar(static_cast<double>(t), DType::i32);
   const std::vector<Tensor> out = executor_->run(feeds);
 
   StepResult r;
@@ -35,15 +36,15 @@ StepResult Trainer::step(const Tensor& images, const Tensor& labels) {
   size_t i = 1;
   for (const auto& [name, v] : step_->metrics) r.metrics[name] = out[i++].item(0);
   if (!std::isfinite(r.loss))
-    AGILENN_THROW("step " << step_count_ << ": loss is " << r.loss << "; parameters left as they were");
+    AGILENN_THROW("step " << t << ": loss is " << r.loss << "; parameters left as they were");
   std::vector<Tensor> grads(out.begin() + static_cast<long>(i), out.begin() + static_cast<long>(i + step_->grads.size()));
   i += step_->grads.size();
   for (size_t k = 0; k < grads.size(); ++k)
     for (int64_t e = 0; e < grads[k].numel(); ++e)
       if (!std::isfinite(grads[k].item(e)))
-        AGILENN_THROW("step " << step_count_ << ": gradient of '" << step_->trainable[k] << "' is not finite at element "
+        AGILENN_THROW("step " << t << ": gradient of '" << step_->trainable[k] << "' is not finite at element "
                               << e << "; parameters left as they were");
-  if (optimizer_ && !grads.empty()) optimizer_->apply(values_, step_->trainable, grads, step_count_);
+  if (optimizer_ && !grads.empty()) optimizer_->apply(values_, step_->trainable, grads, t);
   for (const auto& [name, v] : step_->state_updates) values_[name] = out[i++];
   ++step_count_;
   return r;

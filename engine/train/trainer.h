@@ -26,7 +26,8 @@ class Trainer {
           Backend& backend = cpu_backend());
 
   // One step on a batch. Non-finite loss throws naming the step, leaving values untouched.
-  StepResult step(const Tensor& images, const Tensor& labels);
+  // `global_step` (default: steps done by this trainer) drives the schedule and dropout.
+  StepResult step(const Tensor& images, const Tensor& labels, int64_t global_step = -1);
 
   // Extra leaves (the zero-point table) fed with every step.
   void set_input(const std::string& name, const Tensor& value) { extra_[name] = value; }
@@ -36,6 +37,7 @@ class Trainer {
   int64_t steps_done() const { return step_count_; }
   const Plan& plan() const { return executor_->plan(); }
   Executor& executor() { return *executor_; }
+  Optimizer& optimizer() { return *optimizer_; }
 
  private:
   std::unique_ptr<StepGraph> step_;

@@ -1,0 +1,100 @@
+// agilenn-train: pretrain the reference net, train AgileNN with it frozen, or evaluate a
+// checkpoint. A thin command line over engine/train/run.h.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "engine/core/error.h"
+#include "engine/train/run.h"
+
+namespace {
+
+using agilenn::train::RunConfig;
+
+void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, std::string& device) {
+  cmd->add_option("--dataset", cfg.dataset, "fashion-mnist, mnist, cifar10, cifar100, svhn, tiny-imagenet or synthetic")
+      ->capture_default_str();
+  cmd->add_option("--data-dir", cfg.data_dir, "directory holding the dataset's official files (default: its usual place)");
+  cmd->add_option("--preset", preset, "model preset: tiny or paper")->capture_default_str();
+  cmd->add_option("--epochs", cfg.epochs, "epochs (the cosine schedule spans them all)")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", cfg.batch, "per-step batch")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--lr", cfg.lr, "initial learning rate (default 0.1 SGDW for AgileNN, 1e-3 Adam for the reference net)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", cfg.seed, "seed of initialisation, shuffling and augmentation")->capture_default_str();
+  cmd->add_option("--out", cfg.out, "run directory: checkpoints, metrics.jsonl, TensorBoard events")->capture_default_str();
+  cmd->add_flag("--resume", cfg.resume, "continue from <out>/latest.safetensors exactly where it stopped");
+  cmd->add_option("--device", device, "cpu (the CUDA backend is not available yet)")->capture_default_str();
+  cmd->add_option("--max-steps", cfg.max_steps, "stop after this many steps in total (0: all epochs)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--train-limit", cfg.train_limit, "use only the first N training samples (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--test-limit", cfg.test_limit, "evaluate on the first N test samples (0: all)")
+      ->check(CLI::NonNegativeNumber);
+}
+
+void report(const agilenn::train::RunSummary& s, bool agilenn) {
+  std::cout << "final: steps " << s.steps << "  test accuracy " << s.test_accuracy << "  best " << s.best_accuracy;
+  if (agilenn)
+    std::cout << "  skewness " << s.test_skewness << "  remote codes " << s.bits_per_image << " bits/image ("
+              << s.entropy_bits_per_image << " at their entropy)";
+  std::cout << std::endl;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"agilenn-train: train AgileNN models (Huang & Gao, MobiCom 2022) on the CPU"};
+  app.require_subcommand(1);
+
+  RunConfig ref_cfg, cfg;
+  ref_cfg.mode = agilenn::train::RunMode::reference;
+  std::string ref_preset = "tiny", preset = "tiny", ref_device = "cpu", device = "cpu", ig_rule = "trapezoid";
+  double split_ratio = -1;
+  int64_t centroids = 0;
+
+  CLI::App* reference = app.add_subcommand("reference", "train the reference net (with its stem) on images");
+  add_common(reference, ref_cfg, ref_preset, ref_device);
+
+  CLI::App* train = app.add_subcommand("train", "train AgileNN with a frozen, pretrained reference net");
+  add_common(train, cfg, preset, device);
+  train->add_option("--reference", cfg.reference, "checkpoint of the reference net (from `agilenn-train reference`)");
+  train->add_option("--ig-steps", cfg.ig.steps, "integrated-gradients points m")->capture_default_str()->check(CLI::PositiveNumber);
+  train->add_option("--ig-rule", ig_rule, "left, right, middle, trapezoid or gauss-legendre")->capture_default_str();
+  train->add_option("--rho", cfg.rho, "target skewness ρ")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  train->add_option("--klambda", cfg.lambda, "weight λ of the classification loss")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  train->add_option("--split_ratio", split_ratio, "share of feature channels kept on the device (default: the preset's)")
+      ->check(CLI::Range(0.0, 1.0));
+  train->add_option("--num_centroids", centroids, "quantizer centroids (default: the preset's)")->check(CLI::PositiveNumber);
+  train->add_option("--channel_remapping", cfg.channel_remapping, "global_importance or topk_appearance (default: none)")
+      ->check(CLI::IsMember({"global_importance", "topk_appearance"}));
+
+  std::string checkpoint, eval_dir;
+  int64_t eval_batch = 64;
+  CLI::App* evaluate = app.add_subcommand("evaluate", "evaluate a checkpoint on the test split");
+  evaluate->add_option("checkpoint", checkpoint, "a .safetensors checkpoint written by agilenn-train")->required();
+  evaluate->add_option("--data-dir", eval_dir, "directory holding the dataset's official files");
+  evaluate->add_option("--batch-size", eval_batch, "evaluation batch")->capture_default_str()->check(CLI::PositiveNumber);
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*evaluate) {
+      agilenn::train::evaluate_checkpoint(checkpoint, eval_dir, eval_batch, std::cout);
+      return 0;
+    }
+    const bool agilenn = static_cast<bool>(*train);
+    RunConfig& c = agilenn ? cfg : ref_cfg;
+    const std::string& dev = agilenn ? device : ref_device;
+    AGILENN_CHECK(dev == "cpu", "--device " << dev << ": only the CPU backend is available in this build");
+    c.preset = agilenn::models::preset(agilenn ? preset : ref_preset);
+    if (agilenn) {
+      c.ig.rule = agilenn::xai::parse_ig_rule(ig_rule);
+      if (split_ratio >= 0) c.preset.split_ratio = split_ratio;
+      if (centroids > 0) c.preset.num_centroids = centroids;
+    }
+    report(agilenn::train::run_training(c, std::cout), agilenn);
+  } catch (const std::exception& e) {
+    std::cerr << "agilenn-train: error: " << e.what() << std::endl;
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,173 @@
+#include "engine/io/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/core/error.h"
+
+namespace agilenn::io {
+namespace {
+
+const char* safetensors_dtype(DType t) {
+  switch (t) {
+    case DType::f32: return "F32";
+    case DType::f64: return "F64";
+    case DType::i32: return "I32";
+    case DType::u8: return "U8";
+  }
+  return "?";
+}
+
+DType parse_dtype(const std::string& s, const std::string& path, const std::string& tensor) {
+  if (s == "F32") return DType::f32;
+  if (s == "F64") return DType::f64;
+  if (s == "I32") return DType::i32;
+  if (s == "U8") return DType::u8;
+  AGILENN_THROW("'" << path << "': tensor '" << tensor << "' has unsupported dtype '" << s << "'");
+}
+
+uint32_t crc_of(const char* data, size_t n) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  while (n > 0) {
+    const auto chunk = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(data), chunk);
+    data += chunk;
+    n -= chunk;
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+void write_all(int fd, const char* data, size_t n, const std::string& path) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, data, n);
+    AGILENN_CHECK(w > 0, "writing '" << path << "' failed: " << std::strerror(errno));
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+}  // namespace
+
+void write_file_atomically(const std::string& path, const std::string& bytes, int64_t fail_after) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  fs::create_directories(dir);
+  const std::string tmp = (dir / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()))).string();
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  AGILENN_CHECK(fd >= 0, "cannot create '" << tmp << "': " << std::strerror(errno));
+  try {
+    const size_t n = fail_after >= 0 ? std::min(bytes.size(), static_cast<size_t>(fail_after)) : bytes.size();
+    write_all(fd, bytes.data(), n, tmp);
+    AGILENN_CHECK(fail_after < 0, "write of '" << path << "' interrupted after " << n << " bytes (test hook)");
+    AGILENN_CHECK(::fsync(fd) == 0, "fsync of '" << tmp << "' failed: " << std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+  AGILENN_CHECK(::close(fd) == 0, "closing '" << tmp << "' failed: " << std::strerror(errno));
+  std::error_code ec;
+  fs::rename(tmp, target, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    AGILENN_THROW("cannot rename '" << tmp << "' to '" << path << "'");
+  }
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
+  nlohmann::json header = nlohmann::json::object();
+  size_t offset = 0;
+  for (const auto& [name, t] : ckpt.tensors) {
+    AGILENN_CHECK(t.device() == Device::cpu, "checkpoint tensor '" << name << "' must be on the host");
+    header[name] = {{"dtype", safetensors_dtype(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, offset + t.nbytes()}}};
+    offset += t.nbytes();
+  }
+  std::string data;
+  data.reserve(offset);
+  for (const auto& [name, t] : ckpt.tensors) data.append(static_cast<const char*>(t.raw()), t.nbytes());
+  char crc[16];
+  std::snprintf(crc, sizeof(crc), "%08x", crc_of(data.data(), data.size()));
+  header["__metadata__"] = {{"format", "agilenn"}, {"agilenn", ckpt.metadata.dump()}, {"crc32", crc}};
+  std::string json = header.dump();
+  json.append((8 - json.size() % 8) % 8, ' ');  // keep the data section 8-byte aligned
+  std::string bytes(8, '\0');
+  const uint64_t n = json.size();
+  for (int i = 0; i < 8; ++i) bytes[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+  bytes += json;
+  bytes += data;
+  write_file_atomically(path, bytes);
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  AGILENN_CHECK(in, "cannot open checkpoint '" << path << "'");
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  AGILENN_CHECK(bytes.size() >= 8, "'" << path << "' is truncated: " << bytes.size() << " bytes, no header");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
+  AGILENN_CHECK(n <= bytes.size() - 8, "'" << path << "' is truncated: header of " << n << " bytes, file of "
+                                           << bytes.size());
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(bytes.substr(8, n));
+  } catch (const std::exception& e) {
+    AGILENN_THROW("'" << path << "' has a corrupt header: " << e.what());
+  }
+  AGILENN_CHECK(header.is_object(), "'" << path << "' has a corrupt header: not a JSON object");
+  const size_t base = 8 + n, data_size = bytes.size() - base;
+  Checkpoint ckpt;
+  size_t covered = 0;
+  for (const auto& [name, entry] : header.items()) {
+    if (name == "__metadata__") continue;
+    try {
+      const DType t = parse_dtype(entry.at("dtype").get<std::string>(), path, name);
+      const Shape shape = entry.at("shape").get<Shape>();
+      const size_t begin = entry.at("data_offsets").at(0).get<size_t>(), end = entry.at("data_offsets").at(1).get<size_t>();
+      const size_t want = static_cast<size_t>(numel(shape)) * dtype_size(t);
+      AGILENN_CHECK(begin <= end && end <= data_size, "'" << path << "': tensor '" << name << "' lies outside the file (bytes "
+                                                          << begin << ".." << end << " of " << data_size
+                                                          << "); the file is truncated");
+      AGILENN_CHECK(end - begin == want, "'" << path << "': tensor '" << name << "' has " << end - begin
+                                             << " bytes, its shape " << shape_str(shape) << " needs " << want);
+      Tensor tensor = Tensor::zeros(shape, t);
+      std::memcpy(tensor.raw(), bytes.data() + base + begin, want);
+      ckpt.tensors.emplace(name, tensor);
+      covered += want;
+    } catch (const nlohmann::json::exception& e) {
+      AGILENN_THROW("'" << path << "': entry '" << name << "' is malformed: " << e.what());
+    }
+  }
+  AGILENN_CHECK(covered == data_size, "'" << path << "': tensors cover " << covered << " of " << data_size << " data bytes");
+  const auto meta = header.find("__metadata__");
+  AGILENN_CHECK(meta != header.end() && meta->contains("crc32") && meta->contains("agilenn"),
+                "'" << path << "' is not an agilenn checkpoint (no __metadata__ with crc32 and agilenn)");
+  char crc[16];
+  std::snprintf(crc, sizeof(crc), "%08x", crc_of(bytes.data() + base, data_size));
+  AGILENN_CHECK(meta->at("crc32").get<std::string>() == crc, "'" << path << "' fails its checksum: tensor data is corrupt");
+  ckpt.metadata = nlohmann::json::parse(meta->at("agilenn").get<std::string>());
+  return ckpt;
+}
+
+void check_against(const Checkpoint& ckpt, const nn::ParamSet& expected, const std::string& path) {
+  for (const nn::ParamInfo& info : expected.all()) {
+    auto it = ckpt.tensors.find(info.name);
+    AGILENN_CHECK(it != ckpt.tensors.end(), "'" << path << "' has no tensor '" << info.name << "'");
+    AGILENN_CHECK(it->second.shape() == info.shape, "'" << path << "': tensor '" << info.name << "' is "
+                                                        << shape_str(it->second.shape()) << ", the model needs "
+                                                        << shape_str(info.shape));
+  }
+}
+
+}  // namespace agilenn::io

@@ -1,0 +1,313 @@
+#include "engine/train/run.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <ostream>
+
+#include "engine/core/error.h"
+#include "engine/data/loader.h"
+#include "engine/io/checkpoint.h"
+#include "engine/train/trainer.h"
+#include "engine/xai/channel_remap.h"
+
+namespace agilenn::train {
+namespace {
+
+using nlohmann::json;
+
+const char* mode_name(RunMode m) { return m == RunMode::reference ? "reference" : "agilenn"; }
+
+json preset_json(const models::AgileNNPreset& p) {
+  return {{"name", p.name}, {"split_ratio", p.split_ratio}, {"num_centroids", p.num_centroids}};
+}
+
+models::AgileNNPreset preset_from(const json& j) {
+  models::AgileNNPreset p = models::preset(j.at("name").get<std::string>());
+  p.split_ratio = j.at("split_ratio").get<double>();
+  p.num_centroids = j.at("num_centroids").get<int64_t>();
+  return p;
+}
+
+json config_json(const RunConfig& c) {
+  return {{"mode", mode_name(c.mode)}, {"dataset", c.dataset},     {"preset", preset_json(c.preset)},
+          {"epochs", c.epochs},        {"batch", c.batch},         {"lr", c.lr},
+          {"seed", c.seed},            {"ig_steps", c.ig.steps},   {"ig_rule", xai::ig_rule_name(c.ig.rule)},
+          {"rho", c.rho},              {"lambda", c.lambda},       {"reference", c.reference},
+          {"channel_remapping", c.channel_remapping}, {"train_limit", c.train_limit}};
+}
+
+data::ImageDataset limited(data::ImageDataset ds, int64_t limit) {
+  if (limit <= 0 || limit >= ds.size()) return ds;
+  ds.labels.resize(static_cast<size_t>(limit));
+  ds.pixels.resize(static_cast<size_t>(limit * ds.image_bytes()));
+  return ds;
+}
+
+int64_t classes_of(const data::ImageDataset& train, const data::ImageDataset& test) {
+  AGILENN_CHECK(train.classes == test.classes, "train and test splits disagree on the number of classes");
+  return train.classes;
+}
+
+std::unique_ptr<StepGraph> build_step(const RunConfig& c, int64_t classes, int64_t batch, bool training) {
+  if (c.mode == RunMode::reference) return build_reference_step(c.preset, classes, batch, training);
+  AgileNNStepOptions o;
+  o.preset = c.preset;
+  o.classes = classes;
+  o.batch = batch;
+  o.ig = c.ig;
+  o.rho = c.rho;
+  o.lambda = c.lambda;
+  o.training = training;
+  return build_agilenn_step(o);
+}
+
+// Accuracy, skewness and code statistics over the whole test split (padded last batch).
+struct Evaluation {
+  double accuracy = 0, skewness = 0, entropy_bits = 0, raw_bits = 0;
+};
+
+Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDataset& test, const nn::TensorMap& values,
+                    const Tensor& table) {
+  const int64_t batch = c.batch;
+  auto step = build_step(c, classes, batch, false);
+  std::vector<NodeId> outs;
+  for (const auto& [name, v] : step->per_sample) outs.push_back(v.id());
+  const bool agilenn = c.mode == RunMode::agilenn;
+  if (agilenn) outs.push_back(step->quantized.id()), outs.push_back(step->centroids.id());
+  Executor ex(step->graph, compile(step->graph, outs), cpu_backend());
+  Feeds feeds;
+  for (const nn::ParamInfo& info : step->params.all()) feeds[info.name] = values.at(info.name);
+  if (!step->zero_point_table.empty()) feeds[step->zero_point_table] = table;
+  data::Loader loader(test, batch, data::Preprocess::for_dataset(c.dataset, c.preset.input_size, false), c.seed, false);
+  Evaluation e;
+  std::vector<double> histogram(static_cast<size_t>(c.preset.num_centroids), 0.0);
+  int64_t seen = 0, codes_per_image = 0;
+  for (int64_t b = 0; b < loader.batches_covering(); ++b) {
+    const data::Loader::LoadedBatch lb = loader.get(0, b);
+    feeds["images"] = lb.batch.images;
+    feeds["labels"] = lb.batch.labels;
+    const std::vector<Tensor> r = ex.run(feeds);
+    for (int64_t i = 0; i < lb.valid; ++i) {
+      e.accuracy += r[0].item(i);
+      if (agilenn) e.skewness += r[1].item(i);
+    }
+    if (agilenn) {
+      const Tensor& q = r[2];
+      const Tensor& cv = r[3];
+      codes_per_image = q.numel() / batch;
+      for (int64_t i = 0; i < lb.valid * codes_per_image; ++i) {
+        int64_t k = 0;
+        while (k + 1 < cv.numel() && cv.item(k) != q.item(i)) ++k;
+        histogram[static_cast<size_t>(k)] += 1;
+      }
+    }
+    seen += lb.valid;
+  }
+  e.accuracy /= static_cast<double>(seen);
+  e.skewness /= static_cast<double>(seen);
+  if (agilenn) {
+    double total = 0, entropy = 0;
+    for (double h : histogram) total += h;
+    for (double h : histogram)
+      if (h > 0) entropy -= h / total * std::log2(h / total);
+    e.entropy_bits = entropy * static_cast<double>(codes_per_image);
+    e.raw_bits = std::log2(static_cast<double>(c.preset.num_centroids)) * static_cast<double>(codes_per_image);
+  }
+  return e;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, int64_t total_steps) {
+  if (c.mode == RunMode::reference)
+    return std::make_unique<Adam>(CosineSchedule{c.lr > 0 ? c.lr : 1e-3, total_steps, 0.01});
+  return std::make_unique<SGDW>(CosineSchedule{c.lr > 0 ? c.lr : 0.1, total_steps, 0.0});
+}
+
+std::string duration(double seconds) {
+  const auto s = static_cast<int64_t>(seconds);
+  std::ostringstream os;
+  if (s >= 3600) os << s / 3600 << "h";
+  os << (s % 3600) / 60 << "m" << std::setw(2) << std::setfill('0') << s % 60 << "s";
+  return os.str();
+}
+
+// Reference-net values for an AgileNN run: the body of a checkpoint written in reference mode.
+void load_reference(const RunConfig& c, nn::TensorMap& values, const nn::ParamSet& params) {
+  AGILENN_CHECK(!c.reference.empty(), "AgileNN training needs --reference, a checkpoint of the reference net "
+                                      "(train one with `agilenn-train reference`)");
+  const io::Checkpoint ref = io::load_checkpoint(c.reference);
+  for (const nn::ParamInfo& info : params.all()) {
+    if (info.name.rfind("ref.", 0) != 0) continue;
+    auto it = ref.tensors.find(info.name);
+    AGILENN_CHECK(it != ref.tensors.end(), "'" << c.reference << "' has no tensor '" << info.name
+                                               << "': is it a reference-net checkpoint of preset '" << c.preset.name << "'?");
+    AGILENN_CHECK(it->second.shape() == info.shape, "'" << c.reference << "': tensor '" << info.name << "' is "
+                                                        << shape_str(it->second.shape()) << ", expected "
+                                                        << shape_str(info.shape));
+    values[info.name] = it->second;
+  }
+}
+
+}  // namespace
+
+RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
+  namespace fs = std::filesystem;
+  const data::ImageDataset train_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::train), cfg.train_limit);
+  const data::ImageDataset test_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::test), cfg.test_limit);
+  const int64_t classes = classes_of(train_set, test_set);
+  data::Loader loader(train_set, cfg.batch, data::Preprocess::for_dataset(cfg.dataset, cfg.preset.input_size, true),
+                      cfg.seed, true);
+  const int64_t per_epoch = loader.batches_per_epoch(), total = per_epoch * cfg.epochs;
+  auto step = build_step(cfg, classes, cfg.batch, true);
+  const std::string latest = (fs::path(cfg.out) / "latest.safetensors").string();
+  const std::string best_path = (fs::path(cfg.out) / "best.safetensors").string();
+
+  nn::TensorMap values = step->params.initialise(cfg.seed, DType::f32);
+  std::unique_ptr<Optimizer> optimizer = make_optimizer(cfg, total);
+  int64_t done = 0;
+  double best = 0;
+  if (cfg.resume && fs::exists(latest)) {
+    const io::Checkpoint ck = io::load_checkpoint(latest);
+    io::check_against(ck, step->params, latest);
+    AGILENN_CHECK(ck.metadata.at("config") == config_json(cfg),
+                  "'" << latest << "' was written with another configuration: " << ck.metadata.at("config").dump());
+    for (const nn::ParamInfo& info : step->params.all()) values[info.name] = ck.tensors.at(info.name);
+    for (const auto& [name, t] : ck.tensors)
+      if (name.rfind("optimizer/", 0) == 0) optimizer->slots()[name.substr(10)] = t;
+    done = ck.metadata.at("step").get<int64_t>();
+    best = ck.metadata.at("best_accuracy").get<double>();
+    log << "resuming from " << latest << " at step " << done << "\n";
+  } else if (cfg.mode == RunMode::agilenn) {
+    load_reference(cfg, values, step->params);
+  }
+
+  Tensor table;
+  if (!step->zero_point_table.empty()) table = compute_zero_point_table(cfg.preset, classes, values);
+  if (cfg.mode == RunMode::agilenn && !cfg.channel_remapping.empty() && done == 0) {
+    // Rank channels with the untrained feature extractor over one pass of training data.
+    auto probe = build_step(cfg, classes, cfg.batch, false);
+    Executor ex(probe->graph, compile(probe->graph, {probe->channel_importance.id()}), cpu_backend());
+    Feeds feeds;
+    for (const nn::ParamInfo& info : probe->params.all()) feeds[info.name] = values.at(info.name);
+    feeds[probe->zero_point_table] = table;
+    xai::ChannelImportance importance(cfg.preset.feature_channels, cfg.preset.local_channels());
+    for (int64_t b = 0; b < per_epoch; ++b) {
+      const data::Batch batch = loader.get(0, b).batch;
+      feeds["images"] = batch.images;
+      feeds["labels"] = batch.labels;
+      importance.add(ex.run(feeds)[0]);
+    }
+    const std::vector<int64_t> order = importance.order(xai::parse_remap_method(cfg.channel_remapping));
+    xai::permute_feature_channels(values, order);
+    log << "channel remapping (" << cfg.channel_remapping << "):";
+    for (size_t i = 0; i < order.size(); ++i) log << " " << order[i] << "->" << i;
+    log << "\n";
+  }
+
+  Trainer trainer(std::move(step), values, std::move(optimizer));
+  if (table.defined()) trainer.set_input(trainer.graph().zero_point_table, table);
+  fs::create_directories(cfg.out);
+  std::ofstream metrics((fs::path(cfg.out) / "metrics.jsonl").string(), std::ios::app);
+  AGILENN_CHECK(metrics, "cannot write metrics in '" << cfg.out << "'");
+
+  auto save = [&](const std::string& path, int64_t step_count, const json& extra) {
+    io::Checkpoint ck;
+    for (const nn::ParamInfo& info : trainer.graph().params.all()) ck.tensors[info.name] = trainer.values().at(info.name);
+    for (const auto& [name, t] : trainer.optimizer().slots()) ck.tensors["optimizer/" + name] = t;
+    ck.metadata = {{"config", config_json(cfg)}, {"step", step_count},   {"epoch", step_count / per_epoch},
+                   {"best_accuracy", best},      {"classes", classes},   {"engine_version", io::kEngineVersion},
+                   {"metrics", extra}};
+    io::save_checkpoint(path, ck);
+  };
+
+  RunSummary summary;
+  const int64_t stop = cfg.max_steps > 0 ? std::min(total, cfg.max_steps) : total;
+  auto epoch_start = std::chrono::steady_clock::now();
+  double sum_loss = 0, sum_acc = 0, sum_skew = 0, in_epoch = 0;
+  for (int64_t s = done; s < stop; ++s) {
+    const int64_t epoch = s / per_epoch, index = s % per_epoch;
+    const data::Loader::LoadedBatch lb = loader.next(epoch, index);
+    StepResult r;
+    try {
+      r = trainer.step(lb.batch.images, lb.batch.labels, s);
+    } catch (const Error& e) {
+      AGILENN_THROW(e.what() << " (training stopped; the last good checkpoint is '" << latest << "')");
+    }
+    const double acc = r.metrics.at("correct") / static_cast<double>(cfg.batch);
+    const double skew = r.metrics.count("skewness") ? r.metrics.at("skewness") : 0.0;
+    json line = {{"step", s + 1}, {"epoch", epoch}, {"loss", r.loss}, {"accuracy", acc}};
+    for (const auto& [k, v] : r.metrics)
+      if (k != "correct") line[k] = v;
+    line["lr"] = trainer.optimizer().learning_rate(s);
+    metrics << line.dump() << "\n";
+    sum_loss += r.loss, sum_acc += acc, sum_skew += skew, in_epoch += 1;
+    const bool epoch_end = index == per_epoch - 1, last = s + 1 == stop;
+    if (!epoch_end && !last) continue;
+
+    const Evaluation ev = evaluate(cfg, classes, test_set, trainer.values(), table);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+    const double rate = in_epoch / secs;
+    log << "epoch " << epoch + 1 << "/" << cfg.epochs << "  step " << s + 1 << "/" << total << "  " << std::fixed
+        << std::setprecision(2) << rate << " steps/s  ETA " << duration(static_cast<double>(stop - s - 1) / rate)
+        << "  loss " << std::setprecision(4) << sum_loss / in_epoch << "  acc " << sum_acc / in_epoch;
+    if (cfg.mode == RunMode::agilenn) log << "  skew " << sum_skew / in_epoch;
+    log << "  | test acc " << ev.accuracy;
+    if (cfg.mode == RunMode::agilenn) log << "  skew " << ev.skewness;
+    log << std::endl;
+    metrics << json{{"step", s + 1}, {"epoch", epoch}, {"test_accuracy", ev.accuracy}, {"test_skewness", ev.skewness}}.dump()
+            << "\n";
+    metrics.flush();
+    const json extra = {{"test_accuracy", ev.accuracy}, {"test_skewness", ev.skewness}};
+    if (ev.accuracy > best || !fs::exists(best_path)) {
+      best = std::max(best, ev.accuracy);
+      save(best_path, s + 1, extra);
+    }
+    save(latest, s + 1, extra);
+    summary.test_accuracy = ev.accuracy;
+    summary.test_skewness = ev.skewness;
+    summary.bits_per_image = ev.raw_bits;
+    summary.entropy_bits_per_image = ev.entropy_bits;
+    epoch_start = std::chrono::steady_clock::now();
+    sum_loss = sum_acc = sum_skew = 0;
+    in_epoch = 0;
+  }
+  summary.steps = stop;
+  summary.best_accuracy = best;
+  return summary;
+}
+
+RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string& data_dir, int64_t batch,
+                               std::ostream& log) {
+  const io::Checkpoint ck = io::load_checkpoint(checkpoint);
+  const json& c = ck.metadata.at("config");
+  RunConfig cfg;
+  cfg.mode = c.at("mode").get<std::string>() == "reference" ? RunMode::reference : RunMode::agilenn;
+  cfg.dataset = c.at("dataset").get<std::string>();
+  cfg.data_dir = data_dir;
+  cfg.preset = preset_from(c.at("preset"));
+  cfg.batch = batch;
+  cfg.ig.steps = c.at("ig_steps").get<int>();
+  cfg.ig.rule = xai::parse_ig_rule(c.at("ig_rule").get<std::string>());
+  cfg.rho = c.at("rho").get<double>();
+  cfg.lambda = c.at("lambda").get<double>();
+  const data::ImageDataset test = data::load_dataset(cfg.dataset, data_dir, data::Split::test);
+  const int64_t classes = ck.metadata.at("classes").get<int64_t>();
+  auto step = build_step(cfg, classes, batch, false);
+  io::check_against(ck, step->params, checkpoint);
+  const Tensor table = step->zero_point_table.empty() ? Tensor() : compute_zero_point_table(cfg.preset, classes, ck.tensors);
+  const Evaluation ev = evaluate(cfg, classes, test, ck.tensors, table);
+  RunSummary s;
+  s.steps = ck.metadata.at("step").get<int64_t>();
+  s.test_accuracy = ev.accuracy;
+  s.test_skewness = ev.skewness;
+  s.bits_per_image = ev.raw_bits;
+  s.entropy_bits_per_image = ev.entropy_bits;
+  log << checkpoint << ": step " << s.steps << "  test accuracy " << ev.accuracy;
+  if (cfg.mode == RunMode::agilenn) log << "  skewness " << ev.skewness << "  remote codes " << ev.raw_bits << " bits/image";
+  log << std::endl;
+  return s;
+}
+
+}  // namespace agilenn::train

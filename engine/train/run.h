@@ -1,0 +1,51 @@
+// A whole training run as a researcher starts it: data, loader, step, optimizer,
+// per-epoch evaluation, metrics logs, best and latest checkpoints, exact resume.
+// agilenn-train is a thin command line over this.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+
+#include "engine/models/presets.h"
+#include "engine/xai/integrated_gradients.h"
+
+namespace agilenn::train {
+
+enum class RunMode { reference, agilenn };
+
+struct RunConfig {
+  RunMode mode = RunMode::agilenn;
+  std::string dataset = "fashion-mnist";
+  std::string data_dir;         // "" = the dataset's default place
+  std::string out = "runs/default";
+  models::AgileNNPreset preset = models::preset("tiny");
+  int64_t epochs = 10;
+  int64_t batch = 64;
+  double lr = 0;                // 0 = the mode's default (SGDW 0.1, Adam 1e-3)
+  uint64_t seed = 1;
+  xai::IgOptions ig;
+  double rho = 0.8, lambda = 0.8;
+  std::string reference;        // agilenn mode: checkpoint of the pretrained reference net
+  std::string channel_remapping;  // "", "global_importance" or "topk_appearance"
+  bool resume = false;
+  int64_t max_steps = 0;        // stop (and checkpoint) after this many steps in total; 0 = all epochs
+  int64_t train_limit = 0;      // use only the first N training samples (0 = all)
+  int64_t test_limit = 0;       // evaluate on the first N test samples (0 = all)
+};
+
+struct RunSummary {
+  int64_t steps = 0;
+  double test_accuracy = 0, test_skewness = 0, best_accuracy = 0;
+  double bits_per_image = 0;          // remote codes before entropy coding
+  double entropy_bits_per_image = 0;  // the same codes at their empirical entropy
+};
+
+// Trains per `cfg`, printing a line per epoch to `log`. Files in cfg.out: latest.safetensors,
+// best.safetensors (highest test accuracy), metrics.jsonl, TensorBoard events.
+RunSummary run_training(const RunConfig& cfg, std::ostream& log);
+
+// Evaluates a checkpoint written by run_training on the test split.
+RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string& data_dir, int64_t batch,
+                               std::ostream& log);
+
+}  // namespace agilenn::train

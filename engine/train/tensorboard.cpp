@@ -1,0 +1,161 @@
+#include "engine/train/tensorboard.h"
+
+#include <unistd.h>
+
+#include <array>
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "engine/core/error.h"
+
+namespace agilenn::train {
+
+namespace {
+
+constexpr std::array<uint32_t, 256> make_crc32c_table() {
+  std::array<uint32_t, 256> table{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1U) ? (c >> 1) ^ 0x82F63B78U : c >> 1;
+    table[i] = c;
+  }
+  return table;
+}
+
+constexpr std::array<uint32_t, 256> kCrc32cTable = make_crc32c_table();
+
+// TFRecord stores a rotated, offset CRC: a plain CRC of data that itself embeds CRCs is weak.
+uint32_t masked_crc(const uint8_t* data, size_t n) {
+  const uint32_t crc = crc32c(data, n);
+  return ((crc >> 15) | (crc << 17)) + 0xa282ead8U;
+}
+
+// The file format is little-endian regardless of the host, so bytes are laid out explicitly.
+void put_le(std::vector<uint8_t>& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+void put_varint(std::vector<uint8_t>& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<uint8_t>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<uint8_t>(v));
+}
+
+enum WireType : uint32_t { kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kFixed32 = 5 };
+
+void put_key(std::vector<uint8_t>& out, uint32_t field, WireType type) { put_varint(out, (field << 3) | type); }
+
+void put_bytes(std::vector<uint8_t>& out, uint32_t field, const uint8_t* data, size_t n) {
+  put_key(out, field, kLengthDelimited);
+  put_varint(out, n);
+  out.insert(out.end(), data, data + n);
+}
+
+void put_bytes(std::vector<uint8_t>& out, uint32_t field, const std::string& s) {
+  put_bytes(out, field, reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+void put_bytes(std::vector<uint8_t>& out, uint32_t field, const std::vector<uint8_t>& v) {
+  put_bytes(out, field, v.data(), v.size());
+}
+
+// Fields shared by every Event: wall_time (1) and step (2).
+std::vector<uint8_t> event_header(int64_t step) {
+  const double wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::vector<uint8_t> ev;
+  put_key(ev, 1, kFixed64);
+  put_le(ev, std::bit_cast<uint64_t>(wall), 8);
+  // int64 varints carry negative values as their 64-bit two's complement.
+  put_key(ev, 2, kVarint);
+  put_varint(ev, static_cast<uint64_t>(step));
+  return ev;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "localhost";
+  std::string name(buf);
+  // A separator in the name would put the file outside DIR.
+  for (char& c : name)
+    if (c == '/' || c == '\\') c = '_';
+  return name;
+}
+
+}  // namespace
+
+uint32_t crc32c(const uint8_t* data, size_t n) {
+  uint32_t c = 0xFFFFFFFFU;
+  for (size_t i = 0; i < n; ++i) c = kCrc32cTable[(c ^ data[i]) & 0xFFU] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFU;
+}
+
+EventWriter::EventWriter(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  AGILENN_CHECK(!ec, "tensorboard: cannot create log directory '" << dir << "': " << ec.message());
+  const auto seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const std::string base =
+      (std::filesystem::path(dir) / ("events.out.tfevents." + std::to_string(seconds) + "." + host_name())).string();
+  // "x" creates exclusively, so a second writer in the same second and directory takes the next suffix
+  // instead of truncating the first one's file.
+  for (int attempt = 0; attempt < 1000 && !file_; ++attempt) {
+    path_ = attempt == 0 ? base : base + "." + std::to_string(attempt);
+    file_ = std::fopen(path_.c_str(), "wbx");
+    if (!file_ && errno != EEXIST) break;
+  }
+  AGILENN_CHECK(file_, "tensorboard: cannot create event file '" << path_ << "': " << std::strerror(errno));
+
+  std::vector<uint8_t> ev = event_header(0);
+  put_bytes(ev, 3, std::string("brain.Event:2"));
+  try {
+    write_record(ev);
+    flush();
+  } catch (...) {
+    std::fclose(file_);
+    throw;
+  }
+}
+
+EventWriter::~EventWriter() {
+  // Destructors must not throw; a failure here has no one to report to, and flush() reports it when called.
+  std::fflush(file_);
+  std::fclose(file_);
+}
+
+void EventWriter::scalar(const std::string& tag, double value, int64_t step) {
+  AGILENN_CHECK(!tag.empty(), "tensorboard: empty scalar tag for '" << path_ << "'");
+  std::vector<uint8_t> summary_value;
+  put_bytes(summary_value, 1, tag);
+  put_key(summary_value, 2, kFixed32);
+  put_le(summary_value, std::bit_cast<uint32_t>(static_cast<float>(value)), 4);
+  std::vector<uint8_t> summary;
+  put_bytes(summary, 1, summary_value);
+
+  std::vector<uint8_t> ev = event_header(step);
+  put_bytes(ev, 5, summary);
+  write_record(ev);
+}
+
+void EventWriter::flush() {
+  AGILENN_CHECK(std::fflush(file_) == 0, "tensorboard: cannot flush '" << path_ << "': " << std::strerror(errno));
+}
+
+void EventWriter::write_record(const std::vector<uint8_t>& data) {
+  std::vector<uint8_t> rec;
+  rec.reserve(data.size() + 16);
+  put_le(rec, data.size(), 8);
+  put_le(rec, masked_crc(rec.data(), 8), 4);
+  rec.insert(rec.end(), data.begin(), data.end());
+  put_le(rec, masked_crc(data.data(), data.size()), 4);
+  AGILENN_CHECK(std::fwrite(rec.data(), 1, rec.size(), file_) == rec.size(),
+                "tensorboard: cannot write to '" << path_ << "': " << std::strerror(errno));
+}
+
+}  // namespace agilenn::train

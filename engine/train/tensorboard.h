@@ -1,0 +1,39 @@
+// TensorBoard scalar summaries written as a TFRecord event file, with the few protobuf messages
+// encoded by hand so the engine needs no protobuf library. `tensorboard --logdir DIR` reads them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace agilenn::train {
+
+// CRC-32C (Castagnoli), the checksum TFRecord framing uses; crc32c("123456789") == 0xE3069283.
+uint32_t crc32c(const uint8_t* data, size_t n);
+
+// Appends scalar events to DIR/events.out.tfevents.<unix seconds>.<hostname> (a numeric suffix is
+// added when that name is already taken, so two writers started in the same second never clobber
+// each other). Not thread-safe: give each thread its own writer or serialise the calls.
+class EventWriter {
+ public:
+  // Creates DIR if needed and writes the file_version record, flushed so TensorBoard sees the run at once.
+  explicit EventWriter(const std::string& dir);
+  ~EventWriter();
+  EventWriter(const EventWriter&) = delete;
+  EventWriter& operator=(const EventWriter&) = delete;
+
+  // TensorBoard stores scalars as float32, so `value` is rounded to float precision.
+  void scalar(const std::string& tag, double value, int64_t step);
+  void flush();
+  const std::string& path() const { return path_; }
+
+ private:
+  void write_record(const std::vector<uint8_t>& data);
+
+  std::string path_;
+  std::FILE* file_ = nullptr;
+};
+
+}  // namespace agilenn::train

@@ -1,0 +1,241 @@
+// Loader determinism and sharding, checkpoints (format, atomicity, corruption), exact
+// resume of a training run, and the command line's error handling.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "engine/core/error.h"
+#include "engine/data/loader.h"
+#include "engine/io/checkpoint.h"
+#include "engine/train/run.h"
+
+namespace agilenn {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("agilenn-test-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// ---- loader
+
+TEST(Loader, BatchesAreAPureFunctionOfSeedEpochAndIndex) {
+  const data::ImageDataset ds = data::synthetic_images(10, 96, 28, 3);
+  const data::Preprocess pp = data::Preprocess::for_dataset("cifar10", 32, true);
+  data::Loader a(ds, 8, pp, 42, true), b(ds, 8, pp, 42, true), c(ds, 8, pp, 43, true);
+  const auto x = a.get(1, 3), y = b.next(1, 3), z = c.get(1, 3);
+  EXPECT_EQ(x.batch.images.shape(), (Shape{8, 32, 32, 3}));
+  EXPECT_EQ(x.batch.images.to_vector(), y.batch.images.to_vector());
+  EXPECT_EQ(x.batch.labels.to_vector(), y.batch.labels.to_vector());
+  EXPECT_NE(x.batch.images.to_vector(), z.batch.images.to_vector());
+  // The prefetched next batch equals the one computed directly.
+  EXPECT_EQ(b.next(1, 4).batch.images.to_vector(), a.get(1, 4).batch.images.to_vector());
+  // Another epoch visits the samples in another order.
+  EXPECT_NE(a.get(2, 3).batch.labels.to_vector(), x.batch.labels.to_vector());
+}
+
+TEST(Loader, RanksTogetherSeeTheSingleRankBatch) {
+  const data::ImageDataset ds = data::synthetic_images(10, 64, 32, 5);
+  const data::Preprocess pp = data::Preprocess::for_dataset("cifar10", 32, true);
+  data::Loader whole(ds, 8, pp, 7, true), r0(ds, 4, pp, 7, true, 0, 2), r1(ds, 4, pp, 7, true, 1, 2);
+  EXPECT_EQ(whole.batches_per_epoch(), r0.batches_per_epoch());
+  const auto w = whole.get(0, 2).batch, a = r0.get(0, 2).batch, b = r1.get(0, 2).batch;
+  std::vector<double> joined = a.images.to_vector(), jb = b.images.to_vector();
+  joined.insert(joined.end(), jb.begin(), jb.end());
+  EXPECT_EQ(joined, w.images.to_vector());
+}
+
+TEST(Loader, NormalisesBeforeResizingAndCoversTheTestSet) {
+  data::ImageDataset ds{"flat", 4, 4, 1, 2, std::vector<uint8_t>(5 * 16, 255), {0, 1, 0, 1, 1}};
+  const data::Preprocess pp = data::Preprocess::for_dataset("fashion-mnist", 8, false);
+  data::Loader l(ds, 2, pp, 1, false);
+  EXPECT_EQ(l.batches_covering(), 3);
+  const auto last = l.get(0, 2);
+  EXPECT_EQ(last.valid, 1);
+  // A constant image stays constant through the resize: (1 − mean) / std on all 3 channels.
+  for (double v : last.batch.images.to_vector()) EXPECT_NEAR(v, (1.0 - 0.2860) / 0.3530, 1e-5);
+}
+
+// ---- checkpoints
+
+io::Checkpoint sample_checkpoint() {
+  io::Checkpoint ck;
+  ck.tensors["a.weight"] = Tensor::from_vector({2, 3}, {1, 2, 3, 4, 5, 6}, DType::f32);
+  ck.tensors["b.count"] = Tensor::from_vector({2}, {7, -8}, DType::i32);
+  ck.tensors["c.big"] = Tensor::from_vector({3}, {0.1, 0.2, 0.3}, DType::f64);
+  ck.metadata = {{"step", 12}, {"note", "hello"}};
+  return ck;
+}
+
+TEST(Checkpoint, RoundTripsTensorsAndMetadata) {
+  const fs::path d = fresh_dir("ckpt");
+  const std::string path = (d / "x.safetensors").string();
+  io::save_checkpoint(path, sample_checkpoint());
+  const io::Checkpoint back = io::load_checkpoint(path);
+  ASSERT_EQ(back.tensors.size(), 3u);
+  EXPECT_EQ(back.tensors.at("a.weight").to_vector(), (std::vector<double>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(back.tensors.at("b.count").dtype(), DType::i32);
+  EXPECT_EQ(back.tensors.at("c.big").to_vector(), (std::vector<double>{0.1, 0.2, 0.3}));
+  EXPECT_EQ(back.metadata.at("step").get<int>(), 12);
+  // Nothing but the file itself is left in the directory.
+  EXPECT_EQ(std::distance(fs::directory_iterator(d), fs::directory_iterator{}), 1);
+}
+
+TEST(Checkpoint, IsReadableByThePythonSafetensorsPackage) {
+  if (std::system("python3 -c 'import safetensors, numpy' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "python3 with safetensors and numpy is not installed (tools/setup.sh installs them)";
+  const fs::path d = fresh_dir("ckpt-py");
+  const std::string path = (d / "x.safetensors").string();
+  io::save_checkpoint(path, sample_checkpoint());
+  const std::string cmd = "python3 -c \"from safetensors.numpy import load_file; t = load_file('" + path +
+                          "'); assert t['a.weight'].tolist() == [[1,2,3],[4,5,6]]; assert t['b.count'].tolist() == [7,-8]\"";
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+}
+
+TEST(Checkpoint, TruncatedOrCorruptFilesAreRefusedNamingTheProblem) {
+  const fs::path d = fresh_dir("ckpt-bad");
+  const std::string good = (d / "good.safetensors").string();
+  io::save_checkpoint(good, sample_checkpoint());
+  std::ifstream in(good, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string bad = (d / "bad.safetensors").string();
+  for (size_t cut : {size_t{0}, size_t{4}, size_t{8}, size_t{20}, bytes.size() / 2, bytes.size() - 1}) {
+    std::ofstream(bad, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(cut));
+    EXPECT_THAT(error_of([&] { io::load_checkpoint(bad); }), HasSubstr("bad.safetensors")) << "cut at " << cut;
+  }
+  std::string flipped = bytes;
+  flipped[bytes.size() - 3] ^= 0x40;
+  std::ofstream(bad, std::ios::binary).write(flipped.data(), static_cast<std::streamsize>(flipped.size()));
+  EXPECT_THAT(error_of([&] { io::load_checkpoint(bad); }), HasSubstr("checksum"));
+
+  nn::ParamSet expected;
+  expected.declare({"a.weight", {3, 2}, nn::Init::Zeros()});
+  EXPECT_THAT(error_of([&] { io::check_against(io::load_checkpoint(good), expected, good); }),
+              HasSubstr("'a.weight' is [2,3], the model needs [3,2]"));
+}
+
+TEST(Checkpoint, AnInterruptedWriteLeavesThePreviousFileLoadable) {
+  const fs::path d = fresh_dir("ckpt-atomic");
+  const std::string path = (d / "latest.safetensors").string();
+  io::save_checkpoint(path, sample_checkpoint());
+  const std::string replacement(4096, 'x');
+  for (int64_t at : {0, 1, 100, 4095}) {
+    EXPECT_THROW(io::write_file_atomically(path, replacement, at), Error);
+    EXPECT_EQ(io::load_checkpoint(path).metadata.at("step").get<int>(), 12);
+    EXPECT_EQ(std::distance(fs::directory_iterator(d), fs::directory_iterator{}), 1) << "temporary file left behind";
+  }
+}
+
+// ---- whole runs
+
+train::RunConfig small_run(const fs::path& out, train::RunMode mode) {
+  train::RunConfig c;
+  c.mode = mode;
+  c.dataset = "synthetic";
+  c.out = out.string();
+  c.batch = 16;
+  c.epochs = 2;
+  c.train_limit = 96;  // 6 steps per epoch
+  c.test_limit = 40;
+  return c;
+}
+
+std::map<std::string, std::vector<double>> tensors_of(const std::string& path) {
+  std::map<std::string, std::vector<double>> out;
+  for (const auto& [name, t] : io::load_checkpoint(path).tensors) out[name] = t.to_vector();
+  return out;
+}
+
+TEST(TrainingRun, ResumingGivesBitIdenticalWeightsToAnUninterruptedRun) {
+  const fs::path d = fresh_dir("resume");
+  std::ostringstream log;
+  train::RunConfig ref = small_run(d / "ref", train::RunMode::reference);
+  train::run_training(ref, log);
+
+  for (train::RunMode mode : {train::RunMode::reference, train::RunMode::agilenn}) {
+    const std::string tag = mode == train::RunMode::reference ? "reference" : "agilenn";
+    train::RunConfig straight = small_run(d / (tag + "-straight"), mode);
+    straight.reference = (d / "ref" / "latest.safetensors").string();
+    train::RunConfig parts = straight;
+    parts.out = (d / (tag + "-parts")).string();
+    train::run_training(straight, log);
+    parts.max_steps = 4;  // stops mid-epoch
+    train::run_training(parts, log);
+    parts.max_steps = 0;
+    parts.resume = true;
+    const train::RunSummary s = train::run_training(parts, log);
+    EXPECT_EQ(s.steps, 12);
+    EXPECT_EQ(tensors_of(straight.out + "/latest.safetensors"), tensors_of(parts.out + "/latest.safetensors")) << tag;
+  }
+}
+
+TEST(TrainingRun, AgileNNWithoutAReferenceCheckpointIsRefused) {
+  const fs::path d = fresh_dir("noref");
+  std::ostringstream log;
+  train::RunConfig c = small_run(d, train::RunMode::agilenn);
+  EXPECT_THAT(error_of([&] { train::run_training(c, log); }), HasSubstr("--reference"));
+  c.reference = (d / "missing.safetensors").string();
+  EXPECT_THAT(error_of([&] { train::run_training(c, log); }), HasSubstr("missing.safetensors"));
+}
+
+// ---- the command line
+
+int run_cli(const std::string& args, std::string* output = nullptr) {
+  const fs::path log = fs::temp_directory_path() / ("agilenn-cli-" + std::to_string(::getpid()) + ".log");
+  const std::string cmd = std::string(AGILENN_TRAIN_BINARY) + " " + args + " > " + log.string() + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  if (output) {
+    std::ifstream in(log);
+    *output = std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  return WEXITSTATUS(status);
+}
+
+TEST(TrainCli, BadFlagsExitNonZeroNamingThem) {
+  std::string out;
+  EXPECT_NE(run_cli("train --no-such-flag", &out), 0);
+  EXPECT_THAT(out, HasSubstr("--no-such-flag"));
+  EXPECT_NE(run_cli("train --rho 1.5", &out), 0);
+  EXPECT_THAT(out, HasSubstr("--rho"));
+  EXPECT_NE(run_cli("train --ig-rule simpson --dataset synthetic --reference x", &out), 0);
+  EXPECT_THAT(out, HasSubstr("simpson"));
+  EXPECT_NE(run_cli("reference --dataset cifar10 --data-dir /nonexistent", &out), 0);
+  EXPECT_THAT(out, HasSubstr("/nonexistent"));
+  EXPECT_NE(run_cli("train --device cuda", &out), 0);
+  EXPECT_THAT(out, HasSubstr("--device cuda"));
+  EXPECT_EQ(run_cli("train --help", &out), 0);
+  EXPECT_THAT(out, HasSubstr("--split_ratio"));
+  EXPECT_THAT(out, HasSubstr("--ig-steps"));
+}
+
+TEST(TrainCli, ACorruptCheckpointIsRefusedAndLeftAlone) {
+  const fs::path d = fresh_dir("cli-corrupt");
+  const std::string ck = (d / "latest.safetensors").string();
+  std::ofstream(ck) << "not a checkpoint";
+  std::string out;
+  EXPECT_NE(run_cli("evaluate " + ck, &out), 0);
+  EXPECT_THAT(out, HasSubstr("latest.safetensors"));
+  std::ifstream in(ck);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()), "not a checkpoint");
+}
+
+}  // namespace
+}  // namespace agilenn
