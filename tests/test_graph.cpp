@@ -4,6 +4,7 @@
 
 #include "engine/autodiff/grad.h"
 #include "engine/core/error.h"
+#include "tests/test_util.h"
 #include "engine/ir/registry.h"
 #include "engine/runtime/executor.h"
 
@@ -12,14 +13,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 TEST(Graph, ShapeRuleErrorsNameTheOpAndShapes) {
   Graph g;

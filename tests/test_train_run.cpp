@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "engine/core/error.h"
+#include "tests/test_util.h"
 #include "engine/data/loader.h"
 #include "engine/io/checkpoint.h"
 #include "engine/train/run.h"
@@ -26,14 +27,7 @@ fs::path fresh_dir(const std::string& name) {
   return d;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 // ---- loader
 

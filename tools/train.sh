@@ -13,5 +13,5 @@ out=${AGILENN_RUN_DIR:-"$root/runs/fashion-mnist-tiny"}
 if [[ ! -f "$out/reference/best.safetensors" ]]; then
   "$train" reference --dataset fashion-mnist --preset tiny --epochs 2 --batch-size 64 --out "$out/reference"
 fi
-"$train" train --dataset fashion-mnist --preset tiny --epochs 4 --batch-size 64 \
+"$train" train --dataset fashion-mnist --preset tiny --epochs 6 --batch-size 64 \
   --reference "$out/reference/best.safetensors" --out "$out/agilenn" "$@"

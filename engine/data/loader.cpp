@@ -154,6 +154,8 @@ ImageDataset load_dataset(const std::string& dataset, const std::string& dir, Sp
   if (dataset == "mnist") return read_mnist_dir(dir, split, dataset);
   if (dataset == "cifar10") return read_cifar10(dir, split);
   if (dataset == "cifar100") return read_cifar100(dir, split, true);
+  if (dataset == "svhn") return read_svhn(dir, split);
+  if (dataset == "tiny-imagenet") return read_tiny_imagenet(dir, split);
   if (dataset == "synthetic") return synthetic_images(10, split == Split::train ? 2048 : 512, 32, split == Split::train ? 1 : 2);
   AGILENN_THROW("unknown dataset '" << dataset << "'");
 }

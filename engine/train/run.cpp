@@ -10,6 +10,7 @@
 #include "engine/core/error.h"
 #include "engine/data/loader.h"
 #include "engine/io/checkpoint.h"
+#include "engine/train/tensorboard.h"
 #include "engine/train/trainer.h"
 #include "engine/xai/channel_remap.h"
 
@@ -211,6 +212,7 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
   fs::create_directories(cfg.out);
   std::ofstream metrics((fs::path(cfg.out) / "metrics.jsonl").string(), std::ios::app);
   AGILENN_CHECK(metrics, "cannot write metrics in '" << cfg.out << "'");
+  EventWriter events((fs::path(cfg.out) / "tensorboard").string());
 
   auto save = [&](const std::string& path, int64_t step_count, const json& extra) {
     io::Checkpoint ck;
@@ -242,6 +244,8 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
       if (k != "correct") line[k] = v;
     line["lr"] = trainer.optimizer().learning_rate(s);
     metrics << line.dump() << "\n";
+    for (const auto& [k, v] : line.items())
+      if (k != "step" && k != "epoch") events.scalar("train/" + k, v.get<double>(), s + 1);
     sum_loss += r.loss, sum_acc += acc, sum_skew += skew, in_epoch += 1;
     const bool epoch_end = index == per_epoch - 1, last = s + 1 == stop;
     if (!epoch_end && !last) continue;
@@ -259,6 +263,9 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
     metrics << json{{"step", s + 1}, {"epoch", epoch}, {"test_accuracy", ev.accuracy}, {"test_skewness", ev.skewness}}.dump()
             << "\n";
     metrics.flush();
+    events.scalar("test/accuracy", ev.accuracy, s + 1);
+    if (cfg.mode == RunMode::agilenn) events.scalar("test/skewness", ev.skewness, s + 1);
+    events.flush();
     const json extra = {{"test_accuracy", ev.accuracy}, {"test_skewness", ev.skewness}};
     if (ev.accuracy > best || !fs::exists(best_path)) {
       best = std::max(best, ev.accuracy);

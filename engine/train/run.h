@@ -41,7 +41,7 @@ struct RunSummary {
 };
 
 // Trains per `cfg`, printing a line per epoch to `log`. Files in cfg.out: latest.safetensors,
-// best.safetensors (highest test accuracy), metrics.jsonl, TensorBoard events.
+// best.safetensors (highest test accuracy), metrics.jsonl, tensorboard/ (event files).
 RunSummary run_training(const RunConfig& cfg, std::ostream& log);
 
 // Evaluates a checkpoint written by run_training on the test split.

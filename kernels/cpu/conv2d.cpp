@@ -72,48 +72,46 @@ void col2im_add(const T* col, const ConvGeometry& g, int64_t n0, int64_t count, 
   }
 }
 
+// Calls f(first image, images, group, column buffer) over chunks of images and groups;
+// the buffer holds one chunk's im2col columns.
+template <class T, class F>
+void for_each_chunk(const ConvGeometry& g, F&& f) {
+  const int64_t chunk = images_per_chunk(g);
+  std::vector<T> col(static_cast<size_t>(chunk * g.oh * g.ow * g.kh * g.kw * g.cin_g));
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk)
+    for (int64_t grp = 0; grp < g.groups; ++grp) f(n0, std::min(chunk, g.n - n0), grp, col.data());
+}
+
 template <class T>
 void conv_forward_gemm(const ConvGeometry& g, const T* x, const T* w, T* y) {
-  const int64_t k = g.kh * g.kw * g.cin_g, cog = g.cout_g(), chunk = images_per_chunk(g);
-  std::vector<T> col(static_cast<size_t>(chunk * g.oh * g.ow * k));
-  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-    const int64_t count = std::min(chunk, g.n - n0), p = count * g.oh * g.ow;
-    for (int64_t grp = 0; grp < g.groups; ++grp) {
-      im2col(x, g, n0, count, grp, col.data());
-      gemm<T>(false, false, p, cog, k, T(1), col.data(), k, w + grp * cog, g.cout, T(0),
-              y + n0 * g.oh * g.ow * g.cout + grp * cog, g.cout);
-    }
-  }
+  const int64_t k = g.kh * g.kw * g.cin_g, cog = g.cout_g();
+  for_each_chunk<T>(g, [&](int64_t n0, int64_t count, int64_t grp, T* col) {
+    im2col(x, g, n0, count, grp, col);
+    gemm<T>(false, false, count * g.oh * g.ow, cog, k, T(1), col, k, w + grp * cog, g.cout, T(0),
+            y + n0 * g.oh * g.ow * g.cout + grp * cog, g.cout);
+  });
 }
 
 template <class T>
 void conv_backward_input_gemm(const ConvGeometry& g, const T* gy, const T* w, T* dx) {
-  const int64_t k = g.kh * g.kw * g.cin_g, cog = g.cout_g(), chunk = images_per_chunk(g);
-  std::vector<T> col(static_cast<size_t>(chunk * g.oh * g.ow * k));
+  const int64_t k = g.kh * g.kw * g.cin_g, cog = g.cout_g();
   std::fill(dx, dx + g.n * g.h * g.w * g.c, T(0));
-  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-    const int64_t count = std::min(chunk, g.n - n0), p = count * g.oh * g.ow;
-    for (int64_t grp = 0; grp < g.groups; ++grp) {
-      gemm<T>(false, true, p, k, cog, T(1), gy + n0 * g.oh * g.ow * g.cout + grp * cog, g.cout, w + grp * cog, g.cout,
-              T(0), col.data(), k);
-      col2im_add(col.data(), g, n0, count, grp, dx);
-    }
-  }
+  for_each_chunk<T>(g, [&](int64_t n0, int64_t count, int64_t grp, T* col) {
+    gemm<T>(false, true, count * g.oh * g.ow, k, cog, T(1), gy + n0 * g.oh * g.ow * g.cout + grp * cog, g.cout,
+            w + grp * cog, g.cout, T(0), col, k);
+    col2im_add(col, g, n0, count, grp, dx);
+  });
 }
 
 template <class T>
 void conv_backward_filter_gemm(const ConvGeometry& g, const T* x, const T* gy, T* dw) {
-  const int64_t k = g.kh * g.kw * g.cin_g, cog = g.cout_g(), chunk = images_per_chunk(g);
-  std::vector<T> col(static_cast<size_t>(chunk * g.oh * g.ow * k));
+  const int64_t k = g.kh * g.kw * g.cin_g, cog = g.cout_g();
   std::fill(dw, dw + k * g.cout, T(0));
-  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-    const int64_t count = std::min(chunk, g.n - n0), p = count * g.oh * g.ow;
-    for (int64_t grp = 0; grp < g.groups; ++grp) {
-      im2col(x, g, n0, count, grp, col.data());
-      gemm<T>(true, false, k, cog, p, T(1), col.data(), k, gy + n0 * g.oh * g.ow * g.cout + grp * cog, g.cout, T(1),
-              dw + grp * cog, g.cout);
-    }
-  }
+  for_each_chunk<T>(g, [&](int64_t n0, int64_t count, int64_t grp, T* col) {
+    im2col(x, g, n0, count, grp, col);
+    gemm<T>(true, false, k, cog, count * g.oh * g.ow, T(1), col, k, gy + n0 * g.oh * g.ow * g.cout + grp * cog, g.cout,
+            T(1), dw + grp * cog, g.cout);
+  });
 }
 
 // ---- one input channel per group (depthwise, with any channel multiplier m = Cout/C)
