@@ -45,26 +45,30 @@ std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt) {
   s->labels = ops::leaf(g, "labels", {opt.batch}, DType::i32);
 
   const models::AgileNNOutputs out = models::agilenn_forward(root, s->images, p, opt.classes, opt.quantizer);
-  const xai::NetFn net = frozen_reference(root, p, opt.classes);
-  Value table;
-  if (opt.zero_point_table) {
-    const Value& f = out.features;
-    s->zero_point_table = "ig.zero_point_grads";
-    table = ops::leaf(g, s->zero_point_table, {opt.classes, f.dim(1), f.dim(2), f.dim(3)}, opt.dtype);
-  }
-  const xai::IgTerms ig = xai::integrated_gradients(out.features, s->labels, net, opt.ig, {}, table);
-  const xai::AttributionLosses att = xai::attribution_losses(ig, p.local_channels(), opt.rho, opt.fused);
-  s->channel_importance = ops::sum(ops::abs(ig.delta * ig.a), {1, 2});
   Value ce = ops::mean(ops::cross_entropy(out.logits, s->labels));
-  s->loss = ce * opt.lambda + (att.skew_loss + att.disorder_loss) * (1.0 - opt.lambda);
-  s->metrics = {{"ce", ce},
-                {"skew_loss", att.skew_loss},
-                {"disorder_loss", att.disorder_loss},
-                {"skewness", att.mean_skewness},
-                {"correct", ops::sum(correct(out.logits, s->labels))}};
-  s->per_sample = {{"correct", correct(out.logits, s->labels)}, {"skewness", att.skewness}};
+  Value right = correct(out.logits, s->labels);
   s->quantized = out.quantized;
   s->centroids = models::centroid_values(root.child("quantizer"), p);
+  s->loss = ce;
+  s->metrics = {{"ce", ce}, {"correct", ops::sum(right)}};
+  s->per_sample = {{"correct", right}};
+  if (opt.attribution) {
+    Value table;
+    if (opt.zero_point_table) {
+      const Value& f = out.features;
+      s->zero_point_table = "ig.zero_point_grads";
+      table = ops::leaf(g, s->zero_point_table, {opt.classes, f.dim(1), f.dim(2), f.dim(3)}, opt.dtype);
+    }
+    const xai::IgTerms ig =
+        xai::integrated_gradients(out.features, s->labels, frozen_reference(root, p, opt.classes), opt.ig, {}, table);
+    const xai::AttributionLosses att = xai::attribution_losses(ig, p.local_channels(), opt.rho, opt.fused);
+    s->channel_importance = ops::sum(ops::abs(ig.delta * ig.a), {1, 2});
+    s->loss = ce * opt.lambda + (att.skew_loss + att.disorder_loss) * (1.0 - opt.lambda);
+    s->metrics.insert(s->metrics.end(), {{"skew_loss", att.skew_loss},
+                                         {"disorder_loss", att.disorder_loss},
+                                         {"skewness", att.mean_skewness}});
+    s->per_sample.emplace_back("skewness", att.skewness);
+  }
   finish(*s, root, opt.training);
   return s;
 }

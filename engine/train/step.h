@@ -43,6 +43,7 @@ struct AgileNNStepOptions {
   double lambda = 0.8;
   bool training = true;        // train-mode BN and gradients; false builds an evaluation step
   bool fused = true;           // fused attribution op (else its primitive decomposition)
+  bool attribution = true;     // false: the same model's plain step, loss = CE alone, no IG
   bool zero_point_table = true;  // α = 0 gradients from a per-class table (zero baseline)
   models::QuantizerMode quantizer = models::QuantizerMode::straight_through;
   DType dtype = DType::f32;
