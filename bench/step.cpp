@@ -41,27 +41,18 @@ void report(benchmark::State& state, train::Trainer& t, int64_t batch) {
   state.counters["arena_MiB"] = static_cast<double>(t.plan().memory.arena_bytes) / (1 << 20);
 }
 
-// Args: preset index (0 tiny, 1 paper), batch.
-void BM_AgileNNStep(benchmark::State& state) {
+// Args: preset (0 tiny, 1 paper), batch, attribution (1: the second-order AgileNN step,
+// 0: the same model's plain first-order step).
+void BM_Step(benchmark::State& state) {
   const std::string preset = state.range(0) == 0 ? "tiny" : "paper";
   const int64_t batch = state.range(1);
-  auto t = make_trainer(preset, batch, true, 2);
+  const bool attribution = state.range(2) != 0;
+  auto t = make_trainer(preset, batch, attribution, 2);
   const models::AgileNNPreset& p = models::preset(preset);
   const data::Batch b = data::SyntheticDataset(kClasses, p.input_size, p.input_size, 3, batch, 3).batch(0, batch);
   for (auto _ : state) t->step(b.images, b.labels);
   report(state, *t, batch);
-  state.SetLabel(preset + " second-order");
-}
-
-void BM_PlainStep(benchmark::State& state) {
-  const std::string preset = state.range(0) == 0 ? "tiny" : "paper";
-  const int64_t batch = state.range(1);
-  auto t = make_trainer(preset, batch, false, 2);
-  const models::AgileNNPreset& p = models::preset(preset);
-  const data::Batch b = data::SyntheticDataset(kClasses, p.input_size, p.input_size, 3, batch, 3).batch(0, batch);
-  for (auto _ : state) t->step(b.images, b.labels);
-  report(state, *t, batch);
-  state.SetLabel(preset + " first-order, no attribution");
+  state.SetLabel(preset + (attribution ? " second-order AgileNN" : " plain first-order"));
 }
 
 // The ratio of the two steps on one batch, timed back to back.
@@ -87,8 +78,12 @@ void BM_IgPoints(benchmark::State& state) {
   report(state, *t, 16);
 }
 
-BENCHMARK(BM_AgileNNStep)->Args({0, 32})->Args({0, 64})->Args({1, 8})->Unit(benchmark::kMillisecond)->MinTime(1.0);
-BENCHMARK(BM_PlainStep)->Args({0, 32})->Args({0, 64})->Args({1, 8})->Unit(benchmark::kMillisecond)->MinTime(1.0);
+BENCHMARK(BM_Step)
+    ->ArgsProduct({{0}, {32, 64}, {1, 0}})
+    ->Args({1, 8, 1})
+    ->Args({1, 8, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(1.0);
 BENCHMARK(BM_ExplainabilityCost)->Args({0, 32})->Args({1, 8})->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_IgPoints)->Arg(2)->Arg(4)->Arg(8)->Arg(16)->Arg(32)->Complexity(benchmark::oN)->Unit(benchmark::kMillisecond);
 
