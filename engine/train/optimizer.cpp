@@ -42,7 +42,7 @@ void for_each_float(const Tensor& t, F&& f) {
 }  // namespace
 
 SGDW::SGDW(CosineSchedule lr, double momentum, double weight_decay)
-    : lr_(lr), momentum_(momentum), weight_decay_(weight_decay) {}
+    : Optimizer(lr), momentum_(momentum), weight_decay_(weight_decay) {}
 
 void SGDW::apply(nn::TensorMap& params, const std::vector<std::string>& names, const std::vector<Tensor>& grads,
                  int64_t step) {
@@ -64,7 +64,8 @@ void SGDW::apply(nn::TensorMap& params, const std::vector<std::string>& names, c
   }
 }
 
-Adam::Adam(CosineSchedule lr, double beta1, double beta2, double eps) : lr_(lr), beta1_(beta1), beta2_(beta2), eps_(eps) {}
+Adam::Adam(CosineSchedule lr, double beta1, double beta2, double eps)
+    : Optimizer(lr), beta1_(beta1), beta2_(beta2), eps_(eps) {}
 
 void Adam::apply(nn::TensorMap& params, const std::vector<std::string>& names, const std::vector<Tensor>& grads,
                  int64_t step) {

@@ -18,13 +18,18 @@ struct CosineSchedule {
 
 class Optimizer {
  public:
+  explicit Optimizer(CosineSchedule lr) : lr_(lr) {}
   virtual ~Optimizer() = default;
   // One update at step t (0-based) of params[names[i]] with grads[i].
   virtual void apply(nn::TensorMap& params, const std::vector<std::string>& names, const std::vector<Tensor>& grads,
                      int64_t step) = 0;
   // Slot tensors (momenta), named "<param>/<slot>", for checkpoints.
-  virtual nn::TensorMap& slots() = 0;
-  virtual double learning_rate(int64_t step) const = 0;
+  nn::TensorMap& slots() { return slots_; }
+  double learning_rate(int64_t step) const { return lr_.at(step); }
+
+ protected:
+  CosineSchedule lr_;
+  nn::TensorMap slots_;
 };
 
 // SGD with momentum and decoupled weight decay (SGDW): with lr(t) from the schedule and
@@ -34,13 +39,9 @@ class SGDW final : public Optimizer {
   SGDW(CosineSchedule lr, double momentum = 0.9, double weight_decay = 5e-4);
   void apply(nn::TensorMap& params, const std::vector<std::string>& names, const std::vector<Tensor>& grads,
              int64_t step) override;
-  nn::TensorMap& slots() override { return slots_; }
-  double learning_rate(int64_t step) const override { return lr_.at(step); }
 
  private:
-  CosineSchedule lr_;
   double momentum_, weight_decay_;
-  nn::TensorMap slots_;
 };
 
 // Adam (Kingma & Ba) with bias correction; epsilon as Keras (1e-7).
@@ -49,13 +50,9 @@ class Adam final : public Optimizer {
   explicit Adam(CosineSchedule lr, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-7);
   void apply(nn::TensorMap& params, const std::vector<std::string>& names, const std::vector<Tensor>& grads,
              int64_t step) override;
-  nn::TensorMap& slots() override { return slots_; }
-  double learning_rate(int64_t step) const override { return lr_.at(step); }
 
  private:
-  CosineSchedule lr_;
   double beta1_, beta2_, eps_;
-  nn::TensorMap slots_;
 };
 
 }  // namespace agilenn::train

@@ -5,6 +5,19 @@
 #include "engine/core/error.h"
 
 namespace agilenn::train {
+namespace {
+
+// Index of the first NaN or infinity in a floating tensor, or -1.
+int64_t first_non_finite(const Tensor& t) {
+  auto scan = [&](const auto* p) -> int64_t {
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (!std::isfinite(p[i])) return i;
+    return -1;
+  };
+  return t.dtype() == DType::f32 ? scan(t.data<float>()) : scan(t.data<double>());
+}
+
+}  // namespace
 
 Trainer::Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::unique_ptr<Optimizer> optimizer,
                  Backend& backend)
@@ -39,11 +52,11 @@ StepResult Trainer::step(const Tensor& images, const Tensor& labels, int64_t glo
     AGILENN_THROW("step " << t << ": loss is " << r.loss << "; parameters left as they were");
   std::vector<Tensor> grads(out.begin() + static_cast<long>(i), out.begin() + static_cast<long>(i + step_->grads.size()));
   i += step_->grads.size();
-  for (size_t k = 0; k < grads.size(); ++k)
-    for (int64_t e = 0; e < grads[k].numel(); ++e)
-      if (!std::isfinite(grads[k].item(e)))
-        AGILENN_THROW("step " << t << ": gradient of '" << step_->trainable[k] << "' is not finite at element "
-                              << e << "; parameters left as they were");
+  for (size_t k = 0; k < grads.size(); ++k) {
+    const int64_t bad = first_non_finite(grads[k]);
+    AGILENN_CHECK(bad < 0, "step " << t << ": gradient of '" << step_->trainable[k] << "' is not finite at element "
+                                   << bad << "; parameters left as they were");
+  }
   if (optimizer_ && !grads.empty()) optimizer_->apply(values_, step_->trainable, grads, t);
   for (const auto& [name, v] : step_->state_updates) values_[name] = out[i++];
   ++step_count_;
