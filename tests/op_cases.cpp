@@ -216,7 +216,13 @@ std::vector<OpCase> build_cases() {
   add({"tanh", {in({3, 5}, -2.0, 2.0)}, [](Graph&, V v) { return tanh(v[0]); },
        unary_ref([](double x) { return std::tanh(x); }), {"tanh"}});
   add({"clamp", {with_kinks({4, 5}, {-0.5, 0.5})}, [](Graph&, V v) { return clamp(v[0], -0.5, 0.5); },
-       unary_ref([](double x) { return std::min(0.5, std::max(-0.5, x)); }), {"clamp", "less", "greater", "where"}});
+       unary_ref([](double x) { return std::min(0.5, std::max(-0.5, x)); }), {"clamp", "clamp_grad"}});
+  {
+    OpCase c{"clamp_grad", {with_kinks({4, 5}, {-0.5, 0.5}), in({4, 5})},
+             [](Graph&, V v) { return clamp_grad(v[0], v[1] * v[1], -0.5, 0.5); },
+             binary_ref([](double x, double g) { return x < -0.5 || x > 0.5 ? 0.0 : g * g; }), {"clamp_grad"}};
+    add(c);
+  }
   add({"relu", {with_kinks({4, 5}, {0.0})}, [](Graph&, V v) { return relu(v[0]); },
        unary_ref([](double x) { return std::max(0.0, x); }), {"maximum"}});
   add({"relu6", {with_kinks({4, 5}, {0.0, 6.0}, -2.0, 8.0)}, [](Graph&, V v) { return relu6(v[0]); },

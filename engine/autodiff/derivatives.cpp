@@ -88,11 +88,10 @@ const Entry kDerivatives[] = {
   {"sigmoid", [](C c) -> Grads { return {c.grad_output * c.output * (1.0 - c.output)}; }},
   {"tanh",    [](C c) -> Grads { return {c.grad_output * (1.0 - c.output * c.output)}; }},
   {"clamp",   [](C c) -> Grads {
-     const Value& x = c.inputs[0];
-     const Attrs& a = c.node.attrs;
-     Value outside = greater(x, scalar_like(x, a.f("hi")));
-     Value below = less(x, scalar_like(x, a.f("lo")));
-     return {where(below, zero(x), where(outside, zero(x), c.grad_output))}; }},
+     return {clamp_grad(c.inputs[0], c.grad_output, c.node.attrs.f("lo"), c.node.attrs.f("hi"))}; }},
+  // Linear in g; the mask's derivative in x is zero almost everywhere.
+  {"clamp_grad", [](C c) -> Grads {
+     return {Value(), clamp_grad(c.inputs[0], c.grad_output, c.node.attrs.f("lo"), c.node.attrs.f("hi"))}; }},
 
   {"add", [](C c) -> Grads { return {c.grad_output, c.grad_output}; }},
   {"sub", [](C c) -> Grads { return {c.grad_output, -c.grad_output}; }},

@@ -55,6 +55,9 @@ Value rsqrt(const Value& x) { return unary("rsqrt", x); }
 Value sigmoid(const Value& x) { return unary("sigmoid", x); }
 Value tanh(const Value& x) { return unary("tanh", x); }
 Value clamp(const Value& x, double lo, double hi) { return unary("clamp", x, {{"lo", lo}, {"hi", hi}}); }
+Value clamp_grad(const Value& x, const Value& g, double lo, double hi) {
+  return make(x.graph(), "clamp_grad", {x, g}, {{"lo", lo}, {"hi", hi}});
+}
 Value add(const Value& a, const Value& b) { return binary("add", a, b); }
 Value sub(const Value& a, const Value& b) { return binary("sub", a, b); }
 Value mul(const Value& a, const Value& b) { return binary("mul", a, b); }

@@ -31,6 +31,8 @@ Value rsqrt(const Value& x);
 Value sigmoid(const Value& x);
 Value tanh(const Value& x);
 Value clamp(const Value& x, double lo, double hi);
+// g where lo ≤ x ≤ hi, else 0: clamp's vjp in one pass (x and g share a shape).
+Value clamp_grad(const Value& x, const Value& g, double lo, double hi);
 Value add(const Value& a, const Value& b);
 Value sub(const Value& a, const Value& b);
 Value mul(const Value& a, const Value& b);

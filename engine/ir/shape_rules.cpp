@@ -106,6 +106,15 @@ void register_shape_rules(OpRegistry& r) {
     return unary_float(g, ids, a);
   });
   for (const char* op : {"add", "sub", "mul", "div", "maximum", "minimum"}) add(r, op, binary_float);
+  add(r, "clamp_grad", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 2);
+    const Node& x = in(g, ids, 0);
+    const Node& gr = in(g, ids, 1);
+    expect_float(x);
+    AGILENN_CHECK(x.shape == gr.shape && x.dtype == gr.dtype, "input and gradient must share shape and dtype");
+    AGILENN_CHECK(a.f("lo") <= a.f("hi"), "lo " << a.f("lo") << " exceeds hi " << a.f("hi"));
+    return {x.shape, x.dtype};
+  });
   for (const char* op : {"equal", "less", "less_equal", "greater", "greater_equal"}) add(r, op, comparison);
 
   add(r, "where", [](const Graph& g, const Ids& ids, const Attrs&) -> TypeInfo {

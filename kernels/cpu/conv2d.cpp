@@ -167,10 +167,14 @@ void conv_backward_input_depthwise(const ConvGeometry& g, const T* gy, const T* 
           if (ow >= g.ow) continue;
           const T* gyp = gy + ((n * g.oh + oh) * g.ow + ow) * g.cout;
           const T* wp = w + (kh * g.kw + kw) * g.cout;
-          for (int64_t c = 0; c < g.c; ++c) {
-            T s = 0;
-            for (int64_t j = 0; j < m; ++j) s += gyp[c * m + j] * wp[c * m + j];
-            dxp[c] += s;
+          if (m == 1) {
+            for (int64_t c = 0; c < g.c; ++c) dxp[c] += gyp[c] * wp[c];
+          } else {
+            for (int64_t c = 0; c < g.c; ++c) {
+              T s = 0;
+              for (int64_t j = 0; j < m; ++j) s += gyp[c * m + j] * wp[c * m + j];
+              dxp[c] += s;
+            }
           }
         }
       }

@@ -106,6 +106,20 @@ void register_elementwise(KernelTable& t) {
     });
   });
 
+  t.add("clamp_grad", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    const double lo = node.attrs.f("lo"), hi = node.attrs.f("hi");
+    dispatch_float(out.dtype(), node, [&](auto tag) {
+      using T = decltype(tag);
+      const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+      const T* x = in[0].data<T>();
+      const T* g = in[1].data<T>();
+      T* y = out.data<T>();
+      const int64_t n = out.numel();
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+      for (int64_t i = 0; i < n; ++i) y[i] = x[i] < l || x[i] > h ? T(0) : g[i];
+    });
+  });
+
   binary_kernel(t, "add", [](auto a, auto b) { return a + b; });
   binary_kernel(t, "sub", [](auto a, auto b) { return a - b; });
   binary_kernel(t, "mul", [](auto a, auto b) { return a * b; });
