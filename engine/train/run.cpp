@@ -1,5 +1,6 @@
 #include "engine/train/run.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -70,9 +71,10 @@ struct Evaluation {
   double accuracy = 0, skewness = 0, entropy_bits = 0, raw_bits = 0;
 };
 
+// The attribution statistics are per sample, so the batch size does not change them.
 Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDataset& test, const nn::TensorMap& values,
-                    const Tensor& table) {
-  const int64_t batch = c.batch;
+                    const Tensor& table, int64_t eval_batch) {
+  const int64_t batch = std::min(eval_batch, test.size());
   auto step = build_step(c, classes, batch, false);
   std::vector<NodeId> outs;
   for (const auto& [name, v] : step->per_sample) outs.push_back(v.id());
@@ -250,7 +252,8 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
     const bool epoch_end = index == per_epoch - 1, last = s + 1 == stop;
     if (!epoch_end && !last) continue;
 
-    const Evaluation ev = evaluate(cfg, classes, test_set, trainer.values(), table);
+    // Test batches are 4× the training batch, as the seed's.
+    const Evaluation ev = evaluate(cfg, classes, test_set, trainer.values(), table, 4 * cfg.batch);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     const double rate = in_epoch / secs;
     log << "epoch " << epoch + 1 << "/" << cfg.epochs << "  step " << s + 1 << "/" << total << "  " << std::fixed
@@ -304,7 +307,7 @@ RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string&
   auto step = build_step(cfg, classes, batch, false);
   io::check_against(ck, step->params, checkpoint);
   const Tensor table = step->zero_point_table.empty() ? Tensor() : compute_zero_point_table(cfg.preset, classes, ck.tensors);
-  const Evaluation ev = evaluate(cfg, classes, test, ck.tensors, table);
+  const Evaluation ev = evaluate(cfg, classes, test, ck.tensors, table, batch);
   RunSummary s;
   s.steps = ck.metadata.at("step").get<int64_t>();
   s.test_accuracy = ev.accuracy;
