@@ -20,12 +20,24 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("agilenn-test-" + name + "-" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+// An empty directory of its own for one test, removed with everything in it afterwards.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& name)
+      : path_(fs::temp_directory_path() / ("agilenn-test-" + name + "-" + std::to_string(::getpid()))) {
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  operator const fs::path&() const { return path_; }
+  fs::path operator/(const std::string& child) const { return path_ / child; }
+
+ private:
+  fs::path path_;
+};
 
 using testing::error_of;
 
@@ -80,7 +92,7 @@ io::Checkpoint sample_checkpoint() {
 }
 
 TEST(Checkpoint, RoundTripsTensorsAndMetadata) {
-  const fs::path d = fresh_dir("ckpt");
+  const ScratchDir d("ckpt");
   const std::string path = (d / "x.safetensors").string();
   io::save_checkpoint(path, sample_checkpoint());
   const io::Checkpoint back = io::load_checkpoint(path);
@@ -96,7 +108,7 @@ TEST(Checkpoint, RoundTripsTensorsAndMetadata) {
 TEST(Checkpoint, IsReadableByThePythonSafetensorsPackage) {
   if (std::system("python3 -c 'import safetensors, numpy' >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "python3 with safetensors and numpy is not installed (tools/setup.sh installs them)";
-  const fs::path d = fresh_dir("ckpt-py");
+  const ScratchDir d("ckpt-py");
   const std::string path = (d / "x.safetensors").string();
   io::save_checkpoint(path, sample_checkpoint());
   const std::string cmd = "python3 -c \"from safetensors.numpy import load_file; t = load_file('" + path +
@@ -105,7 +117,7 @@ TEST(Checkpoint, IsReadableByThePythonSafetensorsPackage) {
 }
 
 TEST(Checkpoint, TruncatedOrCorruptFilesAreRefusedNamingTheProblem) {
-  const fs::path d = fresh_dir("ckpt-bad");
+  const ScratchDir d("ckpt-bad");
   const std::string good = (d / "good.safetensors").string();
   io::save_checkpoint(good, sample_checkpoint());
   std::ifstream in(good, std::ios::binary);
@@ -127,7 +139,7 @@ TEST(Checkpoint, TruncatedOrCorruptFilesAreRefusedNamingTheProblem) {
 }
 
 TEST(Checkpoint, AnInterruptedWriteLeavesThePreviousFileLoadable) {
-  const fs::path d = fresh_dir("ckpt-atomic");
+  const ScratchDir d("ckpt-atomic");
   const std::string path = (d / "latest.safetensors").string();
   io::save_checkpoint(path, sample_checkpoint());
   const std::string replacement(4096, 'x');
@@ -159,7 +171,7 @@ std::map<std::string, std::vector<double>> tensors_of(const std::string& path) {
 }
 
 TEST(TrainingRun, ResumingGivesBitIdenticalWeightsToAnUninterruptedRun) {
-  const fs::path d = fresh_dir("resume");
+  const ScratchDir d("resume");
   std::ostringstream log;
   train::RunConfig ref = small_run(d / "ref", train::RunMode::reference);
   train::run_training(ref, log);
@@ -182,7 +194,7 @@ TEST(TrainingRun, ResumingGivesBitIdenticalWeightsToAnUninterruptedRun) {
 }
 
 TEST(TrainingRun, AgileNNWithoutAReferenceCheckpointIsRefused) {
-  const fs::path d = fresh_dir("noref");
+  const ScratchDir d("noref");
   std::ostringstream log;
   train::RunConfig c = small_run(d, train::RunMode::agilenn);
   EXPECT_THAT(error_of([&] { train::run_training(c, log); }), HasSubstr("--reference"));
@@ -200,6 +212,7 @@ int run_cli(const std::string& args, std::string* output = nullptr) {
     std::ifstream in(log);
     *output = std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   }
+  fs::remove(log);
   return WEXITSTATUS(status);
 }
 
@@ -221,7 +234,7 @@ TEST(TrainCli, BadFlagsExitNonZeroNamingThem) {
 }
 
 TEST(TrainCli, ACorruptCheckpointIsRefusedAndLeftAlone) {
-  const fs::path d = fresh_dir("cli-corrupt");
+  const ScratchDir d("cli-corrupt");
   const std::string ck = (d / "latest.safetensors").string();
   std::ofstream(ck) << "not a checkpoint";
   std::string out;
