@@ -51,6 +51,25 @@ void comparison_kernel(KernelTable& t, const std::string& op, F fn) {
   });
 }
 
+// Kernels of clamp's [lo, hi] range: y = fn(x, other, lo, hi) per element, where other is
+// the second input's element (x itself for a single-input op).
+template <class F>
+void range_kernel(KernelTable& t, const std::string& op, F fn) {
+  t.add(op, [fn](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    const double lo = node.attrs.f("lo"), hi = node.attrs.f("hi");
+    dispatch_float(out.dtype(), node, [&](auto tag) {
+      using T = decltype(tag);
+      const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+      const T* x = in[0].data<T>();
+      const T* other = in.size() > 1 ? in[1].data<T>() : x;
+      T* y = out.data<T>();
+      const int64_t n = out.numel();
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+      for (int64_t i = 0; i < n; ++i) y[i] = fn(x[i], other[i], l, h);
+    });
+  });
+}
+
 template <class T>
 T sign_of(T v) {
   return static_cast<T>((T(0) < v) - (v < T(0)));
@@ -93,32 +112,9 @@ void register_elementwise(KernelTable& t) {
   });
   unary_kernel(t, "tanh", [](auto x) { return std::tanh(x); });
   unary_kernel(t, "stop_gradient", [](auto x) { return x; });
-  t.add("clamp", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
-    const double lo = node.attrs.f("lo"), hi = node.attrs.f("hi");
-    dispatch_float(out.dtype(), node, [&](auto tag) {
-      using T = decltype(tag);
-      const T l = static_cast<T>(lo), h = static_cast<T>(hi);
-      const T* x = in[0].data<T>();
-      T* y = out.data<T>();
-      const int64_t n = out.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] < l ? l : (x[i] > h ? h : x[i]);
-    });
-  });
-
-  t.add("clamp_grad", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
-    const double lo = node.attrs.f("lo"), hi = node.attrs.f("hi");
-    dispatch_float(out.dtype(), node, [&](auto tag) {
-      using T = decltype(tag);
-      const T l = static_cast<T>(lo), h = static_cast<T>(hi);
-      const T* x = in[0].data<T>();
-      const T* g = in[1].data<T>();
-      T* y = out.data<T>();
-      const int64_t n = out.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] < l || x[i] > h ? T(0) : g[i];
-    });
-  });
+  range_kernel(t, "clamp", [](auto x, auto, auto l, auto h) { return x < l ? l : (x > h ? h : x); });
+  range_kernel(t, "clamp_grad",
+               [](auto x, auto g, auto l, auto h) { return x < l || x > h ? decltype(x)(0) : g; });
 
   binary_kernel(t, "add", [](auto a, auto b) { return a + b; });
   binary_kernel(t, "sub", [](auto a, auto b) { return a - b; });
