@@ -12,6 +12,13 @@
 
 namespace agilenn {
 
+// Work recorded once and replayed as a whole (a CUDA graph on the GPU).
+class RecordedWork {
+ public:
+  virtual ~RecordedWork() = default;
+  virtual void replay() = 0;
+};
+
 // Computes `out` (already allocated, node.shape / node.dtype) from `inputs`.
 using Kernel = std::function<void(const Node& node, std::span<const Tensor> inputs, Tensor& out)>;
 
@@ -37,8 +44,17 @@ class Backend {
   virtual Tensor to_host(const Tensor& t) = 0;
   // A copy in fresh memory of this backend.
   virtual Tensor copy(const Tensor& t) = 0;
+  // Copies src into dst (same shape and dtype; each on the host or on this backend),
+  // ordered after the work launched so far.
+  virtual void copy_into(const Tensor& src, Tensor& dst) = 0;
   // Waits until every launched kernel has finished.
   virtual void synchronize() {}
+  // Records the kernels `launches` starts, without running them, for replay; nullptr
+  // where the backend cannot record (the CPU runs kernels as they are called).
+  virtual std::unique_ptr<RecordedWork> record(const std::function<void()>& launches) {
+    (void)launches;
+    return nullptr;
+  }
 
   bool supports(const std::string& op) const { return kernels().find(op) != nullptr; }
   void run(const Node& node, std::span<const Tensor> inputs, Tensor& out) const;

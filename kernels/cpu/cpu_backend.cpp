@@ -24,6 +24,7 @@ class CpuBackend final : public Backend {
   Tensor to_device(const Tensor& host) override { return host; }
   Tensor to_host(const Tensor& t) override { return t; }
   Tensor copy(const Tensor& t) override { return t.clone(); }
+  void copy_into(const Tensor& src, Tensor& dst) override { dst.copy_from(src); }
 
  private:
   KernelTable table_;

@@ -1,0 +1,155 @@
+#include "kernels/cuda/context.h"
+
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#include "kernels/cuda/device.h"
+
+namespace agilenn::cuda {
+namespace {
+
+struct Handles {
+  cudaStream_t compute = nullptr, upload = nullptr;
+  cublasHandle_t blas = nullptr;
+  cudnnHandle_t dnn = nullptr;
+  Handles() {
+    std::string why;
+    AGILENN_CHECK(device_count(&why) > 0, "CUDA backend: " << why);
+    AGILENN_CUDA_CHECK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
+    AGILENN_CUDA_CHECK(cudaStreamCreateWithFlags(&upload, cudaStreamNonBlocking));
+    AGILENN_CUBLAS_CHECK(cublasCreate(&blas));
+    AGILENN_CUBLAS_CHECK(cublasSetStream(blas, compute));
+    AGILENN_CUDNN_CHECK(cudnnCreate(&dnn));
+    AGILENN_CUDNN_CHECK(cudnnSetStream(dnn, compute));
+  }
+  // Handles live until process exit: destroying them after the driver has shut down
+  // at exit fails, and the OS reclaims everything anyway.
+};
+
+Handles& handles() {
+  static Handles* h = new Handles();
+  return *h;
+}
+
+bool g_tf32 = false;
+
+// Size classes: multiples of 512 bytes up to 1 MiB, then powers of two.
+size_t size_class(size_t bytes) {
+  if (bytes <= (1u << 20)) return (bytes + 511) / 512 * 512;
+  size_t c = 1u << 20;
+  while (c < bytes) c <<= 1;
+  return c;
+}
+
+class CachingAllocator {
+ public:
+  void* get(size_t bytes) {
+    const size_t c = size_class(bytes ? bytes : 1);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = free_.find(c);
+    if (it != free_.end()) {
+      void* p = it->second;
+      free_.erase(it);
+      return p;
+    }
+    void* p = nullptr;
+    cudaError_t status = cudaMalloc(&p, c);
+    if (status == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      release_locked();
+      status = cudaMalloc(&p, c);
+    }
+    AGILENN_CUDA_CHECK(status);
+    size_of_[p] = c;
+    held_ += c;
+    return p;
+  }
+  void put(void* p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.emplace(size_of_.at(p), p);
+  }
+  size_t held() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return held_;
+  }
+  void release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    release_locked();
+  }
+
+ private:
+  void release_locked() {
+    // Blocks may still be read by queued kernels: wait for them before freeing.
+    if (!free_.empty()) AGILENN_CUDA_CHECK(cudaDeviceSynchronize());
+    for (auto& [c, p] : free_) {
+      AGILENN_CUDA_CHECK(cudaFree(p));
+      size_of_.erase(p);
+      held_ -= c;
+    }
+    free_.clear();
+  }
+  std::mutex mu_;
+  std::multimap<size_t, void*> free_;
+  std::unordered_map<void*, size_t> size_of_;
+  size_t held_ = 0;
+};
+
+CachingAllocator& allocator() {
+  static CachingAllocator* a = new CachingAllocator();
+  return *a;
+}
+
+void return_to_cache(void* p) { allocator().put(p); }
+void free_pinned(void* p) { (void)cudaFreeHost(p); }
+
+struct Workspace {
+  void* data = nullptr;
+  size_t bytes = 0;
+};
+
+}  // namespace
+
+cudaStream_t stream() { return handles().compute; }
+cudaStream_t copy_stream() { return handles().upload; }
+cublasHandle_t cublas() { return handles().blas; }
+cudnnHandle_t cudnn() { return handles().dnn; }
+
+bool capturing() {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  AGILENN_CUDA_CHECK(cudaStreamIsCapturing(stream(), &status));
+  return status == cudaStreamCaptureStatusActive;
+}
+
+void* workspace(size_t bytes) {
+  static Workspace ws;
+  if (bytes <= ws.bytes) return ws.data;
+  AGILENN_CHECK(!capturing(), "CUDA workspace must grow to " << bytes << " bytes while a CUDA graph is being captured; "
+                                                             << "run the step once before capturing");
+  if (ws.data) {
+    AGILENN_CUDA_CHECK(cudaStreamSynchronize(stream()));
+    AGILENN_CUDA_CHECK(cudaFree(ws.data));
+  }
+  AGILENN_CUDA_CHECK(cudaMalloc(&ws.data, bytes));
+  ws.bytes = bytes;
+  return ws.data;
+}
+
+void set_tf32(bool on) { g_tf32 = on; }
+bool tf32() { return g_tf32; }
+
+std::shared_ptr<Storage> allocate_cached(size_t bytes) {
+  (void)handles();  // fail with the reason when there is no GPU
+  return std::make_shared<Storage>(allocator().get(bytes), bytes ? bytes : 1, Device::cuda, &return_to_cache);
+}
+
+size_t cached_bytes() { return allocator().held(); }
+void release_cached() { allocator().release(); }
+
+std::shared_ptr<Storage> allocate_pinned(size_t bytes) {
+  void* p = nullptr;
+  AGILENN_CUDA_CHECK(cudaMallocHost(&p, bytes ? bytes : 1));
+  return std::make_shared<Storage>(p, bytes ? bytes : 1, Device::cpu, &free_pinned);
+}
+
+}  // namespace agilenn::cuda
