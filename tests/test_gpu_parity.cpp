@@ -103,6 +103,30 @@ INSTANTIATE_TEST_SUITE_P(AllOps, OpParity, ::testing::Range<size_t>(0, op_cases(
                            return n + "_" + std::to_string(param.param);
                          });
 
+// A recorded CUDA graph replays with each run's feeds: a conv net's value and filter
+// gradient on three different inputs, against the CPU.
+TEST(GraphReplay, ReplaysFollowTheFeedsAndMatchTheCpu) {
+  std::string why;
+  if (!have_gpu(why)) GTEST_SKIP() << why;
+  Graph g;
+  Value x = ops::leaf(g, "x", {3, 9, 9, 4}, DType::f32);
+  Value w = ops::leaf(g, "w", {3, 3, 4, 5}, DType::f32);
+  Value y = ops::sum(ops::tanh(ops::conv2d(x, w)));
+  Value gw = grad(y, {w})[0];
+  Executor ex(g, compile(g, {y.id(), gw.id()}), cuda_backend());
+  ex.set_graph_replay(true);
+  for (int run = 0; run < 3; ++run) {
+    Tensor xv = Tensor::zeros({3, 9, 9, 4}, DType::f32), wv = Tensor::zeros({3, 3, 4, 5}, DType::f32);
+    for (int64_t i = 0; i < xv.numel(); ++i) xv.set_item(i, std::sin(static_cast<double>(i * (run + 1))));
+    for (int64_t i = 0; i < wv.numel(); ++i) wv.set_item(i, std::cos(static_cast<double>(i + run)) * 0.1);
+    const auto gpu = ex.run({{"x", xv}, {"w", wv}});
+    const auto cpu = evaluate(g, {y.id(), gw.id()}, {{"x", xv}, {"w", wv}});
+    for (size_t k = 0; k < cpu.size(); ++k)
+      EXPECT_LE(tensor_error(cpu[k], cuda_backend().to_host(gpu[k]), kRtol), 1.0) << "run " << run << " output " << k;
+  }
+  EXPECT_TRUE(ex.replaying());
+}
+
 // The full second-order AgileNN step, tiny preset: CPU and GPU from the same weights and
 // batch. Straight-through quantization is piecewise constant, so the soft quantizer keeps
 // a float32 rounding difference from flipping a code.

@@ -24,37 +24,45 @@ Executor::Executor(const Graph& graph, Plan plan, Backend& backend)
   arena_ = backend_.allocate(plan_.memory.arena_bytes);
 }
 
-std::vector<Tensor> Executor::run(const Feeds& feeds) {
-  std::vector<Tensor> values(graph_.size());
+Tensor Executor::fed_value(NodeId leaf, const Feeds& feeds) const {
+  const Node& n = graph_.node(leaf);
+  const std::string& name = n.attrs.s("name");
+  auto it = feeds.find(name);
+  AGILENN_CHECK(it != feeds.end(), "no value fed for '" << name << "'");
+  const Tensor& t = it->second;
+  AGILENN_CHECK(t.shape() == n.shape && t.dtype() == n.dtype,
+                "value fed for '" << name << "' is " << shape_str(t.shape()) << " " << dtype_name(t.dtype())
+                                  << ", expected " << shape_str(n.shape) << " " << dtype_name(n.dtype));
+  return t;
+}
+
+void Executor::bind_computed(std::vector<Tensor>& values) const {
   std::vector<bool> is_output(graph_.size(), false);
   for (NodeId o : plan_.outputs) is_output[static_cast<size_t>(o)] = true;
+  for (NodeId id : plan_.order) {
+    const Node& n = graph_.node(id);
+    if (n.op_name() == "leaf") continue;
+    const size_t offset = arena_offset_[static_cast<size_t>(id)];
+    if (offset != kNotInArena) {
+      values[static_cast<size_t>(id)] = Tensor(n.shape, n.dtype, arena_, offset);
+    } else {
+      AGILENN_CHECK(is_output[static_cast<size_t>(id)], "node " << id << " has no memory in the plan");
+      values[static_cast<size_t>(id)] =
+          Tensor(n.shape, n.dtype, backend_.allocate(static_cast<size_t>(numel(n.shape)) * dtype_size(n.dtype)));
+    }
+  }
+}
+
+void Executor::launch_all(std::vector<Tensor>& values) {
   std::vector<Tensor> inputs;
   for (NodeId id : plan_.order) {
     const Node& n = graph_.node(id);
-    Tensor& slot = values[static_cast<size_t>(id)];
-    if (n.op_name() == "leaf") {
-      const std::string& name = n.attrs.s("name");
-      auto it = feeds.find(name);
-      AGILENN_CHECK(it != feeds.end(), "no value fed for '" << name << "'");
-      const Tensor& t = it->second;
-      AGILENN_CHECK(t.shape() == n.shape && t.dtype() == n.dtype,
-                    "value fed for '" << name << "' is " << shape_str(t.shape()) << " " << dtype_name(t.dtype())
-                                      << ", expected " << shape_str(n.shape) << " " << dtype_name(n.dtype));
-      slot = t.device() == backend_.device() ? t : backend_.to_device(t);
-      continue;
-    }
-    const size_t offset = arena_offset_[static_cast<size_t>(id)];
-    if (offset != kNotInArena) {
-      slot = Tensor(n.shape, n.dtype, arena_, offset);
-    } else {
-      AGILENN_CHECK(is_output[static_cast<size_t>(id)], "node " << id << " has no memory in the plan");
-      slot = Tensor(n.shape, n.dtype, backend_.allocate(static_cast<size_t>(numel(n.shape)) * dtype_size(n.dtype)));
-    }
+    if (n.op_name() == "leaf") continue;
     inputs.clear();
     for (NodeId in : n.inputs) inputs.push_back(values[static_cast<size_t>(plan_.canonical[static_cast<size_t>(in)])]);
     const auto start = std::chrono::steady_clock::now();
     try {
-      backend_.run(n, inputs, slot);
+      backend_.run(n, inputs, values[static_cast<size_t>(id)]);
       if (profiling_) backend_.synchronize();
     } catch (const Error& e) {
       AGILENN_THROW("while running " << graph_.describe(id) << ": " << e.what());
@@ -64,18 +72,66 @@ std::vector<Tensor> Executor::run(const Feeds& feeds) {
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ++calls;
   }
-  // Each output owns its storage: a fed leaf, or a node requested twice (or merged by
-  // CSE with another output), is copied so that updating one result cannot change another.
+}
+
+// Each output owns its storage: a fed leaf, or a node requested twice (or merged by CSE
+// with another output), is copied so that updating one result cannot change another;
+// under graph replay every output is copied, as the next replay overwrites its buffer.
+std::vector<Tensor> Executor::hand_out(const std::vector<Tensor>& values, bool always_copy) const {
   std::vector<Tensor> out;
   out.reserve(plan_.outputs.size());
   std::vector<bool> handed_out(graph_.size(), false);
   for (NodeId o : plan_.outputs) {
     const Tensor& v = values[static_cast<size_t>(o)];
-    const bool shared = handed_out[static_cast<size_t>(o)] || graph_.node(o).op_name() == "leaf";
+    const bool shared = always_copy || handed_out[static_cast<size_t>(o)] || graph_.node(o).op_name() == "leaf";
     handed_out[static_cast<size_t>(o)] = true;
     out.push_back(shared ? backend_.copy(v) : v);
   }
   return out;
+}
+
+void Executor::set_graph_replay(bool on) {
+  graph_replay_ = on;
+  fixed_values_.clear();
+  fixed_runs_ = 0;
+  recorded_.reset();
+}
+
+std::vector<Tensor> Executor::run(const Feeds& feeds) {
+  if (graph_replay_ && !profiling_) {
+    if (fixed_values_.empty()) {
+      fixed_values_.resize(graph_.size());
+      bind_computed(fixed_values_);
+      for (NodeId id : plan_.order) {
+        const Node& n = graph_.node(id);
+        if (n.op_name() == "leaf")
+          fixed_values_[static_cast<size_t>(id)] =
+              Tensor(n.shape, n.dtype, backend_.allocate(static_cast<size_t>(numel(n.shape)) * dtype_size(n.dtype)));
+      }
+    }
+    for (NodeId id : plan_.order)
+      if (graph_.node(id).op_name() == "leaf") backend_.copy_into(fed_value(id, feeds), fixed_values_[static_cast<size_t>(id)]);
+    if (fixed_runs_++ == 0) {
+      launch_all(fixed_values_);
+    } else {
+      if (!recorded_) recorded_ = backend_.record([this] { launch_all(fixed_values_); });
+      if (recorded_) {
+        recorded_->replay();
+      } else {
+        launch_all(fixed_values_);
+      }
+    }
+    return hand_out(fixed_values_, true);
+  }
+  std::vector<Tensor> values(graph_.size());
+  for (NodeId id : plan_.order) {
+    if (graph_.node(id).op_name() != "leaf") continue;
+    const Tensor t = fed_value(id, feeds);
+    values[static_cast<size_t>(id)] = t.device() == backend_.device() ? t : backend_.to_device(t);
+  }
+  bind_computed(values);
+  launch_all(values);
+  return hand_out(values, false);
 }
 
 std::vector<Executor::OpTime> Executor::profile() const {

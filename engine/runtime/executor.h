@@ -22,6 +22,14 @@ class Executor {
   // Feeds must give every leaf the plan reads, with its declared shape and dtype.
   std::vector<Tensor> run(const Feeds& feeds);
 
+  // Graph replay (backends that can record, i.e. CUDA): every value then lives at a fixed
+  // address (feeds are copied in), the first run launches kernels one by one (library
+  // algorithm choices and workspaces settle), the second records the whole kernel
+  // sequence and every later run replays it in one launch. Outputs are copies. Ignored
+  // while profiling and on backends that cannot record.
+  void set_graph_replay(bool on);
+  bool replaying() const { return recorded_ != nullptr; }
+
   const Plan& plan() const { return plan_; }
 
   // Per-op wall time accumulated over runs while profiling is on (after synchronising the
@@ -41,6 +49,16 @@ class Executor {
   Backend& backend_;
   std::shared_ptr<Storage> arena_;
   std::vector<size_t> arena_offset_;  // per node id; SIZE_MAX if not in the arena
+  bool graph_replay_ = false;
+  std::vector<Tensor> fixed_values_;  // graph replay: every value's fixed storage
+  int64_t fixed_runs_ = 0;
+  std::unique_ptr<RecordedWork> recorded_;
+
+  // Gives every planned node its output storage (arena, or fresh for outputs outside it).
+  void bind_computed(std::vector<Tensor>& values) const;
+  Tensor fed_value(NodeId leaf, const Feeds& feeds) const;
+  void launch_all(std::vector<Tensor>& values);
+  std::vector<Tensor> hand_out(const std::vector<Tensor>& values, bool always_copy) const;
   bool profiling_ = false;
   std::map<std::string, std::pair<double, int64_t>> op_times_;
 };
