@@ -3,14 +3,18 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "kernels/cuda/device.h"
 
 namespace agilenn::cuda {
 namespace {
 
+constexpr size_t kBlasWorkspaceBytes = size_t{32} << 20;
+
 struct Handles {
   cudaStream_t compute = nullptr, upload = nullptr;
+  void* blas_workspace = nullptr;
   cublasHandle_t blas = nullptr;
   cudnnHandle_t dnn = nullptr;
   Handles() {
@@ -20,6 +24,9 @@ struct Handles {
     AGILENN_CUDA_CHECK(cudaStreamCreateWithFlags(&upload, cudaStreamNonBlocking));
     AGILENN_CUBLAS_CHECK(cublasCreate(&blas));
     AGILENN_CUBLAS_CHECK(cublasSetStream(blas, compute));
+    // A workspace of its own keeps cuBLAS from allocating one while a graph is recorded.
+    AGILENN_CUDA_CHECK(cudaMalloc(&blas_workspace, kBlasWorkspaceBytes));
+    AGILENN_CUBLAS_CHECK(cublasSetWorkspace(blas, blas_workspace, kBlasWorkspaceBytes));
     AGILENN_CUDNN_CHECK(cudnnCreate(&dnn));
     AGILENN_CUDNN_CHECK(cudnnSetStream(dnn, compute));
   }
@@ -106,6 +113,8 @@ void free_pinned(void* p) { (void)cudaFreeHost(p); }
 struct Workspace {
   void* data = nullptr;
   size_t bytes = 0;
+  // Outgrown buffers stay allocated: a recorded CUDA graph may still address them.
+  std::vector<void*> retired;
 };
 
 }  // namespace
@@ -126,10 +135,7 @@ void* workspace(size_t bytes) {
   if (bytes <= ws.bytes) return ws.data;
   AGILENN_CHECK(!capturing(), "CUDA workspace must grow to " << bytes << " bytes while a CUDA graph is being captured; "
                                                              << "run the step once before capturing");
-  if (ws.data) {
-    AGILENN_CUDA_CHECK(cudaStreamSynchronize(stream()));
-    AGILENN_CUDA_CHECK(cudaFree(ws.data));
-  }
+  if (ws.data) ws.retired.push_back(ws.data);
   AGILENN_CUDA_CHECK(cudaMalloc(&ws.data, bytes));
   ws.bytes = bytes;
   return ws.data;

@@ -1,0 +1,120 @@
+// Per-element math of the depthwise convolution (one input channel per group, channel
+// multiplier m: input channel c feeds output channels c*m .. c*m+m-1). NHWC tensors, filter
+// [KH,KW,1,C*m] as the CPU backend stores it. The CUDA kernels (depthwise_conv2d.cu) and
+// their CPU twin (depthwise_conv2d_twin.cpp) both call these functions, so the twin
+// computes exactly the sums the GPU does, in the same order.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cuda/host_device.h"
+
+namespace agilenn::cuda {
+
+// Plain data, so kernels take it by value.
+struct DepthwiseGeometry {
+  int64_t n, h, w, c;  // input
+  int64_t m;           // channel multiplier: output channels = c * m
+  int64_t kh, kw;      // filter taps
+  int64_t oh, ow;      // output
+  int64_t stride_h, stride_w, dil_h, dil_w;
+  int64_t pad_top, pad_left;  // bottom/right padding only shapes oh/ow
+  AGILENN_HD int64_t cout() const { return c * m; }
+  AGILENN_HD int64_t positions() const { return n * oh * ow; }  // output pixels
+  AGILENN_HD int64_t filter_size() const { return kh * kw * c * m; }
+};
+
+// Output element i of y [N,OH,OW,C*m]: the window sum over the taps inside the input.
+template <class T>
+AGILENN_HD T depthwise_forward_at(const DepthwiseGeometry& g, const T* x, const T* w, int64_t i) {
+  const int64_t cout = g.cout();
+  const int64_t co = i % cout;
+  int64_t r = i / cout;
+  const int64_t ow = r % g.ow;
+  r /= g.ow;
+  const int64_t oh = r % g.oh, n = r / g.oh;
+  const int64_t c = co / g.m;
+  T acc = T(0);
+  for (int64_t kh = 0; kh < g.kh; ++kh) {
+    const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+    if (ih < 0 || ih >= g.h) continue;
+    for (int64_t kw = 0; kw < g.kw; ++kw) {
+      const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
+      if (iw < 0 || iw >= g.w) continue;
+      acc += x[((n * g.h + ih) * g.w + iw) * g.c + c] * w[(kh * g.kw + kw) * cout + co];
+    }
+  }
+  return acc;
+}
+
+// Input-gradient element i of dx [N,H,W,C]: gathers the output pixels whose windows read
+// input pixel (ih, iw) (tap kh reads it when oh*stride = ih + pad - kh*dil), so every
+// element is written by one thread and no atomics are needed.
+template <class T>
+AGILENN_HD T depthwise_input_grad_at(const DepthwiseGeometry& g, const T* gy, const T* w, int64_t i) {
+  const int64_t cout = g.cout();
+  const int64_t c = i % g.c;
+  int64_t r = i / g.c;
+  const int64_t iw = r % g.w;
+  r /= g.w;
+  const int64_t ih = r % g.h, n = r / g.h;
+  T acc = T(0);
+  for (int64_t kh = 0; kh < g.kh; ++kh) {
+    const int64_t th = ih + g.pad_top - kh * g.dil_h;
+    if (th < 0 || th % g.stride_h != 0) continue;
+    const int64_t oh = th / g.stride_h;
+    if (oh >= g.oh) continue;
+    for (int64_t kw = 0; kw < g.kw; ++kw) {
+      const int64_t tw = iw + g.pad_left - kw * g.dil_w;
+      if (tw < 0 || tw % g.stride_w != 0) continue;
+      const int64_t ow = tw / g.stride_w;
+      if (ow >= g.ow) continue;
+      const T* gyp = gy + ((n * g.oh + oh) * g.ow + ow) * cout + c * g.m;
+      const T* wp = w + (kh * g.kw + kw) * cout + c * g.m;
+      for (int64_t j = 0; j < g.m; ++j) acc += gyp[j] * wp[j];
+    }
+  }
+  return acc;
+}
+
+// Part of the filter gradient dw[tap, co] (tap = kh*KW + kw): the sum of x·gy over the
+// output pixels p = first, first + step, ... below last (p flat over N, OH, OW).
+template <class T>
+AGILENN_HD T depthwise_filter_grad_partial(const DepthwiseGeometry& g, const T* x, const T* gy, int64_t tap,
+                                           int64_t co, int64_t first, int64_t last, int64_t step) {
+  const int64_t cout = g.cout();
+  const int64_t kh = tap / g.kw, kw = tap % g.kw, c = co / g.m;
+  T acc = T(0);
+  for (int64_t p = first; p < last; p += step) {
+    const int64_t ow = p % g.ow, r = p / g.ow;
+    const int64_t oh = r % g.oh, n = r / g.oh;
+    const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+    const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
+    if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+    acc += x[((n * g.h + ih) * g.w + iw) * g.c + c] * gy[p * cout + co];
+  }
+  return acc;
+}
+
+// The filter gradient's fixed reduction plan. Output pixels are split into `chunks`
+// contiguous ranges; in each, kDwLanes lanes take interleaved pixels, and the lanes are
+// summed by a pairwise tree (lane l += lane l + 4, + 2, + 1). Chunk results are then
+// added in chunk order. The plan depends on the geometry only, never on the device, so
+// the result is deterministic and the twin can follow it exactly.
+constexpr int kDwLanes = 8;         // threadIdx.y of the filter-gradient kernel
+constexpr int kDwChannelTile = 32;  // threadIdx.x: consecutive output channels (coalesced)
+constexpr int64_t kDwPixelsPerLane = 256;
+constexpr int64_t kDwMaxChunks = 1024;
+
+AGILENN_HD int64_t depthwise_filter_chunks(const DepthwiseGeometry& g) {
+  const int64_t per_chunk = kDwLanes * kDwPixelsPerLane;
+  const int64_t chunks = (g.positions() + per_chunk - 1) / per_chunk;
+  return chunks < 1 ? 1 : (chunks > kDwMaxChunks ? kDwMaxChunks : chunks);
+}
+
+// First output pixel of chunk k (k = chunks gives the end).
+AGILENN_HD int64_t depthwise_chunk_begin(const DepthwiseGeometry& g, int64_t chunks, int64_t k) {
+  return g.positions() * k / chunks;
+}
+
+}  // namespace agilenn::cuda

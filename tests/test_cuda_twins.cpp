@@ -1,0 +1,333 @@
+// CPU twins of the hand-written CUDA kernels, and the kernels themselves.
+//
+// CudaTwins.*Twin*: each twin (kernels/cuda/agilenn_fused_twin.cpp) against the CPU
+// backend's kernel for the same op, on random awkward sizes. Runs without a GPU.
+// CudaTwins.*Kernel*: each CUDA kernel against its twin; skipped without a GPU.
+// CudaReductionPaths.*: the reduction, softmax, argmin and matmul kernels against the
+// CPU backend on shapes that reach every launch path (column sums cut into chunks, row
+// reductions, the general strided path, contiguous and strided axes); skipped without a
+// GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/ir/ops.h"
+#include "engine/runtime/executor.h"
+#include "kernels/cuda/agilenn_fused_twin.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/device.h"
+#include "tests/gradcheck.h"
+
+namespace agilenn::testing {
+namespace {
+
+Tensor uniform(const Shape& s, double lo, double hi, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  Tensor t = Tensor::zeros(s, DType::f32);
+  for (int64_t i = 0; i < t.numel(); ++i) t.set_item(i, u(rng));
+  return t;
+}
+
+// scaled_error with the absolute floor at rtol times the tensor's largest magnitude, so
+// near-zero elements of a tensor are held to that tensor's own precision.
+double magnitude_error(const Tensor& expect, const Tensor& got, double rtol) {
+  const Tensor a = expect.to(DType::f64), b = got.to(DType::f64);
+  double scale = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) scale = std::max(scale, std::abs(a.item(i)));
+  return scaled_error(a, b, rtol, rtol * scale + 1e-30);
+}
+
+bool bit_equal(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && a.dtype() == b.dtype() &&
+         std::equal(a.data<float>(), a.data<float>() + a.numel(), b.data<float>(), b.data<float>() + b.numel(),
+                    [](float x, float y) { return std::memcmp(&x, &y, sizeof(float)) == 0; });
+}
+
+// One op of a graph over float32 leaves x0, x1, ... evaluated on `backend`, on the host.
+using Build = std::function<std::vector<Value>(const std::vector<Value>&)>;
+
+std::vector<Tensor> run_op(const std::vector<Tensor>& inputs, const Build& build, Backend& backend) {
+  Graph g;
+  std::vector<Value> leaves;
+  Feeds feeds;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const std::string name = "x" + std::to_string(i);
+    leaves.push_back(ops::leaf(g, name, inputs[i].shape(), inputs[i].dtype()));
+    feeds[name] = inputs[i];
+  }
+  std::vector<NodeId> ids;
+  for (const Value& v : build(leaves)) ids.push_back(v.id());
+  std::vector<Tensor> out = evaluate(g, ids, feeds, backend);
+  for (Tensor& t : out) t = backend.to_host(t);
+  return out;
+}
+
+Tensor cpu_quantize(const Tensor& x, const Tensor& c) {
+  return run_op({x, c}, [](const std::vector<Value>& v) { return std::vector<Value>{ops::quantize(v[0], v[1])}; },
+                cpu_backend())[0];
+}
+
+Tensor cpu_attribution_stats(const Tensor& d, const Tensor& a, int64_t k) {
+  return run_op(
+      {d, a}, [k](const std::vector<Value>& v) { return std::vector<Value>{ops::attribution_stats(v[0], v[1], k)}; },
+      cpu_backend())[0];
+}
+
+Tensor twin_quantize(const Tensor& x, const Tensor& c) {
+  Tensor y = Tensor::zeros(x.shape(), DType::f32);
+  cuda::quantize_twin(x.data<float>(), x.numel(), c.data<float>(), c.numel(), y.data<float>());
+  return y;
+}
+
+Tensor twin_attribution_stats(const Tensor& d, const Tensor& a, int64_t k) {
+  Tensor y = Tensor::zeros({d.dim(0), 3}, DType::f32);
+  cuda::attribution_stats_twin(d.data<float>(), a.data<float>(), d.dim(0), d.dim(1) * d.dim(2), d.dim(3), k,
+                               y.data<float>());
+  return y;
+}
+
+struct QuantizeCase {
+  Shape x;
+  int64_t centroids;
+};
+const std::vector<QuantizeCase> kQuantizeCases = {
+    {{1}, 1}, {{7, 13}, 3}, {{3, 5, 5, 11}, 8}, {{257, 3}, 17}, {{2, 9, 7, 19}, 8}, {{4099}, 5}};
+
+struct AttributionCase {
+  Shape x;
+  int64_t local;
+};
+const std::vector<AttributionCase> kAttributionCases = {
+    {{1, 1, 1, 2}, 1}, {{3, 5, 7, 6}, 1}, {{5, 4, 3, 24}, 5}, {{2, 9, 11, 13}, 12}, {{7, 1, 33, 3}, 2}};
+
+// ---- twins against the CPU backend (no GPU needed)
+
+// The twin runs the CPU kernel's float operations in the same order: it must agree
+// bit for bit (any distance tie resolves the same way, first centroid wins).
+TEST(CudaTwins, QuantizeTwinMatchesCpuKernelExactly) {
+  uint64_t seed = 1;
+  for (const QuantizeCase& qc : kQuantizeCases) {
+    const Tensor x = uniform(qc.x, -1.0, 7.0, seed++);
+    const Tensor c = uniform({qc.centroids}, 0.0, 6.0, seed++);
+    EXPECT_TRUE(bit_equal(cpu_quantize(x, c), twin_quantize(x, c))) << shape_str(qc.x) << " J=" << qc.centroids;
+  }
+}
+
+TEST(CudaTwins, QuantizeTwinBreaksDistanceTiesTowardTheFirstCentroid) {
+  // x = 0.5 and 1.5 lie exactly midway between neighbouring centroids (all dyadic, so
+  // the squared distances are exact and equal).
+  const Tensor x = Tensor::from_vector({4}, {0.5, 1.5, -0.25, 3.0}, DType::f32);
+  const Tensor up = Tensor::from_vector({3}, {0.0, 1.0, 2.0}, DType::f32);
+  const Tensor down = Tensor::from_vector({3}, {2.0, 1.0, 0.0}, DType::f32);
+  EXPECT_EQ(twin_quantize(x, up).to_vector(), (std::vector<double>{0.0, 1.0, 0.0, 2.0}));
+  EXPECT_EQ(twin_quantize(x, down).to_vector(), (std::vector<double>{1.0, 2.0, 0.0, 2.0}));
+  EXPECT_TRUE(bit_equal(cpu_quantize(x, up), twin_quantize(x, up)));
+  EXPECT_TRUE(bit_equal(cpu_quantize(x, down), twin_quantize(x, down)));
+}
+
+// Same summation order as the CPU kernel (pixel-major, channel-minor, one accumulator
+// per sum), so the results are expected equal; 1e-6 of the largest value leaves room
+// only for a compiler contracting differently, never for a wrong element or channel.
+TEST(CudaTwins, AttributionStatsTwinMatchesCpuKernel) {
+  uint64_t seed = 100;
+  for (const AttributionCase& ac : kAttributionCases) {
+    const Tensor d = uniform(ac.x, -2.0, 2.0, seed++);
+    const Tensor a = uniform(ac.x, -3.0, 3.0, seed++);
+    EXPECT_LE(magnitude_error(cpu_attribution_stats(d, a, ac.local), twin_attribution_stats(d, a, ac.local), 1e-6),
+              1.0)
+        << shape_str(ac.x) << " K=" << ac.local;
+  }
+}
+
+TEST(CudaTwins, AttributionStatsTwinOnAKnownSample) {
+  // One sample, 2 pixels, 3 channels, K = 1: |δ·a| = [1 4 9 | 2 0 6] per pixel row.
+  const Tensor d = Tensor::from_vector({1, 1, 2, 3}, {1, -2, 3, 1, 0, -2}, DType::f32);
+  const Tensor a = Tensor::from_vector({1, 1, 2, 3}, {1, -2, 3, 2, 5, -3}, DType::f32);
+  // local = 1 + 2, total = 3 + (4 + 9 + 0 + 6), max remote 9 - min local 1.
+  EXPECT_EQ(twin_attribution_stats(d, a, 1).to_vector(), (std::vector<double>{3.0, 22.0, 8.0}));
+  EXPECT_TRUE(bit_equal(cpu_attribution_stats(d, a, 1), twin_attribution_stats(d, a, 1)));
+}
+
+// ---- CUDA kernels against their twins (GPU)
+
+bool have_gpu(std::string& why) { return cuda::device_count(&why) > 0; }
+
+// Elementwise and order-free: the kernel calls the twin's function on the same floats,
+// so it must agree bit for bit.
+TEST(CudaTwins, QuantizeKernelMatchesTwinExactly) {
+  std::string why;
+  if (!have_gpu(why)) GTEST_SKIP() << why;
+  std::vector<QuantizeCase> cases = kQuantizeCases;
+  cases.push_back({{(1 << 20) + 3}, 8});
+  uint64_t seed = 200;
+  for (const QuantizeCase& qc : cases) {
+    const Tensor x = uniform(qc.x, -1.0, 7.0, seed++);
+    const Tensor c = uniform({qc.centroids}, 0.0, 6.0, seed++);
+    const Tensor gpu = run_op(
+        {x, c}, [](const std::vector<Value>& v) { return std::vector<Value>{ops::quantize(v[0], v[1])}; },
+        cuda_backend())[0];
+    EXPECT_TRUE(bit_equal(twin_quantize(x, c), gpu)) << shape_str(qc.x) << " J=" << qc.centroids;
+  }
+  const Tensor x = Tensor::from_vector({4}, {0.5, 1.5, -0.25, 3.0}, DType::f32);
+  const Tensor down = Tensor::from_vector({3}, {2.0, 1.0, 0.0}, DType::f32);
+  const Tensor gpu = run_op(
+      {x, down}, [](const std::vector<Value>& v) { return std::vector<Value>{ops::quantize(v[0], v[1])}; },
+      cuda_backend())[0];
+  EXPECT_EQ(gpu.to_vector(), (std::vector<double>{1.0, 2.0, 0.0, 2.0}));
+}
+
+// The kernel sums each sample in a different order (256 strided partial sums, then a
+// tree). All terms are non-negative, so each order's relative error is a few float
+// epsilons times the (log of the) term count: 5e-5 of the largest value covers ~25k
+// terms per sample with margin. The extremes (max - min) are order-free.
+TEST(CudaTwins, AttributionStatsKernelMatchesTwin) {
+  std::string why;
+  if (!have_gpu(why)) GTEST_SKIP() << why;
+  std::vector<AttributionCase> cases = kAttributionCases;
+  cases.push_back({{64, 32, 32, 24}, 5});  // the paper's feature map
+  uint64_t seed = 300;
+  for (const AttributionCase& ac : cases) {
+    const Tensor d = uniform(ac.x, -2.0, 2.0, seed++);
+    const Tensor a = uniform(ac.x, -3.0, 3.0, seed++);
+    const int64_t k = ac.local;
+    const Tensor gpu = run_op(
+        {d, a}, [k](const std::vector<Value>& v) { return std::vector<Value>{ops::attribution_stats(v[0], v[1], k)}; },
+        cuda_backend())[0];
+    const Tensor twin = twin_attribution_stats(d, a, k);
+    EXPECT_LE(magnitude_error(twin, gpu, 5e-5), 1.0) << shape_str(ac.x) << " K=" << k;
+    for (int64_t s = 0; s < ac.x[0]; ++s)
+      EXPECT_EQ(twin.item(s * 3 + 2), gpu.item(s * 3 + 2)) << shape_str(ac.x) << " sample " << s;
+  }
+}
+
+// ---- reductions, softmax, argmin and matmul against the CPU backend (GPU)
+
+// As test_gpu_parity: float32 sums in another order, relative to the tensor's magnitude.
+constexpr double kRtol = 2e-4;
+
+void expect_parity(const std::vector<Tensor>& inputs, const Build& build, const std::string& what) {
+  const auto cpu = run_op(inputs, build, cpu_backend());
+  const auto gpu = run_op(inputs, build, cuda_backend());
+  ASSERT_EQ(cpu.size(), gpu.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    ASSERT_EQ(cpu[i].shape(), gpu[i].shape()) << what;
+    if (cpu[i].dtype() == DType::i32)
+      EXPECT_EQ(cpu[i].to_vector(), gpu[i].to_vector()) << what << " output " << i;
+    else
+      EXPECT_LE(magnitude_error(cpu[i], gpu[i], kRtol), 1.0) << what << " output " << i;
+  }
+}
+
+struct ReduceCase {
+  Shape x;
+  std::vector<int64_t> axes;
+};
+
+TEST(CudaReductionPaths, SumMaxMinMatchTheCpuOnEveryLaunchPath) {
+  std::string why;
+  if (!have_gpu(why)) GTEST_SKIP() << why;
+  const std::vector<ReduceCase> cases = {
+      {{70001, 24}, {0}},              // leading axis, few columns: chunked column sums
+      {{64, 32, 32, 24}, {0, 1, 2}},   // batch-norm statistics
+      {{300, 1000}, {0}},              // leading axis, many columns
+      {{5, 3, 7}, {0}},                // short columns, no chunks
+      {{3, 1000, 40}, {1}},            // middle axis: batched column sums
+      {{4, 1, 257, 1, 3}, {2}},        // unit axes dropped around the middle axis
+      {{13, 5000}, {1}},               // trailing axis: one block per row
+      {{1000, 7}, {1}},                // short rows: several rows per block
+      {{6, 7, 8, 9}, {0, 2}},          // general strided path
+      {{6, 7, 8, 9}, {1, 3}},          // general path, trailing reduced
+      {{2, 3, 2, 3, 2, 3, 2, 3, 2}, {0, 2, 4, 6, 8}},  // rank 9, alternating
+      {{(1 << 20) + 7}, {}},           // everything to one value
+      {{3, 4}, {}},
+      {{1, 1}, {0}},
+      {{4, 0, 3}, {1}},                // empty reduction: the identity
+      {{0, 5}, {1}},                   // no outputs
+  };
+  uint64_t seed = 400;
+  for (const ReduceCase& rc : cases) {
+    const Tensor x = uniform(rc.x, -1.0, 1.0, seed++);
+    const auto axes = rc.axes;
+    expect_parity(
+        {x},
+        [axes](const std::vector<Value>& v) {
+          return std::vector<Value>{ops::sum(v[0], axes), ops::max(v[0], axes, true), ops::min(v[0], axes)};
+        },
+        shape_str(rc.x));
+  }
+}
+
+TEST(CudaReductionPaths, ReductionsAreBitReproducible) {
+  std::string why;
+  if (!have_gpu(why)) GTEST_SKIP() << why;
+  const Tensor x = uniform({70001, 24}, -1.0, 1.0, 7);
+  const Build build = [](const std::vector<Value>& v) {
+    return std::vector<Value>{ops::sum(v[0], {0}), ops::sum(v[0], {1}), ops::softmax(v[0], 0)};
+  };
+  const auto first = run_op({x}, build, cuda_backend());
+  const auto second = run_op({x}, build, cuda_backend());
+  for (size_t i = 0; i < first.size(); ++i) EXPECT_TRUE(bit_equal(first[i], second[i])) << "output " << i;
+}
+
+TEST(CudaReductionPaths, ArgminFindsTheFirstMinimumAlongAnyAxis) {
+  std::string why;
+  if (!have_gpu(why)) GTEST_SKIP() << why;
+  // Values drawn from {0, 1, 2, 3}: many ties, which the first position must win.
+  for (const auto& [shape, axis] : std::vector<std::pair<Shape, int64_t>>{
+           {{37, 1000}, 1}, {{37, 1000}, 0}, {{5, 300, 7}, 1}, {{9, 3}, -1}, {{1, 513}, 1}, {{6, 1}, 1}}) {
+    Tensor x = uniform(shape, 0.0, 4.0, 500 + static_cast<uint64_t>(axis + 3));
+    for (int64_t i = 0; i < x.numel(); ++i) x.set_item(i, std::floor(x.item(i)));
+    const int64_t ax = axis;
+    expect_parity(
+        {x}, [ax](const std::vector<Value>& v) { return std::vector<Value>{ops::argmin(v[0], ax)}; },
+        shape_str(shape) + " axis " + std::to_string(axis));
+  }
+}
+
+TEST(CudaReductionPaths, SoftmaxAndLogSoftmaxMatchTheCpuAlongAnyAxis) {
+  std::string why;
+  if (!have_gpu(why)) GTEST_SKIP() << why;
+  for (const auto& [shape, axis] : std::vector<std::pair<Shape, int64_t>>{
+           {{37, 1000}, 1}, {{37, 1000}, 0}, {{5, 300, 7}, 1}, {{9, 3}, -1}, {{100, 10}, 1}, {{6, 1}, 1}}) {
+    // Large logits: without the max subtraction exp would overflow.
+    const Tensor x = uniform(shape, -60.0, 60.0, 600 + static_cast<uint64_t>(axis + 3));
+    const int64_t ax = axis;
+    expect_parity(
+        {x},
+        [ax](const std::vector<Value>& v) {
+          return std::vector<Value>{ops::softmax(v[0], ax), ops::log_softmax(v[0], ax)};
+        },
+        shape_str(shape) + " axis " + std::to_string(axis));
+  }
+}
+
+TEST(CudaReductionPaths, MatmulMatchesTheCpuForEveryTransposeCombination) {
+  std::string why;
+  if (!have_gpu(why)) GTEST_SKIP() << why;
+  const int64_t m = 37, n = 53, k = 129;
+  uint64_t seed = 700;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      const Tensor a = uniform(ta ? Shape{k, m} : Shape{m, k}, -1.0, 1.0, seed++);
+      const Tensor b = uniform(tb ? Shape{n, k} : Shape{k, n}, -1.0, 1.0, seed++);
+      expect_parity(
+          {a, b},
+          [ta, tb](const std::vector<Value>& v) { return std::vector<Value>{ops::matmul(v[0], v[1], ta, tb)}; },
+          "matmul ta=" + std::to_string(ta) + " tb=" + std::to_string(tb));
+    }
+  // An empty inner dimension gives zeros.
+  const auto z = run_op({Tensor::zeros({3, 0}, DType::f32), Tensor::zeros({0, 4}, DType::f32)},
+                        [](const std::vector<Value>& v) { return std::vector<Value>{ops::matmul(v[0], v[1])}; },
+                        cuda_backend());
+  EXPECT_EQ(z[0].to_vector(), std::vector<double>(12, 0.0));
+}
+
+}  // namespace
+}  // namespace agilenn::testing
