@@ -7,11 +7,23 @@
 #include "engine/core/error.h"
 #include "engine/train/run.h"
 
+#if AGILENN_HAVE_CUDA
+#include "kernels/cuda/context.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/device.h"
+#endif
+
 namespace {
 
 using agilenn::train::RunConfig;
 
-void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, std::string& device) {
+struct DeviceFlags {
+  std::string device = "cpu";
+  bool tf32 = false;
+  bool cuda_graph = true;
+};
+
+void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags& dev) {
   cmd->add_option("--dataset", cfg.dataset, "fashion-mnist, mnist, cifar10, cifar100, svhn, tiny-imagenet or synthetic")
       ->capture_default_str();
   cmd->add_option("--data-dir", cfg.data_dir, "directory holding the dataset's official files (default: its usual place)");
@@ -23,13 +35,41 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, std::string&
   cmd->add_option("--seed", cfg.seed, "seed of initialisation, shuffling and augmentation")->capture_default_str();
   cmd->add_option("--out", cfg.out, "run directory: checkpoints, metrics.jsonl, TensorBoard events")->capture_default_str();
   cmd->add_flag("--resume", cfg.resume, "continue from <out>/latest.safetensors exactly where it stopped");
-  cmd->add_option("--device", device, "cpu (the CUDA backend is not available yet)")->capture_default_str();
+  cmd->add_option("--device", dev.device, "cpu, or cuda (the first GPU; needs a build with CUDA)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_flag("--tf32", dev.tf32, "--device cuda: TF32 tensor-core math for float32 GEMMs and convolutions (off: full float32)");
+  cmd->add_flag("--cuda-graph,!--no-cuda-graph", dev.cuda_graph,
+                "--device cuda: record each step's kernels once as a CUDA graph and replay it (default on)");
   cmd->add_option("--max-steps", cfg.max_steps, "stop after this many steps in total (0: all epochs)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--train-limit", cfg.train_limit, "use only the first N training samples (0: all)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--test-limit", cfg.test_limit, "evaluate on the first N test samples (0: all)")
       ->check(CLI::NonNegativeNumber);
+}
+
+// Points `c` at the backend `dev` names; throws naming the flag and the reason when it cannot.
+void select_device(const DeviceFlags& dev, RunConfig& c, std::ostream& log) {
+  if (dev.device == "cpu") {
+    AGILENN_CHECK(!dev.tf32, "--tf32 applies to --device cuda only");
+    return;
+  }
+#if AGILENN_HAVE_CUDA
+  std::string why;
+  AGILENN_CHECK(agilenn::cuda::device_count(&why) > 0, "--device cuda: " << why);
+  const agilenn::cuda::DeviceInfo info = agilenn::cuda::device_info(0);
+  agilenn::cuda::set_tf32(dev.tf32);
+  c.backend = &agilenn::cuda_backend();
+  c.graph_replay = dev.cuda_graph;
+  log << "device: cuda:0 " << info.name << " (compute capability " << info.compute_major << "." << info.compute_minor
+      << ")" << (dev.tf32 ? ", TF32 on" : "") << std::endl;
+#else
+  (void)c;
+  (void)log;
+  AGILENN_THROW("--device cuda: this agilenn-train was built without CUDA (CPU-only build: no nvcc at configure "
+                "time, or -DAGILENN_CUDA=OFF)");
+#endif
 }
 
 void report(const agilenn::train::RunSummary& s, bool agilenn) {
@@ -43,12 +83,13 @@ void report(const agilenn::train::RunSummary& s, bool agilenn) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"agilenn-train: train AgileNN models (Huang & Gao, MobiCom 2022) on the CPU"};
+  CLI::App app{"agilenn-train: train AgileNN models (Huang & Gao, MobiCom 2022) on the CPU or a GPU"};
   app.require_subcommand(1);
 
   RunConfig ref_cfg, cfg;
   ref_cfg.mode = agilenn::train::RunMode::reference;
-  std::string ref_preset = "tiny", preset = "tiny", ref_device = "cpu", device = "cpu", ig_rule = "trapezoid";
+  std::string ref_preset = "tiny", preset = "tiny", ig_rule = "trapezoid";
+  DeviceFlags ref_device, device;
   double split_ratio = -1;
   int64_t centroids = 0;
 
@@ -83,8 +124,7 @@ int main(int argc, char** argv) {
     }
     const bool agilenn = static_cast<bool>(*train);
     RunConfig& c = agilenn ? cfg : ref_cfg;
-    const std::string& dev = agilenn ? device : ref_device;
-    AGILENN_CHECK(dev == "cpu", "--device " << dev << ": only the CPU backend is available in this build");
+    select_device(agilenn ? device : ref_device, c, std::cout);
     c.preset = agilenn::models::preset(agilenn ? preset : ref_preset);
     if (agilenn) {
       c.ig.rule = agilenn::xai::parse_ig_rule(ig_rule);

@@ -226,11 +226,39 @@ TEST(TrainCli, BadFlagsExitNonZeroNamingThem) {
   EXPECT_THAT(out, HasSubstr("simpson"));
   EXPECT_NE(run_cli("reference --dataset cifar10 --data-dir /nonexistent", &out), 0);
   EXPECT_THAT(out, HasSubstr("/nonexistent"));
-  EXPECT_NE(run_cli("train --device cuda", &out), 0);
-  EXPECT_THAT(out, HasSubstr("--device cuda"));
+  EXPECT_NE(run_cli("train --device tpu", &out), 0);
+  EXPECT_THAT(out, HasSubstr("--device"));
+  EXPECT_THAT(out, HasSubstr("tpu"));
+  EXPECT_NE(run_cli("reference --tf32 --dataset synthetic", &out), 0);
+  EXPECT_THAT(out, HasSubstr("--tf32 applies to --device cuda only"));
   EXPECT_EQ(run_cli("train --help", &out), 0);
   EXPECT_THAT(out, HasSubstr("--split_ratio"));
   EXPECT_THAT(out, HasSubstr("--ig-steps"));
+  EXPECT_THAT(out, HasSubstr("--cuda-graph"));
+  EXPECT_THAT(out, HasSubstr("--tf32"));
+}
+
+// Without a GPU (or in a CPU-only build) --device cuda stops before anything is written,
+// naming the flag and the reason; where a GPU and a CUDA build exist it trains there.
+TEST(TrainCli, CudaDeviceTrainsOnAGpuOrIsRefusedNamingTheReason) {
+  const ScratchDir d("cli-cuda");
+  const std::string run = (d / "run").string();
+  std::string out;
+  const int status = run_cli("reference --device cuda --dataset synthetic --batch-size 16 --epochs 1 --train-limit 32 "
+                             "--test-limit 16 --out " + run, &out);
+  if (status == 0) {
+    EXPECT_THAT(out, HasSubstr("device: cuda:0"));
+    EXPECT_THAT(out, HasSubstr("training on cuda (graph replay)"));
+    EXPECT_THAT(out, HasSubstr("final: steps 2"));
+    EXPECT_TRUE(fs::exists(fs::path(run) / "latest.safetensors"));
+    return;
+  }
+  EXPECT_EQ(status, 1);
+  EXPECT_THAT(out, HasSubstr("agilenn-train: error: --device cuda: "));
+  EXPECT_THAT(out, ::testing::AnyOf(HasSubstr("no usable CUDA device"), HasSubstr("no CUDA device present"),
+                                    HasSubstr("built without CUDA")));
+  EXPECT_THAT(out, ::testing::Not(HasSubstr("final:")));
+  EXPECT_FALSE(fs::exists(run));
 }
 
 TEST(TrainCli, ACorruptCheckpointIsRefusedAndLeftAlone) {

@@ -20,6 +20,41 @@ std::vector<std::string> KernelTable::ops() const {
   return out;
 }
 
+void check_update_operands(const char* update, std::span<const Tensor> params, std::span<const Tensor> grads,
+                           std::initializer_list<std::span<const Tensor>> slots, Device device) {
+  AGILENN_CHECK(grads.size() == params.size(),
+                update << " update: " << params.size() << " parameters, " << grads.size() << " gradients");
+  for (const std::span<const Tensor>& s : slots)
+    AGILENN_CHECK(s.size() == params.size(),
+                  update << " update: " << params.size() << " parameters, " << s.size() << " slot tensors");
+  auto same = [&](const Tensor& p, const Tensor& t, size_t i, const char* what) {
+    AGILENN_CHECK(t.shape() == p.shape() && t.dtype() == p.dtype(),
+                  update << " update: " << what << " " << i << " is " << shape_str(t.shape()) << " "
+                         << dtype_name(t.dtype()) << ", its parameter " << shape_str(p.shape()) << " "
+                         << dtype_name(p.dtype()));
+    AGILENN_CHECK(!t.defined() || t.device() == device || t.numel() == 0,
+                  update << " update: " << what << " " << i << " is in " << device_name(t.device()) << " memory, not "
+                         << device_name(device));
+  };
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Tensor& p = params[i];
+    AGILENN_CHECK(is_floating(p.dtype()), update << " update: parameter " << i << " is " << dtype_name(p.dtype())
+                                                 << "; parameters must be floating-point");
+    same(p, p, i, "parameter");
+    same(p, grads[i], i, "gradient");
+    for (const std::span<const Tensor>& s : slots) same(p, s[i], i, "slot");
+  }
+}
+
+NonFinite Backend::sgdw_update(std::span<Tensor>, std::span<const Tensor>, std::span<Tensor>, const SgdwHyper&) {
+  AGILENN_THROW("backend '" << name() << "' has no SGDW update");
+}
+
+NonFinite Backend::adam_update(std::span<Tensor>, std::span<const Tensor>, std::span<Tensor>, std::span<Tensor>,
+                               const AdamHyper&) {
+  AGILENN_THROW("backend '" << name() << "' has no Adam update");
+}
+
 void Backend::run(const Node& node, std::span<const Tensor> inputs, Tensor& out) const {
   const Kernel* k = kernels().find(node.op_name());
   AGILENN_CHECK(k, "backend '" << name() << "' has no kernel for op '" << node.op_name() << "'");

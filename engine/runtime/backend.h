@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <span>
@@ -32,6 +33,30 @@ class KernelTable {
   std::map<std::string, Kernel> kernels_;
 };
 
+// Hyperparameters of one multi-tensor optimizer update, computed on the host for the step.
+// SGDW (decoupled):  θ ← θ − decay·θ;  v ← momentum·v − lr·g;  θ ← θ + v.
+struct SgdwHyper {
+  double lr = 0;        // lr(t)
+  double decay = 0;     // wd(t) = weight_decay · lr(t)
+  double momentum = 0;  // μ
+};
+// Adam:  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  θ ← θ − step·m / (√v + eps).
+struct AdamHyper {
+  double step = 0;  // lr(t) · √(1 − β2^t) / (1 − β1^t): the bias corrections, folded in on the host
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-7;
+};
+// Where the first NaN or infinity of a list of tensors is: the tensor's index in the list
+// and the element's flat index; tensor < 0 when every element is finite.
+struct NonFinite {
+  int64_t tensor = -1, element = -1;
+  bool found() const { return tensor >= 0; }
+};
+
+// Checks the operands of a multi-tensor update named `update`: one gradient and one tensor
+// of each slot list per parameter, of the parameter's shape and dtype, floating, on `device`.
+void check_update_operands(const char* update, std::span<const Tensor> params, std::span<const Tensor> grads,
+                           std::initializer_list<std::span<const Tensor>> slots, Device device);
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -47,6 +72,23 @@ class Backend {
   // Copies src into dst (same shape and dtype; each on the host or on this backend),
   // ordered after the work launched so far.
   virtual void copy_into(const Tensor& src, Tensor& dst) = 0;
+  // Starts copying a host tensor into this backend's memory without waiting for the copy
+  // (on CUDA: staged through pinned memory on a copy stream, so it overlaps the kernels
+  // running meanwhile). Work may read the result only once it is launched after
+  // await_uploads(). A tensor already in this backend's memory is returned as it is.
+  virtual Tensor upload(const Tensor& host) { return host.device() == device() ? host : to_device(host); }
+  // Orders all work launched from now on after every upload started so far.
+  virtual void await_uploads() {}
+
+  // Multi-tensor optimizer updates, in place, of params[i] with grads[i] and the slots
+  // (momenta) of the same index; every tensor in this backend's memory. When any gradient
+  // holds a NaN or an infinity nothing is changed, and the result says where the first one
+  // is (in list order, then element order); a finite update returns NonFinite{}.
+  virtual NonFinite sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
+                                const SgdwHyper& hyper);
+  virtual NonFinite adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
+                                std::span<Tensor> v, const AdamHyper& hyper);
+
   // Waits until every launched kernel has finished.
   virtual void synchronize() {}
   // Records the kernels `launches` starts, without running them, for replay; nullptr

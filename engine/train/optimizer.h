@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/nn/module.h"
+#include "engine/runtime/backend.h"
 
 namespace agilenn::train {
 
@@ -16,18 +17,31 @@ struct CosineSchedule {
   double at(int64_t step) const;
 };
 
+// The update math itself runs in the backend (Backend::sgdw_update, adam_update), on all
+// parameters at once; an optimizer holds the schedule, the hyperparameters and the slots.
 class Optimizer {
  public:
   explicit Optimizer(CosineSchedule lr) : lr_(lr) {}
   virtual ~Optimizer() = default;
-  // One update at step t (0-based) of params[names[i]] with grads[i].
-  virtual void apply(nn::TensorMap& params, const std::vector<std::string>& names, const std::vector<Tensor>& grads,
-                     int64_t step) = 0;
-  // Slot tensors (momenta), named "<param>/<slot>", for checkpoints.
+  // One update at step t (0-based) of params[names[i]] with grads[i], run by `backend`, in
+  // whose memory the parameters and gradients are. Missing slots are created there as zeros;
+  // slots in other memory (host tensors from a checkpoint) are moved there first. When a
+  // gradient holds a NaN or an infinity nothing changes and the result says where (index
+  // into `names`, element).
+  NonFinite apply(nn::TensorMap& params, const std::vector<std::string>& names, const std::vector<Tensor>& grads,
+                  int64_t step, Backend& backend = cpu_backend());
+  // Slot tensors (momenta), named "<param>/<slot>", for checkpoints: in the memory of the
+  // backend of the last update; host_slots() gives host copies.
   nn::TensorMap& slots() { return slots_; }
+  nn::TensorMap host_slots(Backend& backend) const;
   double learning_rate(int64_t step) const { return lr_.at(step); }
 
  protected:
+  virtual NonFinite update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
+                           const std::vector<std::string>& names, int64_t step) = 0;
+  // The slot `name` (zeros like `like` when new), in the backend's memory.
+  Tensor& slot(Backend& backend, const std::string& name, const Tensor& like);
+
   CosineSchedule lr_;
   nn::TensorMap slots_;
 };
@@ -37,8 +51,10 @@ class Optimizer {
 class SGDW final : public Optimizer {
  public:
   SGDW(CosineSchedule lr, double momentum = 0.9, double weight_decay = 5e-4);
-  void apply(nn::TensorMap& params, const std::vector<std::string>& names, const std::vector<Tensor>& grads,
-             int64_t step) override;
+
+ protected:
+  NonFinite update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
+                   const std::vector<std::string>& names, int64_t step) override;
 
  private:
   double momentum_, weight_decay_;
@@ -48,8 +64,10 @@ class SGDW final : public Optimizer {
 class Adam final : public Optimizer {
  public:
   explicit Adam(CosineSchedule lr, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-7);
-  void apply(nn::TensorMap& params, const std::vector<std::string>& names, const std::vector<Tensor>& grads,
-             int64_t step) override;
+
+ protected:
+  NonFinite update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
+                   const std::vector<std::string>& names, int64_t step) override;
 
  private:
   double beta1_, beta2_, eps_;

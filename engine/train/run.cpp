@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <optional>
 #include <ostream>
 
 #include "engine/core/error.h"
@@ -71,19 +72,24 @@ struct Evaluation {
   double accuracy = 0, skewness = 0, entropy_bits = 0, raw_bits = 0;
 };
 
+// A tensor in the backend's memory (uploaded once when it is a host tensor).
+Tensor on(Backend& backend, const Tensor& t) { return t.device() == backend.device() ? t : backend.to_device(t); }
+
 // The attribution statistics are per sample, so the batch size does not change them.
+// `values` and `table` may be in the backend's memory already (a trainer's) or on the host.
 Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDataset& test, const nn::TensorMap& values,
-                    const Tensor& table, int64_t eval_batch) {
+                    const Tensor& table, int64_t eval_batch, Backend& backend) {
   const int64_t batch = std::min(eval_batch, test.size());
   auto step = build_step(c, classes, batch, false);
   std::vector<NodeId> outs;
   for (const auto& [name, v] : step->per_sample) outs.push_back(v.id());
   const bool agilenn = c.mode == RunMode::agilenn;
   if (agilenn) outs.push_back(step->quantized.id()), outs.push_back(step->centroids.id());
-  Executor ex(step->graph, compile(step->graph, outs), cpu_backend());
+  Executor ex(step->graph, compile(step->graph, outs), backend);
+  ex.set_graph_replay(c.graph_replay);
   Feeds feeds;
-  for (const nn::ParamInfo& info : step->params.all()) feeds[info.name] = values.at(info.name);
-  if (!step->zero_point_table.empty()) feeds[step->zero_point_table] = table;
+  for (const nn::ParamInfo& info : step->params.all()) feeds[info.name] = on(backend, values.at(info.name));
+  if (!step->zero_point_table.empty()) feeds[step->zero_point_table] = on(backend, table);
   data::Loader loader(test, batch, data::Preprocess::for_dataset(c.dataset, c.preset.input_size, false), c.seed, false);
   Evaluation e;
   std::vector<double> histogram(static_cast<size_t>(c.preset.num_centroids), 0.0);
@@ -92,7 +98,8 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
     const data::Loader::LoadedBatch lb = loader.get(0, b);
     feeds["images"] = lb.batch.images;
     feeds["labels"] = lb.batch.labels;
-    const std::vector<Tensor> r = ex.run(feeds);
+    std::vector<Tensor> r = ex.run(feeds);
+    for (Tensor& t : r) t = backend.to_host(t);
     for (int64_t i = 0; i < lb.valid; ++i) {
       e.accuracy += r[0].item(i);
       if (agilenn) e.skewness += r[1].item(i);
@@ -157,6 +164,7 @@ void load_reference(const RunConfig& c, nn::TensorMap& values, const nn::ParamSe
 
 RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
   namespace fs = std::filesystem;
+  Backend& backend = cfg.backend ? *cfg.backend : cpu_backend();
   const data::ImageDataset train_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::train), cfg.train_limit);
   const data::ImageDataset test_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::test), cfg.test_limit);
   const int64_t classes = classes_of(train_set, test_set);
@@ -187,20 +195,20 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
   }
 
   Tensor table;
-  if (!step->zero_point_table.empty()) table = compute_zero_point_table(cfg.preset, classes, values);
+  if (!step->zero_point_table.empty()) table = compute_zero_point_table(cfg.preset, classes, values, DType::f32, backend);
   if (cfg.mode == RunMode::agilenn && !cfg.channel_remapping.empty() && done == 0) {
     // Rank channels with the untrained feature extractor over one pass of training data.
     auto probe = build_step(cfg, classes, cfg.batch, false);
-    Executor ex(probe->graph, compile(probe->graph, {probe->channel_importance.id()}), cpu_backend());
+    Executor ex(probe->graph, compile(probe->graph, {probe->channel_importance.id()}), backend);
     Feeds feeds;
-    for (const nn::ParamInfo& info : probe->params.all()) feeds[info.name] = values.at(info.name);
-    feeds[probe->zero_point_table] = table;
+    for (const nn::ParamInfo& info : probe->params.all()) feeds[info.name] = on(backend, values.at(info.name));
+    feeds[probe->zero_point_table] = on(backend, table);
     xai::ChannelImportance importance(cfg.preset.feature_channels, cfg.preset.local_channels());
     for (int64_t b = 0; b < per_epoch; ++b) {
       const data::Batch batch = loader.get(0, b).batch;
       feeds["images"] = batch.images;
       feeds["labels"] = batch.labels;
-      importance.add(ex.run(feeds)[0]);
+      importance.add(backend.to_host(ex.run(feeds)[0]));
     }
     const std::vector<int64_t> order = importance.order(xai::parse_remap_method(cfg.channel_remapping));
     xai::permute_feature_channels(values, order);
@@ -209,17 +217,25 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
     log << "\n";
   }
 
-  Trainer trainer(std::move(step), values, std::move(optimizer));
-  if (table.defined()) trainer.set_input(trainer.graph().zero_point_table, table);
+  Trainer trainer(std::move(step), values, std::move(optimizer), backend);
+  trainer.executor().set_graph_replay(cfg.graph_replay);
+  if (table.defined()) {
+    trainer.set_input(trainer.graph().zero_point_table, table);
+    table = on(backend, table);  // for the evaluations: uploaded once
+  }
+  if (backend.device() != Device::cpu)
+    log << "training on " << backend.name() << (cfg.graph_replay ? " (graph replay)" : "") << "\n";
   fs::create_directories(cfg.out);
   std::ofstream metrics((fs::path(cfg.out) / "metrics.jsonl").string(), std::ios::app);
   AGILENN_CHECK(metrics, "cannot write metrics in '" << cfg.out << "'");
   EventWriter events((fs::path(cfg.out) / "tensorboard").string());
 
+  // Host copies, so the file is the same whichever backend trained.
   auto save = [&](const std::string& path, int64_t step_count, const json& extra) {
     io::Checkpoint ck;
-    for (const nn::ParamInfo& info : trainer.graph().params.all()) ck.tensors[info.name] = trainer.values().at(info.name);
-    for (const auto& [name, t] : trainer.optimizer().slots()) ck.tensors["optimizer/" + name] = t;
+    const nn::TensorMap host = trainer.host_values();
+    for (const nn::ParamInfo& info : trainer.graph().params.all()) ck.tensors[info.name] = host.at(info.name);
+    for (const auto& [name, t] : trainer.host_slots()) ck.tensors["optimizer/" + name] = t;
     ck.metadata = {{"config", config_json(cfg)}, {"step", step_count},   {"epoch", step_count / per_epoch},
                    {"best_accuracy", best},      {"classes", classes},   {"engine_version", io::kEngineVersion},
                    {"metrics", extra}};
@@ -230,12 +246,17 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
   const int64_t stop = cfg.max_steps > 0 ? std::min(total, cfg.max_steps) : total;
   auto epoch_start = std::chrono::steady_clock::now();
   double sum_loss = 0, sum_acc = 0, sum_skew = 0, in_epoch = 0;
+  // The batch of step s + 1 is taken from the loader before step s, so that its upload to
+  // the backend overlaps step s (batches are a pure function of epoch and index).
+  std::optional<data::Loader::LoadedBatch> ahead;
   for (int64_t s = done; s < stop; ++s) {
     const int64_t epoch = s / per_epoch, index = s % per_epoch;
-    const data::Loader::LoadedBatch lb = loader.next(epoch, index);
+    const data::Loader::LoadedBatch lb = ahead ? std::move(*ahead) : loader.next(epoch, index);
+    ahead.reset();
+    if (s + 1 < stop) ahead = loader.next((s + 1) / per_epoch, (s + 1) % per_epoch);
     StepResult r;
     try {
-      r = trainer.step(lb.batch.images, lb.batch.labels, s);
+      r = trainer.step(lb.batch.images, lb.batch.labels, s, ahead ? &ahead->batch : nullptr);
     } catch (const Error& e) {
       AGILENN_THROW(e.what() << " (training stopped; the last good checkpoint is '" << latest << "')");
     }
@@ -253,7 +274,7 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
     if (!epoch_end && !last) continue;
 
     // Test batches are 4× the training batch, as the seed's.
-    const Evaluation ev = evaluate(cfg, classes, test_set, trainer.values(), table, 4 * cfg.batch);
+    const Evaluation ev = evaluate(cfg, classes, test_set, trainer.values(), table, 4 * cfg.batch, backend);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     const double rate = in_epoch / secs;
     log << "epoch " << epoch + 1 << "/" << cfg.epochs << "  step " << s + 1 << "/" << total << "  " << std::fixed
@@ -307,7 +328,7 @@ RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string&
   auto step = build_step(cfg, classes, batch, false);
   io::check_against(ck, step->params, checkpoint);
   const Tensor table = step->zero_point_table.empty() ? Tensor() : compute_zero_point_table(cfg.preset, classes, ck.tensors);
-  const Evaluation ev = evaluate(cfg, classes, test, ck.tensors, table, batch);
+  const Evaluation ev = evaluate(cfg, classes, test, ck.tensors, table, batch, cpu_backend());
   RunSummary s;
   s.steps = ck.metadata.at("step").get<int64_t>();
   s.test_accuracy = ev.accuracy;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine/models/presets.h"
+#include "engine/runtime/backend.h"
 #include "engine/xai/integrated_gradients.h"
 
 namespace agilenn::train {
@@ -31,6 +32,11 @@ struct RunConfig {
   int64_t max_steps = 0;        // stop (and checkpoint) after this many steps in total; 0 = all epochs
   int64_t train_limit = 0;      // use only the first N training samples (0 = all)
   int64_t test_limit = 0;       // evaluate on the first N test samples (0 = all)
+  // Where the steps, the evaluation and the zero-point table run (null: the CPU backend).
+  // Parameters, state and optimizer slots stay in its memory; checkpoints hold host copies,
+  // the same file whichever backend wrote it. Not part of the configuration a resume checks.
+  Backend* backend = nullptr;
+  bool graph_replay = false;    // record each step's kernels once and replay them (CUDA graphs)
 };
 
 struct RunSummary {

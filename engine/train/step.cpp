@@ -94,7 +94,7 @@ std::unique_ptr<StepGraph> build_reference_step(const models::AgileNNPreset& p, 
 }
 
 Tensor compute_zero_point_table(const models::AgileNNPreset& p, int64_t classes, const nn::TensorMap& values,
-                                DType dtype) {
+                                DType dtype, Backend& backend) {
   Graph g;
   nn::ParamSet params;
   nn::Scope root(g, params, false, dtype);
@@ -107,7 +107,7 @@ Tensor compute_zero_point_table(const models::AgileNNPreset& p, int64_t classes,
     AGILENN_CHECK(it != values.end(), "zero-point table: no value for reference parameter '" << info.name << "'");
     feeds[info.name] = it->second;
   }
-  return evaluate(g, {table.id()}, feeds)[0];
+  return backend.to_host(evaluate(g, {table.id()}, feeds, backend)[0]);
 }
 
 }  // namespace agilenn::train

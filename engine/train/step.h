@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/models/agilenn.h"
+#include "engine/runtime/backend.h"
 #include "engine/xai/integrated_gradients.h"
 
 namespace agilenn::train {
@@ -57,8 +58,9 @@ std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt);
 std::unique_ptr<StepGraph> build_reference_step(const models::AgileNNPreset& preset, int64_t classes, int64_t batch,
                                                 bool training, DType dtype = DType::f32);
 
-// The per-class α = 0 gradient table of a (pretrained) reference body, evaluated once.
+// The per-class α = 0 gradient table of a (pretrained) reference body, evaluated once on
+// `backend`; a host tensor.
 Tensor compute_zero_point_table(const models::AgileNNPreset& preset, int64_t classes, const nn::TensorMap& values,
-                                DType dtype = DType::f32);
+                                DType dtype = DType::f32, Backend& backend = cpu_backend());
 
 }  // namespace agilenn::train

@@ -1,7 +1,11 @@
 #include "kernels/cuda/cuda_backend.h"
 
+#include <cstring>
+#include <deque>
+
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/optimizer.h"
 
 namespace agilenn {
 namespace {
@@ -68,6 +72,46 @@ class CudaBackend final : public Backend {
   }
   void synchronize() override { AGILENN_CUDA_CHECK(cudaStreamSynchronize(cuda::stream())); }
 
+  // Host memory → a pinned staging buffer (a CPU memcpy) → device memory on the copy
+  // stream, which first waits for the work queued on the compute stream so far: the
+  // destination comes from the caching allocator, which hands out blocks freed by the host
+  // while kernels queued before may still read them. The destination is held here until
+  // await_uploads() has ordered the compute stream after the copy, so it cannot go back to
+  // the cache (and to a kernel) while the copy still writes it.
+  Tensor upload(const Tensor& host) override {
+    if (host.device() == Device::cuda) return host;
+    Tensor dst(host.shape(), host.dtype(), allocate(host.nbytes()));
+    if (host.nbytes() == 0) return dst;
+    if (!compute_mark_) {
+      AGILENN_CUDA_CHECK(cudaEventCreateWithFlags(&compute_mark_, cudaEventDisableTiming));
+      AGILENN_CUDA_CHECK(cudaEventCreateWithFlags(&uploads_done_, cudaEventDisableTiming));
+    }
+    AGILENN_CUDA_CHECK(cudaEventRecord(compute_mark_, cuda::stream()));
+    AGILENN_CUDA_CHECK(cudaStreamWaitEvent(cuda::copy_stream(), compute_mark_, 0));
+    Staging& st = staging(host.nbytes());
+    std::memcpy(st.memory->data(), host.raw(), host.nbytes());
+    AGILENN_CUDA_CHECK(cudaMemcpyAsync(dst.raw(), st.memory->data(), host.nbytes(), cudaMemcpyHostToDevice,
+                                       cuda::copy_stream()));
+    AGILENN_CUDA_CHECK(cudaEventRecord(st.done, cuda::copy_stream()));
+    AGILENN_CUDA_CHECK(cudaEventRecord(uploads_done_, cuda::copy_stream()));
+    in_flight_.push_back(dst.storage());
+    return dst;
+  }
+  void await_uploads() override {
+    if (in_flight_.empty()) return;
+    AGILENN_CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), uploads_done_, 0));
+    in_flight_.clear();
+  }
+
+  NonFinite sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
+                        const SgdwHyper& hyper) override {
+    return cuda::sgdw_update(params, grads, velocities, hyper);
+  }
+  NonFinite adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
+                        std::span<Tensor> v, const AdamHyper& hyper) override {
+    return cuda::adam_update(params, grads, m, v, hyper);
+  }
+
   std::unique_ptr<RecordedWork> record(const std::function<void()>& launches) override {
     cudaStream_t s = cuda::stream();
     AGILENN_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
@@ -88,7 +132,42 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // A page-locked buffer for uploads; `done` marks the end of the last copy out of it.
+  struct Staging {
+    std::shared_ptr<Storage> memory;
+    cudaEvent_t done = nullptr;
+  };
+  // A staging buffer of at least `bytes` whose last copy has finished; a new one when all
+  // are busy (a few suffice: the uploads of one or two batches are in flight at a time).
+  Staging& staging(size_t bytes) {
+    constexpr size_t kMaxStaging = 8;
+    for (Staging& st : staging_) {
+      const cudaError_t status = cudaEventQuery(st.done);
+      if (status == cudaErrorNotReady) continue;
+      AGILENN_CUDA_CHECK(status);
+      if (st.memory->bytes() < bytes) st.memory = cuda::allocate_pinned(bytes);
+      return st;
+    }
+    if (staging_.size() >= kMaxStaging) {  // wait for the oldest rather than pin ever more memory
+      Staging& st = staging_[next_reuse_++ % staging_.size()];
+      AGILENN_CUDA_CHECK(cudaEventSynchronize(st.done));
+      if (st.memory->bytes() < bytes) st.memory = cuda::allocate_pinned(bytes);
+      return st;
+    }
+    Staging st;
+    st.memory = cuda::allocate_pinned(bytes);
+    AGILENN_CUDA_CHECK(cudaEventCreateWithFlags(&st.done, cudaEventDisableTiming));
+    staging_.push_back(std::move(st));
+    return staging_.back();
+  }
+
   KernelTable table_;
+  // Uploads (Backend::upload): staging buffers, the destinations still being written, and
+  // events on the compute stream (before an upload) and the copy stream (after the last).
+  std::deque<Staging> staging_;
+  size_t next_reuse_ = 0;
+  std::vector<std::shared_ptr<Storage>> in_flight_;
+  cudaEvent_t compute_mark_ = nullptr, uploads_done_ = nullptr;
 };
 
 }  // namespace

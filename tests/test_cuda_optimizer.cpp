@@ -1,0 +1,272 @@
+// The fused multi-tensor optimizer updates.
+//
+// CudaOptimizer.Twin*: the CPU twin (kernels/cuda/optimizer_twin.cpp, the per-element math
+// of optimizer.cuh) against the CPU backend's update, bit for bit. Runs without a GPU.
+// CudaOptimizer.Kernel*: the CUDA kernels against the twin, bit for bit: every operation
+// of optimizer.cuh is an explicitly rounded IEEE intrinsic on the GPU (no fused
+// multiply-add contraction; division and square root correctly rounded), exactly what the
+// host computes with plain operators. Skipped without a GPU.
+// All over many tensors of awkward sizes (empty, 1, around the 256-thread block and the
+// 4096-element chunk, primes), in float32 and float64, over several steps of a schedule.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "engine/train/optimizer.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/device.h"
+#include "kernels/cuda/optimizer.h"
+
+namespace agilenn {
+namespace {
+
+const std::vector<Shape>& awkward_shapes() {
+  static const std::vector<Shape> shapes = {
+      {1},     {3},         {0, 4},   {255},  {256},  {257},        {3, 3, 1, 4}, {4095},   {4096},
+      {4097},  {10007},     {24},     {2, 5}, {8191}, {17, 31, 19}, {1, 1, 1, 1}, {12289},  {7, 6, 5},
+      {65537}, {3, 3, 4, 24}, {1000}, {96},   {513},  {2},          {4096, 3},    {40961},  {11},
+  };
+  return shapes;
+}
+
+Tensor random_tensor(const Shape& s, DType dt, double lo, double hi, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> u(lo, hi);
+  Tensor t = Tensor::zeros(s, dt);
+  for (int64_t i = 0; i < t.numel(); ++i) t.set_item(i, u(rng));
+  return t;
+}
+
+// Parameters, gradients per step, and two slot lists (SGDW uses the first).
+struct Operands {
+  std::vector<Tensor> params, slot1, slot2;
+  std::vector<std::vector<Tensor>> grads;  // [step][tensor]
+};
+
+Operands make_operands(DType dt, int steps, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Operands o;
+  for (const Shape& s : awkward_shapes()) {
+    o.params.push_back(random_tensor(s, dt, -1.0, 1.0, rng));
+    o.slot1.push_back(random_tensor(s, dt, -0.05, 0.05, rng));
+    o.slot2.push_back(random_tensor(s, dt, 0.0, 0.01, rng));  // Adam's second moment is non-negative
+  }
+  for (int k = 0; k < steps; ++k) {
+    o.grads.emplace_back();
+    for (const Shape& s : awkward_shapes()) o.grads.back().push_back(random_tensor(s, dt, -0.5, 0.5, rng));
+  }
+  return o;
+}
+
+std::vector<Tensor> clones(const std::vector<Tensor>& ts) {
+  std::vector<Tensor> out;
+  for (const Tensor& t : ts) out.push_back(t.clone());
+  return out;
+}
+
+std::vector<Tensor> on(Backend& b, const std::vector<Tensor>& ts) {
+  std::vector<Tensor> out;
+  for (const Tensor& t : ts) out.push_back(b.to_device(t));
+  return out;
+}
+
+std::vector<Tensor> hosted(Backend& b, const std::vector<Tensor>& ts) {
+  std::vector<Tensor> out;
+  for (const Tensor& t : ts) out.push_back(b.to_host(t));
+  return out;
+}
+
+bool bit_equal(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && a.dtype() == b.dtype() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+}
+
+void expect_bit_equal(const std::vector<Tensor>& a, const std::vector<Tensor>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(bit_equal(a[i], b[i])) << what << " " << i << " " << shape_str(a[i].shape());
+}
+
+// The hyperparameters of step k of a short cosine schedule.
+SgdwHyper sgdw_hyper(int k) {
+  const double lr = train::CosineSchedule{0.1, 5, 0.0}.at(k);
+  return {lr, 5e-4 * lr, 0.9};
+}
+AdamHyper adam_hyper(int k) {
+  const double t = k + 1;
+  return {3e-3 * std::sqrt(1 - std::pow(0.999, t)) / (1 - std::pow(0.9, t)), 0.9, 0.999, 1e-7};
+}
+
+// One implementation of the two updates over lists of tensors in one memory.
+struct Updater {
+  std::function<NonFinite(std::vector<Tensor>&, const std::vector<Tensor>&, std::vector<Tensor>&, const SgdwHyper&)> sgdw;
+  std::function<NonFinite(std::vector<Tensor>&, const std::vector<Tensor>&, std::vector<Tensor>&, std::vector<Tensor>&,
+                          const AdamHyper&)>
+      adam;
+};
+
+Updater backend_updater(Backend& b) {
+  return {[&b](auto& p, const auto& g, auto& v, const SgdwHyper& h) { return b.sgdw_update(p, g, v, h); },
+          [&b](auto& p, const auto& g, auto& m, auto& v, const AdamHyper& h) { return b.adam_update(p, g, m, v, h); }};
+}
+
+Updater twin_updater() {
+  return {[](auto& p, const auto& g, auto& v, const SgdwHyper& h) { return cuda::sgdw_update_twin(p, g, v, h); },
+          [](auto& p, const auto& g, auto& m, auto& v, const AdamHyper& h) {
+            return cuda::adam_update_twin(p, g, m, v, h);
+          }};
+}
+
+// Runs `steps` SGDW and Adam updates from `o` with `u` in the memory of `mem` (the CPU for
+// host updaters); returns the host results: params and slots after SGDW, then after Adam.
+struct Results {
+  std::vector<Tensor> sgdw_params, sgdw_velocity, adam_params, adam_m, adam_v;
+};
+
+Results run_updates(const Operands& o, const Updater& u, Backend& mem) {
+  Results r;
+  {
+    std::vector<Tensor> p = on(mem, clones(o.params)), v = on(mem, clones(o.slot1));
+    for (size_t k = 0; k < o.grads.size(); ++k) {
+      const std::vector<Tensor> g = on(mem, o.grads[k]);
+      EXPECT_FALSE(u.sgdw(p, g, v, sgdw_hyper(static_cast<int>(k))).found());
+    }
+    r.sgdw_params = hosted(mem, p);
+    r.sgdw_velocity = hosted(mem, v);
+  }
+  {
+    std::vector<Tensor> p = on(mem, clones(o.params)), m = on(mem, clones(o.slot1)), v = on(mem, clones(o.slot2));
+    for (size_t k = 0; k < o.grads.size(); ++k) {
+      const std::vector<Tensor> g = on(mem, o.grads[k]);
+      EXPECT_FALSE(u.adam(p, g, m, v, adam_hyper(static_cast<int>(k))).found());
+    }
+    r.adam_params = hosted(mem, p);
+    r.adam_m = hosted(mem, m);
+    r.adam_v = hosted(mem, v);
+  }
+  return r;
+}
+
+void expect_same_results(const Results& a, const Results& b) {
+  expect_bit_equal(a.sgdw_params, b.sgdw_params, "SGDW parameter");
+  expect_bit_equal(a.sgdw_velocity, b.sgdw_velocity, "SGDW velocity");
+  expect_bit_equal(a.adam_params, b.adam_params, "Adam parameter");
+  expect_bit_equal(a.adam_m, b.adam_m, "Adam m");
+  expect_bit_equal(a.adam_v, b.adam_v, "Adam v");
+}
+
+// A NaN and infinities placed in the gradients: the first (list order, then element order)
+// is reported, and no parameter or slot changes.
+void expect_non_finite_refused(const Updater& u, Backend& mem, DType dt) {
+  const Operands o = make_operands(dt, 1, 5);
+  std::vector<Tensor> g = clones(o.grads[0]);
+  g[9].set_item(4000, std::numeric_limits<double>::infinity());  // {4097}
+  g[10].set_item(17, std::numeric_limits<double>::quiet_NaN());  // {10007}
+  g[9].set_item(4096, -std::numeric_limits<double>::infinity());
+  g[20].set_item(0, std::numeric_limits<double>::quiet_NaN());
+  const std::vector<Tensor> dg = on(mem, g);
+  std::vector<Tensor> p = on(mem, clones(o.params)), m = on(mem, clones(o.slot1)), v = on(mem, clones(o.slot2));
+  NonFinite bad = u.sgdw(p, dg, m, sgdw_hyper(0));
+  EXPECT_EQ(bad.tensor, 9);
+  EXPECT_EQ(bad.element, 4000);
+  bad = u.adam(p, dg, m, v, adam_hyper(0));
+  EXPECT_EQ(bad.tensor, 9);
+  EXPECT_EQ(bad.element, 4000);
+  expect_bit_equal(hosted(mem, p), o.params, "parameter after a refused update");
+  expect_bit_equal(hosted(mem, m), o.slot1, "slot after a refused update");
+  expect_bit_equal(hosted(mem, v), o.slot2, "second slot after a refused update");
+}
+
+TEST(CudaOptimizer, TwinMatchesTheCpuBackendBitForBit) {
+  for (DType dt : {DType::f32, DType::f64}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const Operands o = make_operands(dt, 4, 11);
+    expect_same_results(run_updates(o, backend_updater(cpu_backend()), cpu_backend()),
+                        run_updates(o, twin_updater(), cpu_backend()));
+  }
+}
+
+TEST(CudaOptimizer, TwinAndCpuBackendRefuseNonFiniteGradientsLeavingEverything) {
+  for (DType dt : {DType::f32, DType::f64}) {
+    SCOPED_TRACE(dtype_name(dt));
+    expect_non_finite_refused(backend_updater(cpu_backend()), cpu_backend(), dt);
+    expect_non_finite_refused(twin_updater(), cpu_backend(), dt);
+  }
+}
+
+TEST(CudaOptimizer, OptimizerClassesGiveTheSeedsUpdateOnTheCpuBackend) {
+  // One SGDW step from zero momentum is θ(1 − wd·lr) − lr·g; one Adam step moves each
+  // element by lr·sign(g) (bias-corrected m/√v = g/|g|, up to eps).
+  nn::TensorMap params{{"w", Tensor::from_vector({3}, {1.0, -2.0, 0.5}, DType::f64)}};
+  const std::vector<Tensor> g{Tensor::from_vector({3}, {0.5, -1.0, 0.0}, DType::f64)};
+  train::SGDW sgdw(train::CosineSchedule{0.1, 10, 0.0}, 0.9, 5e-4);
+  EXPECT_FALSE(sgdw.apply(params, {"w"}, g, 0).found());
+  const std::vector<double> w = params.at("w").to_vector();
+  EXPECT_DOUBLE_EQ(w[0], 1.0 - 5e-5 * 1.0 - 0.05);
+  EXPECT_DOUBLE_EQ(w[1], -2.0 + 5e-5 * 2.0 + 0.1);
+  EXPECT_DOUBLE_EQ(w[2], 0.5 - 5e-5 * 0.5);
+  EXPECT_EQ(sgdw.slots().at("w/momentum").to_vector(), (std::vector<double>{-0.05, 0.1, 0.0}));
+
+  nn::TensorMap q{{"w", Tensor::from_vector({3}, {1.0, -2.0, 0.5}, DType::f64)}};
+  train::Adam adam(train::CosineSchedule{1e-3, 10, 0.0});
+  EXPECT_FALSE(adam.apply(q, {"w"}, g, 0).found());
+  const std::vector<double> a = q.at("w").to_vector();
+  EXPECT_NEAR(a[0], 1.0 - 1e-3, 1e-8);  // eps/√v ≈ 6e-6 of the step
+  EXPECT_NEAR(a[1], -2.0 + 1e-3, 1e-8);
+  EXPECT_DOUBLE_EQ(a[2], 0.5);
+}
+
+TEST(CudaOptimizer, KernelsMatchTheTwinBitForBit) {
+  std::string why;
+  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  for (DType dt : {DType::f32, DType::f64}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const Operands o = make_operands(dt, 4, 23);
+    expect_same_results(run_updates(o, backend_updater(cuda_backend()), cuda_backend()),
+                        run_updates(o, twin_updater(), cpu_backend()));
+  }
+}
+
+TEST(CudaOptimizer, KernelsRefuseNonFiniteGradientsLeavingEverything) {
+  std::string why;
+  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  for (DType dt : {DType::f32, DType::f64}) {
+    SCOPED_TRACE(dtype_name(dt));
+    expect_non_finite_refused(backend_updater(cuda_backend()), cuda_backend(), dt);
+  }
+}
+
+// The device table is re-sent only when the tensors change: the same tensors twice, then
+// a subset in another order, then the first set again, each against the twin.
+TEST(CudaOptimizer, KernelsFollowChangingTensorLists) {
+  std::string why;
+  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  const Operands o = make_operands(DType::f32, 1, 31);
+  std::vector<Tensor> hp = clones(o.params), hv = clones(o.slot1);
+  std::vector<Tensor> dp = on(cuda_backend(), hp), dv = on(cuda_backend(), hv);
+  const std::vector<Tensor> hg = o.grads[0], dg = on(cuda_backend(), hg);
+  auto both = [&](const std::vector<size_t>& pick, int k) {
+    std::vector<Tensor> p1, v1, g1, p2, v2, g2;
+    for (size_t i : pick) {
+      p1.push_back(hp[i]), v1.push_back(hv[i]), g1.push_back(hg[i]);
+      p2.push_back(dp[i]), v2.push_back(dv[i]), g2.push_back(dg[i]);
+    }
+    EXPECT_FALSE(cuda::sgdw_update_twin(p1, g1, v1, sgdw_hyper(k)).found());
+    EXPECT_FALSE(cuda_backend().sgdw_update(p2, g2, v2, sgdw_hyper(k)).found());
+  };
+  std::vector<size_t> all(o.params.size()), some;
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  for (size_t i = all.size(); i-- > 0;)
+    if (i % 3 != 1) some.push_back(i);
+  both(all, 0);
+  both(all, 1);
+  both(some, 2);
+  both(all, 3);
+  expect_bit_equal(hosted(cuda_backend(), dp), hp, "parameter");
+  expect_bit_equal(hosted(cuda_backend(), dv), hv, "velocity");
+}
+
+}  // namespace
+}  // namespace agilenn
