@@ -171,6 +171,60 @@ void separate(std::vector<Tensor>& xs, double gap = 0.05) {
   }
 }
 
+// The soft quantizer's vjp from its derivative: with p = softmax(-(x - c)²) and
+// s = Σ p·c, ds/dx = Σ_k p_k (c_k - s) · -2(x - c_k) and ds/dc_k = p_k + p_k (c_k - s) · 2(x - c_k).
+Tensor quantize_backward_ref(const Tensor& x, const Tensor& c, const Tensor& g, int64_t wrt) {
+  const int64_t n = x.numel(), j = c.numel();
+  Tensor y = Tensor::zeros(wrt == 0 ? x.shape() : c.shape(), DType::f64);
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<double> p(static_cast<size_t>(j));
+    double total = 0, soft = 0;
+    for (int64_t k = 0; k < j; ++k) {
+      const double d = x.item(i) - c.item(k);
+      p[static_cast<size_t>(k)] = std::exp(-d * d);
+      total += p[static_cast<size_t>(k)];
+    }
+    for (int64_t k = 0; k < j; ++k) soft += (p[static_cast<size_t>(k)] /= total) * c.item(k);
+    double gx = 0;
+    for (int64_t k = 0; k < j; ++k) {
+      const double pk = p[static_cast<size_t>(k)], d = x.item(i) - c.item(k);
+      gx += pk * (c.item(k) - soft) * -2 * d;
+      if (wrt == 1) y.set_item(k, y.item(k) + g.item(i) * (pk + pk * (c.item(k) - soft) * 2 * d));
+    }
+    if (wrt == 0) y.set_item(i, g.item(i) * gx);
+  }
+  return y;
+}
+
+// attribution_stats' vjp from its definition: per sample, d/dI of Σ_{c<K} I·g0 + Σ I·g1 +
+// (max_{c≥K} I − min_{c<K} I)·g2, the extremes' share split among ties, times d|δ·a|.
+Tensor attribution_stats_backward_ref(const Tensor& delta, const Tensor& a, const Tensor& g, int64_t k,
+                                      int64_t wrt) {
+  const int64_t b = delta.dim(0), c = delta.dim(3), per = delta.numel() / b;
+  Tensor y = Tensor::zeros(delta.shape(), DType::f64);
+  for (int64_t s = 0; s < b; ++s) {
+    double worst = -INFINITY, weakest = INFINITY;
+    int64_t worst_n = 0, weakest_n = 0;
+    auto imp = [&](int64_t i) { return std::abs(delta.item(s * per + i) * a.item(s * per + i)); };
+    for (int64_t i = 0; i < per; ++i)
+      (i % c < k ? weakest : worst) = i % c < k ? std::min(weakest, imp(i)) : std::max(worst, imp(i));
+    for (int64_t i = 0; i < per; ++i) {
+      if (i % c < k) weakest_n += imp(i) == weakest;
+      else worst_n += imp(i) == worst;
+    }
+    for (int64_t i = 0; i < per; ++i) {
+      const bool local = i % c < k;
+      double gi = g.item(s * 3 + 1);
+      if (local) gi += g.item(s * 3) - (imp(i) == weakest ? g.item(s * 3 + 2) / static_cast<double>(weakest_n) : 0.0);
+      else gi += imp(i) == worst ? g.item(s * 3 + 2) / static_cast<double>(worst_n) : 0.0;
+      const double m = delta.item(s * per + i) * a.item(s * per + i);
+      const double other = wrt == 0 ? a.item(s * per + i) : delta.item(s * per + i);
+      y.set_item(s * per + i, gi * static_cast<double>((0 < m) - (m < 0)) * other);
+    }
+  }
+  return y;
+}
+
 // Conv attributes of a conv2d node, for building its gradient ops directly.
 Attrs conv_attrs(std::vector<int64_t> stride, std::vector<int64_t> dil, int64_t groups, std::vector<int64_t> pads) {
   return Attrs{{"stride", std::move(stride)}, {"dilation", std::move(dil)}, {"groups", groups}, {"pads", std::move(pads)}};
@@ -472,7 +526,19 @@ std::vector<OpCase> build_cases() {
          for (int64_t i = 0; i < 4; ++i) y.set_item(i, -ls.item(i * 5 + static_cast<int64_t>(x[1].item(i))));
          return y;
        },
-       {"one_hot", "log_softmax"}});
+       {"softmax_cross_entropy", "one_hot", "log_softmax", "exp"}});
+  // Large logits (the max-subtracted forms stay finite) and a class count above a warp.
+  add({"cross_entropy_wide_large_logits", {in({3, 37}, -40.0, 40.0), ints({3}, 0, 36)},
+       [](Graph&, V v) { return cross_entropy(v[0], v[1]) * scalar_like(v[0], 0.25); },
+       [](T x) {
+         Tensor ls = softmax_rows_ref(x[0], true);
+         Tensor y = Tensor::zeros({3}, DType::f64);
+         for (int64_t i = 0; i < 3; ++i) y.set_item(i, -0.25 * ls.item(i * 37 + static_cast<int64_t>(x[1].item(i))));
+         return y;
+       },
+       {"softmax_cross_entropy"}});
+  add({"cross_entropy_reference", {in({4, 5}, -2.0, 2.0), ints({4}, 0, 4)},
+       [](Graph&, V v) { return cross_entropy_reference(v[0], v[1]); }, nullptr, {"one_hot", "log_softmax"}});
   add({"gather_axis0", {in({4, 3}), ints({5}, 0, 3)}, [](Graph&, V v) { return gather(v[0], v[1], 0); },
        [](T x) {
          Tensor y = Tensor::zeros({5, 3}, DType::f64);
@@ -558,7 +624,7 @@ std::vector<OpCase> build_cases() {
          return mean(cross_entropy(logits, v[1]));
        },
        nullptr,
-       {"conv2d", "sigmoid", "log_softmax"}});
+       {"conv2d", "sigmoid", "softmax_cross_entropy"}});
   // ---- fused ops of the AgileNN step (the quantizer's straight-through forward is not
   // differentiable in the finite-difference sense; its soft path is, and test_agilenn
   // checks the fused op against its decomposition)
@@ -580,9 +646,27 @@ std::vector<OpCase> build_cases() {
          }
          return y;
        },
-       {"attribution_stats", "abs", "max", "min", "concat"}});
+       {"attribution_stats", "attribution_stats_backward", "abs", "max", "min", "concat"}});
+  // Its fused vjp as a function of its own inputs (delta, a, g), for each wrt: the first
+  // order here is the decomposition's second, the second order its third.
+  for (int64_t wrt : {0, 1}) {
+    add({"attribution_stats_backward_wrt" + std::to_string(wrt),
+         {in({2, 3, 2, 5}), in({2, 3, 2, 5}), in({2, 3})},
+         [wrt](Graph&, V v) { return attribution_stats_backward(v[0], v[1], v[2], 3, wrt); },
+         [wrt](T x) { return attribution_stats_backward_ref(x[0], x[1], x[2], 3, wrt); },
+         {"attribution_stats_backward", "abs", "max", "min"}});
+  }
   add({"quantize_soft", {in({3, 4}, 0.0, 6.0), in({5}, 0.5, 5.5)},
        [](Graph&, V v) { return quantize_soft(v[0], v[1]); }, nullptr, {"softmax"}});
+  // quantize's fused vjp (the soft path's) as a function of (x, centroids, g): smooth, so
+  // finite differences check it and, through its decomposition, its own vjp.
+  for (int64_t wrt : {0, 1}) {
+    add({"quantize_backward_wrt" + std::to_string(wrt),
+         {in({3, 4}, 0.0, 6.0), in({5}, 0.5, 5.5), in({3, 4})},
+         [wrt](Graph&, V v) { return quantize_backward(v[0], v[1], v[2], wrt); },
+         [wrt](T x) { return quantize_backward_ref(x[0], x[1], x[2], wrt); },
+         {"quantize_backward", "softmax"}});
+  }
   return cs;
 }
 

@@ -80,6 +80,56 @@ Tensor cpu_attribution_stats(const Tensor& d, const Tensor& a, int64_t k) {
       cpu_backend())[0];
 }
 
+Build quantize_backward_op(int64_t wrt) {
+  return [wrt](const std::vector<Value>& v) { return std::vector<Value>{ops::quantize_backward(v[0], v[1], v[2], wrt)}; };
+}
+
+Tensor twin_quantize_backward(const Tensor& x, const Tensor& c, const Tensor& g, int64_t wrt) {
+  Tensor y = Tensor::zeros(wrt == 0 ? x.shape() : c.shape(), DType::f32);
+  cuda::quantize_backward_twin(x.data<float>(), x.numel(), c.data<float>(), c.numel(), g.data<float>(), wrt == 1,
+                               y.data<float>());
+  return y;
+}
+
+std::vector<Value> cross_entropy_op(const std::vector<Value>& v) { return {ops::softmax_cross_entropy(v[0], v[1])}; }
+
+Tensor twin_cross_entropy(const Tensor& x, const Tensor& labels) {
+  Tensor y = Tensor::zeros({x.dim(0)}, DType::f32);
+  cuda::softmax_cross_entropy_twin(x.data<float>(), labels.data<int32_t>(), x.dim(0), x.dim(1), y.data<float>());
+  return y;
+}
+
+Tensor labels_for(int64_t rows, int64_t classes, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> pick(0, classes - 1);
+  Tensor l = Tensor::zeros({rows}, DType::i32);
+  for (int64_t i = 0; i < rows; ++i) l.set_item(i, static_cast<double>(pick(rng)));
+  return l;
+}
+
+// [rows, classes]: one class, fewer than a warp, a warp, several warps, the paper's 100.
+const std::vector<std::pair<int64_t, int64_t>> kCrossEntropyCases = {{1, 1}, {7, 3}, {33, 32}, {5, 77}, {64, 100}};
+
+Build attribution_backward_op(int64_t k, int64_t wrt) {
+  return [k, wrt](const std::vector<Value>& v) {
+    return std::vector<Value>{ops::attribution_stats_backward(v[0], v[1], v[2], k, wrt)};
+  };
+}
+
+Tensor twin_attribution_stats_backward(const Tensor& d, const Tensor& a, const Tensor& g, int64_t k, int64_t wrt) {
+  Tensor y = Tensor::zeros(d.shape(), DType::f32);
+  cuda::attribution_stats_backward_twin(d.data<float>(), a.data<float>(), g.data<float>(), d.dim(0),
+                                        d.dim(1) * d.dim(2), d.dim(3), k, wrt == 1, y.data<float>());
+  return y;
+}
+
+// Values in {±0.5, ±1}: |δ·a| takes three values, so each sample's extremes are tied.
+Tensor tie_prone(const Shape& s, uint64_t seed) {
+  Tensor t = uniform(s, -1.0, 1.0, seed);
+  for (int64_t i = 0; i < t.numel(); ++i) t.set_item(i, (t.item(i) < 0 ? -0.5 : 0.5) * (std::abs(t.item(i)) < 0.5 ? 1 : 2));
+  return t;
+}
+
 Tensor twin_quantize(const Tensor& x, const Tensor& c) {
   Tensor y = Tensor::zeros(x.shape(), DType::f32);
   cuda::quantize_twin(x.data<float>(), x.numel(), c.data<float>(), c.numel(), y.data<float>());
@@ -155,6 +205,73 @@ TEST(CudaTwins, AttributionStatsTwinOnAKnownSample) {
   EXPECT_TRUE(bit_equal(cpu_attribution_stats(d, a, 1), twin_attribution_stats(d, a, 1)));
 }
 
+// quantize's vjp: w.r.t. x the twin does the CPU kernel's float operations (the same
+// expf), so bit for bit; w.r.t. the centroids it sums the elements' terms in one running
+// sum where the CPU blocks them as the decomposition does, so to float32 round-off of
+// the largest term sum (the centroids' gradients are sums of n signed terms).
+TEST(CudaTwins, QuantizeBackwardTwinMatchesCpuKernel) {
+  std::vector<QuantizeCase> cases = kQuantizeCases;
+  cases.push_back({{5, 7, 9}, 40});  // more centroids than the kernel's chunk of 32
+  uint64_t seed = 600;
+  for (const QuantizeCase& qc : cases) {
+    const Tensor x = uniform(qc.x, -1.0, 7.0, seed++);
+    const Tensor c = uniform({qc.centroids}, 0.0, 6.0, seed++);
+    const Tensor g = uniform(qc.x, -1.0, 1.0, seed++);
+    const Tensor gx = run_op({x, c, g}, quantize_backward_op(0), cpu_backend())[0];
+    EXPECT_TRUE(bit_equal(gx, twin_quantize_backward(x, c, g, 0))) << shape_str(qc.x) << " J=" << qc.centroids;
+    const Tensor gc = run_op({x, c, g}, quantize_backward_op(1), cpu_backend())[0];
+    EXPECT_LE(magnitude_error(gc, twin_quantize_backward(x, c, g, 1), 2e-5), 1.0)
+        << shape_str(qc.x) << " J=" << qc.centroids;
+  }
+}
+
+// The twin does the CPU kernel's float operations in its order (the same expf, logf).
+TEST(CudaTwins, CrossEntropyTwinMatchesCpuKernelExactly) {
+  uint64_t seed = 800;
+  for (const auto& [rows, classes] : kCrossEntropyCases) {
+    const Tensor x = uniform({rows, classes}, -30.0, 30.0, seed++);
+    const Tensor l = labels_for(rows, classes, seed++);
+    EXPECT_TRUE(bit_equal(run_op({x, l}, cross_entropy_op, cpu_backend())[0], twin_cross_entropy(x, l)))
+        << rows << "x" << classes;
+  }
+  // A label outside the classes: NaN (the CPU backend refuses it instead).
+  const Tensor x = uniform({2, 4}, -1.0, 1.0, 1);
+  const Tensor y = twin_cross_entropy(x, Tensor::from_vector({2}, {1, 4}, DType::i32));
+  EXPECT_FALSE(std::isnan(y.item(0)));
+  EXPECT_TRUE(std::isnan(y.item(1)));
+}
+
+// The backward twin and the CPU kernel both repeat the decomposition's float operations
+// in its order, and extremes and tie counts do not depend on order: bit for bit, with
+// random values and with ties.
+TEST(CudaTwins, AttributionStatsBackwardTwinMatchesCpuKernelExactly) {
+  uint64_t seed = 400;
+  for (const AttributionCase& ac : kAttributionCases)
+    for (bool ties : {false, true}) {
+      const Tensor d = ties ? tie_prone(ac.x, seed++) : uniform(ac.x, -2.0, 2.0, seed++);
+      const Tensor a = ties ? tie_prone(ac.x, seed++) : uniform(ac.x, -3.0, 3.0, seed++);
+      const Tensor g = uniform({ac.x[0], 3}, -1.0, 1.0, seed++);
+      for (int64_t wrt : {0, 1}) {
+        const Tensor cpu = run_op({d, a, g}, attribution_backward_op(ac.local, wrt), cpu_backend())[0];
+        EXPECT_TRUE(bit_equal(cpu, twin_attribution_stats_backward(d, a, g, ac.local, wrt)))
+            << shape_str(ac.x) << " K=" << ac.local << " wrt=" << wrt << (ties ? " ties" : "");
+      }
+    }
+}
+
+TEST(CudaTwins, AttributionStatsBackwardTwinOnAKnownSample) {
+  // As AttributionStatsTwinOnAKnownSample: |δ·a| = [1 4 9 | 2 0 6], K = 1, and a second
+  // remote 9 ties the max. g = [1, 10, 100]: local elements get g0 + g1 (the smaller,
+  // 1, also -g2), remote ones g1 (the two 9s also g2 / 2); times sign(δ·a) times a.
+  const Tensor d = Tensor::from_vector({1, 1, 2, 3}, {1, -2, 3, 1, 0, -3}, DType::f32);
+  const Tensor a = Tensor::from_vector({1, 1, 2, 3}, {1, -2, 3, 2, 5, 3}, DType::f32);
+  const Tensor g = Tensor::from_vector({1, 3}, {1, 10, 100}, DType::f32);
+  EXPECT_EQ(twin_attribution_stats_backward(d, a, g, 1, 0).to_vector(),
+            (std::vector<double>{-89.0, -20.0, 180.0, 22.0, 0.0, -180.0}));
+  EXPECT_EQ(twin_attribution_stats_backward(d, a, g, 1, 1).to_vector(),
+            (std::vector<double>{-89.0, -20.0, 180.0, 11.0, 0.0, 180.0}));
+}
+
 // ---- CUDA kernels against their twins (GPU)
 
 bool have_gpu(std::string& why) { return cuda::device_count(&why) > 0; }
@@ -205,6 +322,70 @@ TEST(CudaTwins, AttributionStatsKernelMatchesTwin) {
     for (int64_t s = 0; s < ac.x[0]; ++s)
       EXPECT_EQ(twin.item(s * 3 + 2), gpu.item(s * 3 + 2)) << shape_str(ac.x) << " sample " << s;
   }
+}
+
+// The kernels do the twin's float operations, but the GPU's expf may differ from the
+// host's by an ulp, and the centroids' sums run in another order (per-thread strided
+// sums, block trees, then the blocks'): float32 round-off of the tensor's magnitude.
+TEST(CudaTwins, QuantizeBackwardKernelsMatchTwin) {
+  std::string why;
+  if (!have_gpu(why)) GTEST_SKIP() << why;
+  std::vector<QuantizeCase> cases = kQuantizeCases;
+  cases.push_back({{5, 7, 9}, 40});
+  cases.push_back({{(1 << 18) + (1 << 16) + 3}, 8});  // more blocks than the 1024 of the centroids' sums
+  uint64_t seed = 700;
+  for (const QuantizeCase& qc : cases) {
+    const Tensor x = uniform(qc.x, -1.0, 7.0, seed++);
+    const Tensor c = uniform({qc.centroids}, 0.0, 6.0, seed++);
+    const Tensor g = uniform(qc.x, -1.0, 1.0, seed++);
+    for (int64_t wrt : {0, 1}) {
+      const Tensor gpu = run_op({x, c, g}, quantize_backward_op(wrt), cuda_backend())[0];
+      EXPECT_LE(magnitude_error(twin_quantize_backward(x, c, g, wrt), gpu, 2e-4), 1.0)
+          << shape_str(qc.x) << " J=" << qc.centroids << " wrt=" << wrt;
+    }
+  }
+}
+
+// The warp sums Σ exp(x - max) in another order and the GPU's expf and logf may differ
+// from the host's by an ulp: float32 round-off of the largest loss. The vjp's kernels
+// (softmax, one_hot, sub, mul) are checked by test_gpu_parity.
+TEST(CudaTwins, CrossEntropyKernelMatchesTwin) {
+  std::string why;
+  if (!have_gpu(why)) GTEST_SKIP() << why;
+  std::vector<std::pair<int64_t, int64_t>> cases = kCrossEntropyCases;
+  cases.push_back({100003, 10});  // more rows than warps in the grid
+  uint64_t seed = 900;
+  for (const auto& [rows, classes] : cases) {
+    const Tensor x = uniform({rows, classes}, -30.0, 30.0, seed++);
+    const Tensor l = labels_for(rows, classes, seed++);
+    const Tensor gpu = run_op({x, l}, cross_entropy_op, cuda_backend())[0];
+    EXPECT_LE(magnitude_error(twin_cross_entropy(x, l), gpu, 1e-5), 1.0) << rows << "x" << classes;
+  }
+  const Tensor x = uniform({2, 4}, -1.0, 1.0, 1);
+  const Tensor gpu = run_op({x, Tensor::from_vector({2}, {1, -1}, DType::i32)}, cross_entropy_op, cuda_backend())[0];
+  EXPECT_FALSE(std::isnan(gpu.item(0)));
+  EXPECT_TRUE(std::isnan(gpu.item(1)));
+}
+
+// Extremes and tie counts are order-free and the per-element math is the twin's: the
+// kernel must agree bit for bit.
+TEST(CudaTwins, AttributionStatsBackwardKernelMatchesTwinExactly) {
+  std::string why;
+  if (!have_gpu(why)) GTEST_SKIP() << why;
+  std::vector<AttributionCase> cases = kAttributionCases;
+  cases.push_back({{64, 32, 32, 24}, 5});  // the paper's feature map
+  uint64_t seed = 500;
+  for (const AttributionCase& ac : cases)
+    for (bool ties : {false, true}) {
+      const Tensor d = ties ? tie_prone(ac.x, seed++) : uniform(ac.x, -2.0, 2.0, seed++);
+      const Tensor a = ties ? tie_prone(ac.x, seed++) : uniform(ac.x, -3.0, 3.0, seed++);
+      const Tensor g = uniform({ac.x[0], 3}, -1.0, 1.0, seed++);
+      for (int64_t wrt : {0, 1}) {
+        const Tensor gpu = run_op({d, a, g}, attribution_backward_op(ac.local, wrt), cuda_backend())[0];
+        EXPECT_TRUE(bit_equal(twin_attribution_stats_backward(d, a, g, ac.local, wrt), gpu))
+            << shape_str(ac.x) << " K=" << ac.local << " wrt=" << wrt << (ties ? " ties" : "");
+      }
+    }
 }
 
 // ---- reductions, softmax, argmin and matmul against the CPU backend (GPU)

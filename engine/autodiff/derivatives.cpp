@@ -49,8 +49,8 @@ Attrs conv_attrs(const Attrs& a) {
                {"pads", a.ints("pads")}};
 }
 
-// The vjp of a fused op: the partial vjp of its reference decomposition, built on the
-// spot, so the fused op and its decomposition agree to every order by construction.
+// The vjp of a fused (backward) op: the partial vjp of its reference decomposition, built
+// on the spot, so the fused op and its decomposition agree to every order by construction.
 template <class Decompose>
 Grads through_decomposition(C c, Decompose&& decompose) {
   const auto first = static_cast<NodeId>(c.graph.size());
@@ -175,17 +175,42 @@ const Entry kDerivatives[] = {
      const int64_t axis = c.node.attrs.i("axis");
      return {c.grad_output - exp(c.output) * sum(c.grad_output, {axis}, true)}; }},
 
+  // d/dlogits of -log_softmax(logits)[label] = g·(softmax − one_hot) per row, written as
+  // the decomposition's vjp (-g)·one_hot − exp(log_softmax)·Σ_c (-g)·one_hot with the sum,
+  // exactly −g, folded: so on the CPU its first and second orders round bit for bit as
+  // the decomposition's do (the e2e runs are calibrated on those numbers). Its own
+  // derivative goes through exp's and log_softmax's vjps.
+  {"softmax_cross_entropy", [](C c) -> Grads {
+     const Value &logits = c.inputs[0], &labels = c.inputs[1];
+     Value ng = reshape(-c.grad_output, {logits.dim(0), 1});
+     Value picked = ng * one_hot(labels, logits.dim(1), logits.dtype());
+     return {picked - exp(log_softmax(logits, 1)) * ng, Value()}; }},
+
   {"gather", [](C c) -> Grads {
      const int64_t axis = normalize_axis(c.node.attrs.i("axis"), c.inputs[0].rank());
      return {gather_backward(c.grad_output, c.inputs[1], axis, c.inputs[0].dim(axis)), Value()}; }},
   {"gather_backward", [](C c) -> Grads {
      return {gather(c.grad_output, c.inputs[1], c.node.attrs.i("axis")), Value()}; }},
 
+  // The fused backward ops compute the decompositions' vjps (the soft path for quantize);
+  // one node in both slots gets both partials, summed by the driver. Their own vjps are
+  // the partial vjps of those decomposed first-order vjps.
   {"quantize", [](C c) -> Grads {
-     return through_decomposition(c, [&] { return quantize_reference(c.inputs[0], c.inputs[1]); }); }},
-  {"attribution_stats", [](C c) -> Grads {
+     const Value &x = c.inputs[0], &cent = c.inputs[1], &g = c.grad_output;
+     return {c.needs(0) ? quantize_backward(x, cent, g, 0) : Value(),
+             c.needs(1) ? quantize_backward(x, cent, g, 1) : Value()}; }},
+  {"quantize_backward", [](C c) -> Grads {
      return through_decomposition(c, [&] {
-       return attribution_stats_reference(c.inputs[0], c.inputs[1], c.node.attrs.i("local_channels")); }); }},
+       return quantize_backward_reference(c.inputs[0], c.inputs[1], c.inputs[2], c.node.attrs.i("wrt")); }); }},
+  {"attribution_stats", [](C c) -> Grads {
+     const int64_t k = c.node.attrs.i("local_channels");
+     const Value &d = c.inputs[0], &a = c.inputs[1], &g = c.grad_output;
+     return {c.needs(0) ? attribution_stats_backward(d, a, g, k, 0) : Value(),
+             c.needs(1) ? attribution_stats_backward(d, a, g, k, 1) : Value()}; }},
+  {"attribution_stats_backward", [](C c) -> Grads {
+     return through_decomposition(c, [&] {
+       return attribution_stats_backward_reference(c.inputs[0], c.inputs[1], c.inputs[2],
+                                                   c.node.attrs.i("local_channels"), c.node.attrs.i("wrt")); }); }},
 };
 // clang-format on
 

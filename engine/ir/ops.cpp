@@ -1,5 +1,6 @@
 #include "engine/ir/ops.h"
 
+#include "engine/autodiff/grad.h"
 #include "engine/core/error.h"
 #include "engine/ir/shape_util.h"
 
@@ -243,10 +244,23 @@ Value one_hot(const Value& idx, int64_t depth, DType dtype) {
   return unary("one_hot", idx, {{"depth", depth}, {"dtype", int64_t(dtype)}});
 }
 
-Value cross_entropy(const Value& logits, const Value& labels) {
+namespace {
+void check_cross_entropy(const Value& logits, const Value& labels) {
   AGILENN_CHECK(logits.rank() == 2 && labels.rank() == 1 && labels.dim(0) == logits.dim(0),
                 "cross_entropy needs logits [N,C] and labels [N], got " << shape_str(logits.shape()) << " and "
                                                                         << shape_str(labels.shape()));
+}
+}  // namespace
+
+Value cross_entropy(const Value& logits, const Value& labels) { return softmax_cross_entropy(logits, labels); }
+
+Value softmax_cross_entropy(const Value& logits, const Value& labels) {
+  check_cross_entropy(logits, labels);
+  return make(logits.graph(), "softmax_cross_entropy", {logits, labels});
+}
+
+Value cross_entropy_reference(const Value& logits, const Value& labels) {
+  check_cross_entropy(logits, labels);
   Value picked = sum(one_hot(labels, logits.dim(1), logits.dtype()) * log_softmax(logits, 1), {1});
   return -picked;
 }
@@ -290,6 +304,21 @@ Value quantize_reference(const Value& x, const Value& centroids) {
   return soft + stop_gradient(hard - soft);
 }
 
+Value quantize_backward(const Value& x, const Value& centroids, const Value& g, int64_t wrt) {
+  return make(x.graph(), "quantize_backward", {x, centroids, g}, {{"wrt", wrt}});
+}
+
+Value quantize_backward_reference(const Value& x, const Value& centroids, const Value& g, int64_t wrt) {
+  AGILENN_CHECK(wrt == 0 || wrt == 1, "quantize_backward: wrt must be 0 (x) or 1 (centroids), got " << wrt);
+  Graph& graph = x.graph();
+  const auto first = static_cast<NodeId>(graph.size());
+  // One node in both slots: the wanted slot reads a copy, so only its own partial is taken.
+  Value xs = x, cs = centroids;
+  if (x.id() == centroids.id()) (wrt == 0 ? xs : cs) = x + 0.0;
+  const Value y = quantize_soft(xs, cs);
+  return partial_grad(y, {wrt == 0 ? xs : cs}, g, first)[0];
+}
+
 Value attribution_stats(const Value& delta, const Value& a, int64_t local_channels) {
   return make(delta.graph(), "attribution_stats", {delta, a}, {{"local_channels", local_channels}});
 }
@@ -303,6 +332,24 @@ Value attribution_stats_reference(const Value& delta, const Value& a, int64_t lo
   Value worst_remote = max(slice_axis(importance, 3, local_channels, c), {1, 2, 3});
   Value weakest_local = min(slice_axis(importance, 3, 0, local_channels), {1, 2, 3});
   return concat({local, total, reshape(worst_remote - weakest_local, {b, 1})}, 1);
+}
+
+Value attribution_stats_backward(const Value& delta, const Value& a, const Value& g, int64_t local_channels,
+                                 int64_t wrt) {
+  return make(delta.graph(), "attribution_stats_backward", {delta, a, g},
+              {{"local_channels", local_channels}, {"wrt", wrt}});
+}
+
+Value attribution_stats_backward_reference(const Value& delta, const Value& a, const Value& g,
+                                           int64_t local_channels, int64_t wrt) {
+  AGILENN_CHECK(wrt == 0 || wrt == 1, "attribution_stats_backward: wrt must be 0 (delta) or 1 (a), got " << wrt);
+  Graph& graph = delta.graph();
+  const auto first = static_cast<NodeId>(graph.size());
+  // One node in both slots: the wanted slot reads a copy, so only its own partial is taken.
+  Value d = delta, w = a;
+  if (delta.id() == a.id()) (wrt == 0 ? d : w) = delta + 0.0;
+  const Value y = attribution_stats_reference(d, w, local_channels);
+  return partial_grad(y, {wrt == 0 ? d : w}, g, first)[0];
 }
 
 }  // namespace ops

@@ -115,8 +115,15 @@ Value gather(const Value& x, const Value& idx, int64_t axis);
 // The adjoint of gather: scatter-adds g into zeros of extent `dim` along `axis`.
 Value gather_backward(const Value& g, const Value& idx, int64_t axis, int64_t dim);
 Value one_hot(const Value& idx, int64_t depth, DType dtype);
-// Per-sample cross-entropy of logits [N,C] against int32 labels [N]: -log_softmax[label].
+// Per-sample cross-entropy of logits [N,C] against int32 labels [N]: -log_softmax[label],
+// one fused softmax_cross_entropy op whose vjp is g[:,None] · (softmax(logits) − one_hot)
+// (in registry ops, rounding as the decomposition's vjp does on the CPU).
+// A label outside [0, C) is an error on the CPU; the GPU, which cannot check device data
+// without synchronising, gives that row a NaN loss.
 Value cross_entropy(const Value& logits, const Value& labels);
+Value softmax_cross_entropy(const Value& logits, const Value& labels);
+// The decomposition: -Σ_c one_hot(labels)_c · log_softmax(logits)_c.
+Value cross_entropy_reference(const Value& logits, const Value& labels);
 
 // ---- randomness, resampling, gradient control
 // Mask of 0 and 1/(1-p), a pure function of (seed, counter, element index), so replays
@@ -129,13 +136,22 @@ Value resize_bilinear(const Value& x, int64_t out_h, int64_t out_w);
 Value stop_gradient(const Value& x);
 
 // ---- fused ops of the AgileNN step; each has a reference decomposition into primitives
-// that defines its values and derivatives (the fused vjp differentiates the decomposition).
+// that defines its values and derivatives. quantize's and attribution_stats' vjps are fused
+// backward ops computing what the decomposition's vjp computes; the vjps of those
+// backward ops differentiate their own decompositions (the decomposed first-order vjps),
+// so every order agrees with the decomposition.
 
 // Soft-to-hard quantizer against centroid values c [J]: forward is the nearest centroid
 // (first on ties); gradients are those of soft = Σ_j softmax_j(-(x - c_j)²) · c_j.
 Value quantize(const Value& x, const Value& centroids);
 Value quantize_reference(const Value& x, const Value& centroids);
 Value quantize_soft(const Value& x, const Value& centroids);
+// quantize's vjp in one pass: the gradient of sum(quantize(x, centroids) · g) through the
+// soft path (g shaped like x) w.r.t. x (wrt = 0, shaped like x) or the centroids (wrt = 1, [J]).
+Value quantize_backward(const Value& x, const Value& centroids, const Value& g, int64_t wrt);
+// Its reference: the partial vjp of quantize_soft w.r.t. x or the centroids, seeded by g
+// (quantize_reference's vjp: its hard part is under stop_gradient).
+Value quantize_backward_reference(const Value& x, const Value& centroids, const Value& g, int64_t wrt);
 
 // Per-sample attribution statistics from delta = f - b and A = Σ_k w_k G_k, both
 // [B,h,w,C], with I = |delta ⊙ A| and P = Σ_{h,w} I. Output [B,3]:
@@ -143,6 +159,15 @@ Value quantize_soft(const Value& x, const Value& centroids);
 //   [:,2] = max_{h,w,c≥K} I − min_{h,w,c<K} I (the disorder numerator).
 Value attribution_stats(const Value& delta, const Value& a, int64_t local_channels);
 Value attribution_stats_reference(const Value& delta, const Value& a, int64_t local_channels);
+// attribution_stats' vjp in one pass: the gradient of sum(attribution_stats(delta, a) · g)
+// (g [B,3]) w.r.t. delta (wrt = 0) or a (wrt = 1), shaped like delta. The max/min term's
+// gradient is shared equally among the elements that attain the extreme, as the
+// decomposition's max/min vjps share it, so the two agree on ties too.
+Value attribution_stats_backward(const Value& delta, const Value& a, const Value& g, int64_t local_channels,
+                                 int64_t wrt);
+// Its reference: the partial vjp of attribution_stats_reference w.r.t. delta or a, seeded by g.
+Value attribution_stats_backward_reference(const Value& delta, const Value& a, const Value& g,
+                                           int64_t local_channels, int64_t wrt);
 
 }  // namespace ops
 

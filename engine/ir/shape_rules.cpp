@@ -304,6 +304,16 @@ void register_shape_rules(OpRegistry& r) {
     out.push_back(a.i("depth"));
     return {out, attr_dtype(a)};
   });
+  add(r, "softmax_cross_entropy", [](const Graph& g, const Ids& ids, const Attrs&) -> TypeInfo {
+    expect_arity(ids, 2);
+    const Node& x = in(g, ids, 0);
+    const Node& labels = in(g, ids, 1);
+    expect_float(x);
+    AGILENN_CHECK(labels.dtype == DType::i32, "labels must be int32, got " << dtype_name(labels.dtype));
+    AGILENN_CHECK(x.shape.size() == 2 && labels.shape.size() == 1 && labels.shape[0] == x.shape[0],
+                  "needs logits [N,C] and labels [N], got " << shape_str(x.shape) << " and " << shape_str(labels.shape));
+    return {{x.shape[0]}, x.dtype};
+  });
   add(r, "dropout_mask", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
     expect_arity(ids, 1);
     const Node& c = in(g, ids, 0);
@@ -324,6 +334,20 @@ void register_shape_rules(OpRegistry& r) {
                   "centroids must be a non-empty vector of the input's dtype");
     return {x.shape, x.dtype};
   });
+  add(r, "quantize_backward", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 3);
+    const Node& x = in(g, ids, 0);
+    const Node& c = in(g, ids, 1);
+    const Node& gy = in(g, ids, 2);
+    expect_float(x);
+    AGILENN_CHECK(c.dtype == x.dtype && c.shape.size() == 1 && c.shape[0] > 0,
+                  "centroids must be a non-empty vector of the input's dtype");
+    AGILENN_CHECK(gy.dtype == x.dtype && gy.shape == x.shape, "the output gradient must match the input, got "
+                                                                 << shape_str(gy.shape) << " " << dtype_name(gy.dtype));
+    const int64_t wrt = a.i("wrt");
+    AGILENN_CHECK(wrt == 0 || wrt == 1, "wrt must be 0 (x) or 1 (centroids), got " << wrt);
+    return {wrt == 0 ? x.shape : c.shape, x.dtype};
+  });
   add(r, "attribution_stats", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
     expect_arity(ids, 2);
     const Node& d = in(g, ids, 0);
@@ -334,6 +358,22 @@ void register_shape_rules(OpRegistry& r) {
     const int64_t k = a.i("local_channels");
     AGILENN_CHECK(k > 0 && k < d.shape[3], "local channels " << k << " must lie in (0, " << d.shape[3] << ")");
     return {{d.shape[0], 3}, d.dtype};
+  });
+  add(r, "attribution_stats_backward", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    expect_arity(ids, 3);
+    const Node& d = in(g, ids, 0);
+    const Node& w = in(g, ids, 1);
+    const Node& gy = in(g, ids, 2);
+    expect_float(d);
+    AGILENN_CHECK(d.shape.size() == 4 && d.shape == w.shape && d.dtype == w.dtype,
+                  "needs two [B,h,w,C] tensors of one dtype");
+    AGILENN_CHECK(gy.dtype == d.dtype && gy.shape == (Shape{d.shape[0], 3}),
+                  "the output gradient must be [" << d.shape[0] << ",3] of the inputs' dtype, got "
+                                                  << shape_str(gy.shape) << " " << dtype_name(gy.dtype));
+    const int64_t k = a.i("local_channels");
+    AGILENN_CHECK(k > 0 && k < d.shape[3], "local channels " << k << " must lie in (0, " << d.shape[3] << ")");
+    AGILENN_CHECK(a.i("wrt") == 0 || a.i("wrt") == 1, "wrt must be 0 (delta) or 1 (a), got " << a.i("wrt"));
+    return {d.shape, d.dtype};
   });
   add(r, "resize_bilinear", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
     expect_arity(ids, 1);
