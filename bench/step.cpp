@@ -1,19 +1,56 @@
-// Whole training steps on the CPU: the second-order AgileNN step, the same model's plain
-// first-order step, their ratio (the cost of explainability-driven training), and the
-// growth of step time with the number of IG points m.
+// Whole training steps on a backend (cpu, and cuda when built with CUDA): the
+// second-order AgileNN step, the same model's plain first-order step, their ratio (the
+// cost of explainability-driven training), and the growth of step time with the number
+// of IG points m and with the batch size (fitted slopes: `_BigO`, `_RMS`).
+//   BM_Step/<backend>/<preset>/<batch>/<agilenn|plain>
+//   BM_ExplainabilityCost/<backend>/<preset>/<batch>
+//   BM_IgPoints/<backend>/<preset>/<batch>/<m>
+//   BM_StepBatch/<backend>/<preset>/<agilenn|plain>/<batch>
+// Counters: images/s; memory: arena_MiB (the executor's planned arena), params_MiB
+// (parameters, state and optimizer slots), peak_MiB (arena + params + the step's outputs:
+// loss, gradients, state updates); on the GPU also gpu_held_MiB (the caching allocator's
+// bytes after the steps) and gpu_used_MiB (device memory taken since the trainer was made).
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 
+#include "bench/common.h"
+#include "engine/core/error.h"
 #include "engine/data/synthetic.h"
 #include "engine/train/trainer.h"
 
-namespace agilenn {
+#ifdef AGILENN_HAVE_CUDA
+#include "kernels/cuda/context.h"
+#include "kernels/cuda/cuda_backend.h"
+#endif
+
+namespace agilenn::bench {
 namespace {
 
 constexpr int64_t kClasses = 10;
 
-std::unique_ptr<train::Trainer> make_trainer(const std::string& preset, int64_t batch, bool attribution, int ig_steps) {
+enum class On { cpu, cuda };
+const char* on_name(On on) { return on == On::cpu ? "cpu" : "cuda"; }
+
+Backend& backend_for(On on) {
+#ifdef AGILENN_HAVE_CUDA
+  if (on == On::cuda) return cuda_backend();
+#endif
+  AGILENN_CHECK(on == On::cpu, "agilenn-bench was built without CUDA");
+  return cpu_backend();
+}
+
+// Skips (and returns true) when the backend cannot run here.
+bool unavailable(benchmark::State& state, On on) {
+  if (on == On::cpu) return false;
+  const std::string why = gpu_unavailable();
+  if (why.empty()) return false;
+  state.SkipWithError(why.c_str());
+  return true;
+}
+
+std::unique_ptr<train::Trainer> make_trainer(On on, const std::string& preset, int64_t batch, bool attribution,
+                                             int ig_steps) {
   train::AgileNNStepOptions opt;
   opt.preset = models::preset(preset);
   opt.classes = kClasses;
@@ -24,68 +61,209 @@ std::unique_ptr<train::Trainer> make_trainer(const std::string& preset, int64_t 
   nn::TensorMap values = step->params.initialise(1, DType::f32);
   const std::string table_name = step->zero_point_table;
   auto t = std::make_unique<train::Trainer>(std::move(step), values,
-                                            std::make_unique<train::SGDW>(train::CosineSchedule{0.01, 1000, 0}));
+                                            std::make_unique<train::SGDW>(train::CosineSchedule{0.01, 1000, 0}),
+                                            backend_for(on));
   if (!table_name.empty()) t->set_input(table_name, train::compute_zero_point_table(opt.preset, kClasses, values));
   return t;
 }
 
+// A synthetic batch, already on the backend's device (the step times exclude uploads).
+data::Batch make_batch(On on, const std::string& preset, int64_t batch) {
+  const models::AgileNNPreset& p = models::preset(preset);
+  data::Batch b = data::SyntheticDataset(kClasses, p.input_size, p.input_size, 3, batch, 3).batch(0, batch);
+  if (on != On::cpu) {
+    Backend& be = backend_for(on);
+    b.images = be.to_device(b.images);
+    b.labels = be.to_device(b.labels);
+  }
+  return b;
+}
+
 double seconds_per_step(train::Trainer& t, const data::Batch& b, int repeats) {
-  t.step(b.images, b.labels);  // warm-up: first-touch of the arena
+  t.step(b.images, b.labels);  // warm-up: first touch of the arena
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < repeats; ++i) t.step(b.images, b.labels);
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / repeats;
 }
 
-void report(benchmark::State& state, train::Trainer& t, int64_t batch) {
-  state.counters["images/s"] = benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["arena_MiB"] = static_cast<double>(t.plan().memory.arena_bytes) / (1 << 20);
+// Device memory in use (total - free), for the GPU's before/after difference.
+double device_used_bytes(On on) {
+#ifdef AGILENN_HAVE_CUDA
+  if (on == On::cuda) {
+    size_t free = 0, total = 0;
+    AGILENN_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    return static_cast<double>(total - free);
+  }
+#endif
+  (void)on;
+  return 0;
 }
 
-// Args: preset (0 tiny, 1 paper), batch, attribution (1: the second-order AgileNN step,
-// 0: the same model's plain first-order step).
-void BM_Step(benchmark::State& state) {
-  const std::string preset = state.range(0) == 0 ? "tiny" : "paper";
-  const int64_t batch = state.range(1);
-  const bool attribution = state.range(2) != 0;
-  auto t = make_trainer(preset, batch, attribution, 2);
-  const models::AgileNNPreset& p = models::preset(preset);
-  const data::Batch b = data::SyntheticDataset(kClasses, p.input_size, p.input_size, 3, batch, 3).batch(0, batch);
-  for (auto _ : state) t->step(b.images, b.labels);
-  report(state, *t, batch);
-  state.SetLabel(preset + (attribution ? " second-order AgileNN" : " plain first-order"));
+// Returns the GPU caching allocator's idle blocks first, so each benchmark's device
+// memory figures count its own trainer only.
+double start_memory(On on) {
+#ifdef AGILENN_HAVE_CUDA
+  if (on == On::cuda) cuda::release_cached();
+#endif
+  return device_used_bytes(on);
+}
+
+void report(benchmark::State& state, train::Trainer& t, int64_t batch, On on, double used_before,
+            double seconds_per_step) {
+  constexpr double kMiB = 1 << 20;
+  if (seconds_per_step > 0) state.counters["images/s"] = static_cast<double>(batch) / seconds_per_step;
+  double params = 0, outputs = 0;
+  for (const auto& [name, v] : t.values()) params += static_cast<double>(v.nbytes());
+  for (const auto& [name, v] : t.optimizer().slots()) params += static_cast<double>(v.nbytes());
+  const Graph& g = t.graph().graph;
+  for (NodeId o : t.plan().outputs) outputs += static_cast<double>(numel(g.node(o).shape) * dtype_size(g.node(o).dtype));
+  const double arena = static_cast<double>(t.plan().memory.arena_bytes);
+  state.counters["arena_MiB"] = arena / kMiB;
+  state.counters["params_MiB"] = params / kMiB;
+  state.counters["peak_MiB"] = (arena + params + outputs) / kMiB;
+#ifdef AGILENN_HAVE_CUDA
+  if (on == On::cuda) {
+    state.counters["gpu_held_MiB"] = static_cast<double>(cuda::cached_bytes()) / kMiB;
+    state.counters["gpu_used_MiB"] = (device_used_bytes(on) - used_before) / kMiB;
+  }
+#else
+  (void)on, (void)used_before;
+#endif
+}
+
+void step_benchmark(benchmark::State& state, On on, const std::string& preset, int64_t batch, bool attribution) {
+  if (unavailable(state, on)) return;
+  guarded(state, [&] {
+    const double before = start_memory(on);
+    auto t = make_trainer(on, preset, batch, attribution, 2);
+    const data::Batch b = make_batch(on, preset, batch);
+    t->step(b.images, b.labels);  // warm-up
+    LoopTimer timer;
+    timer.start();
+    for (auto _ : state) t->step(b.images, b.labels);
+    report(state, *t, batch, on, before, timer.seconds_per_iteration(state));
+    state.SetLabel(preset + (attribution ? " second-order AgileNN" : " plain first-order"));
+  });
 }
 
 // The ratio of the two steps on one batch, timed back to back.
-void BM_ExplainabilityCost(benchmark::State& state) {
-  const std::string preset = state.range(0) == 0 ? "tiny" : "paper";
-  const int64_t batch = state.range(1);
-  auto full = make_trainer(preset, batch, true, 2), plain = make_trainer(preset, batch, false, 2);
-  const models::AgileNNPreset& p = models::preset(preset);
-  const data::Batch b = data::SyntheticDataset(kClasses, p.input_size, p.input_size, 3, batch, 3).batch(0, batch);
-  double ratio = 0;
-  for (auto _ : state) ratio = seconds_per_step(*full, b, 3) / seconds_per_step(*plain, b, 3);
-  state.counters["full/plain"] = ratio;
-  state.SetLabel(preset + " (PyTorch 1.13 reference on 2 CPU cores, paper batch 8: 10.7x)");
+void explainability_cost(benchmark::State& state, On on, const std::string& preset, int64_t batch) {
+  if (unavailable(state, on)) return;
+  guarded(state, [&] {
+    auto full = make_trainer(on, preset, batch, true, 2), plain = make_trainer(on, preset, batch, false, 2);
+    const data::Batch b = make_batch(on, preset, batch);
+    double ratio = 0, full_s = 0, plain_s = 0;
+    for (auto _ : state) {
+      full_s = seconds_per_step(*full, b, 3);
+      plain_s = seconds_per_step(*plain, b, 3);
+      ratio = full_s / plain_s;
+    }
+    state.counters["full/plain"] = ratio;
+    state.counters["full_ms"] = full_s * 1e3;
+    state.counters["plain_ms"] = plain_s * 1e3;
+    state.SetLabel(preset + " (PyTorch 1.13 on 2 CPU cores, paper batch 8: 10.7x)");
+  });
 }
 
-// Step time against the number of IG points; the fitted slope is printed as BigO.
-void BM_IgPoints(benchmark::State& state) {
-  const int m = static_cast<int>(state.range(0));
-  auto t = make_trainer("tiny", 16, true, m);
-  const data::Batch b = data::SyntheticDataset(kClasses, 32, 32, 3, 16, 3).batch(0, 16);
-  for (auto _ : state) t->step(b.images, b.labels);
-  state.SetComplexityN(m);
-  report(state, *t, 16);
+// Step time against the number of IG points m (the benchmark's argument).
+void ig_points(benchmark::State& state, On on, const std::string& preset, int64_t batch) {
+  if (unavailable(state, on)) return;
+  guarded(state, [&] {
+    const int m = static_cast<int>(state.range(0));
+    const double before = start_memory(on);
+    auto t = make_trainer(on, preset, batch, true, m);
+    const data::Batch b = make_batch(on, preset, batch);
+    t->step(b.images, b.labels);
+    LoopTimer timer;
+    timer.start();
+    for (auto _ : state) t->step(b.images, b.labels);
+    state.SetComplexityN(m);
+    report(state, *t, batch, on, before, timer.seconds_per_iteration(state));
+  });
 }
 
-BENCHMARK(BM_Step)
-    ->ArgsProduct({{0}, {32, 64}, {1, 0}})
-    ->Args({1, 8, 1})
-    ->Args({1, 8, 0})
-    ->Unit(benchmark::kMillisecond)
-    ->MinTime(1.0);
-BENCHMARK(BM_ExplainabilityCost)->Args({0, 32})->Args({1, 8})->Iterations(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_IgPoints)->Arg(2)->Arg(4)->Arg(8)->Arg(16)->Arg(32)->Complexity(benchmark::oN)->Unit(benchmark::kMillisecond);
+// Step time against the batch size (the benchmark's argument).
+void batch_growth(benchmark::State& state, On on, const std::string& preset, bool attribution) {
+  if (unavailable(state, on)) return;
+  guarded(state, [&] {
+    const int64_t batch = state.range(0);
+    const double before = start_memory(on);
+    auto t = make_trainer(on, preset, batch, attribution, 2);
+    const data::Batch b = make_batch(on, preset, batch);
+    t->step(b.images, b.labels);
+    LoopTimer timer;
+    timer.start();
+    for (auto _ : state) t->step(b.images, b.labels);
+    state.SetComplexityN(batch);
+    report(state, *t, batch, on, before, timer.seconds_per_iteration(state));
+  });
+}
+
+struct StepCase {
+  std::string preset;
+  int64_t batch;
+};
+
+void register_steps(On on) {
+  const std::string dev = on_name(on);
+  const bool gpu = on == On::cuda;
+  // The step batches: the CPU's as before; on the GPU the DESIGN §8 target's batch 64.
+  std::vector<StepCase> steps{{"tiny", 32}, {"tiny", 64}, {"paper", 8}};
+  if (gpu) steps.push_back({"paper", 64});
+  for (const StepCase& c : steps)
+    for (bool attribution : {true, false}) {
+      const std::string name =
+          "BM_Step/" + dev + "/" + c.preset + "/" + std::to_string(c.batch) + "/" + (attribution ? "agilenn" : "plain");
+      benchmark::RegisterBenchmark(name.c_str(), [on, c, attribution](benchmark::State& s) {
+        step_benchmark(s, on, c.preset, c.batch, attribution);
+      })->UseRealTime()->MinTime(1.0)->Unit(benchmark::kMillisecond);
+    }
+  const std::vector<StepCase> ratios{{"tiny", 32}, {"paper", gpu ? 64 : 8}};
+  for (const StepCase& c : ratios) {
+    const std::string name = "BM_ExplainabilityCost/" + dev + "/" + c.preset + "/" + std::to_string(c.batch);
+    benchmark::RegisterBenchmark(name.c_str(), [on, c](benchmark::State& s) {
+      explainability_cost(s, on, c.preset, c.batch);
+    })->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+  }
+  std::vector<StepCase> ig{{"tiny", 16}};
+  if (gpu) ig.push_back({"paper", 8});
+  for (const StepCase& c : ig) {
+    const std::string name = "BM_IgPoints/" + dev + "/" + c.preset + "/" + std::to_string(c.batch);
+    benchmark::RegisterBenchmark(name.c_str(), [on, c](benchmark::State& s) { ig_points(s, on, c.preset, c.batch); })
+        ->Arg(2)->Arg(4)->Arg(8)->Arg(16)->Arg(32)
+        ->Complexity(benchmark::oN)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  }
+  struct Growth {
+    std::string preset;
+    std::vector<int64_t> batches;
+  };
+  std::vector<Growth> growth;
+  if (gpu) {
+    growth.push_back({"tiny", {16, 32, 64, 128}});
+    growth.push_back({"paper", {8, 16, 32, 64}});
+  } else {
+    growth.push_back({"tiny", {8, 16, 32, 64}});
+  }
+  for (const Growth& gr : growth)
+    for (bool attribution : {true, false}) {
+      const std::string name = "BM_StepBatch/" + dev + "/" + gr.preset + "/" + (attribution ? "agilenn" : "plain");
+      auto* b = benchmark::RegisterBenchmark(name.c_str(), [on, preset = gr.preset, attribution](benchmark::State& s) {
+        batch_growth(s, on, preset, attribution);
+      });
+      for (int64_t batch : gr.batches) b->Arg(batch);
+      b->Complexity(benchmark::oN)->UseRealTime()->Unit(benchmark::kMillisecond);
+    }
+}
+
+const bool registered = [] {
+  register_steps(On::cpu);
+#ifdef AGILENN_HAVE_CUDA
+  register_steps(On::cuda);
+#endif
+  return true;
+}();
 
 }  // namespace
-}  // namespace agilenn
+}  // namespace agilenn::bench

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# agilenn and its PyTorch / JAX peers on one device, in one run, in one table.
+#
+# Usage: bench/peers/run.sh [--device cpu|cuda] [--config PRESET:BATCH[:ITERS]]... [--m M] [--rule RULE]
+#                           [--quantizer straight-through|soft] [--iters N] [--warmup N]
+#                           [--no-f64-check] [--build-dir DIR] [--results DIR]
+# Default: --device cpu --config tiny:32 --m 2 --rule trapezoid --iters 20 --warmup 3.
+#
+# For each configuration: agilenn-peer-reference writes the case (weights, batch,
+# agilenn's loss/metrics/gradients; f32, and f64 for a tight check) and times agilenn's
+# step; agilenn-bench runs the matching BM_Step/<device>/<preset>/<batch> (m = 2 trapezoid); each
+# peer checks its numbers against agilenn's and times its modes. Peers that cannot run
+# (PyTorch or JAX absent, no device) are skipped with the reason. The table is printed
+# and written with every figure to <results>/peers-<device>-<date>-<commit>.json.
+# Exit status: 0, or 1 if a peer disagreed with agilenn.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+device=cpu m=2 rule=trapezoid quantizer=straight-through iters=20 warmup=3 f64=1
+build=${AGILENN_BUILD_DIR:-$root/build} results=$root/bench/results
+configs=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --device) device=$2; shift 2 ;;
+    --config) configs+=("$2"); shift 2 ;;
+    --m) m=$2; shift 2 ;;
+    --rule) rule=$2; shift 2 ;;
+    --quantizer) quantizer=$2; shift 2 ;;
+    --iters) iters=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
+    --no-f64-check) f64=0; shift ;;
+    --build-dir) build=$2; shift 2 ;;
+    --results) results=$2; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[[ ${#configs[@]} -gt 0 ]] || configs=(tiny:32)
+
+ref=$build/bench/agilenn-peer-reference bench=$build/bench/agilenn-bench
+if [[ ! -x $ref || ! -x $bench ]]; then
+  echo "== building $build (tools/build.sh)"
+  "$root/tools/build.sh" "$build"
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/agilenn-peers.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+status=0 k=0
+
+for cfg in "${configs[@]}"; do
+  IFS=: read -r preset batch n <<<"$cfg"
+  n=${n:-$iters}
+  d=$work/$((++k))-$preset-$batch
+  mkdir -p "$d"
+  echo "== $preset batch $batch, m $m $rule, $quantizer quantizer, device $device, $n timed steps (load: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"
+  common=(--preset "$preset" --batch "$batch" --m "$m" --rule "$rule" --quantizer "$quantizer")
+  "$ref" "${common[@]}" --dtype f32 --out "$d/f32"
+  for kind in agilenn plain; do  # each timed in a process of its own, as each peer mode is
+    "$ref" "${common[@]}" --dtype f32 --out "$d/f32" --time "$n" --kind $kind --warmup "$warmup" --device "$device"
+  done
+  checks=()
+  if [[ $f64 == 1 ]]; then
+    "$ref" "${common[@]}" --dtype f64 --out "$d/f64"
+    checks=(--check-dir "$d/f64")
+  fi
+
+  # agilenn-bench's BM_Step/<device>/<preset>/<batch>/<agilenn|plain>: m = 2 trapezoid, straight-through.
+  if [[ $m == 2 && $rule == trapezoid && $quantizer == straight-through ]]; then
+    filter="^BM_Step/$device/$preset/$batch/(agilenn|plain)(/|\$)"
+    listed=$("$bench" --benchmark_list_tests 2>/dev/null || true)
+    if grep -Eq "$filter" <<<"$listed"; then
+      "$bench" --benchmark_filter="$filter" --benchmark_format=json >"$d/bench.json"
+      python3 - "$d/bench.json" <<'EOF'
+import json, sys
+for b in json.load(open(sys.argv[1]))["benchmarks"]:
+    print(f"  agilenn-bench {b['name']}: {b['real_time']:.2f} {b['time_unit']}, {b.get('images/s', 0):.1f} images/s")
+EOF
+    else
+      echo "  agilenn-bench has no BM_Step for $device $preset batch $batch: agilenn's figures come from its timing loop"
+    fi
+  fi
+
+  for peer in torch jax; do
+    echo "-- $peer peer"
+    rc=0
+    python3 "$here/${peer}_step.py" --dir "$d/f32" "${checks[@]}" --device "$device" --iters "$n" \
+      --warmup "$warmup" --json "$d/$peer.json" || rc=$?
+    case $rc in
+      0|3) ;;  # ok, skipped
+      1) echo "!! $peer disagrees with agilenn"; status=1 ;;
+      *) echo "!! $peer failed (exit $rc)"; status=1 ;;
+    esac
+  done
+done
+
+python3 "$here/report.py" --work "$work" --device "$device" --root "$root" --out "$results"
+exit $status
