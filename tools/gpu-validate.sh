@@ -86,7 +86,8 @@ record "agilenn-bench (GPU)" "$(status_of $rc)" "$out/bench-gpu.json"
 
 if [[ "$quick" != "--quick" && -x "$root/bench/peers/run.sh" ]]; then
   echo "== peers"
-  AGILENN_BUILD="$build" "$root/bench/peers/run.sh" --device cuda >"$out/peers.txt" 2>&1
+  "$root/bench/peers/run.sh" --device cuda --build-dir "$build" --results "$out" \
+    --config tiny:32 --config paper:64:10 >"$out/peers.txt" 2>&1
   rc=$?
   record peers "$(status_of $rc)" "$out/peers.txt"
 fi

@@ -250,18 +250,14 @@ def run_mode(args: Any, mode: str) -> list[dict[str, Any]]:
     s = JaxStep(case, args.device)
     attribution = not mode.endswith("-plain")
     kind, batch = ("second-order" if attribution else "plain"), case.config["batch"]
-    probe = common.cpu_memory_probe()
-    if args.device == "cuda":
-        stats = s.device.memory_stats
-        probe = common.MemoryProbe(lambda: stats()["bytes_in_use"], lambda: True, lambda: stats()["peak_bytes_in_use"],
-                                   "XLA allocator peak (whole process) above what was in use before the first step")
     # One executable for the check and the timing (the check feeds it copies of the
     # buffers it donates).
-    before = probe.before()
     compiled = s.compile(attribution, update=not args.no_update, donate=True)
     ag = s.check(attribution, compiled, common.agreement_for(case, args.grad_tolerance))
-    mem = compiled.memory_analysis()
-    temp = int(getattr(mem, "temp_size_in_bytes", 0)) if mem is not None else None
+    mem = compiled.memory_analysis()  # XLA's buffer assignment for the whole step
+    analysis = {k: int(getattr(mem, k, 0)) for k in ("temp_size_in_bytes", "output_size_in_bytes",
+                                                      "alias_size_in_bytes", "argument_size_in_bytes",
+                                                      "generated_code_size_in_bytes")} if mem is not None else {}
     tv, mom, states, frozen, images, labels, table, _ = s.inputs(attribution)
     carry = [tv, mom, states]
     counter = [0]
@@ -272,10 +268,14 @@ def run_mode(args: Any, mode: str) -> list[dict[str, Any]]:
         float(out[3])  # the loss on the host, as agilenn's trainer reads it
         counter[0] += 1
 
-    timing = common.time_steps(step, lambda: jax.block_until_ready(carry), args.warmup, args.iters, probe, before)
+    timing = common.time_steps(step, lambda: jax.block_until_ready(carry), args.warmup, args.iters)
+    if analysis:  # temporaries + outputs that do not reuse a donated input's buffer
+        timing["step_memory_bytes"] = (analysis["temp_size_in_bytes"] + analysis["output_size_in_bytes"]
+                                       - analysis["alias_size_in_bytes"])
+        timing["memory_measure"] = common.STEP_MEMORY
     status = "ok" if ag.ok else "disagree"
     return [common.row("jax", "jit", kind, batch, status, "" if ag.ok else "agreement failed", timing,
-                       agreement=ag.to_json(), includes_update=not args.no_update, xla_temp_bytes=temp,
+                       agreement=ag.to_json(), includes_update=not args.no_update, xla_memory=analysis,
                        version=jax.__version__, dtype=case.dtype)]
 
 

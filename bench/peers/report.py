@@ -96,10 +96,9 @@ def agilenn_rows(d: str, config: dict[str, Any], device: str) -> list[dict[str, 
                              "arena_bytes": b["arena_MiB"] * 2**20, "iterations": b["iterations"],
                              "benchmark": b["name"], "counters": {k: v for k, v in b.items() if k.endswith("_MiB")},
                              "step_memory_bytes": loop.get("step_memory_bytes") if loop else None,
-                             "note": "agilenn-bench BM_Step (mean over its iterations); step memory from the loop row"})
+                             "note": "agilenn-bench BM_Step (mean over its iterations); step memory as the loop row's"})
         if loop:
-            rows.append({"system": "agilenn", "mode": "loop", "kind": kind, "status": "ok", "reason": "",
-                         **{k: v for k, v in loop.items()},
+            rows.append({**loop, "system": "agilenn", "mode": "loop", "kind": kind, "status": "ok", "reason": "",
                          "note": "agilenn-peer-reference --time (median), measured as the peers are"})
     return rows
 
@@ -141,7 +140,7 @@ def table(config: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
              f"{config['quantizer']} quantizer",
              "",
              "| system | mode | step | ms/step | images/s | × agilenn time | step memory | × agilenn memory "
-             "| planned / XLA temp | agreement (worst) |",
+             "| arena / XLA temp | agreement |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["status"] != "ok":
@@ -153,7 +152,7 @@ def table(config: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
         mem = r.get("step_memory_bytes")
         bmem = b.get("step_memory_bytes") if b else None
         mratio = f"{mem / bmem:.2f}" if mem and bmem else "-"
-        planned = fmt_mib(r.get("arena_bytes") or r.get("xla_temp_bytes"))
+        planned = fmt_mib(r.get("arena_bytes") or (r.get("xla_memory") or {}).get("temp_size_in_bytes"))
         lines.append(f"| {r['system']} | {r['mode']} | {r['kind']} | {r['median_ms']:.1f} | {r['images_per_s']:.0f} "
                      f"| {ratio} | {fmt_mib(mem)} | {mratio} | {planned} | {agreement_cell(r)} |")
     cost = []
@@ -216,8 +215,7 @@ def main() -> int:
     device = describe_device(args.device, all_rows)
     result = {"device": device, "commit": commit, "date": now.isoformat(timespec="seconds"),
               "tolerances": {"f32": 1e-3, "f64": 1e-9, "measure": "max |peer − agilenn| / max |agilenn| per tensor"},
-              "memory_measure": ("CPU: resident-set growth of the process from before the first step to its peak during the "
-                                 "timed steps; CUDA: the framework allocator's peak above its use before the first step"),
+              "memory_measure": common.STEP_MEMORY,
               "configs": configs}
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f"peers-{device['slug']}-{now.date().isoformat()}-{commit}.json")

@@ -22,7 +22,6 @@ With a case written with --no-table, the peer runs the α = 0 point through the 
 
 from __future__ import annotations
 
-import gc
 import math
 import os
 import sys
@@ -315,6 +314,37 @@ def check_mode(s: TorchStep, base: str, attribution: bool,
     return s, loss_fn, ag, ""
 
 
+def step_memory(step: Callable[[], None], device: str) -> int | None:
+    """Peak bytes of the allocator's live tensors during one step, above the start. CPU:
+    from the profiler's memory timeline (tensor creations and destructions; a private
+    PyTorch API, so None if it is missing)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    try:
+        from torch.profiler._memory_profiler import Action
+
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True,
+                                    record_shapes=True, with_stack=True) as prof:
+            step()
+        timeline = prof._memory_profile().timeline
+    except (ImportError, AttributeError, RuntimeError) as e:
+        print(f"torch peer: no CPU memory timeline ({type(e).__name__}: {e})")
+        return None
+    live = peak = 0
+    for _, action, _, nbytes in sorted(timeline, key=lambda e: e[0]):
+        if action == Action.CREATE:
+            live += nbytes
+        elif action == Action.DESTROY:
+            live -= nbytes
+        peak = max(peak, live)
+    return peak
+
+
 def run_mode(args: Any, mode: str) -> list[dict[str, Any]]:
     """Checks one mode on the f32 case (loosely), times it there, then checks its code on
     the f64 companions (the check that decides: an f32 check cannot tell a dropped term
@@ -324,14 +354,7 @@ def run_mode(args: Any, mode: str) -> list[dict[str, Any]]:
     base = mode.removesuffix("-plain")
     kind = "second-order" if attribution else "plain"
     batch = case.config["batch"]
-    gc.collect()
-    probe = common.cpu_memory_probe()
-    if args.device == "cuda":
-        probe = common.MemoryProbe(torch.cuda.memory_allocated, lambda: torch.cuda.reset_peak_memory_stats() or True,
-                                   torch.cuda.max_memory_allocated,
-                                   "CUDA allocator peak during the timed steps above what was allocated before the first step")
     s = TorchStep(case, args.device)
-    before = probe.before()
     s, loss_fn, ag, why = check_mode(s, base, attribution, args.grad_tolerance)
     if why:
         return [common.row("torch", base, kind, batch, "unsupported", why, agreement=ag.to_json() if ag else None)]
@@ -348,7 +371,9 @@ def run_mode(args: Any, mode: str) -> list[dict[str, Any]]:
         counter[0] += 1
 
     sync: Callable[[], None] = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
-    timing = common.time_steps(step, sync, args.warmup, args.iters, probe, before)
+    timing = common.time_steps(step, sync, args.warmup, args.iters)
+    timing["step_memory_bytes"] = step_memory(step, args.device)
+    timing["memory_measure"] = common.STEP_MEMORY
     # After the timing (so its memory does not count): this mode's code on the f64 companion,
     # the check that decides (eager ran on it in the parent already).
     extra: dict[str, Any] = {}
