@@ -177,7 +177,8 @@ int time_case(const Options& o) {
   // plus the step's outputs (loss, metrics, gradients, new BN statistics).
   const Graph& g = t.graph().graph;
   size_t outputs = 0;
-  for (NodeId id : t.plan().outputs) outputs += static_cast<size_t>(numel(g.node(id).shape)) * dtype_size(g.node(id).dtype);
+  for (NodeId id : t.plan().outputs)
+    outputs += static_cast<size_t>(numel(g.node(id).shape)) * dtype_size(g.node(id).dtype);
   json r = {{"kind", o.kind}, {"device", o.device}, {"batch", o.batch}, {"warmup", o.warmup}, {"iters", o.time_iters}};
   r["arena_bytes"] = t.plan().memory.arena_bytes;
   r["output_bytes"] = outputs;
@@ -209,7 +210,8 @@ int run(const Options& o) {
   Tensor table;
   if (!step->zero_point_table.empty()) table = train::compute_zero_point_table(p, o.classes, values, dt);
 
-  data::Batch b = data::SyntheticDataset(o.classes, p.input_size, p.input_size, 3, o.batch, o.data_seed).batch(0, o.batch);
+  data::Batch b =
+      data::SyntheticDataset(o.classes, p.input_size, p.input_size, 3, o.batch, o.data_seed).batch(0, o.batch);
   b.images = b.images.to(dt);
 
   Feeds feeds;
@@ -297,14 +299,17 @@ int main(int argc, char** argv) {
   app.add_option("--quantizer", o.quantizer, "straight-through or soft")
       ->capture_default_str()
       ->check(CLI::IsMember({"straight-through", "soft"}));
-  app.add_flag("!--no-perturb", o.perturb, "keep gamma/beta/bias/moving statistics at their initial constants");
+  app.add_flag("!--no-perturb", o.perturb,
+               "keep every value as ParamSet::initialise draws it (constant BN/bias values, centroids near 3)");
   app.add_flag("!--no-table", o.table, "compute the α = 0 IG point through the net instead of the per-class table");
   app.add_option("--out", o.out, "output directory")->required();
   app.add_option("--time", o.time_iters,
                  "instead of writing the case: time N steps of --kind on the case already in --out")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--kind", o.kind, "with --time: agilenn (the second-order step) or plain")->capture_default_str();
-  app.add_option("--warmup", o.warmup, "untimed steps before timing")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--warmup", o.warmup, "untimed steps before timing")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--device", o.device, "device for the timing: cpu or cuda (CUDA builds)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {

@@ -148,10 +148,9 @@ def f32_noise(e32: dict[str, np.ndarray], e64: dict[str, np.ndarray]) -> float:
 def f32_grad_tolerance(main: "Case", others: list["Case"]) -> tuple[float, float | None]:
     """The f32 gradient tolerance for `main` and the noise floor it came from (None: no
     matching f64 case, the default applies)."""
-    keys = ("batch", "classes", "quantizer", "ig", "seed", "data_seed", "zero_point_table")
+    keys = ("batch", "classes", "quantizer", "ig", "seed", "data_seed", "zero_point_table", "perturbed_constants")
     for o in others:
-        if o.dtype == "f64" and o.preset["name"] == main.preset["name"] and all(
-                o.config[k] == main.config[k] for k in keys if k != "ig") and o.config["ig"]["m"] == main.config["ig"]["m"]:
+        if o.dtype == "f64" and o.preset["name"] == main.preset["name"] and all(o.config[k] == main.config[k] for k in keys):
             noise = f32_noise(main.expected, o.expected)
             return max(F32_GRAD_MIN, F32_GRAD_FACTOR * noise), noise
     return F32_GRAD_DEFAULT, None
@@ -314,7 +313,7 @@ def row(system: str, mode: str, kind: str, batch: int, status: str = "ok", reaso
     return r
 
 
-def run_modes_isolated(script: str, args: argparse.Namespace, modes: list[str]) -> list[dict[str, Any]]:
+def run_modes_isolated(system: str, script: str, args: argparse.Namespace, modes: list[str]) -> list[dict[str, Any]]:
     """Times each mode in a fresh process of `script`, so one mode's memory (allocator
     caches, compiled code) does not count against the next."""
     import subprocess
@@ -339,8 +338,11 @@ def run_modes_isolated(script: str, args: argparse.Namespace, modes: list[str]) 
             except (OSError, ValueError):
                 got = []
             if p.returncode != 0 or not got:
-                tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
-                got = [{"system": "?", "mode": mode, "kind": "?", "status": "error", "reason": tail[:300]}]
+                lines = [ln for ln in p.stderr.strip().splitlines() if "Error" in ln or "error:" in ln.lower()]
+                tail = (lines or p.stderr.strip().splitlines() or ["no output"])[-1]
+                got = [{"system": system, "mode": mode.removesuffix("-plain"),
+                        "kind": "plain" if mode.endswith("-plain") else "second-order", "status": "error",
+                        "reason": f"exit status {p.returncode}: {tail[:300]}"}]
                 sys.stderr.write(p.stderr[-4000:])
             rows.extend(got)
     return rows
@@ -368,7 +370,7 @@ def peer_main(system: str, script: str, args: argparse.Namespace,
     if not all(a.ok for _, ags in checks for a in ags):
         write_rows(args.json, [row(system, "-", "-", 0, "disagree", "agreement failed", checks=check_json)])
         return EXIT_DISAGREE
-    rows = run_modes_isolated(script, args, [m for m in args.modes.split(",") if m])
+    rows = run_modes_isolated(system, script, args, [m for m in args.modes.split(",") if m])
     for r in rows:
         r["checks"] = check_json
     print_rows(rows)

@@ -8,7 +8,7 @@ step under jax.jit: forward, integrated gradients (jax.grad of the reference net
 with respect to the interpolation points), the gradient of the loss through them (grad
 of grad) and the SGDW update, as BM_Step does; and the same model's plain first-order
 step. Each mode is timed in a fresh process. Exit status: 0 all checks passed, 1 a
-disagreement, 3 JAX is not installed (skipped).
+disagreement, 3 JAX (or the device) is not available (skipped).
 
 The α = 0 IG point comes from a per-class table computed once (not timed) by the peer
 itself and checked against agilenn's, as agilenn's step does; see torch_step.py.

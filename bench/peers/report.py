@@ -108,25 +108,24 @@ def fmt_mib(b: Any) -> str:
 
 
 def agreement_cell(r: dict[str, Any]) -> str:
-    """f32: the gradients' relative L2 error against agilenn's (and its tolerance); f64:
-    the worst per-tensor error of the eager/jit check on the f64 case."""
+    """f32: the gradients' relative L2 error against agilenn's and its tolerance; f64: the
+    worst per-tensor error of this mode's code on the f64 case (or, for eager and jit
+    modes, of the parent's check), against 1e-9."""
     if r["system"] == "agilenn":
         return "reference"
+    parts = []
     a = r.get("agreement")
-    if not a:
-        return "-"
-    if a.get("grad_tolerance"):
-        cell = f"{'ok' if a['ok'] else 'FAIL'}: L2 {a['gradient_l2']:.1e} ≤ {a['grad_tolerance']:.0e}"
-    else:
-        cell = f"{'ok' if a['ok'] else 'FAIL'}: {a['worst']:.1e}"
-    own = r.get("agreement_f64")  # this mode's code on the f64 case
+    if a and a.get("grad_tolerance"):
+        parts.append(f"f32 L2 {a['gradient_l2']:.1e} {'ok' if a['ok'] else 'FAIL'}")
+    own = r.get("agreement_f64")
     if own:
-        return cell + f"; f64 {own['worst']:.0e}"
-    key = "second_order" if r["kind"] == "second-order" else "plain"
-    for c in r.get("checks", []):  # the eager / jit check on the f64 case
-        if c[key].get("grad_tolerance") is None:
-            cell += f"; f64 {c[key]['worst']:.0e}"
-    return cell
+        parts.append(f"f64 {own['worst']:.0e} {'ok' if own['ok'] else 'FAIL'}")
+    else:
+        key = "second_order" if r["kind"] == "second-order" else "plain"
+        for c in r.get("checks", []):
+            if key in c and c[key].get("grad_tolerance") is None:
+                parts.append(f"f64 {c[key]['worst']:.0e} {'ok' if c[key]['ok'] else 'FAIL'}")
+    return "; ".join(parts) or "-"
 
 
 def table(config: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
@@ -145,7 +144,7 @@ def table(config: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         if r["status"] != "ok":
             lines.append(f"| {r['system']} | {r['mode']} | {r['kind']} | {r['status']}: {r['reason']} "
-                         f"| | | | | | {agreement_cell(r) if r.get('agreement') else ''} |")
+                         f"| | | | | | {agreement_cell(r)} |")
             continue
         b = base.get(r["kind"])
         ratio = f"{r['median_ms'] / b['median_ms']:.2f}" if b else "-"
@@ -175,6 +174,18 @@ def f32_noise(d: str) -> float | None:
     return common.f32_noise(e32, e64)
 
 
+def hoist_checks(config: dict[str, Any]) -> None:
+    """Each peer repeats its first-pass checks in every row: keep them once per system in
+    the configuration, and in the rows only their verdicts."""
+    checks = config.setdefault("checks", {})
+    for r in config["rows"]:
+        if "checks" not in r:
+            continue
+        checks.setdefault(r["system"], r["checks"])
+        r["checks"] = [{"dir": c["dir"], **{k: {f: v for f, v in c[k].items() if f != "errors"}
+                                           for k in ("second_order", "plain") if k in c}} for c in r["checks"]]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--work", required=True, help="run.sh's work directory (one sub-directory per configuration)")
@@ -202,12 +213,18 @@ def main() -> int:
         summary = {k: config[k] for k in ("batch", "classes", "dtype", "quantizer", "ig", "rho", "lambda", "optimizer",
                                           "zero_point_table", "seed", "data_seed")}
         summary["preset"] = config["preset"]["name"]
+        load = {k: (open(os.path.join(d, f"load-{k}")).read().split() if os.path.exists(os.path.join(d, f"load-{k}"))
+                    else None) for k in ("start", "end")}
+        summary["load_avg"] = load
         lines = table(config, rows)
+        if load["start"]:
+            lines[0] += f"; load average {' '.join(load['start'])} at the start, {' '.join(load['end'] or ['?'])} at the end"
         noise = f32_noise(d)
         if noise is not None:
             lines += ["", f"f32 noise floor (agilenn's own f32 gradients against its f64 gradients, relative L2): "
                           f"{noise:.1e}"]
         configs.append({"config": summary, "rows": rows, "table": lines, "agilenn_f32_vs_f64": noise})
+        hoist_checks(configs[-1])
         all_rows += rows
 
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -219,6 +236,13 @@ def main() -> int:
               "configs": configs}
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f"peers-{device['slug']}-{now.date().isoformat()}-{commit}.json")
+    # Configurations measured earlier the same day at the same commit on this device stay
+    # in the file unless this run measured them again.
+    earlier = read_json(path)
+    if earlier:
+        measured = {(c["config"]["preset"], c["config"]["batch"]) for c in configs}
+        kept = [c for c in earlier.get("configs", []) if (c["config"]["preset"], c["config"]["batch"]) not in measured]
+        result["configs"] = kept + configs
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print(f"\n## Peers on {device.get('gpu', device['cpu'])} ({device['cores']} cores), commit {commit}, "

@@ -53,6 +53,7 @@ for cfg in "${configs[@]}"; do
   n=${n:-$iters}
   d=$work/$((++k))-$preset-$batch
   mkdir -p "$d"
+  cut -d' ' -f1-3 /proc/loadavg >"$d/load-start" 2>/dev/null || true
   echo "== $preset batch $batch, m $m $rule, $quantizer quantizer, device $device, $n timed steps (load: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"
   common=(--preset "$preset" --batch "$batch" --m "$m" --rule "$rule" --quantizer "$quantizer")
   "$ref" "${common[@]}" --dtype f32 --out "$d/f32"
@@ -81,7 +82,7 @@ EOF
     fi
   fi
 
-  for peer in torch jax; do
+  for peer in torch jax; do  # (load average recorded at the start and the end of each configuration)
     echo "-- $peer peer"
     rc=0
     python3 "$here/${peer}_step.py" --dir "$d/f32" "${checks[@]}" --device "$device" --iters "$n" \
@@ -92,6 +93,7 @@ EOF
       *) echo "!! $peer failed (exit $rc)"; status=1 ;;
     esac
   done
+  cut -d' ' -f1-3 /proc/loadavg >"$d/load-end" 2>/dev/null || true
 done
 
 python3 "$here/report.py" --work "$work" --device "$device" --root "$root" --out "$results"

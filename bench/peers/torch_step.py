@@ -8,10 +8,14 @@ agilenn's, then times the step: forward, integrated gradients through the frozen
 reference net with create_graph=True, the backward to the parameters (a second-order
 sweep) and the SGDW update, as BM_Step does; and the same model's plain first-order step.
 
-Modes: eager, and torch.compile where it supports the step (the second-order step needs
-double backward through compiled code; when torch.compile refuses, the row says why).
-Each mode is timed in a fresh process so memory figures do not mix. Exit status: 0 all
-checks passed, 1 a disagreement, 3 PyTorch is not installed (skipped).
+Modes (each timed in a fresh process, so one mode's compilation and caches do not weigh
+on the next): eager; compile, torch.compile of the whole loss; compile-parts,
+torch.compile of the first-order part (FE, LP, quantizer, RP) with the reference net and
+its double backward eager; and both kinds for the plain step. Every compiled mode's code
+is also checked on the f64 case: torch.compile of the whole second-order loss returns
+gradients without the double-backward term (equal to the eager step's with the IG
+gradients detached), and its row says so instead of a time. Exit status: 0 all checks
+passed, 1 a disagreement, 3 PyTorch (or the device) is not available (skipped).
 
 The α = 0 IG point: agilenn's step takes its gradient from a per-class table computed
 once from the frozen reference net (DESIGN.md §1: with a zero baseline it depends on the
@@ -316,8 +320,7 @@ def check_mode(s: TorchStep, base: str, attribution: bool,
 
 def step_memory(step: Callable[[], None], device: str) -> int | None:
     """Peak bytes of the allocator's live tensors during one step, above the start. CPU:
-    from the profiler's memory timeline (tensor creations and destructions; a private
-    PyTorch API, so None if it is missing)."""
+    the profiler's allocation and free events (None if this PyTorch does not give them)."""
     if device == "cuda":
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
@@ -326,21 +329,15 @@ def step_memory(step: Callable[[], None], device: str) -> int | None:
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
     try:
-        from torch.profiler._memory_profiler import Action
-
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True,
-                                    record_shapes=True, with_stack=True) as prof:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
             step()
-        timeline = prof._memory_profile().timeline
-    except (ImportError, AttributeError, RuntimeError) as e:
-        print(f"torch peer: no CPU memory timeline ({type(e).__name__}: {e})")
+        events = [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    except (AttributeError, RuntimeError) as e:
+        print(f"torch peer: no CPU allocation events ({type(e).__name__}: {e})")
         return None
     live = peak = 0
-    for _, action, _, nbytes in sorted(timeline, key=lambda e: e[0]):
-        if action == Action.CREATE:
-            live += nbytes
-        elif action == Action.DESTROY:
-            live -= nbytes
+    for _, nbytes in sorted(events):
+        live += nbytes
         peak = max(peak, live)
     return peak
 
