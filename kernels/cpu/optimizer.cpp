@@ -1,9 +1,8 @@
-// The CPU backend's multi-tensor optimizer updates: the reference loops (float32 and
-// float64), one parameter tensor after another. Elementwise, so the order in which
-// elements are visited does not change any result.
-#include <cmath>
-
+// The CPU backend's multi-tensor optimizer updates (float32 and float64), one parameter
+// tensor after another, with the per-element math the CUDA kernels use (optimizer.cuh):
+// the CPU backend is the fused kernels' twin.
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cuda/optimizer.cuh"
 
 namespace agilenn::cpu {
 namespace {
@@ -26,7 +25,7 @@ NonFinite first_non_finite(std::span<const Tensor> grads) {
       using T = decltype(zero);
       const T* p = g.data<T>();
       for (int64_t i = 0; i < g.numel() && bad < 0; ++i)
-        if (!std::isfinite(p[i])) bad = i;
+        if (!cuda::optim::finite(p[i])) bad = i;
     });
     if (bad >= 0) return {static_cast<int64_t>(k), bad};
   }
@@ -45,11 +44,8 @@ NonFinite sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, s
       T* theta = params[i].data<T>();
       const T* g = grads[i].data<T>();
       T* vel = velocities[i].data<T>();
-      const T mu = static_cast<T>(h.momentum), a = static_cast<T>(h.lr), decay = static_cast<T>(h.decay);
-      for (int64_t j = 0; j < params[i].numel(); ++j) {
-        vel[j] = mu * vel[j] - a * g[j];
-        theta[j] = theta[j] - decay * theta[j] + vel[j];
-      }
+      const T lr = static_cast<T>(h.lr), decay = static_cast<T>(h.decay), mu = static_cast<T>(h.momentum);
+      for (int64_t j = 0; j < params[i].numel(); ++j) cuda::optim::sgdw_step(theta[j], vel[j], g[j], lr, decay, mu);
     });
   }
   return {};
@@ -66,13 +62,10 @@ NonFinite adam_update(std::span<Tensor> params, std::span<const Tensor> grads, s
       const T* g = grads[i].data<T>();
       T* mp = m[i].data<T>();
       T* vp = v[i].data<T>();
-      const T b1 = static_cast<T>(h.beta1), b2 = static_cast<T>(h.beta2), a = static_cast<T>(h.step),
-              e = static_cast<T>(h.eps);
-      for (int64_t j = 0; j < params[i].numel(); ++j) {
-        mp[j] = b1 * mp[j] + (1 - b1) * g[j];
-        vp[j] = b2 * vp[j] + (1 - b2) * g[j] * g[j];
-        theta[j] -= a * mp[j] / (std::sqrt(vp[j]) + e);
-      }
+      const T step = static_cast<T>(h.step), b1 = static_cast<T>(h.beta1), b2 = static_cast<T>(h.beta2),
+              eps = static_cast<T>(h.eps);
+      for (int64_t j = 0; j < params[i].numel(); ++j)
+        cuda::optim::adam_step(theta[j], mp[j], vp[j], g[j], step, b1, b2, eps);
     });
   }
   return {};
