@@ -9,7 +9,7 @@ dest="$root/.gpu-deps/debs"
 packages=(
   libopenblas-pthread-dev libopenblas0-pthread libgfortran5 libquadmath0
   libgtest-dev libgmock-dev libbenchmark-dev libbenchmark1debian
-  libcli11-dev nlohmann-json3-dev libjpeg62-turbo-dev libjpeg62-turbo zlib1g-dev
+  libcli11-dev nlohmann-json3-dev libjpeg62-turbo-dev libjpeg62-turbo zlib1g-dev zlib1g
 )
 mkdir -p "$dest"
 cd "$dest"

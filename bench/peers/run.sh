@@ -3,7 +3,7 @@
 #
 # Usage: bench/peers/run.sh [--device cpu|cuda] [--config PRESET:BATCH[:ITERS]]... [--m M] [--rule RULE]
 #                           [--quantizer straight-through|soft] [--iters N] [--warmup N]
-#                           [--no-f64-check] [--build-dir DIR] [--results DIR]
+#                           [--no-f64-check] [--build-dir DIR | --bin-dir DIR] [--results DIR]
 # Default: --device cpu --config tiny:32 --m 2 --rule trapezoid --iters 20 --warmup 3.
 #
 # For each configuration: agilenn-peer-reference writes the case (weights, batch,
@@ -18,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 device=cpu m=2 rule=trapezoid quantizer=straight-through iters=20 warmup=3 f64=1
-build=${AGILENN_BUILD_DIR:-$root/build} results=$root/bench/results
+build=${AGILENN_BUILD_DIR:-$root/build} bin_dir= results=$root/bench/results
 configs=()
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -31,6 +31,7 @@ while [[ $# -gt 0 ]]; do
     --warmup) warmup=$2; shift 2 ;;
     --no-f64-check) f64=0; shift ;;
     --build-dir) build=$2; shift 2 ;;
+    --bin-dir) bin_dir=$2; shift 2 ;;  # prebuilt programs (tools/gpu-bundle.sh's bin/)
     --results) results=$2; shift 2 ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -39,7 +40,8 @@ done
 [[ ${#configs[@]} -gt 0 ]] || configs=(tiny:32)
 
 ref=$build/bench/agilenn-peer-reference bench=$build/bench/agilenn-bench
-if [[ ! -x $ref || ! -x $bench ]]; then
+[[ -n $bin_dir ]] && ref=$bin_dir/agilenn-peer-reference bench=$bin_dir/agilenn-bench
+if [[ -z $bin_dir && ( ! -x $ref || ! -x $bench ) ]]; then
   echo "== building $build (tools/build.sh)"
   "$root/tools/build.sh" "$build"
 fi
