@@ -23,11 +23,16 @@ namespace {
 // are held to the tensor's own precision.
 constexpr double kRtol = 2e-4;
 
-double tensor_error(const Tensor& cpu, const Tensor& gpu, double rtol) {
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, std::abs(t.item(i)));
+  return m;
+}
+
+// `floor` bounds the scale from below for tensors that are rounding noise around zero.
+double tensor_error(const Tensor& cpu, const Tensor& gpu, double rtol, double floor = 0) {
   const Tensor a = cpu.to(DType::f64), b = gpu.to(DType::f64);
-  double scale = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) scale = std::max(scale, std::abs(a.item(i)));
-  return scaled_error(a, b, rtol, rtol * scale + 1e-30);
+  return scaled_error(a, b, rtol, rtol * std::max(max_abs(a), floor) + 1e-30);
 }
 
 bool have_gpu(std::string& why) { return cuda::device_count(&why) > 0; }
@@ -158,10 +163,17 @@ TEST(StepParity, TinyAgileNNStepLossAndEveryGradientMatchTheCpu) {
   const auto cpu = evaluate(step->graph, outs, feeds, cpu_backend());
   const auto gpu = evaluate(step->graph, outs, feeds, cuda_backend());
   // The loss to 1e-4 relative; each gradient to 2e-3 of its own largest element: the
-  // step chains ~100 kernels through a second-order sweep, so rounding compounds.
+  // step chains ~100 kernels through a second-order sweep, so rounding compounds. Some
+  // gradients are mathematically zero (lp.dense.bias, rp.dense.bias and the project_bn.beta
+  // of blocks without a residual each feed a train-mode batch norm, which removes any
+  // per-channel constant): float64 gives 1e-16, float32 rounding noise of up to 1.5e-6
+  // against a largest gradient element of 2.9. Their scale is floored at 1e-2 of the
+  // step's largest gradient element, so noise is not compared with noise.
+  double largest = 0;
+  for (size_t k = 1; k < cpu.size(); ++k) largest = std::max(largest, max_abs(cpu[k]));
   EXPECT_LE(tensor_error(cpu[0], cuda_backend().to_host(gpu[0]), 1e-4), 1.0) << "loss";
   for (size_t k = 1; k < cpu.size(); ++k)
-    EXPECT_LE(tensor_error(cpu[k], cuda_backend().to_host(gpu[k]), 2e-3), 1.0)
+    EXPECT_LE(tensor_error(cpu[k], cuda_backend().to_host(gpu[k]), 2e-3, 1e-2 * largest), 1.0)
         << "d loss / d " << step->trainable[k - 1];
 }
 

@@ -1,6 +1,7 @@
-// Training on the GPU end to end against the CPU: the same initial values and batches give
-// the same losses and parameters to float32 tolerance; a run on the GPU writes checkpoints
-// in the CPU's format that the CPU resumes. Skipped without a GPU.
+// Training on the GPU end to end against the CPU: every step taken from the same state gives
+// the CPU's loss, update, slots and state to float32 tolerance; a run on the GPU starts
+// where the CPU's does and writes checkpoints in the CPU's format that the CPU resumes.
+// Skipped without a GPU.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -18,21 +19,21 @@
 #include "engine/train/trainer.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device.h"
+#include "tests/training_parity.h"
 
 namespace agilenn {
 namespace {
 
 namespace fs = std::filesystem;
 
-// The loss of every step is held to 5e-3 of its value. One step's loss agrees to 1e-4 and
-// each gradient to 2e-3 of its largest element (StepParity in test_gpu_parity.cpp); over a
-// few SGDW steps at lr 0.1 those float32 differences move the parameters apart a little and
-// the losses drift with them, far inside this bound unless a kernel or the update is wrong
-// (a wrong update or a stale batch moves the loss by several percent at this lr).
-constexpr double kLossRtol = 5e-3;
-// Each parameter, state and slot tensor after the steps: its largest difference within 1e-2
-// of its largest magnitude.
-constexpr double kTensorRtol = 1e-2;
+// Every step from the same state on both backends (tests/training_parity.h says why the
+// runs are not compared free-running): the loss to 1e-4 of its value (one step's loss
+// agrees to about 1e-6, StepParity in test_gpu_parity.cpp); each parameter update and
+// optimizer slot to 1e-2 of its scale (gradients agree to 2e-3 of theirs); batch-norm
+// moving statistics, a 0.01 blend of the batch's, to 1e-3.
+constexpr double kLossRtol = 1e-4;
+constexpr double kUpdateRtol = 1e-2;
+constexpr double kStateRtol = 1e-3;
 
 double relative_max_error(const Tensor& expect, const Tensor& got) {
   double scale = 0, err = 0;
@@ -41,18 +42,6 @@ double relative_max_error(const Tensor& expect, const Tensor& got) {
     err = std::max(err, std::abs(expect.item(i) - got.item(i)));
   }
   return err / (scale + 1e-6);
-}
-
-void expect_close_maps(const nn::TensorMap& cpu, const nn::TensorMap& gpu, const std::string& what) {
-  ASSERT_EQ(cpu.size(), gpu.size()) << what;
-  for (const auto& [name, t] : cpu) {
-    ASSERT_TRUE(gpu.count(name)) << what << ": no '" << name << "'";
-    const Tensor& g = gpu.at(name);
-    ASSERT_EQ(g.device(), Device::cpu) << name;
-    ASSERT_EQ(g.shape(), t.shape()) << name;
-    ASSERT_EQ(g.dtype(), t.dtype()) << name;
-    EXPECT_LE(relative_max_error(t, g), kTensorRtol) << what << ": '" << name << "'";
-  }
 }
 
 std::unique_ptr<train::StepGraph> tiny_step(int64_t batch) {
@@ -64,7 +53,7 @@ std::unique_ptr<train::StepGraph> tiny_step(int64_t batch) {
   return train::build_agilenn_step(opt);
 }
 
-TEST(GpuTraining, TinyAgileNNStepsOnTheGpuTrackTheCpuFromTheSameStart) {
+TEST(GpuTraining, EveryTinyAgileNNStepFromTheSameStateMatchesTheCpu) {
   std::string why;
   if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
   constexpr int64_t kBatch = 16;
@@ -88,20 +77,18 @@ TEST(GpuTraining, TinyAgileNNStepsOnTheGpuTrackTheCpuFromTheSameStart) {
 
   const data::SyntheticDataset ds(10, 32, 32, 3, 512, 5);
   std::vector<data::Batch> batches;
-  for (int s = 0; s <= kSteps; ++s) batches.push_back(ds.batch(s * kBatch, kBatch));
-  for (int s = 0; s < kSteps; ++s) {
-    const data::Batch& b = batches[static_cast<size_t>(s)];
-    const data::Batch* next = &batches[static_cast<size_t>(s + 1)];  // uploads overlap the step
-    const double want = cpu->step(b.images, b.labels).loss;
-    const double got = gpu->step(b.images, b.labels, -1, next).loss;
-    const double got_graph = graph->step(b.images, b.labels, -1, next).loss;
-    EXPECT_NEAR(got, want, kLossRtol * std::abs(want)) << "step " << s;
-    EXPECT_NEAR(got_graph, want, kLossRtol * std::abs(want)) << "step " << s << " (graph replay)";
+  for (int s = 0; s < kSteps; ++s) batches.push_back(ds.batch(s * kBatch, kBatch));
+  for (auto* candidate : {gpu.get(), graph.get()}) {
+    const std::string how = candidate == graph.get() ? " (graph replay)" : "";
+    for (const testing::StepComparison& c : testing::teacher_forced_steps(*cpu, *candidate, batches)) {
+      EXPECT_LE(c.loss_error, kLossRtol) << "step " << c.step << how << ": loss cpu " << c.reference_loss << " gpu "
+                                         << c.candidate_loss;
+      EXPECT_LE(c.update.error, kUpdateRtol) << "step " << c.step << how << ": update of " << c.update.tensor;
+      EXPECT_LE(c.slot.error, kUpdateRtol) << "step " << c.step << how << ": slot " << c.slot.tensor;
+      EXPECT_LE(c.state.error, kStateRtol) << "step " << c.step << how << ": state " << c.state.tensor;
+    }
   }
   EXPECT_TRUE(graph->executor().replaying());
-  expect_close_maps(cpu->host_values(), gpu->host_values(), "values");
-  expect_close_maps(cpu->host_values(), graph->host_values(), "values (graph replay)");
-  expect_close_maps(cpu->host_slots(), gpu->host_slots(), "optimizer slots");
 
   // A NaN in the batch stops the step on the GPU too, and leaves every value as it was.
   const nn::TensorMap before = graph->host_values();
@@ -154,21 +141,29 @@ TEST(GpuTraining, RunOnTheGpuWritesTheCpuCheckpointFormatAndTheCpuResumesIt) {
   gpu.out = (dir / "gpu").string();
   gpu.backend = &cuda_backend();
   gpu.graph_replay = true;
-  const train::RunSummary sc = train::run_training(cpu, log), sg = train::run_training(gpu, log);
-  EXPECT_EQ(sg.steps, 8);
-  EXPECT_NEAR(sg.test_accuracy, sc.test_accuracy, 0.1);  // 40 test images: a few may flip
+  train::run_training(cpu, log);
+  EXPECT_EQ(train::run_training(gpu, log).steps, 8);
 
-  // Straight-through codes may flip on a rounding difference: 1e-2 of each loss.
+  // Both runs start from the same weights and batch: the first loss agrees to float32
+  // precision (later ones drift apart as the training map amplifies rounding; see
+  // tests/training_parity.h, and the step-by-step test above for what holds).
   const std::vector<double> lc = losses_of(dir / "cpu" / "metrics.jsonl"), lg = losses_of(dir / "gpu" / "metrics.jsonl");
   ASSERT_EQ(lc.size(), 8u);
   ASSERT_EQ(lg.size(), 8u);
-  for (size_t s = 0; s < lc.size(); ++s) EXPECT_NEAR(lg[s], lc[s], 1e-2 * std::abs(lc[s])) << "step " << s;
+  EXPECT_NEAR(lg[0], lc[0], kLossRtol * std::abs(lc[0]));
+  for (double l : lg) EXPECT_TRUE(std::isfinite(l));
 
+  // The same file format: the same tensors, shapes and dtypes, and the same configuration.
   const io::Checkpoint a = io::load_checkpoint(cpu.out + "/latest.safetensors");
   const io::Checkpoint b = io::load_checkpoint(gpu.out + "/latest.safetensors");
   EXPECT_EQ(a.metadata.at("config"), b.metadata.at("config"));
   EXPECT_EQ(b.metadata.at("step").get<int64_t>(), 8);
-  expect_close_maps(a.tensors, b.tensors, "checkpoint");
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (const auto& [name, t] : a.tensors) {
+    ASSERT_TRUE(b.tensors.count(name)) << name;
+    EXPECT_EQ(b.tensors.at(name).shape(), t.shape()) << name;
+    EXPECT_EQ(b.tensors.at(name).dtype(), t.dtype()) << name;
+  }
 
   // The CPU picks the GPU's checkpoint up and finishes the run.
   train::RunConfig resume = cpu;

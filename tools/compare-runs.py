@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Compares two agilenn-train runs of the same configuration on different backends (the
-CPU's as the reference): the per-step training loss from metrics.jsonl and every tensor of
-latest.safetensors. Prints one line per step and per tensor group, then a verdict line.
+CPU's as the reference): the per-step training loss from metrics.jsonl and the tensors of
+latest.safetensors. Prints one line per step, then a verdict line.
 
-Exit 0 when the GPU run tracks the CPU's: every step's loss within --loss-rtol of the CPU's
-over the first --steps steps, and every tensor's largest difference within --tensor-rtol of
-its largest magnitude (the bounds of tests/test_gpu_train.cpp); 1 otherwise; 2 on bad input.
+What is held (exit 1 otherwise; 2 on bad input): the first step's loss within --loss-rtol
+(both runs start from the same weights and batch), every loss finite, and the same
+checkpoint format (tensor names, shapes, dtypes). What is only reported: later losses and
+the tensors' differences. The training map amplifies rounding (tests/training_parity.h):
+two CPU runs one float32 rounding apart differ by 5e-3 in the loss after 3 steps, so
+free-running runs are not expected to agree; tests/test_gpu_train.cpp holds every step
+from a shared state instead.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -32,9 +37,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("cpu_run")
     ap.add_argument("gpu_run")
-    ap.add_argument("--loss-rtol", type=float, default=5e-3)
-    ap.add_argument("--tensor-rtol", type=float, default=1e-2)
-    ap.add_argument("--steps", type=int, default=10, help="steps held to --loss-rtol (later ones are reported)")
+    ap.add_argument("--loss-rtol", type=float, default=1e-4, help="bound on the first step's loss")
     a = ap.parse_args()
     try:
         cpu, gpu = losses(a.cpu_run), losses(a.gpu_run)
@@ -42,47 +45,50 @@ def main() -> int:
         print(f"compare-runs: {e}", file=sys.stderr)
         return 2
     ok = True
-    worst_loss = 0.0
+    first = min(cpu)
     for step in sorted(cpu):
         if step not in gpu:
             print(f"step {step}: missing from the GPU run")
             ok = False
             continue
         rel = abs(gpu[step] - cpu[step]) / max(abs(cpu[step]), 1e-12)
-        held = step <= a.steps
+        held = step == first
         if held:
-            worst_loss = max(worst_loss, rel)
             ok = ok and rel <= a.loss_rtol
-        print(f"step {step:4d}: loss cpu {cpu[step]:.6f} gpu {gpu[step]:.6f} rel {rel:.2e}{'' if held else ' (reported)'}")
+        print(f"step {step:4d}: loss cpu {cpu[step]:.6f} gpu {gpu[step]:.6f} rel {rel:.2e}{' (held)' if held else ''}")
+    finite = all(math.isfinite(v) for v in gpu.values())
+    ok = ok and finite
+    tail = sorted(cpu)[-max(1, len(cpu) // 3):]
+    mean_cpu = sum(cpu[s] for s in tail) / len(tail)
+    mean_gpu = sum(gpu.get(s, float("nan")) for s in tail) / len(tail)
 
-    worst_tensor, worst_name = 0.0, ""
     try:
         from safetensors.numpy import load_file
         import numpy as np
 
         tc = load_file(os.path.join(a.cpu_run, "latest.safetensors"))
         tg = load_file(os.path.join(a.gpu_run, "latest.safetensors"))
-        if set(tc) != set(tg):
-            print(f"checkpoints hold different tensors: {sorted(set(tc) ^ set(tg))[:5]}")
-            ok = False
+        same = set(tc) == set(tg) and all(tc[n].shape == tg[n].shape and tc[n].dtype == tg[n].dtype for n in tc)
+        ok = ok and same
+        worst, worst_name = 0.0, ""
         for name in sorted(set(tc) & set(tg)):
             x, y = tc[name].astype(np.float64), tg[name].astype(np.float64)
             if x.shape != y.shape:
-                print(f"{name}: shape {x.shape} vs {y.shape}")
-                ok = False
                 continue
             rel = float(np.max(np.abs(x - y), initial=0.0)) / (float(np.max(np.abs(x), initial=0.0)) + 1e-6)
-            if rel > worst_tensor:
-                worst_tensor, worst_name = rel, name
-        ok = ok and worst_tensor <= a.tensor_rtol
-        checkpoint = f"worst tensor {worst_name} {worst_tensor:.2e} (bound {a.tensor_rtol:g}) over {len(tc)} tensors"
+            if rel > worst:
+                worst, worst_name = rel, name
+        checkpoint = (f"checkpoint format {'same' if same else 'DIFFERENT'} ({len(tc)} tensors; "
+                      f"largest difference {worst:.1e} in {worst_name}, reported)")
     except ImportError as e:
         checkpoint = f"checkpoint not compared ({e})"
     except OSError as e:
-        checkpoint = f"checkpoint not compared ({e})"
+        checkpoint = f"checkpoint not read ({e})"
         ok = False
-    print(f"verdict: {'ok' if ok else 'FAIL'}: {len(cpu)} steps, worst loss rel {worst_loss:.2e} over the first "
-          f"{a.steps} (bound {a.loss_rtol:g}); {checkpoint}")
+    first_rel = abs(gpu.get(first, float("nan")) - cpu[first]) / max(abs(cpu[first]), 1e-12)
+    print(f"verdict: {'ok' if ok else 'FAIL'}: first loss rel {first_rel:.1e} (bound {a.loss_rtol:g}); "
+          f"{'all finite' if finite else 'NON-FINITE losses'}; mean loss of the last {len(tail)} steps "
+          f"cpu {mean_cpu:.3f} gpu {mean_gpu:.3f}; {checkpoint}")
     return 0 if ok else 1
 
 

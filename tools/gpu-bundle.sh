@@ -11,18 +11,20 @@
 #
 # The bundle is one compressed tarball (the libraries dominate and compress well), so it
 # travels far under the device tool's 64 MiB carry limit. Usage:
-#   tools/gpu-bundle.sh [--build-dir DIR] [--out DIR] [--no-build] [--check-only]
+#   tools/gpu-bundle.sh [--build-dir DIR] [--out DIR] [--no-build] [--unpacked]
 # Default: build in build/, write .gpu-bundle/agilenn-gpu-bundle.tar.xz (ignored by git;
-# carry .gpu-bundle with the device call).
+# carry .gpu-bundle with the device call). --unpacked writes the folder
+# OUT/agilenn-gpu-bundle instead (the rehearsal test uses it: no compression).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build="$root/build" out="$root/.gpu-bundle" do_build=1
+build="$root/build" out="$root/.gpu-bundle" do_build=1 unpacked=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --build-dir) build=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --unpacked) unpacked=1; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "gpu-bundle: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -84,6 +86,12 @@ cudnn_version=unknown
 "$root/tools/gpu-bundle-check.sh" "$pkg"
 
 mkdir -p "$out"
+if [[ $unpacked == 1 ]]; then
+  rm -rf "$out/agilenn-gpu-bundle"
+  mv "$pkg" "$out/agilenn-gpu-bundle"
+  echo "gpu-bundle: $out/agilenn-gpu-bundle ($(du -sh "$out/agilenn-gpu-bundle" | cut -f1))"
+  exit 0
+fi
 tarball="$out/agilenn-gpu-bundle.tar.xz"
 tar -C "$stage" -cf - agilenn-gpu-bundle | xz -T2 -6 >"$tarball.tmp"
 mv "$tarball.tmp" "$tarball"

@@ -34,6 +34,30 @@ void Trainer::set_input(const std::string& name, const Tensor& value) {
   extra_[name] = value.device() == backend_.device() ? value : backend_.to_device(value);
 }
 
+void Trainer::load_state(const nn::TensorMap& values, const nn::TensorMap& slots) {
+  for (const auto& [name, t] : values) {
+    auto it = values_.find(name);
+    AGILENN_CHECK(it != values_.end(), "load_state: the step has no value '" << name << "'");
+    AGILENN_CHECK(it->second.shape() == t.shape() && it->second.dtype() == t.dtype(),
+                  "load_state: '" << name << "' is " << shape_str(t.shape()) << " " << dtype_name(t.dtype())
+                                  << ", the step's " << shape_str(it->second.shape()) << " "
+                                  << dtype_name(it->second.dtype()));
+    backend_.copy_into(t, it->second);
+  }
+  AGILENN_CHECK(slots.empty() || optimizer_, "load_state: optimizer slots given to a step without an optimizer");
+  for (const auto& [name, t] : slots) {
+    auto it = optimizer_->slots().find(name);
+    if (it == optimizer_->slots().end()) {
+      optimizer_->slots().emplace(name, backend_.copy(t));
+    } else {
+      AGILENN_CHECK(it->second.shape() == t.shape() && it->second.dtype() == t.dtype(),
+                    "load_state: slot '" << name << "' is " << shape_str(t.shape()) << ", the optimizer's "
+                                         << shape_str(it->second.shape()));
+      backend_.copy_into(t, it->second);
+    }
+  }
+}
+
 nn::TensorMap Trainer::host_values() const {
   nn::TensorMap out;
   for (const auto& [name, t] : values_) out.emplace(name, backend_.to_host(t));

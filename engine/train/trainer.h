@@ -37,6 +37,11 @@ class Trainer {
   StepResult step(const Tensor& images, const Tensor& labels, int64_t global_step = -1,
                   const data::Batch* next = nullptr);
 
+  // Overwrites parameters, state and optimizer slots with these (host tensors or tensors
+  // in this backend's memory) in the memory they already occupy, so a recorded step stays
+  // valid. Every name must exist; slots not yet created are created.
+  void load_state(const nn::TensorMap& values, const nn::TensorMap& slots);
+
   // Extra leaves (the zero-point table) fed with every step; uploaded once, here.
   void set_input(const std::string& name, const Tensor& value);
 
