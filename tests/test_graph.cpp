@@ -47,6 +47,23 @@ TEST(Graph, LeafNamesAreUnique) {
   EXPECT_EQ(g.find_leaf("y"), kNoNode);
 }
 
+// grad appends nodes while vjp rules hold `const Node&` (VjpContext::node, Value::shape());
+// node storage must not move. Under ASan a regression shows as heap-use-after-free here.
+TEST(Graph, NodeReferencesSurviveAppends) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {3, 5}, DType::f64);
+  const Node& held = g.node(x.id());
+  const Shape& held_shape = x.shape();
+  Value y = x;
+  for (int i = 0; i < 10000; ++i) y = ops::add(y, x);
+  ASSERT_EQ(g.size(), 10001u);
+  EXPECT_EQ(&held, &g.node(x.id()));
+  EXPECT_EQ(held.id, x.id());
+  EXPECT_EQ(held.shape, (Shape{3, 5}));
+  EXPECT_EQ(held.dtype, DType::f64);
+  EXPECT_EQ(held_shape, (Shape{3, 5}));
+}
+
 TEST(Graph, UnknownOpIsNamed) {
   Graph g;
   EXPECT_THAT(error_of([&] { g.add("no_such_op", {}); }), HasSubstr("unknown op 'no_such_op'"));

@@ -55,8 +55,8 @@ std::vector<Value> reverse_sweep(const Value& y, const std::vector<Value>& xs, c
   const auto lowest = static_cast<size_t>(std::max<NodeId>(first, 0));
   for (size_t id = last + 1; id-- > lowest;) {
     if (!acc[id].valid() || !depends[id]) continue;
-    // Copy: appending nodes may reallocate the graph's node storage.
-    const Node n = g.node(static_cast<NodeId>(id));
+    // Held across the appends below: graph.h keeps node references valid.
+    const Node& n = g.node(static_cast<NodeId>(id));
     std::vector<bool> wanted(n.inputs.size());
     bool any = false;
     for (size_t i = 0; i < n.inputs.size(); ++i) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <string>
 #include <variant>
@@ -70,9 +71,10 @@ class Graph {
   // A named leaf fed at run time.
   NodeId leaf(const std::string& name, Shape shape, DType dtype, LeafKind kind = LeafKind::input);
 
+  // The reference stays valid for the graph's lifetime: appends never move nodes.
   const Node& node(NodeId id) const { return nodes_.at(static_cast<size_t>(id)); }
   size_t size() const { return nodes_.size(); }
-  const std::vector<Node>& nodes() const { return nodes_; }
+  const std::deque<Node>& nodes() const { return nodes_; }
 
   // Leaf lookup by name; kNoNode when absent.
   NodeId find_leaf(const std::string& name) const;
@@ -81,7 +83,12 @@ class Graph {
   std::string describe(NodeId id) const;
 
  private:
-  std::vector<Node> nodes_;
+  // A deque, not a vector: push_back never moves existing elements, so references and
+  // pointers handed out by node() (and Value::shape(), VjpContext::node) survive appends.
+  // They must: grad appends vjp nodes while rules and builders still hold such references
+  // (e.g. ops::sum_to(x, y.shape()) builds nodes before reading the shape). A vector's
+  // reallocation turned those into use-after-free.
+  std::deque<Node> nodes_;
   std::map<std::string, NodeId> leaf_by_name_;
 };
 
