@@ -1,5 +1,7 @@
 #include "engine/runtime/backend.h"
 
+#include <sstream>
+
 #include "engine/core/error.h"
 
 namespace agilenn {
@@ -18,6 +20,17 @@ std::vector<std::string> KernelTable::ops() const {
   std::vector<std::string> out;
   for (const auto& [op, k] : kernels_) out.push_back(op);
   return out;
+}
+
+std::string index_fault_message(const std::string& op, int64_t value, int64_t position, int64_t bound) {
+  std::ostringstream m;
+  m << "op '" << op << "': ";
+  if (op.find("cross_entropy") != std::string::npos)
+    m << "label " << value << " of row " << position;
+  else
+    m << "index " << value << " at position " << position;
+  m << " is outside [0, " << bound << ")";
+  return m.str();
 }
 
 void check_update_operands(const char* update, std::span<const Tensor> params, std::span<const Tensor> grads,

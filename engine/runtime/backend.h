@@ -5,6 +5,7 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -52,6 +53,20 @@ struct NonFinite {
   bool found() const { return tensor >= 0; }
 };
 
+// An index outside [0, bound) met by a kernel that cannot throw where it runs (a GPU
+// kernel): the first such node in launch order, the smallest bad position in its index
+// tensor and the index found there.
+struct IndexFault {
+  const Node* node = nullptr;
+  NodeId node_id = kNoNode;
+  int64_t position = 0, value = 0, bound = 0;
+};
+
+// The error text for an index or label outside [0, bound), the same on every backend:
+// "op 'gather': index 12 at position 3 is outside [0, 10)" (labels of the cross-entropy
+// ops: "label 12 of row 3").
+std::string index_fault_message(const std::string& op, int64_t value, int64_t position, int64_t bound);
+
 // Checks the operands of a multi-tensor update named `update`: one gradient and one tensor
 // of each slot list per parameter, of the parameter's shape and dtype, floating, on `device`.
 void check_update_operands(const char* update, std::span<const Tensor> params, std::span<const Tensor> grads,
@@ -91,6 +106,9 @@ class Backend {
 
   // Waits until every launched kernel has finished.
   virtual void synchronize() {}
+  // The index fault recorded by kernels launched so far, if any, and clears it (waits for
+  // those kernels). Backends whose kernels throw at once (the CPU's) never record one.
+  virtual std::optional<IndexFault> take_fault() { return std::nullopt; }
   // Records the kernels `launches` starts, without running them, for replay; nullptr
   // where the backend cannot record (the CPU runs kernels as they are called).
   virtual std::unique_ptr<RecordedWork> record(const std::function<void()>& launches) {

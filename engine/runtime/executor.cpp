@@ -134,6 +134,20 @@ std::vector<Tensor> Executor::run(const Feeds& feeds) {
   return hand_out(values, false);
 }
 
+void Executor::check_faults() {
+  const std::optional<IndexFault> f = backend_.take_fault();
+  if (!f) return;
+  const auto id = static_cast<size_t>(f->node_id);
+  // Another executor's kernels may have met it: describe only nodes of this graph.
+  if (f->node_id >= 0 && id < graph_.size() && &graph_.node(f->node_id) == f->node) {
+    AGILENN_THROW("while running " << graph_.describe(f->node_id) << ": "
+                                   << index_fault_message(f->node->op_name(), f->value, f->position, f->bound));
+  }
+  AGILENN_THROW("a kernel of another graph (node " << f->node_id << ") met an index at position " << f->position
+                                                   << " with value " << f->value << ", outside [0, " << f->bound
+                                                   << ")");
+}
+
 std::vector<Executor::OpTime> Executor::profile() const {
   std::vector<OpTime> out;
   for (const auto& [op, t] : op_times_) out.push_back({op, t.first, t.second});
@@ -144,7 +158,9 @@ std::vector<Executor::OpTime> Executor::profile() const {
 std::vector<Tensor> evaluate(const Graph& graph, const std::vector<NodeId>& outputs, const Feeds& feeds,
                              Backend& backend) {
   Executor ex(graph, compile(graph, outputs), backend);
-  return ex.run(feeds);
+  std::vector<Tensor> out = ex.run(feeds);
+  ex.check_faults();
+  return out;
 }
 
 }  // namespace agilenn

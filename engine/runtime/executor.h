@@ -32,6 +32,12 @@ class Executor {
 
   const Plan& plan() const { return plan_; }
 
+  // Raises, as the CPU backend would have while running, an index fault that the backend's
+  // kernels recorded (GPU kernels cannot throw): "while running <node>: op 'gather': index
+  // 12 at position 3 is outside [0, 10)". Waits for the launched work on such backends;
+  // call it where the results are needed anyway. evaluate() calls it.
+  void check_faults();
+
   // Per-op wall time accumulated over runs while profiling is on (after synchronising the
   // backend per kernel, so it slows GPU runs). Sorted, largest first.
   void set_profiling(bool on) { profiling_ = on; }

@@ -100,6 +100,7 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
     feeds["labels"] = lb.batch.labels;
     std::vector<Tensor> r = ex.run(feeds);
     for (Tensor& t : r) t = backend.to_host(t);
+    ex.check_faults();
     for (int64_t i = 0; i < lb.valid; ++i) {
       e.accuracy += r[0].item(i);
       if (agilenn) e.skewness += r[1].item(i);

@@ -91,6 +91,9 @@ StepResult Trainer::step(const Tensor& images, const Tensor& labels, int64_t glo
   r.loss = backend_.to_host(out[0]).item(0);
   size_t i = 1;
   for (const auto& [name, v] : step_->metrics) r.metrics[name] = backend_.to_host(out[i++]).item(0);
+  // The loss is on the host, so the step's kernels are done: an index fault they recorded
+  // stops the step before the update, as the CPU's kernels would have.
+  executor_->check_faults();
   if (!std::isfinite(r.loss))
     AGILENN_THROW("step " << t << ": loss is " << r.loss << "; parameters left as they were");
   std::vector<Tensor> grads(out.begin() + static_cast<long>(i), out.begin() + static_cast<long>(i + step_->grads.size()));

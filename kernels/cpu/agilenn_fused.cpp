@@ -158,9 +158,7 @@ void register_agilenn_fused(KernelTable& t) {
       const int32_t* labels = in[1].data<int32_t>();
       T* y = out.data<T>();
       for (int64_t r = 0; r < rows; ++r)  // before the parallel loop, which must not throw
-        AGILENN_CHECK(labels[r] >= 0 && labels[r] < c, "op 'softmax_cross_entropy': label "
-                                                            << labels[r] << " of row " << r << " is outside [0, " << c
-                                                            << ")");
+        AGILENN_CHECK(labels[r] >= 0 && labels[r] < c, index_fault_message(node.op_name(), labels[r], r, c));
 #pragma omp parallel for schedule(static) if (rows * c > kParallelGrain)
       for (int64_t r = 0; r < rows; ++r) {
         const T* row = x + r * c;

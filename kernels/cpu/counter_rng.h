@@ -15,10 +15,16 @@ AGILENN_HD uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// Uniform in [0, 1) with 53 random bits.
-AGILENN_HD double uniform01(uint64_t seed, uint64_t counter, uint64_t index) {
+// Uniform in [0, 1) with 24 random bits, exact in float: decisions such as dropout's
+// u < p are made in float on every backend.
+AGILENN_HD float uniform01(uint64_t seed, uint64_t counter, uint64_t index) {
   const uint64_t h = mix64(mix64(seed ^ mix64(counter + 0x9e3779b97f4a7c15ULL)) + index);
-  return static_cast<double>(h >> 11) * 0x1.0p-53;
+  return static_cast<float>(h >> 40) * 0x1.0p-24f;
+}
+
+// Whether dropout with probability p drops element `index` of the mask at `counter`.
+AGILENN_HD bool dropout_drops(uint64_t seed, uint64_t counter, uint64_t index, float p) {
+  return uniform01(seed, counter, index) < p;
 }
 
 }  // namespace agilenn

@@ -6,14 +6,14 @@
 #include "engine/ir/shape_util.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/counter_rng.h"
+#include "kernels/cuda/indexing.cuh"
 
 namespace agilenn::cpu {
 namespace {
 
 int32_t checked_index(const Node& node, const int32_t* idx, int64_t i, int64_t dim) {
   const int32_t v = idx[i];
-  AGILENN_CHECK(v >= 0 && v < dim, "op '" << node.op_name() << "': index " << v << " at position " << i
-                                          << " is outside [0, " << dim << ")");
+  AGILENN_CHECK(v >= 0 && v < dim, index_fault_message(node.op_name(), v, i, dim));
   return v;
 }
 
@@ -82,21 +82,13 @@ void register_indexing(KernelTable& t) {
       const T keep = static_cast<T>(1.0 / (1.0 - p));
       const int64_t n = out.numel();
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
-      for (int64_t i = 0; i < n; ++i) y[i] = uniform01(seed, counter, static_cast<uint64_t>(i)) < p ? T(0) : keep;
+      for (int64_t i = 0; i < n; ++i)
+        y[i] = dropout_drops(seed, counter, static_cast<uint64_t>(i), static_cast<float>(p)) ? T(0) : keep;
     });
   });
   t.add("resize_bilinear", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
     const Tensor& x = in[0];
     const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3), oh = out.dim(1), ow = out.dim(2);
-    // Half-pixel centres: source = (dest + 0.5) * in/out - 0.5, clamped to the image.
-    auto taps = [](int64_t dest, int64_t in_size, int64_t out_size) {
-      const double src = (static_cast<double>(dest) + 0.5) * static_cast<double>(in_size) /
-                             static_cast<double>(out_size) - 0.5;
-      const double fl = std::floor(src);
-      const int64_t lo = std::max<int64_t>(static_cast<int64_t>(fl), 0);
-      const int64_t hi = std::min<int64_t>(static_cast<int64_t>(std::ceil(src)), in_size - 1);
-      return std::tuple<int64_t, int64_t, double>{std::min(lo, in_size - 1), hi, src - fl};
-    };
     dispatch_float(out.dtype(), node, [&](auto tag) {
       using T = decltype(tag);
       const T* xp = x.data<T>();
@@ -104,20 +96,16 @@ void register_indexing(KernelTable& t) {
 #pragma omp parallel for schedule(static) if (out.numel() > kParallelGrain)
       for (int64_t r = 0; r < n * oh; ++r) {
         const int64_t b = r / oh;
-        const auto [y0, y1, fy] = taps(r % oh, h, oh);
+        const ResizeTaps<T> ty = resize_taps<T>(r % oh, h, oh);
         for (int64_t j = 0; j < ow; ++j) {
-          const auto [x0, x1, fx] = taps(j, w, ow);
-          const T* p00 = xp + ((b * h + y0) * w + x0) * c;
-          const T* p01 = xp + ((b * h + y0) * w + x1) * c;
-          const T* p10 = xp + ((b * h + y1) * w + x0) * c;
-          const T* p11 = xp + ((b * h + y1) * w + x1) * c;
+          const ResizeTaps<T> tx = resize_taps<T>(j, w, ow);
+          const T* p00 = xp + ((b * h + ty.lo) * w + tx.lo) * c;
+          const T* p01 = xp + ((b * h + ty.lo) * w + tx.hi) * c;
+          const T* p10 = xp + ((b * h + ty.hi) * w + tx.lo) * c;
+          const T* p11 = xp + ((b * h + ty.hi) * w + tx.hi) * c;
           T* dst = y + (r * ow + j) * c;
-          const T ty = static_cast<T>(fy), tx = static_cast<T>(fx);
-          for (int64_t k = 0; k < c; ++k) {
-            const T top = p00[k] + (p01[k] - p00[k]) * tx;
-            const T bottom = p10[k] + (p11[k] - p10[k]) * tx;
-            dst[k] = top + (bottom - top) * ty;
-          }
+          for (int64_t k = 0; k < c; ++k)
+            dst[k] = lerp_rounded(lerp_rounded(p00[k], p01[k], tx.frac), lerp_rounded(p10[k], p11[k], tx.frac), ty.frac);
         }
       }
     });

@@ -92,7 +92,7 @@ __global__ void quantize_backward_c_finish_kernel(const float* partial, int64_t 
 // strided classes; xor-butterfly shuffles combine the max (exact in any order) and the
 // sum, leaving every lane with the same values; lane 0 writes the loss.
 __global__ void softmax_cross_entropy_kernel(const float* x, const int32_t* labels, int64_t rows, int64_t classes,
-                                             float* y) {
+                                             float* y, FaultSite fault) {
   constexpr unsigned kAll = 0xffffffffu;
   const int lane = static_cast<int>(threadIdx.x) & 31;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
@@ -106,7 +106,12 @@ __global__ void softmax_cross_entropy_kernel(const float* x, const int32_t* labe
     for (int off = 16; off > 0; off /= 2) s = rn_add(s, __shfl_xor_sync(kAll, s, off));
     if (lane == 0) {
       const int32_t label = labels[r];
-      y[r] = ce_label_ok(label, classes) ? ce_loss(row[label], m, s) : NAN;
+      if (ce_label_ok(label, classes)) {
+        y[r] = ce_loss(row[label], m, s);
+      } else {
+        y[r] = NAN;
+        report_bad_index(fault, r, label, classes);
+      }
     }
   }
 }
@@ -180,9 +185,10 @@ void launch_quantize_backward(const float* x, int64_t n, const float* c, int64_t
   AGILENN_CUDA_CHECK_LAUNCH();
 }
 
-void launch_softmax_cross_entropy(const float* x, const int32_t* labels, int64_t rows, int64_t classes, float* y) {
+void launch_softmax_cross_entropy(const float* x, const int32_t* labels, int64_t rows, int64_t classes, float* y,
+                                  FaultSite fault) {
   if (rows == 0) return;
-  softmax_cross_entropy_kernel<<<blocks_for(rows * 32), kThreads, 0, stream()>>>(x, labels, rows, classes, y);
+  softmax_cross_entropy_kernel<<<blocks_for(rows * 32), kThreads, 0, stream()>>>(x, labels, rows, classes, y, fault);
   AGILENN_CUDA_CHECK_LAUNCH();
 }
 
@@ -220,7 +226,7 @@ void register_agilenn_fused(KernelTable& table) {
   table.add("softmax_cross_entropy", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
     dispatch_f32(out.dtype(), node, [&](float) {
       launch_softmax_cross_entropy(in[0].data<float>(), in[1].data<int32_t>(), in[0].dim(0), in[0].dim(1),
-                                   out.data<float>());
+                                   out.data<float>(), fault_site(node));
     });
   });
   table.add("attribution_stats_backward", [](const Node& node, std::span<const Tensor> in, Tensor& out) {

@@ -152,6 +152,41 @@ std::shared_ptr<Storage> allocate_cached(size_t bytes) {
 size_t cached_bytes() { return allocator().held(); }
 void release_cached() { allocator().release(); }
 
+namespace {
+FaultSlot* device_fault_slot() {
+  static FaultSlot* slot = [] {
+    FaultSlot* p = nullptr;
+    AGILENN_CUDA_CHECK(cudaMalloc(&p, sizeof(FaultSlot)));
+    const FaultSlot empty;
+    AGILENN_CUDA_CHECK(cudaMemcpy(p, &empty, sizeof(FaultSlot), cudaMemcpyHostToDevice));
+    return p;
+  }();
+  return slot;
+}
+}  // namespace
+
+FaultSite fault_site(const Node& node) {
+  return {device_fault_slot(), reinterpret_cast<unsigned long long>(&node), static_cast<long long>(node.id)};
+}
+
+std::optional<IndexFault> take_fault() {
+  FaultSlot* slot = device_fault_slot();
+  FaultSlot got;
+  AGILENN_CUDA_CHECK(cudaMemcpyAsync(&got, slot, sizeof(FaultSlot), cudaMemcpyDeviceToHost, stream()));
+  AGILENN_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  if (got.node == 0) return std::nullopt;
+  const FaultSlot empty;
+  AGILENN_CUDA_CHECK(cudaMemcpyAsync(slot, &empty, sizeof(FaultSlot), cudaMemcpyHostToDevice, stream()));
+  AGILENN_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  IndexFault f;
+  f.node = reinterpret_cast<const Node*>(got.node);
+  f.node_id = static_cast<NodeId>(got.node_id);
+  f.position = static_cast<int64_t>(got.key >> 32);
+  f.value = static_cast<int32_t>(static_cast<uint32_t>(got.key & 0xffffffffull));
+  f.bound = got.bound;
+  return f;
+}
+
 std::shared_ptr<Storage> allocate_pinned(size_t bytes) {
   void* p = nullptr;
   AGILENN_CUDA_CHECK(cudaMallocHost(&p, bytes ? bytes : 1));

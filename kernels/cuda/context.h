@@ -7,9 +7,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "engine/core/tensor.h"
+#include "engine/runtime/backend.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/fault.cuh"
 
 namespace agilenn::cuda {
 
@@ -39,6 +42,11 @@ std::shared_ptr<Storage> allocate_cached(size_t bytes);
 // blocks to the driver.
 size_t cached_bytes();
 void release_cached();
+
+// The device's index-fault slot (fault.cuh), for kernels launched for `node`.
+FaultSite fault_site(const Node& node);
+// The fault recorded since the last call, if any (waits for the compute stream), cleared.
+std::optional<IndexFault> take_fault();
 
 // Page-locked host memory: uploads from it run asynchronously on copy_stream().
 std::shared_ptr<Storage> allocate_pinned(size_t bytes);

@@ -71,6 +71,7 @@ class CudaBackend final : public Backend {
     if (src.device() == Device::cpu || dst.device() == Device::cpu) synchronize();
   }
   void synchronize() override { AGILENN_CUDA_CHECK(cudaStreamSynchronize(cuda::stream())); }
+  std::optional<IndexFault> take_fault() override { return cuda::take_fault(); }
 
   // Host memory → a pinned staging buffer (a CPU memcpy) → device memory on the copy
   // stream, which first waits for the work queued on the compute stream so far: the

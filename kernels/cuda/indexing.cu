@@ -2,9 +2,13 @@
 // kernels/cpu/indexing.cpp.
 //
 // Indices live on the device, so they cannot be checked on the host as the CPU does
-// (that would synchronise, and break graph capture). An index outside its axis cannot
-// throw here; instead gather writes NaN (0 for integer dtypes) so the fault shows in the
-// loss, one_hot leaves the row all zero and gather_backward drops the contribution.
+// (that would synchronise, and break graph capture). An index outside its axis is
+// recorded in the device's fault slot (fault.cuh), which the host raises as the CPU's
+// error at its next synchronisation; meanwhile gather writes NaN (0 for integer dtypes),
+// one_hot leaves the row all zero and gather_backward drops the contribution.
+#include <cub/device/device_radix_sort.cuh>
+
+#include <bit>
 #include <cmath>
 #include <type_traits>
 
@@ -12,14 +16,16 @@
 #include "kernels/cpu/counter_rng.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/host_device.h"
+#include "kernels/cuda/indexing.cuh"
 #include "kernels/cuda/strided.cuh"
 
 namespace agilenn::cuda {
 namespace {
 
-// Above this many indices, gather_backward scatters with atomics instead of letting each
-// output element scan every index (which costs outputs × indices).
-constexpr int64_t kMaxScanIndices = 4096;
+// gather_backward lets each output element scan every index while outputs × indices
+// stays under this; past it, it sorts the indices (stably) and each output element sums
+// its own run of them. Both add in index order from zero: the CPU's additions, bit for bit.
+constexpr int64_t kMaxScanWork = int64_t{1} << 26;
 
 // ---- kernels: per-element functors, run by for_each_kernel (strided.cuh). They are
 // callable on the host too, so their index arithmetic can be checked without a GPU.
@@ -39,21 +45,80 @@ struct Gather {
   const int32_t* idx;
   int64_t count, dim, inner;
   T* y;
+  FaultSite fault;
   AGILENN_HD void operator()(int64_t i) const {
     const int64_t k = i % inner, r = i / inner;
     const int64_t j = r % count, o = r / count;
     const int64_t v = idx[j];
-    y[i] = v >= 0 && v < dim ? x[(o * dim + v) * inner + k] : bad_index_value<T>();
+    if (v >= 0 && v < dim) {
+      y[i] = x[(o * dim + v) * inner + k];
+      return;
+    }
+    y[i] = bad_index_value<T>();
+    if (i == j * inner) report_bad_index(fault, j, v, dim);  // once per index: o = 0, k = 0
   }
 };
 
 // y [outer, dim, inner] from g [outer, count, inner]. Each output element sums its
-// matching indices in index order, starting from zero: deterministic, and the same
-// additions in the same order as the CPU.
+// matching indices in index order, starting from zero.
 template <class T>
 struct GatherBackwardScan {
   const T* g;
   const int32_t* idx;
+  int64_t count, dim, inner;
+  T* y;
+  FaultSite fault;
+  AGILENN_HD void operator()(int64_t i) const {
+    const int64_t k = i % inner, r = i / inner;
+    const int64_t d = r % dim, o = r / dim;
+    const T* src = g + o * count * inner + k;
+    T acc = T(0);
+    for (int64_t j = 0; j < count; ++j) {
+      const int32_t v = idx[j];
+      if (v == d) acc += src[j * inner];
+      if (i == 0 && (v < 0 || v >= dim)) report_bad_index(fault, j, v, dim);
+    }
+    y[i] = acc;
+  }
+};
+
+// The sorted path. keys[j] = idx[j] (or dim, past every valid index, when out of range),
+// positions[j] = j; sorted stably by key, the positions of each index come out ascending.
+struct SortKeys {
+  const int32_t* idx;
+  int64_t dim;
+  uint32_t* keys;
+  uint32_t* positions;
+  FaultSite fault;
+  AGILENN_HD void operator()(int64_t j) const {
+    const int32_t v = idx[j];
+    const bool ok = v >= 0 && v < dim;
+    if (!ok) report_bad_index(fault, j, v, dim);
+    keys[j] = ok ? static_cast<uint32_t>(v) : static_cast<uint32_t>(dim);
+    positions[j] = static_cast<uint32_t>(j);
+  }
+};
+
+// first[d] = the first sorted slot holding index d (d = 0..dim; first[dim] ends index dim-1's run).
+struct RunStarts {
+  const uint32_t* sorted_keys;
+  int64_t count;
+  uint32_t* first;
+  AGILENN_HD void operator()(int64_t d) const {
+    int64_t lo = 0, hi = count;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) / 2;
+      if (static_cast<int64_t>(sorted_keys[mid]) < d) lo = mid + 1; else hi = mid;
+    }
+    first[d] = static_cast<uint32_t>(lo);
+  }
+};
+
+template <class T>
+struct GatherBackwardSorted {
+  const T* g;
+  const uint32_t* positions;  // sorted by index, ascending within an index
+  const uint32_t* first;
   int64_t count, dim, inner;
   T* y;
   AGILENN_HD void operator()(int64_t i) const {
@@ -61,25 +126,8 @@ struct GatherBackwardScan {
     const int64_t d = r % dim, o = r / dim;
     const T* src = g + o * count * inner + k;
     T acc = T(0);
-    for (int64_t j = 0; j < count; ++j)
-      if (idx[j] == d) acc += src[j * inner];
+    for (uint32_t s = first[d]; s < first[d + 1]; ++s) acc += src[static_cast<int64_t>(positions[s]) * inner];
     y[i] = acc;
-  }
-};
-
-// One thread per element of g, added into a zeroed y: the order of additions (and so
-// the rounding) varies from run to run.
-template <class T>
-struct GatherBackwardAtomic {
-  const T* g;
-  const int32_t* idx;
-  int64_t count, dim, inner;
-  T* y;
-  __device__ void operator()(int64_t i) const {
-    const int64_t k = i % inner, r = i / inner;
-    const int64_t j = r % count, o = r / count;
-    const int64_t v = idx[j];
-    if (v >= 0 && v < dim) atomicAdd(y + (o * dim + v) * inner + k, g[i]);
   }
 };
 
@@ -89,7 +137,12 @@ struct OneHot {
   const int32_t* idx;
   int64_t depth;
   T* y;
-  AGILENN_HD void operator()(int64_t i) const { y[i] = idx[i / depth] == i % depth ? T(1) : T(0); }
+  FaultSite fault;
+  AGILENN_HD void operator()(int64_t i) const {
+    const int64_t r = i / depth, v = idx[r];
+    y[i] = v == i % depth ? T(1) : T(0);
+    if (i % depth == 0 && (v < 0 || v >= depth)) report_bad_index(fault, r, v, depth);
+  }
 };
 
 // The counter is read on the device: it is a graph input that changes between replays.
@@ -97,40 +150,14 @@ template <class T>
 struct DropoutMask {
   uint64_t seed;
   const int32_t* counter;
-  double p;
+  float p;
   T keep;
   T* y;
   AGILENN_HD void operator()(int64_t i) const {
     const auto c = static_cast<uint64_t>(static_cast<uint32_t>(*counter));
-    y[i] = uniform01(seed, c, static_cast<uint64_t>(i)) < p ? T(0) : keep;
+    y[i] = dropout_drops(seed, c, static_cast<uint64_t>(i), p) ? T(0) : keep;
   }
 };
-
-struct Taps {
-  int64_t lo, hi;
-  double frac;
-};
-
-// Half-pixel centres: source = (dest + 0.5) * in/out - 0.5, clamped to the image (the
-// CPU's formula, in double, so both pick the same taps and weights).
-AGILENN_HD Taps taps(int64_t dest, int64_t in_size, int64_t out_size) {
-  const double src =
-      (static_cast<double>(dest) + 0.5) * static_cast<double>(in_size) / static_cast<double>(out_size) - 0.5;
-  const double fl = floor(src);
-  const int64_t lo = fl < 0.0 ? 0 : static_cast<int64_t>(fl);
-  const int64_t up = static_cast<int64_t>(ceil(src));
-  return {lo < in_size - 1 ? lo : in_size - 1, up < in_size - 1 ? up : in_size - 1, src - fl};
-}
-
-// a + (b - a)·t, each operation rounded on its own (no fused multiply-add on the GPU), as
-// the CPU loop rounds it.
-AGILENN_HD float lerp(float a, float b, float t) {
-#ifdef __CUDA_ARCH__
-  return __fadd_rn(a, __fmul_rn(__fsub_rn(b, a), t));
-#else
-  return a + (b - a) * t;
-#endif
-}
 
 // y [n, oh, ow, c] from x [n, h, w, c].
 struct ResizeBilinear {
@@ -139,44 +166,72 @@ struct ResizeBilinear {
   float* y;
   AGILENN_HD void operator()(int64_t i) const {
     const int64_t k = i % c, px = (i / c) % ow, py = (i / c / ow) % oh, b = i / c / ow / oh;
-    const Taps ty = taps(py, h, oh), tx = taps(px, w, ow);
+    const ResizeTaps<float> ty = resize_taps<float>(py, h, oh), tx = resize_taps<float>(px, w, ow);
     const float* img = x + b * h * w * c + k;
-    const float fx = static_cast<float>(tx.frac), fy = static_cast<float>(ty.frac);
-    const float top = lerp(img[(ty.lo * w + tx.lo) * c], img[(ty.lo * w + tx.hi) * c], fx);
-    const float bottom = lerp(img[(ty.hi * w + tx.lo) * c], img[(ty.hi * w + tx.hi) * c], fx);
-    y[i] = lerp(top, bottom, fy);
+    const float top = lerp_rounded(img[(ty.lo * w + tx.lo) * c], img[(ty.lo * w + tx.hi) * c], tx.frac);
+    const float bottom = lerp_rounded(img[(ty.hi * w + tx.lo) * c], img[(ty.hi * w + tx.hi) * c], tx.frac);
+    y[i] = lerp_rounded(top, bottom, ty.frac);
   }
 };
 
 // ---- launchers
 
 template <class T>
-void launch_gather(int64_t outer, int64_t dim, int64_t inner, const T* x, int64_t count, const int32_t* idx, T* y) {
-  launch_for_each(outer * count * inner, Gather<T>{x, idx, count, dim, inner, y});
+void launch_gather(int64_t outer, int64_t dim, int64_t inner, const T* x, int64_t count, const int32_t* idx, T* y,
+                   FaultSite fault) {
+  launch_for_each(outer * count * inner, Gather<T>{x, idx, count, dim, inner, y, fault});
 }
 
-// Scans while that is cheap; past kMaxScanIndices indices, atomics.
+// Scans while outputs × indices is small; past that, a stable sort of the indices.
 template <class T>
 void launch_gather_backward(int64_t outer, int64_t count, int64_t inner, const T* g, const int32_t* idx, int64_t dim,
-                            T* y) {
+                            T* y, FaultSite fault) {
   const int64_t n = outer * dim * inner;
   if (n == 0) return;
-  if (count <= kMaxScanIndices) {
-    launch_for_each(n, GatherBackwardScan<T>{g, idx, count, dim, inner, y});
+  if (count == 0) {
+    AGILENN_CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(n) * sizeof(T), stream()));
     return;
   }
-  AGILENN_CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(n) * sizeof(T), stream()));
-  launch_for_each(outer * count * inner, GatherBackwardAtomic<T>{g, idx, count, dim, inner, y});
+  if (n * count <= kMaxScanWork) {
+    launch_for_each(n, GatherBackwardScan<T>{g, idx, count, dim, inner, y, fault});
+    return;
+  }
+  AGILENN_CHECK(count < (int64_t{1} << 32) && dim < (int64_t{1} << 31),
+                "gather_backward on the GPU: " << count << " indices into " << dim << " rows is too many");
+  const auto items = static_cast<int>(count);
+  // Keys need bits for 0..dim (dim marks an out-of-range index).
+  const int end_bit = std::bit_width(static_cast<uint64_t>(dim));
+  size_t sort_bytes = 0;
+  AGILENN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, static_cast<const uint32_t*>(nullptr),
+                                                     static_cast<uint32_t*>(nullptr),
+                                                     static_cast<const uint32_t*>(nullptr),
+                                                     static_cast<uint32_t*>(nullptr), items, 0, end_bit, stream()));
+  // Workspace: keys, sorted keys, positions, sorted positions, run starts, the sort's own.
+  auto align = [](size_t b) { return (b + 255) / 256 * 256; };
+  const size_t list = align(static_cast<size_t>(count) * sizeof(uint32_t));
+  const size_t starts = align(static_cast<size_t>(dim + 1) * sizeof(uint32_t));
+  char* ws = static_cast<char*>(workspace(4 * list + starts + sort_bytes));
+  auto* keys = reinterpret_cast<uint32_t*>(ws);
+  auto* sorted_keys = reinterpret_cast<uint32_t*>(ws + list);
+  auto* positions = reinterpret_cast<uint32_t*>(ws + 2 * list);
+  auto* sorted_positions = reinterpret_cast<uint32_t*>(ws + 3 * list);
+  auto* first = reinterpret_cast<uint32_t*>(ws + 4 * list);
+  void* sort_space = ws + 4 * list + starts;
+  launch_for_each(count, SortKeys{idx, dim, keys, positions, fault});
+  AGILENN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sort_space, sort_bytes, keys, sorted_keys, positions,
+                                                     sorted_positions, items, 0, end_bit, stream()));
+  launch_for_each(dim + 1, RunStarts{sorted_keys, count, first});
+  launch_for_each(n, GatherBackwardSorted<T>{g, sorted_positions, first, count, dim, inner, y});
 }
 
 template <class T>
-void launch_one_hot(int64_t count, int64_t depth, const int32_t* idx, T* y) {
-  launch_for_each(count * depth, OneHot<T>{idx, depth, y});
+void launch_one_hot(int64_t count, int64_t depth, const int32_t* idx, T* y, FaultSite fault) {
+  launch_for_each(count * depth, OneHot<T>{idx, depth, y, fault});
 }
 
 template <class T>
 void launch_dropout_mask(int64_t n, uint64_t seed, const int32_t* counter, double p, T* y) {
-  launch_for_each(n, DropoutMask<T>{seed, counter, p, static_cast<T>(1.0 / (1.0 - p)), y});
+  launch_for_each(n, DropoutMask<T>{seed, counter, static_cast<float>(p), static_cast<T>(1.0 / (1.0 - p)), y});
 }
 
 void launch_resize_bilinear(int64_t n, int64_t h, int64_t w, int64_t c, const float* x, int64_t oh, int64_t ow,
@@ -208,7 +263,8 @@ void register_indexing(KernelTable& t) {
     const OuterInner s = outer_inner(x.shape(), axis);
     dispatch_any(out.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      launch_gather(s.outer, x.dim(axis), s.inner, x.data<T>(), in[1].numel(), in[1].data<int32_t>(), out.data<T>());
+      launch_gather(s.outer, x.dim(axis), s.inner, x.data<T>(), in[1].numel(), in[1].data<int32_t>(), out.data<T>(),
+                    fault_site(node));
     });
   });
   t.add("gather_backward", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
@@ -216,13 +272,13 @@ void register_indexing(KernelTable& t) {
     const OuterInner s = outer_inner(out.shape(), axis);
     dispatch_f32(out.dtype(), node, [&](float) {
       launch_gather_backward(s.outer, in[1].numel(), s.inner, in[0].data<float>(), in[1].data<int32_t>(),
-                             node.attrs.i("dim"), out.data<float>());
+                             node.attrs.i("dim"), out.data<float>(), fault_site(node));
     });
   });
   t.add("one_hot", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
     dispatch_any(out.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      launch_one_hot(in[0].numel(), node.attrs.i("depth"), in[0].data<int32_t>(), out.data<T>());
+      launch_one_hot(in[0].numel(), node.attrs.i("depth"), in[0].data<int32_t>(), out.data<T>(), fault_site(node));
     });
   });
   t.add("dropout_mask", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
