@@ -22,9 +22,11 @@
 namespace agilenn::cuda {
 namespace {
 
-// gather_backward lets each output element scan every index while outputs × indices
-// stays under this; past it, it sorts the indices (stably) and each output element sums
-// its own run of them. Both add in index order from zero: the CPU's additions, bit for bit.
+// gather_backward lets each output element scan every index while there are few indices
+// (one thread's serial work) and outputs × indices stays small; otherwise it sorts the
+// indices (stably) and each output element sums its own run of them. Both add in index
+// order from zero: the CPU's additions, bit for bit.
+constexpr int64_t kMaxScanIndices = 4096;
 constexpr int64_t kMaxScanWork = int64_t{1} << 26;
 
 // ---- kernels: per-element functors, run by for_each_kernel (strided.cuh). They are
@@ -182,7 +184,7 @@ void launch_gather(int64_t outer, int64_t dim, int64_t inner, const T* x, int64_
   launch_for_each(outer * count * inner, Gather<T>{x, idx, count, dim, inner, y, fault});
 }
 
-// Scans while outputs × indices is small; past that, a stable sort of the indices.
+// Scans while that is cheap (see kMaxScanIndices); otherwise a stable sort of the indices.
 template <class T>
 void launch_gather_backward(int64_t outer, int64_t count, int64_t inner, const T* g, const int32_t* idx, int64_t dim,
                             T* y, FaultSite fault) {
@@ -192,7 +194,7 @@ void launch_gather_backward(int64_t outer, int64_t count, int64_t inner, const T
     AGILENN_CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(n) * sizeof(T), stream()));
     return;
   }
-  if (n * count <= kMaxScanWork) {
+  if (count <= kMaxScanIndices && n * count <= kMaxScanWork) {
     launch_for_each(n, GatherBackwardScan<T>{g, idx, count, dim, inner, y, fault});
     return;
   }
