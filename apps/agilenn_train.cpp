@@ -21,6 +21,7 @@ struct DeviceFlags {
   std::string device = "cpu";
   bool tf32 = false;
   bool cuda_graph = true;
+  bool nondeterministic = false;
 };
 
 void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags& dev) {
@@ -39,6 +40,9 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_flag("--tf32", dev.tf32, "--device cuda: TF32 tensor-core math for float32 GEMMs and convolutions (off: full float32)");
+  cmd->add_flag("--cudnn-nondeterministic", dev.nondeterministic,
+                "--device cuda: let cuDNN use non-deterministic convolution algorithms where faster (each one "
+                "chosen is named in the log; off: results repeat bit for bit)");
   cmd->add_flag("--cuda-graph,!--no-cuda-graph", dev.cuda_graph,
                 "--device cuda: record each step's kernels once as a CUDA graph and replay it (default on)");
   cmd->add_option("--max-steps", cfg.max_steps, "stop after this many steps in total (0: all epochs)")
@@ -53,6 +57,7 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
 void select_device(const DeviceFlags& dev, RunConfig& c, std::ostream& log) {
   if (dev.device == "cpu") {
     AGILENN_CHECK(!dev.tf32, "--tf32 applies to --device cuda only");
+    AGILENN_CHECK(!dev.nondeterministic, "--cudnn-nondeterministic applies to --device cuda only");
     return;
   }
 #if AGILENN_HAVE_CUDA
@@ -60,10 +65,12 @@ void select_device(const DeviceFlags& dev, RunConfig& c, std::ostream& log) {
   AGILENN_CHECK(agilenn::cuda::device_count(&why) > 0, "--device cuda: " << why);
   const agilenn::cuda::DeviceInfo info = agilenn::cuda::device_info(0);
   agilenn::cuda::set_tf32(dev.tf32);
+  agilenn::cuda::set_nondeterministic_allowed(dev.nondeterministic);
   c.backend = &agilenn::cuda_backend();
   c.graph_replay = dev.cuda_graph;
   log << "device: cuda:0 " << info.name << " (compute capability " << info.compute_major << "." << info.compute_minor
-      << ")" << (dev.tf32 ? ", TF32 on" : "") << std::endl;
+      << ")" << (dev.tf32 ? ", TF32 on" : "") << (dev.nondeterministic ? ", non-deterministic cuDNN allowed" : "")
+      << std::endl;
 #else
   (void)c;
   (void)log;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "engine/autodiff/grad.h"
@@ -175,6 +176,35 @@ TEST(StepParity, TinyAgileNNStepLossAndEveryGradientMatchTheCpu) {
   for (size_t k = 1; k < cpu.size(); ++k)
     EXPECT_LE(tensor_error(cpu[k], cuda_backend().to_host(gpu[k]), 2e-3, 1e-2 * largest), 1.0)
         << "d loss / d " << step->trainable[k - 1];
+}
+
+// Without --cudnn-nondeterministic only deterministic cuDNN algorithms run: a dense
+// convolution's forward pass and both gradients repeat bit for bit, and nothing is noted.
+TEST(CudaConvolution, DefaultAlgorithmsRepeatBitForBitAndNoteNothing) {
+  std::string why;
+  if (!have_gpu(why)) GTEST_SKIP() << why;
+  Graph g;
+  Value x = ops::leaf(g, "x", {32, 32, 32, 24}, DType::f32);
+  Value w = ops::leaf(g, "w", {3, 3, 24, 48}, DType::f32);
+  Value probe = ops::leaf(g, "probe", {32, 32, 32, 48}, DType::f32);
+  Value y = ops::conv2d(x, w);
+  const std::vector<Value> grads = grad(ops::sum(y * probe), {x, w});
+  auto filled = [](const Shape& s, int salt) {
+    Tensor t = Tensor::zeros(s, DType::f32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.set_item(i, std::sin(static_cast<double>(i * salt % 9973)));
+    return t;
+  };
+  const Feeds feeds{{"x", filled({32, 32, 32, 24}, 3)}, {"w", filled({3, 3, 24, 48}, 7)},
+                    {"probe", filled({32, 32, 32, 48}, 11)}};
+  (void)cuda_backend().take_notes();
+  const std::vector<NodeId> outs{y.id(), grads[0].id(), grads[1].id()};
+  const auto first = evaluate(g, outs, feeds, cuda_backend());
+  const auto second = evaluate(g, outs, feeds, cuda_backend());
+  for (size_t k = 0; k < outs.size(); ++k) {
+    const Tensor a = cuda_backend().to_host(first[k]), b = cuda_backend().to_host(second[k]);
+    EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << "output " << k;
+  }
+  EXPECT_TRUE(cuda_backend().take_notes().empty());
 }
 
 }  // namespace

@@ -109,6 +109,9 @@ class Backend {
   // The index fault recorded by kernels launched so far, if any, and clears it (waits for
   // those kernels). Backends whose kernels throw at once (the CPU's) never record one.
   virtual std::optional<IndexFault> take_fault() { return std::nullopt; }
+  // Things a run's log should show that came up since the last call (e.g. a
+  // non-deterministic library algorithm chosen), cleared by taking them.
+  virtual std::vector<std::string> take_notes() { return {}; }
   // Records the kernels `launches` starts, without running them, for replay; nullptr
   // where the backend cannot record (the CPU runs kernels as they are called).
   virtual std::unique_ptr<RecordedWork> record(const std::function<void()>& launches) {

@@ -261,6 +261,7 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
     } catch (const Error& e) {
       AGILENN_THROW(e.what() << " (training stopped; the last good checkpoint is '" << latest << "')");
     }
+    for (const std::string& n : backend.take_notes()) log << "note: " << n << "\n";
     const double acc = r.metrics.at("correct") / static_cast<double>(cfg.batch);
     const double skew = r.metrics.count("skewness") ? r.metrics.at("skewness") : 0.0;
     json line = {{"step", s + 1}, {"epoch", epoch}, {"loss", r.loss}, {"accuracy", acc}};

@@ -3,6 +3,7 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/device.h"
@@ -143,6 +144,25 @@ void* workspace(size_t bytes) {
 
 void set_tf32(bool on) { g_tf32 = on; }
 bool tf32() { return g_tf32; }
+
+namespace {
+bool g_nondeterministic = false;
+std::mutex g_notes_mu;
+std::vector<std::string> g_notes;
+}  // namespace
+
+void set_nondeterministic_allowed(bool on) { g_nondeterministic = on; }
+bool nondeterministic_allowed() { return g_nondeterministic; }
+
+void note(const std::string& message) {
+  std::lock_guard<std::mutex> lock(g_notes_mu);
+  g_notes.push_back(message);
+}
+
+std::vector<std::string> take_notes() {
+  std::lock_guard<std::mutex> lock(g_notes_mu);
+  return std::exchange(g_notes, {});
+}
 
 std::shared_ptr<Storage> allocate_cached(size_t bytes) {
   (void)handles();  // fail with the reason when there is no GPU

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "engine/core/tensor.h"
 #include "engine/runtime/backend.h"
@@ -31,6 +33,16 @@ void* workspace(size_t bytes);
 // TF32 tensor-core math for float32 GEMMs and convolutions: off unless asked for.
 void set_tf32(bool on);
 bool tf32();
+
+// Non-deterministic library algorithms (cuDNN's atomics-based convolution gradients):
+// refused unless allowed here; each one chosen is reported through note().
+void set_nondeterministic_allowed(bool on);
+bool nondeterministic_allowed();
+
+// Things a run's log should show (e.g. a non-deterministic algorithm chosen), collected
+// until taken (Backend::take_notes).
+void note(const std::string& message);
+std::vector<std::string> take_notes();
 
 // True while the compute stream is recording a CUDA graph.
 bool capturing();

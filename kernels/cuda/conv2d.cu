@@ -15,14 +15,18 @@
 // data gradient is computed on that buffer and cropped.
 //
 // Algorithms: chosen once per geometry from cudnnGet*Algorithm_v7's ranking (deterministic
-// algorithms first; tensor-core ones only with TF32 on) by running the candidates in order
-// until one succeeds, then cached. That first run happens before a CUDA graph is captured.
+// algorithms only, unless set_nondeterministic_allowed(true), and then after them; tensor-
+// core ones only with TF32 on) by running the candidates in order until one succeeds, then
+// cached. That first run happens before a CUDA graph is captured. A non-deterministic
+// choice is reported through the backend's notes (the training log shows them).
 #include <algorithm>
 #include <array>
 #include <climits>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/cuda_kernels.h"
@@ -279,6 +283,11 @@ struct AlgoChoice {
   size_t workspace_bytes;
 };
 
+struct Candidate {
+  int algo;
+  bool deterministic;
+};
+
 class AlgoCache {
  public:
   std::optional<AlgoChoice> find(const AlgoKey& key) {
@@ -306,22 +315,26 @@ AlgoCache& algo_cache() {
 constexpr size_t kMaxAlgoWorkspace = size_t{512} << 20;
 
 // cuDNN's heuristic ranking, filtered: supported, within the workspace cap, no tensor-core
-// math while TF32 is off; deterministic algorithms first, each group in cuDNN's order.
+// math while TF32 is off, deterministic unless non-deterministic ones are allowed (then
+// after the deterministic ones); each group in cuDNN's order.
 template <class Perf>
-std::vector<int> ranked(const std::vector<Perf>& perf, int count, cudnnMathType_t math) {
-  std::vector<int> deterministic, other;
+std::vector<Candidate> ranked(const std::vector<Perf>& perf, int count, cudnnMathType_t math) {
+  std::vector<Candidate> deterministic, other;
   for (int i = 0; i < count; ++i) {
     const Perf& r = perf[static_cast<size_t>(i)];
     if (r.status != CUDNN_STATUS_SUCCESS || r.memory > kMaxAlgoWorkspace) continue;
     const bool tensor_cores = r.mathType == CUDNN_TENSOR_OP_MATH || r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
     if (math == CUDNN_FMA_MATH && tensor_cores) continue;
-    (r.determinism == CUDNN_DETERMINISTIC ? deterministic : other).push_back(static_cast<int>(r.algo));
+    if (r.determinism == CUDNN_DETERMINISTIC)
+      deterministic.push_back({static_cast<int>(r.algo), true});
+    else if (nondeterministic_allowed())
+      other.push_back({static_cast<int>(r.algo), false});
   }
   deterministic.insert(deterministic.end(), other.begin(), other.end());
   return deterministic;
 }
 
-std::vector<int> candidates(Pass pass, const Descriptors& d, cudnnMathType_t math) {
+std::vector<Candidate> candidates(Pass pass, const Descriptors& d, cudnnMathType_t math) {
   int count = 0;
   switch (pass) {
     case Pass::forward: {
@@ -384,22 +397,32 @@ void run_cudnn(Pass pass, const CudnnPlan& p, const Descriptors& d, cudnnMathTyp
   }
   AGILENN_CHECK(!capturing(), pass_name(pass) << ": cuDNN algorithm chosen while a CUDA graph is being captured; "
                                               << "run the step once before capturing");
-  std::string last_error = "cuDNN lists no usable algorithm";
-  for (int algo : candidates(pass, d, math)) {
+  const ConvGeometry& g = p.g;
+  auto geometry = [&] {
+    std::ostringstream m;
+    m << "input [" << g.n << "," << g.h << "," << g.w << "," << g.c << "], filter [" << g.kh << "," << g.kw << ","
+      << g.cin_g << "," << g.cout << "], stride " << g.stride_h << "x" << g.stride_w << ", dilation " << g.dil_h
+      << "x" << g.dil_w << ", groups " << g.groups;
+    return m.str();
+  };
+  std::string last_error = nondeterministic_allowed()
+                               ? "cuDNN lists no usable algorithm"
+                               : "cuDNN lists no usable deterministic algorithm (non-deterministic ones are allowed "
+                                 "only on request: agilenn-train --cudnn-nondeterministic)";
+  for (const Candidate& c : candidates(pass, d, math)) {
     try {
-      const size_t bytes = workspace_bytes(pass, d, algo);
-      attempt(algo, bytes);
-      algo_cache().put(key, {algo, bytes});
+      const size_t bytes = workspace_bytes(pass, d, c.algo);
+      attempt(c.algo, bytes);
+      algo_cache().put(key, {c.algo, bytes});
+      if (!c.deterministic)
+        note(pass_name(pass) + std::string(": non-deterministic cuDNN algorithm ") + std::to_string(c.algo) +
+             " for " + geometry() + " (results may differ from run to run)");
       return;
     } catch (const Error& e) {
       last_error = e.what();
     }
   }
-  const ConvGeometry& g = p.g;
-  AGILENN_THROW(pass_name(pass) << ": no cuDNN algorithm runs input [" << g.n << "," << g.h << "," << g.w << ","
-                                << g.c << "], filter [" << g.kh << "," << g.kw << "," << g.cin_g << "," << g.cout
-                                << "], stride " << g.stride_h << "x" << g.stride_w << ", dilation " << g.dil_h << "x"
-                                << g.dil_w << ", groups " << g.groups << ": " << last_error);
+  AGILENN_THROW(pass_name(pass) << ": no cuDNN algorithm runs " << geometry() << ": " << last_error);
 }
 
 const float kOne = 1.0f, kZero = 0.0f;

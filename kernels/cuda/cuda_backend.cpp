@@ -72,6 +72,7 @@ class CudaBackend final : public Backend {
   }
   void synchronize() override { AGILENN_CUDA_CHECK(cudaStreamSynchronize(cuda::stream())); }
   std::optional<IndexFault> take_fault() override { return cuda::take_fault(); }
+  std::vector<std::string> take_notes() override { return cuda::take_notes(); }
 
   // Host memory → a pinned staging buffer (a CPU memcpy) → device memory on the copy
   // stream, which first waits for the work queued on the compute stream so far: the
