@@ -300,10 +300,12 @@ TEST(CudaTwins, QuantizeKernelMatchesTwinExactly) {
   EXPECT_EQ(gpu.to_vector(), (std::vector<double>{1.0, 2.0, 0.0, 2.0}));
 }
 
-// The kernel sums each sample in a different order (256 strided partial sums, then a
-// tree). All terms are non-negative, so each order's relative error is a few float
-// epsilons times the (log of the) term count: 5e-5 of the largest value covers ~25k
-// terms per sample with margin. The extremes (max - min) are order-free.
+// The kernel sums each sample in a different order (the sample cut into parts, 256
+// strided partial sums and a tree in each, then the parts in order). All terms are
+// non-negative, so each order's relative error is a few float epsilons times the (log of
+// the) term count: 5e-5 of the largest value covers ~25k terms per sample with margin.
+// The extremes (max - min) are order-free. The cut depends only on the shape, so two
+// runs agree bit for bit.
 TEST(CudaTwins, AttributionStatsKernelMatchesTwin) {
   std::string why;
   if (!have_gpu(why)) GTEST_SKIP() << why;
@@ -319,6 +321,10 @@ TEST(CudaTwins, AttributionStatsKernelMatchesTwin) {
         cuda_backend())[0];
     const Tensor twin = twin_attribution_stats(d, a, k);
     EXPECT_LE(magnitude_error(twin, gpu, 5e-5), 1.0) << shape_str(ac.x) << " K=" << k;
+    const Tensor again = run_op(
+        {d, a}, [k](const std::vector<Value>& v) { return std::vector<Value>{ops::attribution_stats(v[0], v[1], k)}; },
+        cuda_backend())[0];
+    EXPECT_TRUE(bit_equal(gpu, again)) << shape_str(ac.x) << " K=" << k << ": not reproducible";
     for (int64_t s = 0; s < ac.x[0]; ++s)
       EXPECT_EQ(twin.item(s * 3 + 2), gpu.item(s * 3 + 2)) << shape_str(ac.x) << " sample " << s;
   }

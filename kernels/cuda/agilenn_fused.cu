@@ -16,26 +16,89 @@ __global__ void quantize_kernel(const float* x, int64_t n, const float* c, int64
     y[i] = quantize_one(x[i], c, j);
 }
 
-// One block of kThreads per sample: each thread accumulates a strided part of the
-// sample's pixels·channels elements, then a fixed shared-memory tree merges the parts.
-__global__ void attribution_stats_kernel(const float* delta, const float* a, int64_t b, int64_t per_sample,
-                                         int64_t channels, int64_t k, float* y) {
-  __shared__ AttributionAcc sh[kThreads];
+// attribution_stats and its vjp reduce each sample's pixels·channels elements. A sample is
+// cut into `parts` equal ranges, one block each, so that even a small batch fills the
+// device; each block merges its threads' strided accumulators by a fixed shared-memory
+// tree, then one thread per sample merges the parts in order. The cut depends only on the
+// shape, so the result is reproducible.
+constexpr int64_t kTargetBlocks = 1024;  // about 8 blocks per SM on an H100/H200
+constexpr int64_t kMinPart = 4 * kThreads;
+
+int64_t parts_per_sample(int64_t b, int64_t per_sample) {
+  const int64_t want = (kTargetBlocks + b - 1) / b;
+  const int64_t most = std::max<int64_t>(1, per_sample / kMinPart);
+  return std::max<int64_t>(1, std::min(want, most));
+}
+
+// The two accumulators the kernels reduce with: the forward's sums and extremes, and the
+// vjp's extremes with their tie counts (agilenn_fused.cuh).
+struct StatsReduce {
+  using Acc = AttributionAcc;
+  static __device__ Acc init() { return attribution_init(); }
+  static __device__ void add(Acc& acc, float v, bool local) { attribution_add(acc, v, local); }
+  static __device__ Acc merge(const Acc& a, const Acc& b) { return attribution_merge(a, b); }
+};
+struct ExtremaReduce {
+  using Acc = AttributionExtrema;
+  static __device__ Acc init() { return attribution_extrema_init(); }
+  static __device__ void add(Acc& acc, float v, bool local) { attribution_extrema_add(acc, v, local); }
+  static __device__ Acc merge(const Acc& a, const Acc& b) { return attribution_extrema_merge(a, b); }
+};
+
+// partial[s·parts + p] = the accumulator of part p of sample s.
+template <class R>
+__global__ void attribution_parts_kernel(const float* delta, const float* a, int64_t b, int64_t per_sample,
+                                         int64_t channels, int64_t k, int64_t parts, typename R::Acc* partial) {
+  __shared__ typename R::Acc sh[kThreads];
   const int t = static_cast<int>(threadIdx.x);
-  for (int64_t s = blockIdx.x; s < b; s += gridDim.x) {
+  const int64_t len = (per_sample + parts - 1) / parts;
+  for (int64_t blk = blockIdx.x; blk < b * parts; blk += gridDim.x) {
+    const int64_t s = blk / parts, begin = (blk % parts) * len;
+    const int64_t end = begin + len < per_sample ? begin + len : per_sample;
     const float* dp = delta + s * per_sample;
     const float* ap = a + s * per_sample;
-    AttributionAcc acc = attribution_init();
-    for (int64_t i = t; i < per_sample; i += kThreads)
-      attribution_add(acc, attribution_of(dp[i], ap[i]), i % channels < k);
+    typename R::Acc acc = R::init();
+    for (int64_t i = begin + t; i < end; i += kThreads) R::add(acc, attribution_of(dp[i], ap[i]), i % channels < k);
     sh[t] = acc;
     __syncthreads();
     for (int step = kThreads / 2; step > 0; step /= 2) {
-      if (t < step) sh[t] = attribution_merge(sh[t], sh[t + step]);
+      if (t < step) sh[t] = R::merge(sh[t], sh[t + step]);
       __syncthreads();
     }
-    if (t == 0) attribution_write(sh[0], y + s * 3);
-    __syncthreads();  // sh is written again by the next sample
+    if (t == 0) partial[blk] = sh[0];
+    __syncthreads();  // sh is written again by the next part
+  }
+}
+
+// Merges each sample's parts in order; finish(s, merged).
+template <class R, class Finish>
+__global__ void attribution_merge_kernel(const typename R::Acc* partial, int64_t b, int64_t parts, Finish finish) {
+  for (int64_t s = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; s < b;
+       s += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    typename R::Acc acc = partial[s * parts];
+    for (int64_t p = 1; p < parts; ++p) acc = R::merge(acc, partial[s * parts + p]);
+    finish(s, acc);
+  }
+}
+
+struct WriteStats {
+  float* y;
+  __device__ void operator()(int64_t s, const AttributionAcc& acc) const { attribution_write(acc, y + s * 3); }
+};
+struct KeepExtrema {
+  AttributionExtrema* e;
+  __device__ void operator()(int64_t s, const AttributionExtrema& acc) const { e[s] = acc; }
+};
+
+// attribution_stats' vjp, element by element, from each sample's extrema.
+__global__ void attribution_grad_kernel(const float* delta, const float* a, const float* g, int64_t n,
+                                        int64_t per_sample, int64_t channels, int64_t k, bool wrt_a,
+                                        const AttributionExtrema* e, float* y) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t s = i / per_sample;
+    const float g3[3] = {g[s * 3], g[s * 3 + 1], g[s * 3 + 2]};
+    y[i] = attribution_grad_one(delta[i], a[i], i % per_sample % channels < k, g3, e[s], wrt_a);
   }
 }
 
@@ -116,35 +179,6 @@ __global__ void softmax_cross_entropy_kernel(const float* x, const int32_t* labe
   }
 }
 
-// attribution_stats' vjp. One block of kThreads per sample: the threads find the
-// sample's extrema and their tie counts (strided parts merged by a shared-memory tree),
-// then each writes the gradient of its strided elements.
-__global__ void attribution_stats_backward_kernel(const float* delta, const float* a, const float* g, int64_t b,
-                                                  int64_t per_sample, int64_t channels, int64_t k, bool wrt_a,
-                                                  float* y) {
-  __shared__ AttributionExtrema sh[kThreads];
-  const int t = static_cast<int>(threadIdx.x);
-  for (int64_t s = blockIdx.x; s < b; s += gridDim.x) {
-    const float* dp = delta + s * per_sample;
-    const float* ap = a + s * per_sample;
-    AttributionExtrema e = attribution_extrema_init();
-    for (int64_t i = t; i < per_sample; i += kThreads)
-      attribution_extrema_add(e, attribution_of(dp[i], ap[i]), i % channels < k);
-    sh[t] = e;
-    __syncthreads();
-    for (int step = kThreads / 2; step > 0; step /= 2) {
-      if (t < step) sh[t] = attribution_extrema_merge(sh[t], sh[t + step]);
-      __syncthreads();
-    }
-    e = sh[0];
-    const float g3[3] = {g[s * 3], g[s * 3 + 1], g[s * 3 + 2]};
-    float* yp = y + s * per_sample;
-    for (int64_t i = t; i < per_sample; i += kThreads)
-      yp[i] = attribution_grad_one(dp[i], ap[i], i % channels < k, g3, e, wrt_a);
-    __syncthreads();  // sh is written again by the next sample
-  }
-}
-
 // ---- host launchers
 
 void launch_quantize(const float* x, int64_t n, const float* c, int64_t j, float* y) {
@@ -153,12 +187,26 @@ void launch_quantize(const float* x, int64_t n, const float* c, int64_t j, float
   AGILENN_CUDA_CHECK_LAUNCH();
 }
 
+// Parts of every sample reduced into workspace, then merged per sample.
+template <class R, class Finish>
+void reduce_attribution(const float* delta, const float* a, int64_t b, int64_t per_sample, int64_t channels,
+                        int64_t k, size_t extra_bytes, Finish&& finish_with) {
+  const int64_t parts = parts_per_sample(b, per_sample);
+  const size_t partial_bytes = (static_cast<size_t>(b * parts) * sizeof(typename R::Acc) + 255) / 256 * 256;
+  char* ws = static_cast<char*>(workspace(partial_bytes + extra_bytes));
+  auto* partial = reinterpret_cast<typename R::Acc*>(ws);
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(b * parts, 1 << 30));
+  attribution_parts_kernel<R><<<grid, kThreads, 0, stream()>>>(delta, a, b, per_sample, channels, k, parts, partial);
+  AGILENN_CUDA_CHECK_LAUNCH();
+  attribution_merge_kernel<R><<<blocks_for(b), kThreads, 0, stream()>>>(partial, b, parts, finish_with(ws + partial_bytes));
+  AGILENN_CUDA_CHECK_LAUNCH();
+}
+
 void launch_attribution_stats(const float* delta, const float* a, int64_t b, int64_t pixels, int64_t channels,
                               int64_t k, float* y) {
   if (b == 0) return;
-  const unsigned grid = static_cast<unsigned>(b < (1 << 30) ? b : (1 << 30));
-  attribution_stats_kernel<<<grid, kThreads, 0, stream()>>>(delta, a, b, pixels * channels, channels, k, y);
-  AGILENN_CUDA_CHECK_LAUNCH();
+  reduce_attribution<StatsReduce>(delta, a, b, pixels * channels, channels, k, 0,
+                                  [&](char*) { return WriteStats{y}; });
 }
 
 void launch_quantize_backward(const float* x, int64_t n, const float* c, int64_t j, const float* g, bool wrt_c,
@@ -194,10 +242,16 @@ void launch_softmax_cross_entropy(const float* x, const int32_t* labels, int64_t
 
 void launch_attribution_stats_backward(const float* delta, const float* a, const float* g, int64_t b,
                                        int64_t pixels, int64_t channels, int64_t k, bool wrt_a, float* y) {
-  if (b == 0 || pixels * channels == 0) return;
-  const unsigned grid = static_cast<unsigned>(b < (1 << 30) ? b : (1 << 30));
-  attribution_stats_backward_kernel<<<grid, kThreads, 0, stream()>>>(delta, a, g, b, pixels * channels, channels, k,
-                                                                     wrt_a, y);
+  const int64_t per_sample = pixels * channels;
+  if (b == 0 || per_sample == 0) return;
+  AttributionExtrema* e = nullptr;
+  reduce_attribution<ExtremaReduce>(delta, a, b, per_sample, channels, k,
+                                    static_cast<size_t>(b) * sizeof(AttributionExtrema), [&](char* extra) {
+                                      e = reinterpret_cast<AttributionExtrema*>(extra);
+                                      return KeepExtrema{e};
+                                    });
+  attribution_grad_kernel<<<blocks_for(b * per_sample), kThreads, 0, stream()>>>(delta, a, g, b * per_sample,
+                                                                                 per_sample, channels, k, wrt_a, e, y);
   AGILENN_CUDA_CHECK_LAUNCH();
 }
 
