@@ -42,21 +42,26 @@ Handles& handles() {
 
 bool g_tf32 = false;
 
-// Size classes: multiples of 512 bytes up to 1 MiB, then powers of two.
+// Size classes: multiples of 512 bytes up to 1 MiB, then of 2 MiB (the driver's page
+// for large allocations). Powers of two would round a 3.0 GiB arena up to 4 GiB.
 size_t size_class(size_t bytes) {
-  if (bytes <= (1u << 20)) return (bytes + 511) / 512 * 512;
-  size_t c = 1u << 20;
-  while (c < bytes) c <<= 1;
-  return c;
+  constexpr size_t kSmall = 512, kLarge = size_t{2} << 20;
+  if (bytes <= (1u << 20)) return (bytes + kSmall - 1) / kSmall * kSmall;
+  return (bytes + kLarge - 1) / kLarge * kLarge;
 }
+
+// A cached block is reused for a request of its class or of a class up to 1/8 smaller, so
+// a step that asks for slightly different sizes still hits the cache without letting a
+// large block serve a small request.
+bool fits(size_t block, size_t wanted) { return block >= wanted && block - wanted <= wanted / 8; }
 
 class CachingAllocator {
  public:
   void* get(size_t bytes) {
     const size_t c = size_class(bytes ? bytes : 1);
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = free_.find(c);
-    if (it != free_.end()) {
+    auto it = free_.lower_bound(c);
+    if (it != free_.end() && fits(it->first, c)) {
       void* p = it->second;
       free_.erase(it);
       return p;
