@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -170,6 +171,65 @@ TEST(Executor, GraphReplayModeFollowsTheFeedsOfEveryRun) {
   }
   EXPECT_NE(kept[0][0].item(0), kept[1][0].item(0));
   EXPECT_NE(kept[0][0].storage(), kept[1][0].storage());
+}
+
+// The CPU backend, except that it "records" as the GPU does: a recording keeps the values
+// bound when it was made and replays the kernels on them, so a replay reads whatever those
+// buffers hold then (parameters updated in place) and nothing bound later.
+class RecordingCpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu-recording"; }
+  Device device() const override { return Device::cpu; }
+  std::shared_ptr<Storage> allocate(size_t bytes) override { return cpu_backend().allocate(bytes); }
+  const KernelTable& kernels() const override { return cpu_backend().kernels(); }
+  Tensor to_device(const Tensor& host) override { return host; }
+  Tensor to_host(const Tensor& t) override { return t; }
+  Tensor copy(const Tensor& t) override { return t.clone(); }
+  void copy_into(const Tensor& src, Tensor& dst) override { dst.copy_from(src); }
+  std::unique_ptr<RecordedWork> record(const std::function<void()>& launches) override {
+    ++recorded;
+    struct Work final : RecordedWork {
+      std::function<void()> launches;
+      void replay() override { launches(); }
+    };
+    auto w = std::make_unique<Work>();
+    w->launches = launches;
+    return w;
+  }
+  int recorded = 0;
+};
+
+// Feeds in the backend's memory are read in place; each new set of their addresses is
+// recorded once (two alternating input buffers: two recordings), and every replay matches
+// an eager evaluation of that run's feeds, including a parameter changed in place.
+TEST(Executor, GraphReplayReadsResidentFeedsInPlaceAndRecordsEachAddressSetOnce) {
+  Graph g;
+  Value x = ops::leaf(g, "x", {4, 5}, DType::f32);
+  Value w = ops::leaf(g, "w", {5}, DType::f32, LeafKind::parameter);
+  Value y = ops::sum(ops::exp(x) * w, {1});
+  RecordingCpuBackend b;
+  Executor replay(g, compile(g, {y.id()}), b);
+  replay.set_graph_replay(true);
+  replay.set_output_views(true);
+  Tensor w_value = Tensor::zeros({5}, DType::f32);
+  std::array<Tensor, 2> inputs{Tensor::zeros({4, 5}, DType::f32), Tensor::zeros({4, 5}, DType::f32)};
+  for (int run = 0; run < 6; ++run) {
+    Tensor& xv = inputs[static_cast<size_t>(run % 2)];
+    for (int64_t i = 0; i < xv.numel(); ++i) xv.set_item(i, std::sin(static_cast<double>(i + 7 * run)));
+    for (int64_t i = 0; i < 5; ++i) w_value.set_item(i, 0.5 + 0.1 * static_cast<double>(run + i));  // in place
+    const auto out = replay.run({{"x", xv}, {"w", w_value}});
+    const auto eager = evaluate(g, {y.id()}, {{"x", xv}, {"w", w_value}});
+    EXPECT_EQ(std::memcmp(out[0].raw(), eager[0].raw(), eager[0].nbytes()), 0) << "run " << run;
+  }
+  EXPECT_TRUE(replay.replaying());
+  EXPECT_EQ(b.recorded, 2);  // run 0 eager, runs 1 and 2 recorded, the rest replayed
+  EXPECT_EQ(replay.recordings(), 2u);
+  // A third input buffer is a third recording; the oldest are dropped past four.
+  for (int extra = 0; extra < 4; ++extra) {
+    Tensor xv = Tensor::zeros({4, 5}, DType::f32);
+    replay.run({{"x", xv}, {"w", w_value}});
+  }
+  EXPECT_LE(replay.recordings(), 4u);
 }
 
 }  // namespace

@@ -76,14 +76,16 @@ void Executor::launch_all(std::vector<Tensor>& values) {
 
 // Each output owns its storage: a fed leaf, or a node requested twice (or merged by CSE
 // with another output), is copied so that updating one result cannot change another;
-// under graph replay every output is copied, as the next replay overwrites its buffer.
-std::vector<Tensor> Executor::hand_out(const std::vector<Tensor>& values, bool always_copy) const {
+// under graph replay (`fixed`) every output is copied, as the next replay overwrites its
+// buffer, unless the caller asked for views.
+std::vector<Tensor> Executor::hand_out(const std::vector<Tensor>& values, bool fixed) const {
   std::vector<Tensor> out;
   out.reserve(plan_.outputs.size());
   std::vector<bool> handed_out(graph_.size(), false);
   for (NodeId o : plan_.outputs) {
     const Tensor& v = values[static_cast<size_t>(o)];
-    const bool shared = always_copy || handed_out[static_cast<size_t>(o)] || graph_.node(o).op_name() == "leaf";
+    const bool view = fixed && output_views_;
+    const bool shared = (fixed && !view) || handed_out[static_cast<size_t>(o)] || graph_.node(o).op_name() == "leaf";
     handed_out[static_cast<size_t>(o)] = true;
     out.push_back(shared ? backend_.copy(v) : v);
   }
@@ -93,34 +95,68 @@ std::vector<Tensor> Executor::hand_out(const std::vector<Tensor>& values, bool a
 void Executor::set_graph_replay(bool on) {
   graph_replay_ = on;
   fixed_values_.clear();
+  leaf_buffers_.clear();
   fixed_runs_ = 0;
-  recorded_.reset();
+  recordings_.clear();
+  replayed_ = false;
+}
+
+// Binds each leaf for a replayed run: a feed in the backend's memory in place, a host feed
+// copied into the leaf's fixed buffer. Returns the in-place addresses (nullptr: copied).
+std::vector<const void*> Executor::bind_leaves(const Feeds& feeds) {
+  std::vector<const void*> in_place;
+  for (NodeId id : plan_.order) {
+    const Node& n = graph_.node(id);
+    if (n.op_name() != "leaf") continue;
+    const Tensor t = fed_value(id, feeds);
+    Tensor& bound = fixed_values_[static_cast<size_t>(id)];
+    if (t.device() == backend_.device()) {
+      bound = t;
+      in_place.push_back(t.raw());
+      continue;
+    }
+    Tensor& own = leaf_buffers_[static_cast<size_t>(id)];
+    if (!own.defined())
+      own = Tensor(n.shape, n.dtype, backend_.allocate(static_cast<size_t>(numel(n.shape)) * dtype_size(n.dtype)));
+    backend_.copy_into(t, own);
+    bound = own;
+    in_place.push_back(nullptr);
+  }
+  return in_place;
 }
 
 std::vector<Tensor> Executor::run(const Feeds& feeds) {
   if (graph_replay_ && !profiling_) {
     if (fixed_values_.empty()) {
       fixed_values_.resize(graph_.size());
+      leaf_buffers_.resize(graph_.size());
       bind_computed(fixed_values_);
-      for (NodeId id : plan_.order) {
-        const Node& n = graph_.node(id);
-        if (n.op_name() == "leaf")
-          fixed_values_[static_cast<size_t>(id)] =
-              Tensor(n.shape, n.dtype, backend_.allocate(static_cast<size_t>(numel(n.shape)) * dtype_size(n.dtype)));
-      }
     }
-    for (NodeId id : plan_.order)
-      if (graph_.node(id).op_name() == "leaf") backend_.copy_into(fed_value(id, feeds), fixed_values_[static_cast<size_t>(id)]);
+    std::vector<const void*> in_place = bind_leaves(feeds);
     if (fixed_runs_++ == 0) {
       launch_all(fixed_values_);
-    } else {
-      if (!recorded_) recorded_ = backend_.record([this] { launch_all(fixed_values_); });
-      if (recorded_) {
-        recorded_->replay();
-      } else {
-        launch_all(fixed_values_);
-      }
+      return hand_out(fixed_values_, true);
     }
+    auto it = std::find_if(recordings_.begin(), recordings_.end(),
+                           [&](const Recording& r) { return r.in_place == in_place; });
+    if (it == recordings_.end()) {
+      // The recording reads the values bound now, whatever is bound later.
+      std::unique_ptr<RecordedWork> work =
+          backend_.record([this, values = fixed_values_]() mutable { launch_all(values); });
+      if (!work) {  // this backend cannot record
+        launch_all(fixed_values_);
+        return hand_out(fixed_values_, true);
+      }
+      constexpr size_t kMaxRecordings = 4;
+      if (recordings_.size() == kMaxRecordings) recordings_.erase(recordings_.begin());
+      recordings_.push_back({std::move(in_place), std::move(work)});
+      it = recordings_.end() - 1;
+    } else {
+      std::rotate(it, it + 1, recordings_.end());  // most recently used last
+      it = recordings_.end() - 1;
+    }
+    it->work->replay();
+    replayed_ = true;
     return hand_out(fixed_values_, true);
   }
   std::vector<Tensor> values(graph_.size());

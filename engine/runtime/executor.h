@@ -22,13 +22,20 @@ class Executor {
   // Feeds must give every leaf the plan reads, with its declared shape and dtype.
   std::vector<Tensor> run(const Feeds& feeds);
 
-  // Graph replay (backends that can record, i.e. CUDA): every value then lives at a fixed
-  // address (feeds are copied in), the first run launches kernels one by one (library
-  // algorithm choices and workspaces settle), the second records the whole kernel
-  // sequence and every later run replays it in one launch. Outputs are copies. Ignored
-  // while profiling and on backends that cannot record.
+  // Graph replay (backends that can record, i.e. CUDA): every computed value lives at a
+  // fixed address; a feed already in the backend's memory (parameters, optimizer-updated
+  // state, a table uploaded once) is read in place, and a host feed is copied into a fixed
+  // buffer. The first run launches kernels one by one (library algorithm choices and
+  // workspaces settle); later runs replay a recording of the whole kernel sequence, one per
+  // set of addresses the in-place feeds have had (double-buffered inputs give two), the
+  // last few kept. Ignored while profiling and on backends that cannot record.
   void set_graph_replay(bool on);
-  bool replaying() const { return recorded_ != nullptr; }
+  bool replaying() const { return replayed_; }
+  size_t recordings() const { return recordings_.size(); }
+
+  // Outputs as views of the executor's own memory, valid until the next run(), instead of
+  // copies: for a caller that consumes them at once (the trainer). Off by default.
+  void set_output_views(bool on) { output_views_ = on; }
 
   const Plan& plan() const { return plan_; }
 
@@ -55,16 +62,23 @@ class Executor {
   Backend& backend_;
   std::shared_ptr<Storage> arena_;
   std::vector<size_t> arena_offset_;  // per node id; SIZE_MAX if not in the arena
-  bool graph_replay_ = false;
-  std::vector<Tensor> fixed_values_;  // graph replay: every value's fixed storage
+  bool graph_replay_ = false, output_views_ = false, replayed_ = false;
+  // Graph replay: every computed value's fixed storage, and the leaves as bound this run.
+  std::vector<Tensor> fixed_values_;
+  std::vector<Tensor> leaf_buffers_;  // fixed buffers of host-fed leaves, by node id
   int64_t fixed_runs_ = 0;
-  std::unique_ptr<RecordedWork> recorded_;
+  struct Recording {
+    std::vector<const void*> in_place;  // the address of each leaf read in place (nullptr: copied)
+    std::unique_ptr<RecordedWork> work;
+  };
+  std::vector<Recording> recordings_;  // most recently used last
 
   // Gives every planned node its output storage (arena, or fresh for outputs outside it).
   void bind_computed(std::vector<Tensor>& values) const;
   Tensor fed_value(NodeId leaf, const Feeds& feeds) const;
   void launch_all(std::vector<Tensor>& values);
-  std::vector<Tensor> hand_out(const std::vector<Tensor>& values, bool always_copy) const;
+  std::vector<Tensor> hand_out(const std::vector<Tensor>& values, bool fixed) const;
+  std::vector<const void*> bind_leaves(const Feeds& feeds);
   bool profiling_ = false;
   std::map<std::string, std::pair<double, int64_t>> op_times_;
 };
