@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <random>
 #include <vector>
@@ -101,22 +102,38 @@ AdamHyper adam_hyper(int k) {
 
 // One implementation of the two updates over lists of tensors in one memory.
 struct Updater {
-  std::function<NonFinite(std::vector<Tensor>&, const std::vector<Tensor>&, std::vector<Tensor>&, const SgdwHyper&)> sgdw;
-  std::function<NonFinite(std::vector<Tensor>&, const std::vector<Tensor>&, std::vector<Tensor>&, std::vector<Tensor>&,
-                          const AdamHyper&)>
+  std::function<void(std::vector<Tensor>&, const std::vector<Tensor>&, std::vector<Tensor>&, const SgdwHyper&,
+                     const UpdateGuard&)>
+      sgdw;
+  std::function<void(std::vector<Tensor>&, const std::vector<Tensor>&, std::vector<Tensor>&, std::vector<Tensor>&,
+                     const AdamHyper&, const UpdateGuard&)>
       adam;
 };
 
 Updater backend_updater(Backend& b) {
-  return {[&b](auto& p, const auto& g, auto& v, const SgdwHyper& h) { return b.sgdw_update(p, g, v, h); },
-          [&b](auto& p, const auto& g, auto& m, auto& v, const AdamHyper& h) { return b.adam_update(p, g, m, v, h); }};
+  return {[&b](auto& p, const auto& g, auto& v, const SgdwHyper& h, const UpdateGuard& gd) {
+            b.sgdw_update(p, g, v, h, gd);
+          },
+          [&b](auto& p, const auto& g, auto& m, auto& v, const AdamHyper& h, const UpdateGuard& gd) {
+            b.adam_update(p, g, m, v, h, gd);
+          }};
 }
 
 Updater twin_updater() {
-  return {[](auto& p, const auto& g, auto& v, const SgdwHyper& h) { return cuda::sgdw_update_twin(p, g, v, h); },
-          [](auto& p, const auto& g, auto& m, auto& v, const AdamHyper& h) {
-            return cuda::adam_update_twin(p, g, m, v, h);
+  return {[](auto& p, const auto& g, auto& v, const SgdwHyper& h, const UpdateGuard& gd) {
+            cuda::sgdw_update_twin(p, g, v, h, gd);
+          },
+          [](auto& p, const auto& g, auto& m, auto& v, const AdamHyper& h, const UpdateGuard& gd) {
+            cuda::adam_update_twin(p, g, m, v, h, gd);
           }};
+}
+
+// An untripped guard in `mem` for an update at `step`.
+UpdateGuard fresh_guard(Backend& mem, int64_t step) {
+  UpdateGuard g;
+  g.state = new_update_guard(mem);
+  g.step = step;
+  return g;
 }
 
 // Runs `steps` SGDW and Adam updates from `o` with `u` in the memory of `mem` (the CPU for
@@ -131,7 +148,9 @@ Results run_updates(const Operands& o, const Updater& u, Backend& mem) {
     std::vector<Tensor> p = on(mem, clones(o.params)), v = on(mem, clones(o.slot1));
     for (size_t k = 0; k < o.grads.size(); ++k) {
       const std::vector<Tensor> g = on(mem, o.grads[k]);
-      EXPECT_FALSE(u.sgdw(p, g, v, sgdw_hyper(static_cast<int>(k))).found());
+      const UpdateGuard guard = fresh_guard(mem, static_cast<int64_t>(k));
+      u.sgdw(p, g, v, sgdw_hyper(static_cast<int>(k)), guard);
+      EXPECT_FALSE(read_guard(mem, guard.state).tripped());
     }
     r.sgdw_params = hosted(mem, p);
     r.sgdw_velocity = hosted(mem, v);
@@ -140,7 +159,9 @@ Results run_updates(const Operands& o, const Updater& u, Backend& mem) {
     std::vector<Tensor> p = on(mem, clones(o.params)), m = on(mem, clones(o.slot1)), v = on(mem, clones(o.slot2));
     for (size_t k = 0; k < o.grads.size(); ++k) {
       const std::vector<Tensor> g = on(mem, o.grads[k]);
-      EXPECT_FALSE(u.adam(p, g, m, v, adam_hyper(static_cast<int>(k))).found());
+      const UpdateGuard guard = fresh_guard(mem, static_cast<int64_t>(k));
+      u.adam(p, g, m, v, adam_hyper(static_cast<int>(k)), guard);
+      EXPECT_FALSE(read_guard(mem, guard.state).tripped());
     }
     r.adam_params = hosted(mem, p);
     r.adam_m = hosted(mem, m);
@@ -157,8 +178,10 @@ void expect_same_results(const Results& a, const Results& b) {
   expect_bit_equal(a.adam_v, b.adam_v, "Adam v");
 }
 
-// A NaN and infinities placed in the gradients: the first (list order, then element order)
-// is reported, and no parameter or slot changes.
+// A NaN and infinities placed in the gradients: the guard records the first (list order,
+// counting the checked tensors first, then element order) and the step, and no parameter,
+// slot or commit destination changes; a tripped guard refuses a clean update too. A NaN
+// in a checked tensor (the loss) is found before any gradient's.
 void expect_non_finite_refused(const Updater& u, Backend& mem, DType dt) {
   const Operands o = make_operands(dt, 1, 5);
   std::vector<Tensor> g = clones(o.grads[0]);
@@ -166,17 +189,50 @@ void expect_non_finite_refused(const Updater& u, Backend& mem, DType dt) {
   g[10].set_item(17, std::numeric_limits<double>::quiet_NaN());  // {10007}
   g[9].set_item(4096, -std::numeric_limits<double>::infinity());
   g[20].set_item(0, std::numeric_limits<double>::quiet_NaN());
-  const std::vector<Tensor> dg = on(mem, g);
+  const std::vector<Tensor> dg = on(mem, g), clean = on(mem, o.grads[0]);
   std::vector<Tensor> p = on(mem, clones(o.params)), m = on(mem, clones(o.slot1)), v = on(mem, clones(o.slot2));
-  NonFinite bad = u.sgdw(p, dg, m, sgdw_hyper(0));
-  EXPECT_EQ(bad.tensor, 9);
-  EXPECT_EQ(bad.element, 4000);
-  bad = u.adam(p, dg, m, v, adam_hyper(0));
-  EXPECT_EQ(bad.tensor, 9);
-  EXPECT_EQ(bad.element, 4000);
+  const std::vector<Tensor> loss{mem.to_device(Tensor::scalar(1.5, dt))};
+  std::vector<Tensor> state_to{mem.to_device(Tensor::zeros({5}, dt))};
+  const std::vector<Tensor> state_from{mem.to_device(Tensor::from_vector({5}, {1, 2, 3, 4, 5}, dt))};
+  auto guarded = [&](int64_t step) {
+    UpdateGuard gd = fresh_guard(mem, step);
+    gd.checked = loss;
+    gd.commit_from = state_from;
+    gd.commit_to = state_to;
+    return gd;
+  };
+  UpdateGuard gd = guarded(7);
+  u.sgdw(p, dg, m, sgdw_hyper(0), gd);
+  GuardTrip trip = read_guard(mem, gd.state);
+  EXPECT_EQ(trip.step, 7);
+  EXPECT_EQ(trip.tensor, 1 + 9);  // the loss is list index 0
+  EXPECT_EQ(trip.element, 4000);
+  u.sgdw(p, clean, m, sgdw_hyper(1), gd);  // tripped: refused however clean
+  EXPECT_EQ(read_guard(mem, gd.state).step, 7);
+  gd = guarded(3);
+  u.adam(p, dg, m, v, adam_hyper(0), gd);
+  trip = read_guard(mem, gd.state);
+  EXPECT_EQ(trip.step, 3);
+  EXPECT_EQ(trip.tensor, 10);
+  EXPECT_EQ(trip.element, 4000);
+  gd = guarded(4);
+  Tensor bad_loss = Tensor::scalar(1.5, dt);
+  bad_loss.set_item(0, std::numeric_limits<double>::quiet_NaN());
+  const std::vector<Tensor> nan_loss{mem.to_device(bad_loss)};
+  gd.checked = nan_loss;
+  u.sgdw(p, dg, m, sgdw_hyper(0), gd);
+  trip = read_guard(mem, gd.state);
+  EXPECT_EQ(trip.tensor, 0);
+  EXPECT_EQ(trip.element, 0);
   expect_bit_equal(hosted(mem, p), o.params, "parameter after a refused update");
   expect_bit_equal(hosted(mem, m), o.slot1, "slot after a refused update");
   expect_bit_equal(hosted(mem, v), o.slot2, "second slot after a refused update");
+  EXPECT_EQ(mem.to_host(state_to[0]).to_vector(), std::vector<double>(5, 0.0)) << "committed despite the refusal";
+  // Admitted, the commit happens with the update.
+  gd = guarded(5);
+  u.sgdw(p, clean, m, sgdw_hyper(0), gd);
+  EXPECT_FALSE(read_guard(mem, gd.state).tripped());
+  EXPECT_EQ(mem.to_host(state_to[0]).to_vector(), (std::vector<double>{1, 2, 3, 4, 5}));
 }
 
 TEST(CudaOptimizer, TwinMatchesTheCpuBackendBitForBit) {
@@ -188,7 +244,7 @@ TEST(CudaOptimizer, TwinMatchesTheCpuBackendBitForBit) {
   }
 }
 
-TEST(CudaOptimizer, TwinAndCpuBackendRefuseNonFiniteGradientsLeavingEverything) {
+TEST(CudaOptimizer, TwinAndCpuBackendTripTheGuardOnNonFiniteValuesLeavingEverything) {
   for (DType dt : {DType::f32, DType::f64}) {
     SCOPED_TRACE(dtype_name(dt));
     expect_non_finite_refused(backend_updater(cpu_backend()), cpu_backend(), dt);
@@ -202,7 +258,9 @@ TEST(CudaOptimizer, OptimizerClassesGiveTheSeedsUpdateOnTheCpuBackend) {
   nn::TensorMap params{{"w", Tensor::from_vector({3}, {1.0, -2.0, 0.5}, DType::f64)}};
   const std::vector<Tensor> g{Tensor::from_vector({3}, {0.5, -1.0, 0.0}, DType::f64)};
   train::SGDW sgdw(train::CosineSchedule{0.1, 10, 0.0}, 0.9, 5e-4);
-  EXPECT_FALSE(sgdw.apply(params, {"w"}, g, 0).found());
+  const UpdateGuard guard = fresh_guard(cpu_backend(), 0);
+  sgdw.apply(params, {"w"}, g, guard);
+  EXPECT_FALSE(read_guard(cpu_backend(), guard.state).tripped());
   const std::vector<double> w = params.at("w").to_vector();
   EXPECT_DOUBLE_EQ(w[0], 1.0 - 5e-5 * 1.0 - 0.05);
   EXPECT_DOUBLE_EQ(w[1], -2.0 + 5e-5 * 2.0 + 0.1);
@@ -211,7 +269,7 @@ TEST(CudaOptimizer, OptimizerClassesGiveTheSeedsUpdateOnTheCpuBackend) {
 
   nn::TensorMap q{{"w", Tensor::from_vector({3}, {1.0, -2.0, 0.5}, DType::f64)}};
   train::Adam adam(train::CosineSchedule{1e-3, 10, 0.0});
-  EXPECT_FALSE(adam.apply(q, {"w"}, g, 0).found());
+  adam.apply(q, {"w"}, g, fresh_guard(cpu_backend(), 0));
   const std::vector<double> a = q.at("w").to_vector();
   EXPECT_NEAR(a[0], 1.0 - 1e-3, 1e-8);  // eps/√v ≈ 6e-6 of the step
   EXPECT_NEAR(a[1], -2.0 + 1e-3, 1e-8);
@@ -229,7 +287,7 @@ TEST(CudaOptimizer, KernelsMatchTheTwinBitForBit) {
   }
 }
 
-TEST(CudaOptimizer, KernelsRefuseNonFiniteGradientsLeavingEverything) {
+TEST(CudaOptimizer, KernelsTripTheGuardOnNonFiniteValuesLeavingEverything) {
   std::string why;
   if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
   for (DType dt : {DType::f32, DType::f64}) {
@@ -253,8 +311,11 @@ TEST(CudaOptimizer, KernelsFollowChangingTensorLists) {
       p1.push_back(hp[i]), v1.push_back(hv[i]), g1.push_back(hg[i]);
       p2.push_back(dp[i]), v2.push_back(dv[i]), g2.push_back(dg[i]);
     }
-    EXPECT_FALSE(cuda::sgdw_update_twin(p1, g1, v1, sgdw_hyper(k)).found());
-    EXPECT_FALSE(cuda_backend().sgdw_update(p2, g2, v2, sgdw_hyper(k)).found());
+    const UpdateGuard host_guard = fresh_guard(cpu_backend(), k), device_guard = fresh_guard(cuda_backend(), k);
+    cuda::sgdw_update_twin(p1, g1, v1, sgdw_hyper(k), host_guard);
+    cuda_backend().sgdw_update(p2, g2, v2, sgdw_hyper(k), device_guard);
+    EXPECT_FALSE(read_guard(cpu_backend(), host_guard.state).tripped());
+    EXPECT_FALSE(read_guard(cuda_backend(), device_guard.state).tripped());
   };
   std::vector<size_t> all(o.params.size()), some;
   for (size_t i = 0; i < all.size(); ++i) all[i] = i;

@@ -118,7 +118,52 @@ TEST(EndToEnd, NonFiniteLossStopsTheStepAndKeepsParameters) {
     EXPECT_THAT(e.what(), ::testing::HasSubstr("step 0"));
   }
   EXPECT_EQ(trainer.values().at("fe.sep1.depthwise.weight").to_vector(), before);
-  EXPECT_EQ(trainer.steps_done(), 0);
+  // The trainer stays stopped: a good batch now is refused, not trained on.
+  images.set_item(5, 0.0);
+  try {
+    trainer.step(images, Tensor::from_vector({4}, {0, 1, 2, 3}, DType::i32));
+    FAIL() << "a stopped trainer must refuse further steps";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("stopped"));
+  }
+  EXPECT_EQ(trainer.values().at("fe.sep1.depthwise.weight").to_vector(), before);
+}
+
+// Steps launched without waiting (as agilenn-train runs them): a NaN batch at step 2 of 4
+// stops the updates from step 2 on, and collect() names step 2; parameters and state are
+// those after steps 0 and 1, exactly.
+TEST(EndToEnd, AStepRefusedOnTheDeviceStopsEveryLaterUpdateAndIsNamedAtCollection) {
+  train::AgileNNStepOptions opt;
+  opt.classes = 4;
+  opt.batch = 4;
+  nn::TensorMap values = train::build_agilenn_step(opt)->params.initialise(3, DType::f32);
+  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), 4, values);
+  auto trainer = [&] {
+    auto t = std::make_unique<train::Trainer>(train::build_agilenn_step(opt), values,
+                                              std::make_unique<train::SGDW>(train::CosineSchedule{0.1, 10, 0}));
+    t->set_input("ig.zero_point_grads", table);
+    return t;
+  };
+  const data::SyntheticDataset ds(4, 32, 32, 3, 16, 2);
+  std::vector<data::Batch> batches;
+  for (int s = 0; s < 4; ++s) batches.push_back(ds.batch(4 * s, 4));
+  batches[2].images = batches[2].images.clone();
+  batches[2].images.set_item(7, NAN);
+  auto reference = trainer();
+  reference->step(batches[0].images, batches[0].labels);
+  reference->step(batches[1].images, batches[1].labels);
+  auto t = trainer();
+  for (const data::Batch& b : batches) t->enqueue(b.images, b.labels);
+  try {
+    t->collect();
+    FAIL() << "the NaN step must be reported";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("step 2: loss is nan"));
+  }
+  const nn::TensorMap want = reference->host_values(), got = t->host_values();
+  for (const auto& [name, v] : want) EXPECT_EQ(got.at(name).to_vector(), v.to_vector()) << name;
+  EXPECT_EQ(t->host_slots().at("fe.sep1.depthwise.weight/momentum").to_vector(),
+            reference->host_slots().at("fe.sep1.depthwise.weight/momentum").to_vector());
 }
 
 }  // namespace

@@ -19,10 +19,10 @@ class ForgetfulMomentumBackend final : public Backend {
   Tensor to_host(const Tensor& t) override { return cpu_backend().to_host(t); }
   Tensor copy(const Tensor& t) override { return cpu_backend().copy(t); }
   void copy_into(const Tensor& src, Tensor& dst) override { cpu_backend().copy_into(src, dst); }
-  NonFinite sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
-                        const SgdwHyper& hyper) override {
+  void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
+                   const SgdwHyper& hyper, const UpdateGuard& guard) override {
     for (Tensor& v : velocities) v.copy_from(Tensor::zeros(v.shape(), v.dtype()));
-    return cpu_backend().sgdw_update(params, grads, velocities, hyper);
+    cpu_backend().sgdw_update(params, grads, velocities, hyper, guard);
   }
 };
 

@@ -33,6 +33,29 @@ std::string index_fault_message(const std::string& op, int64_t value, int64_t po
   return m.str();
 }
 
+void check_update_guard(const char* update, const UpdateGuard& guard, Device device) {
+  AGILENN_CHECK(guard.state.defined() && guard.state.shape() == Shape{3} && guard.state.dtype() == DType::f64 &&
+                    guard.state.device() == device,
+                update << " update: the guard must be a float64 [3] tensor in " << device_name(device)
+                       << " memory (new_update_guard)");
+  for (const Tensor& t : guard.checked)
+    AGILENN_CHECK(is_floating(t.dtype()) && (t.device() == device || t.numel() == 0),
+                  update << " update: a checked tensor is " << dtype_name(t.dtype()) << " in "
+                         << device_name(t.device()) << " memory");
+  AGILENN_CHECK(guard.commit_from.size() == guard.commit_to.size(),
+                update << " update: " << guard.commit_from.size() << " commit sources, " << guard.commit_to.size()
+                       << " destinations");
+  for (size_t i = 0; i < guard.commit_to.size(); ++i) {
+    const Tensor &from = guard.commit_from[i], &to = guard.commit_to[i];
+    AGILENN_CHECK(from.shape() == to.shape() && from.dtype() == to.dtype() && is_floating(to.dtype()),
+                  update << " update: commit " << i << " copies " << shape_str(from.shape()) << " "
+                         << dtype_name(from.dtype()) << " into " << shape_str(to.shape()) << " "
+                         << dtype_name(to.dtype()));
+    AGILENN_CHECK((from.device() == device && to.device() == device) || to.numel() == 0,
+                  update << " update: commit " << i << " is not in " << device_name(device) << " memory");
+  }
+}
+
 void check_update_operands(const char* update, std::span<const Tensor> params, std::span<const Tensor> grads,
                            std::initializer_list<std::span<const Tensor>> slots, Device device) {
   AGILENN_CHECK(grads.size() == params.size(),
@@ -59,13 +82,24 @@ void check_update_operands(const char* update, std::span<const Tensor> params, s
   }
 }
 
-NonFinite Backend::sgdw_update(std::span<Tensor>, std::span<const Tensor>, std::span<Tensor>, const SgdwHyper&) {
+void Backend::sgdw_update(std::span<Tensor>, std::span<const Tensor>, std::span<Tensor>, const SgdwHyper&,
+                          const UpdateGuard&) {
   AGILENN_THROW("backend '" << name() << "' has no SGDW update");
 }
 
-NonFinite Backend::adam_update(std::span<Tensor>, std::span<const Tensor>, std::span<Tensor>, std::span<Tensor>,
-                               const AdamHyper&) {
+void Backend::adam_update(std::span<Tensor>, std::span<const Tensor>, std::span<Tensor>, std::span<Tensor>,
+                          const AdamHyper&, const UpdateGuard&) {
   AGILENN_THROW("backend '" << name() << "' has no Adam update");
+}
+
+Tensor new_update_guard(Backend& backend) {
+  return backend.to_device(Tensor::from_vector({3}, {-1.0, 0.0, 0.0}, DType::f64));
+}
+
+GuardTrip read_guard(Backend& backend, const Tensor& guard) {
+  const Tensor h = backend.to_host(guard);
+  if (h.item(0) < 0) return {};
+  return {static_cast<int64_t>(h.item(0)), static_cast<int64_t>(h.item(1)), static_cast<int64_t>(h.item(2))};
 }
 
 void Backend::run(const Node& node, std::span<const Tensor> inputs, Tensor& out) const {

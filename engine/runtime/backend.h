@@ -46,12 +46,29 @@ struct AdamHyper {
   double step = 0;  // lr(t) · √(1 − β2^t) / (1 − β1^t): the bias corrections, folded in on the host
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-7;
 };
-// Where the first NaN or infinity of a list of tensors is: the tensor's index in the list
-// and the element's flat index; tensor < 0 when every element is finite.
-struct NonFinite {
-  int64_t tensor = -1, element = -1;
-  bool found() const { return tensor >= 0; }
+// What guards a multi-tensor update, and what it also commits. `state` is the guard of a
+// training run: float64 [3] in the backend's memory (new_update_guard; integers, exact
+// below 2^53), [-1, 0, 0] while every update so far was applied. An update that finds the
+// guard tripped changes nothing. One that finds a NaN or an infinity in `checked` (e.g.
+// the loss: checked, never written) or in a gradient, or (on the GPU) an index fault
+// recorded since the last update, trips it with [step, list index, element] and changes
+// nothing. Otherwise it updates the parameters and copies commit_from[i] into
+// commit_to[i] (the step's state updates), all in the same launch. List indices count
+// `checked` first, then the gradients; kFaultTrip marks an index fault.
+struct UpdateGuard {
+  Tensor state;
+  int64_t step = 0;
+  std::span<const Tensor> checked;
+  std::span<const Tensor> commit_from;
+  std::span<Tensor> commit_to;
 };
+
+// A guard's state read back: the step whose update was refused and why; step < 0: none.
+struct GuardTrip {
+  int64_t step = -1, tensor = -1, element = -1;
+  bool tripped() const { return step >= 0; }
+};
+constexpr int64_t kFaultTrip = (int64_t{1} << 22) - 1;
 
 // An index outside [0, bound) met by a kernel that cannot throw where it runs (a GPU
 // kernel): the first such node in launch order, the smallest bad position in its index
@@ -71,6 +88,8 @@ std::string index_fault_message(const std::string& op, int64_t value, int64_t po
 // of each slot list per parameter, of the parameter's shape and dtype, floating, on `device`.
 void check_update_operands(const char* update, std::span<const Tensor> params, std::span<const Tensor> grads,
                            std::initializer_list<std::span<const Tensor>> slots, Device device);
+// And its guard: the state tensor, the checked tensors, the commits' pairs.
+void check_update_guard(const char* update, const UpdateGuard& guard, Device device);
 
 class Backend {
  public:
@@ -92,17 +111,19 @@ class Backend {
   // running meanwhile). Work may read the result only once it is launched after
   // await_uploads(). A tensor already in this backend's memory is returned as it is.
   virtual Tensor upload(const Tensor& host) { return host.device() == device() ? host : to_device(host); }
+  // As upload(), into `dst` (this backend's memory, the host tensor's shape and dtype); a
+  // source already in this backend's memory is copied.
+  virtual void upload_into(const Tensor& host, Tensor& dst) { copy_into(host, dst); }
   // Orders all work launched from now on after every upload started so far.
   virtual void await_uploads() {}
 
   // Multi-tensor optimizer updates, in place, of params[i] with grads[i] and the slots
-  // (momenta) of the same index; every tensor in this backend's memory. When any gradient
-  // holds a NaN or an infinity nothing is changed, and the result says where the first one
-  // is (in list order, then element order); a finite update returns NonFinite{}.
-  virtual NonFinite sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
-                                const SgdwHyper& hyper);
-  virtual NonFinite adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
-                                std::span<Tensor> v, const AdamHyper& hyper);
+  // (momenta) of the same index, guarded and committing as `guard` says; every tensor in
+  // this backend's memory. Nothing is read back to the host (see read_guard).
+  virtual void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
+                           const SgdwHyper& hyper, const UpdateGuard& guard);
+  virtual void adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
+                           std::span<Tensor> v, const AdamHyper& hyper, const UpdateGuard& guard);
 
   // Waits until every launched kernel has finished.
   virtual void synchronize() {}
@@ -125,5 +146,10 @@ class Backend {
 
 // The reference backend: every registry op in float32 and float64.
 Backend& cpu_backend();
+
+// An untripped update guard in the backend's memory, and its state read back (waits for
+// the work launched so far).
+Tensor new_update_guard(Backend& backend);
+GuardTrip read_guard(Backend& backend, const Tensor& guard);
 
 }  // namespace agilenn

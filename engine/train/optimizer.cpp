@@ -13,8 +13,8 @@ double CosineSchedule::at(int64_t step) const {
   return initial * ((1.0 - floor) * 0.5 * (1.0 + std::cos(pi * t)) + floor);
 }
 
-NonFinite Optimizer::apply(nn::TensorMap& params, const std::vector<std::string>& names,
-                           const std::vector<Tensor>& grads, int64_t step, Backend& backend) {
+void Optimizer::apply(nn::TensorMap& params, const std::vector<std::string>& names, const std::vector<Tensor>& grads,
+                      const UpdateGuard& guard, Backend& backend) {
   AGILENN_CHECK(names.size() == grads.size(), "optimizer: " << names.size() << " names, " << grads.size() << " gradients");
   std::vector<Tensor> ps;
   ps.reserve(names.size());
@@ -27,7 +27,7 @@ NonFinite Optimizer::apply(nn::TensorMap& params, const std::vector<std::string>
     AGILENN_CHECK(is_floating(it->second.dtype()), "optimizer: parameters must be floating-point");
     ps.push_back(it->second);  // shares the parameter's storage: updated in place
   }
-  return update(backend, ps, grads, names, step);
+  update(backend, ps, grads, names, guard);
 }
 
 Tensor& Optimizer::slot(Backend& backend, const std::string& name, const Tensor& like) {
@@ -53,8 +53,9 @@ nn::TensorMap Optimizer::host_slots(Backend& backend) const {
 SGDW::SGDW(CosineSchedule lr, double momentum, double weight_decay)
     : Optimizer(lr), momentum_(momentum), weight_decay_(weight_decay) {}
 
-NonFinite SGDW::update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
-                       const std::vector<std::string>& names, int64_t step) {
+void SGDW::update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
+                  const std::vector<std::string>& names, const UpdateGuard& guard) {
+  const int64_t step = guard.step;
   std::vector<Tensor> velocities;
   velocities.reserve(params.size());
   for (size_t i = 0; i < params.size(); ++i) velocities.push_back(slot(backend, names[i] + "/momentum", params[i]));
@@ -62,14 +63,15 @@ NonFinite SGDW::update(Backend& backend, std::span<Tensor> params, std::span<con
   h.lr = lr_.at(step);
   h.decay = weight_decay_ * h.lr;
   h.momentum = momentum_;
-  return backend.sgdw_update(params, grads, velocities, h);
+  backend.sgdw_update(params, grads, velocities, h, guard);
 }
 
 Adam::Adam(CosineSchedule lr, double beta1, double beta2, double eps)
     : Optimizer(lr), beta1_(beta1), beta2_(beta2), eps_(eps) {}
 
-NonFinite Adam::update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
-                       const std::vector<std::string>& names, int64_t step) {
+void Adam::update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
+                  const std::vector<std::string>& names, const UpdateGuard& guard) {
+  const int64_t step = guard.step;
   std::vector<Tensor> m, v;
   m.reserve(params.size());
   v.reserve(params.size());
@@ -83,7 +85,7 @@ NonFinite Adam::update(Backend& backend, std::span<Tensor> params, std::span<con
   h.beta1 = beta1_;
   h.beta2 = beta2_;
   h.eps = eps_;
-  return backend.adam_update(params, grads, m, v, h);
+  backend.adam_update(params, grads, m, v, h, guard);
 }
 
 }  // namespace agilenn::train

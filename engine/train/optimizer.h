@@ -23,13 +23,12 @@ class Optimizer {
  public:
   explicit Optimizer(CosineSchedule lr) : lr_(lr) {}
   virtual ~Optimizer() = default;
-  // One update at step t (0-based) of params[names[i]] with grads[i], run by `backend`, in
-  // whose memory the parameters and gradients are. Missing slots are created there as zeros;
-  // slots in other memory (host tensors from a checkpoint) are moved there first. When a
-  // gradient holds a NaN or an infinity nothing changes and the result says where (index
-  // into `names`, element).
-  NonFinite apply(nn::TensorMap& params, const std::vector<std::string>& names, const std::vector<Tensor>& grads,
-                  int64_t step, Backend& backend = cpu_backend());
+  // One update at step guard.step (0-based) of params[names[i]] with grads[i], run by
+  // `backend`, in whose memory the parameters and gradients are, guarded and committing as
+  // Backend::sgdw_update says. Missing slots are created there as zeros; slots in other
+  // memory (host tensors from a checkpoint) are moved there first.
+  void apply(nn::TensorMap& params, const std::vector<std::string>& names, const std::vector<Tensor>& grads,
+             const UpdateGuard& guard, Backend& backend = cpu_backend());
   // Slot tensors (momenta), named "<param>/<slot>", for checkpoints: in the memory of the
   // backend of the last update; host_slots() gives host copies.
   nn::TensorMap& slots() { return slots_; }
@@ -37,8 +36,8 @@ class Optimizer {
   double learning_rate(int64_t step) const { return lr_.at(step); }
 
  protected:
-  virtual NonFinite update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
-                           const std::vector<std::string>& names, int64_t step) = 0;
+  virtual void update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
+                      const std::vector<std::string>& names, const UpdateGuard& guard) = 0;
   // The slot `name` (zeros like `like` when new), in the backend's memory.
   Tensor& slot(Backend& backend, const std::string& name, const Tensor& like);
 
@@ -53,8 +52,8 @@ class SGDW final : public Optimizer {
   SGDW(CosineSchedule lr, double momentum = 0.9, double weight_decay = 5e-4);
 
  protected:
-  NonFinite update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
-                   const std::vector<std::string>& names, int64_t step) override;
+  void update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
+              const std::vector<std::string>& names, const UpdateGuard& guard) override;
 
  private:
   double momentum_, weight_decay_;
@@ -66,8 +65,8 @@ class Adam final : public Optimizer {
   explicit Adam(CosineSchedule lr, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-7);
 
  protected:
-  NonFinite update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
-                   const std::vector<std::string>& names, int64_t step) override;
+  void update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
+              const std::vector<std::string>& names, const UpdateGuard& guard) override;
 
  private:
   double beta1_, beta2_, eps_;

@@ -250,29 +250,36 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
   // The batch of step s + 1 is taken from the loader before step s, so that its upload to
   // the backend overlaps step s (batches are a pure function of epoch and index).
   std::optional<data::Loader::LoadedBatch> ahead;
+  // The steps' losses and metrics come back from the backend at log points only: every
+  // kCollectEvery steps and at the end of an epoch.
+  constexpr int64_t kCollectEvery = 50;
+  auto record = [&](const StepResult& r) {
+    const int64_t epoch = r.step / per_epoch;
+    const double acc = r.metrics.at("correct") / static_cast<double>(cfg.batch);
+    const double skew = r.metrics.count("skewness") ? r.metrics.at("skewness") : 0.0;
+    json line = {{"step", r.step + 1}, {"epoch", epoch}, {"loss", r.loss}, {"accuracy", acc}};
+    for (const auto& [k, v] : r.metrics)
+      if (k != "correct") line[k] = v;
+    line["lr"] = trainer.optimizer().learning_rate(r.step);
+    metrics << line.dump() << "\n";
+    for (const auto& [k, v] : line.items())
+      if (k != "step" && k != "epoch") events.scalar("train/" + k, v.get<double>(), r.step + 1);
+    sum_loss += r.loss, sum_acc += acc, sum_skew += skew, in_epoch += 1;
+  };
   for (int64_t s = done; s < stop; ++s) {
     const int64_t epoch = s / per_epoch, index = s % per_epoch;
     const data::Loader::LoadedBatch lb = ahead ? std::move(*ahead) : loader.next(epoch, index);
     ahead.reset();
     if (s + 1 < stop) ahead = loader.next((s + 1) / per_epoch, (s + 1) % per_epoch);
-    StepResult r;
+    const bool epoch_end = index == per_epoch - 1, last = s + 1 == stop;
     try {
-      r = trainer.step(lb.batch.images, lb.batch.labels, s, ahead ? &ahead->batch : nullptr);
+      trainer.enqueue(lb.batch.images, lb.batch.labels, s, ahead ? &ahead->batch : nullptr);
+      if (epoch_end || last || (s + 1 - done) % kCollectEvery == 0)
+        for (const StepResult& r : trainer.collect()) record(r);
     } catch (const Error& e) {
       AGILENN_THROW(e.what() << " (training stopped; the last good checkpoint is '" << latest << "')");
     }
     for (const std::string& n : backend.take_notes()) log << "note: " << n << "\n";
-    const double acc = r.metrics.at("correct") / static_cast<double>(cfg.batch);
-    const double skew = r.metrics.count("skewness") ? r.metrics.at("skewness") : 0.0;
-    json line = {{"step", s + 1}, {"epoch", epoch}, {"loss", r.loss}, {"accuracy", acc}};
-    for (const auto& [k, v] : r.metrics)
-      if (k != "correct") line[k] = v;
-    line["lr"] = trainer.optimizer().learning_rate(s);
-    metrics << line.dump() << "\n";
-    for (const auto& [k, v] : line.items())
-      if (k != "step" && k != "epoch") events.scalar("train/" + k, v.get<double>(), s + 1);
-    sum_loss += r.loss, sum_acc += acc, sum_skew += skew, in_epoch += 1;
-    const bool epoch_end = index == per_epoch - 1, last = s + 1 == stop;
     if (!epoch_end && !last) continue;
 
     // Test batches are 4× the training batch, as the seed's.

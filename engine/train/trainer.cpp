@@ -1,6 +1,8 @@
 #include "engine/train/trainer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "engine/core/error.h"
 
@@ -28,6 +30,9 @@ Trainer::Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::uni
   for (const auto& [name, t] : values) values_.emplace(name, backend_.copy(t));
   AGILENN_CHECK(step_->grads.empty() || optimizer_, "a training step needs an optimizer");
   executor_ = std::make_unique<Executor>(step_->graph, compile(step_->graph, step_outputs(*step_)), backend_);
+  // Every output is consumed within the step (history, optimizer, commits).
+  executor_->set_output_views(true);
+  guard_ = new_update_guard(backend_);
 }
 
 void Trainer::set_input(const std::string& name, const Tensor& value) {
@@ -68,46 +73,151 @@ nn::TensorMap Trainer::host_slots() const {
   return optimizer_ ? optimizer_->host_slots(backend_) : nn::TensorMap{};
 }
 
-StepResult Trainer::step(const Tensor& images, const Tensor& labels, int64_t global_step, const data::Batch* next) {
+namespace {
+constexpr int64_t kHistoryRows = 256;  // steps between forced read-backs of the losses
+}
+
+// Off the CPU the batch goes into one of two fixed input buffers: the one its upload was
+// started in by the previous enqueue(), or the one the previous step did not read.
+void Trainer::bind_batch(Feeds& feeds, const Tensor& images, const Tensor& labels, const data::Batch* next) {
+  if (backend_.device() == Device::cpu) {
+    feeds["images"] = images;
+    feeds["labels"] = labels;
+    staged_.reset();
+    return;
+  }
+  if (!images_[0].defined() || images_[0].shape() != images.shape() || labels_[0].shape() != labels.shape()) {
+    for (int k = 0; k < 2; ++k) {
+      images_[k] = Tensor(images.shape(), images.dtype(), backend_.allocate(images.nbytes()));
+      labels_[k] = Tensor(labels.shape(), labels.dtype(), backend_.allocate(labels.nbytes()));
+    }
+    staged_.reset();
+  }
+  int slot = 1 - last_slot_;
+  if (staged_ && same_tensor(staged_->host_images, images) && same_tensor(staged_->host_labels, labels)) {
+    slot = staged_->slot;
+  } else {
+    backend_.upload_into(images, images_[slot]);
+    backend_.upload_into(labels, labels_[slot]);
+  }
+  staged_.reset();
+  last_slot_ = slot;
+  // Started before this step's kernels are launched, the next batch's upload runs beside them.
+  if (next && next->images.shape() == images.shape() && next->labels.shape() == labels.shape()) {
+    backend_.upload_into(next->images, images_[1 - slot]);
+    backend_.upload_into(next->labels, labels_[1 - slot]);
+    staged_ = Staged{next->images, next->labels, 1 - slot};
+  }
+  feeds["images"] = images_[slot];
+  feeds["labels"] = labels_[slot];
+}
+
+void Trainer::enqueue(const Tensor& images, const Tensor& labels, int64_t global_step, const data::Batch* next) {
+  AGILENN_CHECK(!halted_, "this trainer stopped at a step whose update was refused; make a new one (from the last "
+                          "checkpoint) to go on");
   const int64_t t = global_step >= 0 ? global_step : step_count_;
   Feeds feeds = extra_;
   for (const nn::ParamInfo& info : step_->params.all()) feeds[info.name] = values_.at(info.name);
-  if (staged_ && same_tensor(staged_->host_images, images) && same_tensor(staged_->host_labels, labels)) {
-    feeds["images"] = staged_->images;
-    feeds["labels"] = staged_->labels;
-  } else {
-    feeds["images"] = backend_.upload(images);
-    feeds["labels"] = backend_.upload(labels);
+  bind_batch(feeds, images, labels, next);
+  if (!step_->dropout_counter.empty()) {
+    const Tensor counter = Tensor::scalar(static_cast<double>(t), DType::i32);
+    if (backend_.device() == Device::cpu) {
+      feeds[step_->dropout_counter] = counter;
+    } else {
+      if (!counter_.defined()) counter_ = Tensor({}, DType::i32, backend_.allocate(sizeof(int32_t)));
+      backend_.upload_into(counter, counter_);
+      feeds[step_->dropout_counter] = counter_;
+    }
   }
-  staged_.reset();
   backend_.await_uploads();
-  // Started before this step's kernels are launched, the next batch's upload runs beside them.
-  if (next) staged_ = Staged{next->images, next->labels, backend_.upload(next->images), backend_.upload(next->labels)};
-  if (!step_->dropout_counter.empty())
-    feeds[step_->dropout_counter] = Tensor::scalar(static_cast<double>(t), DType::i32);
   const std::vector<Tensor> out = executor_->run(feeds);
 
-  StepResult r;
-  r.loss = backend_.to_host(out[0]).item(0);
-  size_t i = 1;
-  for (const auto& [name, v] : step_->metrics) r.metrics[name] = backend_.to_host(out[i++]).item(0);
-  // The loss is on the host, so the step's kernels are done: an index fault they recorded
-  // stops the step before the update, as the CPU's kernels would have.
-  executor_->check_faults();
-  if (!std::isfinite(r.loss))
-    AGILENN_THROW("step " << t << ": loss is " << r.loss << "; parameters left as they were");
-  std::vector<Tensor> grads(out.begin() + static_cast<long>(i), out.begin() + static_cast<long>(i + step_->grads.size()));
-  i += step_->grads.size();
-  if (optimizer_ && !grads.empty()) {
-    const NonFinite bad = optimizer_->apply(values_, step_->trainable, grads, t, backend_);
-    AGILENN_CHECK(!bad.found(), "step " << t << ": gradient of '" << step_->trainable[static_cast<size_t>(bad.tensor)]
-                                        << "' is not finite at element " << bad.element
-                                        << "; parameters left as they were");
+  // The loss and the metrics into this step's history row, in the backend's memory.
+  const int64_t width = 1 + static_cast<int64_t>(step_->metrics.size());
+  if (!history_.defined()) {
+    const DType dt = out[0].dtype();
+    history_ = Tensor({kHistoryRows * width}, dt, backend_.allocate(static_cast<size_t>(kHistoryRows * width) * dtype_size(dt)));
   }
-  // Into the state tensors' own memory: their addresses stay fixed from step to step.
-  for (const auto& [name, v] : step_->state_updates) backend_.copy_into(out[i++], values_.at(name));
+  if (history_rows_ == kHistoryRows) drain_history();
+  for (int64_t k = 0; k < width; ++k) {
+    Tensor cell({}, history_.dtype(), history_.storage(),
+                history_.offset_bytes() + static_cast<size_t>(history_rows_ * width + k) * dtype_size(history_.dtype()));
+    AGILENN_CHECK(out[static_cast<size_t>(k)].dtype() == history_.dtype() && out[static_cast<size_t>(k)].numel() == 1,
+                  "the step's loss and metrics must be scalars of one dtype");
+    backend_.copy_into(out[static_cast<size_t>(k)], cell);
+  }
+  ++history_rows_;
+  history_steps_.push_back(t);
+
+  size_t i = static_cast<size_t>(width);
+  const std::vector<Tensor> grads(out.begin() + static_cast<long>(i), out.begin() + static_cast<long>(i + step_->grads.size()));
+  i += step_->grads.size();
+  std::vector<Tensor> state_from, state_to;
+  for (const auto& [name, v] : step_->state_updates) {
+    state_from.push_back(out[i++]);
+    state_to.push_back(values_.at(name));  // shares the value's memory: committed in place
+  }
+  if (optimizer_) {
+    UpdateGuard guard;
+    guard.state = guard_;
+    guard.step = t;
+    guard.checked = std::span<const Tensor>(out.data(), 1);  // the loss
+    guard.commit_from = state_from;
+    guard.commit_to = state_to;
+    optimizer_->apply(values_, step_->trainable, grads, guard, backend_);
+  } else {
+    for (size_t k = 0; k < state_to.size(); ++k) backend_.copy_into(state_from[k], state_to[k]);
+  }
   ++step_count_;
-  return r;
+}
+
+// The rows launched so far, read back into drained_ (waits for them).
+void Trainer::drain_history() {
+  if (history_rows_ == 0) return;
+  const int64_t width = 1 + static_cast<int64_t>(step_->metrics.size());
+  const Tensor rows = backend_.to_host(Tensor({history_rows_ * width}, history_.dtype(), history_.storage(),
+                                              history_.offset_bytes()));
+  for (int64_t r = 0; r < history_rows_; ++r) {
+    StepResult res;
+    res.step = history_steps_[static_cast<size_t>(r)];
+    res.loss = rows.item(r * width);
+    int64_t k = 1;
+    for (const auto& [name, v] : step_->metrics) res.metrics[name] = rows.item(r * width + k++);
+    drained_.push_back(std::move(res));
+  }
+  history_rows_ = 0;
+  history_steps_.clear();
+}
+
+std::vector<StepResult> Trainer::collect() {
+  drain_history();
+  std::vector<StepResult> out = std::exchange(drained_, {});
+  try {
+    // An index fault a GPU kernel met: the CPU backend's error for it.
+    executor_->check_faults();
+  } catch (const Error&) {
+    halted_ = true;
+    throw;
+  }
+  if (!optimizer_) return out;
+  const GuardTrip trip = read_guard(backend_, guard_);
+  if (!trip.tripped()) return out;
+  halted_ = true;
+  const auto it = std::find_if(out.begin(), out.end(), [&](const StepResult& r) { return r.step == trip.step; });
+  const double loss = it != out.end() ? it->loss : std::nan("");
+  if (trip.tensor == 0)
+    AGILENN_THROW("step " << trip.step << ": loss is " << (std::isnan(loss) ? "nan" : loss > 0 ? "inf" : "-inf")
+                          << "; parameters left as they were");
+  if (trip.tensor == kFaultTrip)
+    AGILENN_THROW("step " << trip.step << ": a kernel met an index outside its range; parameters left as they were");
+  AGILENN_THROW("step " << trip.step << ": gradient of '" << step_->trainable[static_cast<size_t>(trip.tensor - 1)]
+                        << "' is not finite at element " << trip.element << "; parameters left as they were");
+}
+
+StepResult Trainer::step(const Tensor& images, const Tensor& labels, int64_t global_step, const data::Batch* next) {
+  enqueue(images, labels, global_step, next);
+  std::vector<StepResult> results = collect();
+  return results.back();
 }
 
 }  // namespace agilenn::train

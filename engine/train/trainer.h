@@ -2,6 +2,7 @@
 // optimizer to the gradients; writes the state updates back.
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
 #include <optional>
@@ -15,6 +16,7 @@
 namespace agilenn::train {
 
 struct StepResult {
+  int64_t step = 0;  // the global step
   double loss = 0;
   std::map<std::string, double> metrics;
 };
@@ -28,12 +30,21 @@ class Trainer {
   Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::unique_ptr<Optimizer> optimizer,
           Backend& backend = cpu_backend());
 
-  // One step on a batch (host tensors, or tensors already in the backend's memory). Only the
-  // loss and the metrics (scalars) come back to the host. A non-finite loss or gradient
-  // throws naming the step, leaving values untouched. `global_step` (default: steps done by
-  // this trainer) drives the schedule and dropout. `next`, when given, is the batch of the
-  // following step: its upload starts now and overlaps this step's kernels (through pinned
-  // memory on a copy stream on CUDA); a later step() given those same tensors uses it.
+  // Launches one step on a batch (host tensors, or tensors already in the backend's
+  // memory) and returns without waiting for it: the loss and metrics stay in the backend's
+  // memory until collect(). `global_step` (default: steps launched by this trainer) drives
+  // the schedule and dropout. `next`, when given, is the batch of the following step: its
+  // upload starts now and overlaps this step's kernels (through pinned memory on a copy
+  // stream on CUDA, into the other of two fixed input buffers); a later enqueue() given
+  // those same tensors uses it. A step whose loss or gradient is not finite, or whose
+  // kernels met an index outside its range on the GPU, changes no parameter, slot or state,
+  // and neither does any later step: collect() then throws naming it ("step 12: loss is
+  // nan; parameters left as they were").
+  void enqueue(const Tensor& images, const Tensor& labels, int64_t global_step = -1,
+               const data::Batch* next = nullptr);
+  // The results of the steps launched since the last collect(), in order; waits for them.
+  std::vector<StepResult> collect();
+  // enqueue() and collect(): one step, waited for.
   StepResult step(const Tensor& images, const Tensor& labels, int64_t global_step = -1,
                   const data::Batch* next = nullptr);
 
@@ -59,10 +70,10 @@ class Trainer {
   Backend& backend() const { return backend_; }
 
  private:
-  // A batch whose upload was started by an earlier step() (its `next`).
+  // A batch whose upload was started by an earlier enqueue() (its `next`), in input slot `slot`.
   struct Staged {
     Tensor host_images, host_labels;  // kept alive: identify the batch by storage
-    Tensor images, labels;            // in the backend's memory
+    int slot;
   };
 
   std::unique_ptr<StepGraph> step_;
@@ -71,8 +82,25 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<Executor> executor_;
   std::map<std::string, Tensor> extra_;
+  // Off the CPU: two fixed input buffers each (a step reads one while the next batch goes
+  // up into the other; fixed addresses keep graph replay to two recordings) and the
+  // dropout counter, uploaded without waiting.
+  std::array<Tensor, 2> images_, labels_;
+  Tensor counter_;
+  int last_slot_ = 1;
   std::optional<Staged> staged_;
+  // The guard of every update (Backend::sgdw_update) and the launched steps' loss and
+  // metrics, one row each, in the backend's memory until collected.
+  Tensor guard_;
+  Tensor history_;
+  int64_t history_rows_ = 0;
+  std::vector<int64_t> history_steps_;
+  std::vector<StepResult> drained_;
   int64_t step_count_ = 0;
+  bool halted_ = false;
+
+  void bind_batch(Feeds& feeds, const Tensor& images, const Tensor& labels, const data::Batch* next);
+  void drain_history();
 };
 
 }  // namespace agilenn::train

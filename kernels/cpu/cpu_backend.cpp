@@ -25,13 +25,13 @@ class CpuBackend final : public Backend {
   Tensor to_host(const Tensor& t) override { return t; }
   Tensor copy(const Tensor& t) override { return t.clone(); }
   void copy_into(const Tensor& src, Tensor& dst) override { dst.copy_from(src); }
-  NonFinite sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
-                        const SgdwHyper& hyper) override {
-    return cpu::sgdw_update(params, grads, velocities, hyper);
+  void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
+                   const SgdwHyper& hyper, const UpdateGuard& guard) override {
+    cpu::sgdw_update(params, grads, velocities, hyper, guard);
   }
-  NonFinite adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
-                        std::span<Tensor> v, const AdamHyper& hyper) override {
-    return cpu::adam_update(params, grads, m, v, hyper);
+  void adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m, std::span<Tensor> v,
+                   const AdamHyper& hyper, const UpdateGuard& guard) override {
+    cpu::adam_update(params, grads, m, v, hyper, guard);
   }
 
  private:

@@ -93,9 +93,9 @@ void register_indexing(KernelTable& table);
 void register_agilenn_fused(KernelTable& table);
 
 // The CPU backend's optimizer updates (see Backend::sgdw_update, Backend::adam_update).
-NonFinite sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
-                      const SgdwHyper& hyper);
-NonFinite adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
-                      std::span<Tensor> v, const AdamHyper& hyper);
+void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
+                 const SgdwHyper& hyper, const UpdateGuard& guard);
+void adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m, std::span<Tensor> v,
+                 const AdamHyper& hyper, const UpdateGuard& guard);
 
 }  // namespace agilenn::cpu

@@ -1,6 +1,6 @@
 // The CPU backend's multi-tensor optimizer updates (float32 and float64), one parameter
-// tensor after another, with the per-element math the CUDA kernels use (optimizer.cuh):
-// the CPU backend is the fused kernels' twin.
+// tensor after another, with the per-element math the CUDA kernels use (optimizer.cuh) and
+// the same guard (Backend::sgdw_update): the CPU backend is the fused kernels' twin.
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cuda/optimizer.cuh"
 
@@ -16,28 +16,48 @@ void dispatch_param(DType t, F&& f) {
   }
 }
 
-// The first NaN or infinity over `grads`, in list order then element order.
-NonFinite first_non_finite(std::span<const Tensor> grads) {
-  for (size_t k = 0; k < grads.size(); ++k) {
-    const Tensor& g = grads[k];
-    int64_t bad = -1;
-    dispatch_param(g.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      const T* p = g.data<T>();
-      for (int64_t i = 0; i < g.numel() && bad < 0; ++i)
-        if (!cuda::optim::finite(p[i])) bad = i;
-    });
-    if (bad >= 0) return {static_cast<int64_t>(k), bad};
-  }
+// The first NaN or infinity over `lists`, one after another: (index, element) counting
+// the tensors of all lists in order.
+GuardTrip first_non_finite(std::initializer_list<std::span<const Tensor>> lists, int64_t step) {
+  int64_t k = 0;
+  for (std::span<const Tensor> list : lists)
+    for (const Tensor& g : list) {
+      int64_t bad = -1;
+      dispatch_param(g.dtype(), [&](auto zero) {
+        using T = decltype(zero);
+        const T* p = g.data<T>();
+        for (int64_t i = 0; i < g.numel() && bad < 0; ++i)
+          if (!cuda::optim::finite(p[i])) bad = i;
+      });
+      if (bad >= 0) return {step, k, bad};
+      ++k;
+    }
   return {};
+}
+
+// Whether the update may run: the guard untripped and everything finite; trips it if not.
+bool admit(std::span<const Tensor> grads, const UpdateGuard& guard) {
+  double* state = guard.state.data<double>();
+  if (state[0] >= 0) return false;
+  const GuardTrip bad = first_non_finite({guard.checked, grads}, guard.step);
+  if (!bad.tripped()) return true;
+  state[0] = static_cast<double>(bad.step);
+  state[1] = static_cast<double>(bad.tensor);
+  state[2] = static_cast<double>(bad.element);
+  return false;
+}
+
+void commit(const UpdateGuard& guard) {
+  for (size_t i = 0; i < guard.commit_to.size(); ++i) guard.commit_to[i].copy_from(guard.commit_from[i]);
 }
 
 }  // namespace
 
-NonFinite sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
-                      const SgdwHyper& h) {
+void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
+                 const SgdwHyper& h, const UpdateGuard& guard) {
   check_update_operands("SGDW", params, grads, {velocities}, Device::cpu);
-  if (const NonFinite bad = first_non_finite(grads); bad.found()) return bad;
+  check_update_guard("SGDW", guard, Device::cpu);
+  if (!admit(grads, guard)) return;
   for (size_t i = 0; i < params.size(); ++i) {
     dispatch_param(params[i].dtype(), [&](auto zero) {
       using T = decltype(zero);
@@ -48,13 +68,14 @@ NonFinite sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, s
       for (int64_t j = 0; j < params[i].numel(); ++j) cuda::optim::sgdw_step(theta[j], vel[j], g[j], lr, decay, mu);
     });
   }
-  return {};
+  commit(guard);
 }
 
-NonFinite adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
-                      std::span<Tensor> v, const AdamHyper& h) {
+void adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m, std::span<Tensor> v,
+                 const AdamHyper& h, const UpdateGuard& guard) {
   check_update_operands("Adam", params, grads, {m, v}, Device::cpu);
-  if (const NonFinite bad = first_non_finite(grads); bad.found()) return bad;
+  check_update_guard("Adam", guard, Device::cpu);
+  if (!admit(grads, guard)) return;
   for (size_t i = 0; i < params.size(); ++i) {
     dispatch_param(params[i].dtype(), [&](auto zero) {
       using T = decltype(zero);
@@ -68,7 +89,7 @@ NonFinite adam_update(std::span<Tensor> params, std::span<const Tensor> grads, s
         cuda::optim::adam_step(theta[j], mp[j], vp[j], g[j], step, b1, b2, eps);
     });
   }
-  return {};
+  commit(guard);
 }
 
 }  // namespace agilenn::cpu

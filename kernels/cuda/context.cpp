@@ -190,6 +190,8 @@ FaultSlot* device_fault_slot() {
 }
 }  // namespace
 
+const FaultSlot* fault_slot() { return device_fault_slot(); }
+
 FaultSite fault_site(const Node& node) {
   return {device_fault_slot(), reinterpret_cast<unsigned long long>(&node), static_cast<long long>(node.id)};
 }

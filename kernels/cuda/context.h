@@ -55,7 +55,8 @@ std::shared_ptr<Storage> allocate_cached(size_t bytes);
 size_t cached_bytes();
 void release_cached();
 
-// The device's index-fault slot (fault.cuh), for kernels launched for `node`.
+// The device's index-fault slot (fault.cuh), and where kernels launched for `node` report.
+const FaultSlot* fault_slot();
 FaultSite fault_site(const Node& node);
 // The fault recorded since the last call, if any (waits for the compute stream), cleared.
 std::optional<IndexFault> take_fault();

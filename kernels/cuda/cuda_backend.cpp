@@ -83,7 +83,19 @@ class CudaBackend final : public Backend {
   Tensor upload(const Tensor& host) override {
     if (host.device() == Device::cuda) return host;
     Tensor dst(host.shape(), host.dtype(), allocate(host.nbytes()));
-    if (host.nbytes() == 0) return dst;
+    upload_into(host, dst);
+    return dst;
+  }
+  void upload_into(const Tensor& host, Tensor& dst) override {
+    AGILENN_CHECK(host.shape() == dst.shape() && host.dtype() == dst.dtype() && dst.device() == Device::cuda,
+                  "upload_into: " << shape_str(host.shape()) << " " << dtype_name(host.dtype()) << " into "
+                                  << shape_str(dst.shape()) << " " << dtype_name(dst.dtype()) << " in "
+                                  << device_name(dst.device()) << " memory");
+    if (host.device() == Device::cuda) {
+      copy_into(host, dst);
+      return;
+    }
+    if (host.nbytes() == 0) return;
     if (!compute_mark_) {
       AGILENN_CUDA_CHECK(cudaEventCreateWithFlags(&compute_mark_, cudaEventDisableTiming));
       AGILENN_CUDA_CHECK(cudaEventCreateWithFlags(&uploads_done_, cudaEventDisableTiming));
@@ -97,7 +109,6 @@ class CudaBackend final : public Backend {
     AGILENN_CUDA_CHECK(cudaEventRecord(st.done, cuda::copy_stream()));
     AGILENN_CUDA_CHECK(cudaEventRecord(uploads_done_, cuda::copy_stream()));
     in_flight_.push_back(dst.storage());
-    return dst;
   }
   void await_uploads() override {
     if (in_flight_.empty()) return;
@@ -105,13 +116,13 @@ class CudaBackend final : public Backend {
     in_flight_.clear();
   }
 
-  NonFinite sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
-                        const SgdwHyper& hyper) override {
-    return cuda::sgdw_update(params, grads, velocities, hyper);
+  void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
+                   const SgdwHyper& hyper, const UpdateGuard& guard) override {
+    cuda::sgdw_update(params, grads, velocities, hyper, guard);
   }
-  NonFinite adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
-                        std::span<Tensor> v, const AdamHyper& hyper) override {
-    return cuda::adam_update(params, grads, m, v, hyper);
+  void adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m, std::span<Tensor> v,
+                   const AdamHyper& hyper, const UpdateGuard& guard) override {
+    cuda::adam_update(params, grads, m, v, hyper, guard);
   }
 
   std::unique_ptr<RecordedWork> record(const std::function<void()>& launches) override {

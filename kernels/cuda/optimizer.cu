@@ -1,16 +1,17 @@
-// Fused multi-tensor SGDW and Adam. All parameters of an update are described by one
-// table in device memory: per tensor its pointers (parameter, gradient, one or two slots)
-// and size, and a list of fixed-size chunks (tensor, first element). A block takes one
-// chunk, so one launch covers every parameter however many tensors there are and however
-// unevenly they are sized.
+// Fused multi-tensor SGDW and Adam. All tensors of an update are described by one table
+// in device memory: per tensor its pointers (parameter, gradient, one or two slots), size
+// and role (checked only, updated, or a commit copy), and a list of fixed-size chunks
+// (tensor, first element). A block takes one chunk, so one launch covers every tensor
+// however many there are and however unevenly they are sized.
 //
 // The table is built on the host in page-locked memory and copied with cudaMemcpyAsync on
 // the compute stream ahead of the kernels that read it; it is copied only when it changed
-// (same tensors at the same addresses: no copy). Each update is:
-//   memset(verdict) → finiteness pass (one launch) → update (one launch, a no-op when the
-//   pass found a NaN or an infinity) → 8-byte verdict copied back, stream synchronised.
-// The verdict is the smallest (tensor << 40 | element) key of a non-finite gradient
-// element, so the report is deterministic: the first in list order, then element order.
+// (same tensors at the same addresses: no copy). Each update is, on the compute stream and
+// with nothing read back:
+//   memset(verdict) → finiteness pass over the checked tensors and the gradients (one
+//   launch; the smallest (index << 40 | element) of a NaN or an infinity) → the guard
+//   judged (one thread: trips it on a non-finite value or a recorded index fault) → the
+//   update and the commits (one launch, a no-op while the guard is tripped).
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -30,12 +31,15 @@ constexpr int kElementBits = 40;  // key = tensor << 40 | element
 constexpr int64_t kChunk = 4096;  // elements per block
 constexpr int kUpdateThreads = 256;
 
+enum Role : int32_t { kChecked = 0, kUpdated = 1, kCommitted = 2 };
+
 struct TensorRef {
-  void* param;
-  const void* grad;
+  void* param;       // kUpdated: the parameter; kCommitted: the destination
+  const void* grad;  // kChecked: the tensor checked; kUpdated: the gradient; kCommitted: the source
   void* slot1;
   void* slot2;
   int64_t n;
+  int32_t role;
 };
 struct ChunkRef {
   int64_t tensor;
@@ -49,6 +53,7 @@ __global__ void find_non_finite_kernel(const TensorRef* __restrict__ tensors, co
                                        Key* first_bad) {
   const ChunkRef c = chunks[blockIdx.x];
   const TensorRef t = tensors[c.tensor];
+  if (t.role == kCommitted) return;
   const T* g = static_cast<const T*>(t.grad);
   const int64_t end = c.start + kChunk < t.n ? c.start + kChunk : t.n;
   for (int64_t i = c.start + threadIdx.x; i < end; i += blockDim.x) {
@@ -59,32 +64,54 @@ __global__ void find_non_finite_kernel(const TensorRef* __restrict__ tensors, co
   }
 }
 
-template <class T>
-__global__ void sgdw_kernel(const TensorRef* __restrict__ tensors, const ChunkRef* __restrict__ chunks,
-                            const Key* first_bad, T lr, T decay, T momentum) {
-  if (*first_bad != kAllFinite) return;
+// One thread. guard = [step, index, element] (float64), step < 0 while untripped.
+__global__ void judge_kernel(const Key* verdict, const FaultSlot* fault, double step, double* guard) {
+  if (guard[0] >= 0) return;
+  const Key v = *verdict;
+  if (v != kAllFinite) {
+    guard[1] = static_cast<double>(v >> kElementBits);
+    guard[2] = static_cast<double>(v & ((Key{1} << kElementBits) - 1));
+    guard[0] = step;
+  } else if (fault->node != 0) {
+    guard[1] = static_cast<double>(kFaultTrip);
+    guard[2] = 0;
+    guard[0] = step;
+  }
+}
+
+// The update of a kUpdated chunk, or the copy of a kCommitted one, unless the guard is tripped.
+template <class T, class Step>
+__device__ void apply_chunk(const TensorRef* __restrict__ tensors, const ChunkRef* __restrict__ chunks,
+                            const double* guard, Step&& step) {
+  if (guard[0] >= 0) return;
   const ChunkRef c = chunks[blockIdx.x];
   const TensorRef t = tensors[c.tensor];
-  T* theta = static_cast<T*>(t.param);
-  const T* g = static_cast<const T*>(t.grad);
-  T* vel = static_cast<T*>(t.slot1);
   const int64_t end = c.start + kChunk < t.n ? c.start + kChunk : t.n;
-  for (int64_t i = c.start + threadIdx.x; i < end; i += blockDim.x) optim::sgdw_step(theta[i], vel[i], g[i], lr, decay, momentum);
+  if (t.role == kCommitted) {
+    T* dst = static_cast<T*>(t.param);
+    const T* src = static_cast<const T*>(t.grad);
+    for (int64_t i = c.start + threadIdx.x; i < end; i += blockDim.x) dst[i] = src[i];
+  } else if (t.role == kUpdated) {
+    for (int64_t i = c.start + threadIdx.x; i < end; i += blockDim.x) step(t, i);
+  }
+}
+
+template <class T>
+__global__ void sgdw_kernel(const TensorRef* __restrict__ tensors, const ChunkRef* __restrict__ chunks,
+                            const double* guard, T lr, T decay, T momentum) {
+  apply_chunk<T>(tensors, chunks, guard, [&](const TensorRef& t, int64_t i) {
+    optim::sgdw_step(static_cast<T*>(t.param)[i], static_cast<T*>(t.slot1)[i], static_cast<const T*>(t.grad)[i], lr,
+                     decay, momentum);
+  });
 }
 
 template <class T>
 __global__ void adam_kernel(const TensorRef* __restrict__ tensors, const ChunkRef* __restrict__ chunks,
-                            const Key* first_bad, T step, T beta1, T beta2, T eps) {
-  if (*first_bad != kAllFinite) return;
-  const ChunkRef c = chunks[blockIdx.x];
-  const TensorRef t = tensors[c.tensor];
-  T* theta = static_cast<T*>(t.param);
-  const T* g = static_cast<const T*>(t.grad);
-  T* m = static_cast<T*>(t.slot1);
-  T* v = static_cast<T*>(t.slot2);
-  const int64_t end = c.start + kChunk < t.n ? c.start + kChunk : t.n;
-  for (int64_t i = c.start + threadIdx.x; i < end; i += blockDim.x)
-    optim::adam_step(theta[i], m[i], v[i], g[i], step, beta1, beta2, eps);
+                            const double* guard, T step, T beta1, T beta2, T eps) {
+  apply_chunk<T>(tensors, chunks, guard, [&](const TensorRef& t, int64_t i) {
+    optim::adam_step(static_cast<T*>(t.param)[i], static_cast<T*>(t.slot1)[i], static_cast<T*>(t.slot2)[i],
+                     static_cast<const T*>(t.grad)[i], step, beta1, beta2, eps);
+  });
 }
 
 // ---- the table and its buffers
@@ -102,28 +129,19 @@ class UpdateTable {
   };
 
   // Describes the operands on the device (copying the table there if it changed).
-  Operands prepare(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> slot1,
-                 std::span<Tensor> slot2) {
-    std::vector<TensorRef> refs(params.size());
+  Operands prepare(const std::vector<TensorRef>& refs) {
     std::vector<ChunkRef> chunks;
-    for (size_t i = 0; i < params.size(); ++i) {
-      const int64_t n = params[i].numel();
-      AGILENN_CHECK(n < (int64_t{1} << kElementBits), "optimizer update: tensor " << i << " has " << n << " elements");
-      refs[i] = {params[i].raw(), grads[i].raw(), slot1[i].raw(), slot2.empty() ? nullptr : slot2[i].raw(), n};
-      for (int64_t start = 0; start < n; start += kChunk) chunks.push_back({static_cast<int64_t>(i), start});
-    }
-    AGILENN_CHECK(params.size() < (size_t{1} << (64 - kElementBits - 1)) && chunks.size() < (size_t{1} << 31),
-                  "optimizer update: too many tensors (" << params.size() << ") or chunks (" << chunks.size() << ")");
+    for (size_t i = 0; i < refs.size(); ++i)
+      for (int64_t start = 0; start < refs[i].n; start += kChunk) chunks.push_back({static_cast<int64_t>(i), start});
+    AGILENN_CHECK(refs.size() < (size_t{1} << 22) && chunks.size() < (size_t{1} << 31),
+                  "optimizer update: too many tensors (" << refs.size() << ") or chunks (" << chunks.size() << ")");
     const size_t refs_bytes = refs.size() * sizeof(TensorRef), chunk_bytes = chunks.size() * sizeof(ChunkRef);
     std::vector<unsigned char> bytes(refs_bytes + chunk_bytes);
     if (refs_bytes) std::memcpy(bytes.data(), refs.data(), refs_bytes);
     if (chunk_bytes) std::memcpy(bytes.data() + refs_bytes, chunks.data(), chunk_bytes);
 
     cudaStream_t s = stream();
-    if (!event_) {
-      AGILENN_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
-      verdict_host_ = allocate_pinned(sizeof(Key));
-    }
+    if (!event_) AGILENN_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
     if (kHeader + bytes.size() > device_bytes_) {
       // Kernels queued earlier may still read the old table.
       if (device_) {
@@ -157,21 +175,12 @@ class UpdateTable {
             static_cast<unsigned>(chunks.size())};
   }
 
-  // Copies the verdict back once the queued kernels are done.
-  NonFinite verdict(const Operands& d) {
-    Key* host = static_cast<Key*>(verdict_host_->data());
-    AGILENN_CUDA_CHECK(cudaMemcpyAsync(host, d.verdict, sizeof(Key), cudaMemcpyDeviceToHost, stream()));
-    AGILENN_CUDA_CHECK(cudaStreamSynchronize(stream()));
-    if (*host == kAllFinite) return {};
-    return {static_cast<int64_t>(*host >> kElementBits), static_cast<int64_t>(*host & ((Key{1} << kElementBits) - 1))};
-  }
-
   std::mutex mu;
 
  private:
   void* device_ = nullptr;
   size_t device_bytes_ = 0;
-  std::shared_ptr<Storage> pinned_, verdict_host_;
+  std::shared_ptr<Storage> pinned_;
   cudaEvent_t event_ = nullptr;
   std::vector<unsigned char> uploaded_;
   bool have_upload_ = false;
@@ -182,73 +191,98 @@ UpdateTable& table() {
   return *t;
 }
 
-DType common_dtype(std::span<Tensor> params) {
-  const DType t = params.empty() ? DType::f32 : params[0].dtype();
-  for (const Tensor& p : params)
-    AGILENN_CHECK(p.dtype() == t, "optimizer update on the GPU: parameters mix " << dtype_name(t) << " and "
-                                                                                 << dtype_name(p.dtype()));
+// One dtype (float32 or float64) for every tensor of the call.
+DType common_dtype(std::span<Tensor> params, const UpdateGuard& guard) {
+  const DType t = !params.empty() ? params[0].dtype() : !guard.checked.empty() ? guard.checked[0].dtype() : DType::f32;
+  auto same = [&](const Tensor& x, const char* what) {
+    AGILENN_CHECK(x.dtype() == t, "optimizer update on the GPU: " << what << " is " << dtype_name(x.dtype())
+                                                                  << ", the parameters " << dtype_name(t));
+  };
+  for (const Tensor& p : params) same(p, "a parameter");
+  for (const Tensor& c : guard.checked) same(c, "a checked tensor");
+  for (const Tensor& c : guard.commit_to) same(c, "a committed tensor");
   return t;
 }
 
-// The finiteness pass and `launch_update(grid, table)`, then the verdict.
+// The table: checked tensors, then parameters, then commits (the list indices of
+// UpdateGuard: checked first, then the gradients).
+std::vector<TensorRef> table_rows(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> slot1,
+                                  std::span<Tensor> slot2, const UpdateGuard& guard) {
+  std::vector<TensorRef> refs;
+  for (const Tensor& c : guard.checked) refs.push_back({nullptr, c.raw(), nullptr, nullptr, c.numel(), kChecked});
+  for (size_t i = 0; i < params.size(); ++i) {
+    AGILENN_CHECK(params[i].numel() < (int64_t{1} << kElementBits),
+                  "optimizer update: tensor " << i << " has " << params[i].numel() << " elements");
+    refs.push_back({params[i].raw(), grads[i].raw(), slot1[i].raw(), slot2.empty() ? nullptr : slot2[i].raw(),
+                    params[i].numel(), kUpdated});
+  }
+  for (size_t i = 0; i < guard.commit_to.size(); ++i)
+    refs.push_back({guard.commit_to[i].raw(), guard.commit_from[i].raw(), nullptr, nullptr, guard.commit_to[i].numel(),
+                    kCommitted});
+  return refs;
+}
+
+// The finiteness pass, the guard's judgement, then `launch_update(table)`; nothing read back.
 template <class Launch>
-NonFinite run_update(DType dtype, std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> slot1,
-                     std::span<Tensor> slot2, Launch&& launch_update) {
-  if (params.empty()) return {};
-  AGILENN_CHECK(!capturing(), "optimizer update: cannot run while a CUDA graph is captured (it reads a verdict back)");
+void run_update(DType dtype, std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> slot1,
+                std::span<Tensor> slot2, const UpdateGuard& guard, Launch&& launch_update) {
   UpdateTable& t = table();
   std::lock_guard<std::mutex> lock(t.mu);
-  const UpdateTable::Operands d = t.prepare(params, grads, slot1, slot2);
+  const UpdateTable::Operands d = t.prepare(table_rows(params, grads, slot1, slot2, guard));
   cudaStream_t s = stream();
   AGILENN_CUDA_CHECK(cudaMemsetAsync(d.verdict, 0xFF, sizeof(Key), s));
-  if (d.chunk_count == 0) return t.verdict(d);
-  if (dtype == DType::f32) {
-    find_non_finite_kernel<float><<<d.chunk_count, kUpdateThreads, 0, s>>>(d.tensors, d.chunks, d.verdict);
-  } else {
-    find_non_finite_kernel<double><<<d.chunk_count, kUpdateThreads, 0, s>>>(d.tensors, d.chunks, d.verdict);
+  if (d.chunk_count > 0) {
+    if (dtype == DType::f32) {
+      find_non_finite_kernel<float><<<d.chunk_count, kUpdateThreads, 0, s>>>(d.tensors, d.chunks, d.verdict);
+    } else {
+      find_non_finite_kernel<double><<<d.chunk_count, kUpdateThreads, 0, s>>>(d.tensors, d.chunks, d.verdict);
+    }
+    AGILENN_CUDA_CHECK_LAUNCH();
   }
+  judge_kernel<<<1, 1, 0, s>>>(d.verdict, fault_slot(), static_cast<double>(guard.step), guard.state.data<double>());
   AGILENN_CUDA_CHECK_LAUNCH();
+  if (d.chunk_count == 0) return;
   launch_update(d);
   AGILENN_CUDA_CHECK_LAUNCH();
-  return t.verdict(d);
 }
 
 }  // namespace
 
 // ---- launchers
 
-NonFinite sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
-                      const SgdwHyper& h) {
+void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
+                 const SgdwHyper& h, const UpdateGuard& guard) {
   check_update_operands("SGDW", params, grads, {velocities}, Device::cuda);
-  const DType dtype = common_dtype(params);
-  auto launch = [&](const UpdateTable::Operands& d) {
+  check_update_guard("SGDW", guard, Device::cuda);
+  const DType dtype = common_dtype(params, guard);
+  const double* g = guard.state.data<double>();
+  run_update(dtype, params, grads, velocities, {}, guard, [&](const UpdateTable::Operands& d) {
     if (dtype == DType::f32) {
       sgdw_kernel<float><<<d.chunk_count, kUpdateThreads, 0, stream()>>>(
-          d.tensors, d.chunks, d.verdict, static_cast<float>(h.lr), static_cast<float>(h.decay),
-          static_cast<float>(h.momentum));
+          d.tensors, d.chunks, g, static_cast<float>(h.lr), static_cast<float>(h.decay), static_cast<float>(h.momentum));
     } else {
-      sgdw_kernel<double><<<d.chunk_count, kUpdateThreads, 0, stream()>>>(d.tensors, d.chunks, d.verdict, h.lr,
-                                                                           h.decay, h.momentum);
+      sgdw_kernel<double><<<d.chunk_count, kUpdateThreads, 0, stream()>>>(d.tensors, d.chunks, g, h.lr, h.decay,
+                                                                           h.momentum);
     }
-  };
-  return run_update(dtype, params, grads, velocities, {}, launch);
+  });
 }
 
-NonFinite adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
-                      std::span<Tensor> v, const AdamHyper& h) {
+void adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m, std::span<Tensor> v,
+                 const AdamHyper& h, const UpdateGuard& guard) {
   check_update_operands("Adam", params, grads, {m, v}, Device::cuda);
-  const DType dtype = common_dtype(params);
-  auto launch = [&](const UpdateTable::Operands& d) {
+  check_update_guard("Adam", guard, Device::cuda);
+  const DType dtype = common_dtype(params, guard);
+  const double* g = guard.state.data<double>();
+  run_update(dtype, params, grads, m, v, guard, [&](const UpdateTable::Operands& d) {
     if (dtype == DType::f32) {
       adam_kernel<float><<<d.chunk_count, kUpdateThreads, 0, stream()>>>(
-          d.tensors, d.chunks, d.verdict, static_cast<float>(h.step), static_cast<float>(h.beta1),
-          static_cast<float>(h.beta2), static_cast<float>(h.eps));
+          d.tensors, d.chunks, g, static_cast<float>(h.step), static_cast<float>(h.beta1), static_cast<float>(h.beta2),
+          static_cast<float>(h.eps));
     } else {
-      adam_kernel<double><<<d.chunk_count, kUpdateThreads, 0, stream()>>>(d.tensors, d.chunks, d.verdict, h.step,
-                                                                           h.beta1, h.beta2, h.eps);
+      adam_kernel<double><<<d.chunk_count, kUpdateThreads, 0, stream()>>>(d.tensors, d.chunks, g, h.step, h.beta1,
+                                                                           h.beta2, h.eps);
     }
-  };
-  return run_update(dtype, params, grads, m, v, launch);
+  });
 }
 
 }  // namespace agilenn::cuda

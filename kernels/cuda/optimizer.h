@@ -11,17 +11,18 @@
 namespace agilenn::cuda {
 
 // Device tensors, one dtype (float32 or float64) for the whole call. Work on the compute
-// stream: a finiteness pass over every gradient, then one update launch for all parameters
-// (which does nothing if the pass found a NaN or an infinity); waits for the 8-byte verdict.
-NonFinite sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
-                      const SgdwHyper& hyper);
-NonFinite adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
-                      std::span<Tensor> v, const AdamHyper& hyper);
+// stream: a finiteness pass over the checked tensors and every gradient, the guard judged,
+// then one launch for all parameters and commits (which does nothing once the guard is
+// tripped). Nothing is read back.
+void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
+                 const SgdwHyper& hyper, const UpdateGuard& guard);
+void adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m, std::span<Tensor> v,
+                 const AdamHyper& hyper, const UpdateGuard& guard);
 
 // Host tensors.
-NonFinite sgdw_update_twin(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
-                           const SgdwHyper& hyper);
-NonFinite adam_update_twin(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
-                           std::span<Tensor> v, const AdamHyper& hyper);
+void sgdw_update_twin(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
+                      const SgdwHyper& hyper, const UpdateGuard& guard);
+void adam_update_twin(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
+                      std::span<Tensor> v, const AdamHyper& hyper, const UpdateGuard& guard);
 
 }  // namespace agilenn::cuda
