@@ -10,6 +10,7 @@
 #include <ostream>
 
 #include "engine/core/error.h"
+#include "engine/core/progress.h"
 #include "engine/data/loader.h"
 #include "engine/io/checkpoint.h"
 #include "engine/train/tensorboard.h"
@@ -78,7 +79,7 @@ Tensor on(Backend& backend, const Tensor& t) { return t.device() == backend.devi
 // The attribution statistics are per sample, so the batch size does not change them.
 // `values` and `table` may be in the backend's memory already (a trainer's) or on the host.
 Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDataset& test, const nn::TensorMap& values,
-                    const Tensor& table, int64_t eval_batch, Backend& backend) {
+                    const Tensor& table, int64_t eval_batch, Backend& backend, std::ostream& log) {
   const int64_t batch = std::min(eval_batch, test.size());
   auto step = build_step(c, classes, batch, false);
   std::vector<NodeId> outs;
@@ -94,7 +95,10 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
   Evaluation e;
   std::vector<double> histogram(static_cast<size_t>(c.preset.num_centroids), 0.0);
   int64_t seen = 0, codes_per_image = 0;
+  Progress progress(log, Progress::mode_for(log), "evaluating", loader.batches_covering(),
+                    static_cast<double>(batch), "images");
   for (int64_t b = 0; b < loader.batches_covering(); ++b) {
+    progress.update(b);
     const data::Loader::LoadedBatch lb = loader.get(0, b);
     feeds["images"] = lb.batch.images;
     feeds["labels"] = lb.batch.labels;
@@ -134,14 +138,6 @@ std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, int64_t total_step
   if (c.mode == RunMode::reference)
     return std::make_unique<Adam>(CosineSchedule{c.lr > 0 ? c.lr : 1e-3, total_steps, 0.01});
   return std::make_unique<SGDW>(CosineSchedule{c.lr > 0 ? c.lr : 0.1, total_steps, 0.0});
-}
-
-std::string duration(double seconds) {
-  const auto s = static_cast<int64_t>(seconds);
-  std::ostringstream os;
-  if (s >= 3600) os << s / 3600 << "h";
-  os << (s % 3600) / 60 << "m" << std::setw(2) << std::setfill('0') << s % 60 << "s";
-  return os.str();
 }
 
 // Reference-net values for an AgileNN run: the body of a checkpoint written in reference mode.
@@ -250,9 +246,19 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
   // The batch of step s + 1 is taken from the loader before step s, so that its upload to
   // the backend overlaps step s (batches are a pure function of epoch and index).
   std::optional<data::Loader::LoadedBatch> ahead;
-  // The steps' losses and metrics come back from the backend at log points only: every
-  // kCollectEvery steps and at the end of an epoch.
-  constexpr int64_t kCollectEvery = 50;
+  // The steps' losses and metrics come back from the backend at log points only: twice a
+  // second (for the progress line) and at the end of an epoch.
+  constexpr double kCollectSeconds = 0.5;
+  auto last_collect = std::chrono::steady_clock::now();
+  std::optional<Progress> progress;
+  auto progress_fields = [&] {
+    std::ostringstream f;
+    if (in_epoch > 0) {
+      f << std::fixed << std::setprecision(4) << "loss " << sum_loss / in_epoch << "  acc " << sum_acc / in_epoch;
+      if (cfg.mode == RunMode::agilenn) f << "  skew " << sum_skew / in_epoch;
+    }
+    return f.str();
+  };
   auto record = [&](const StepResult& r) {
     const int64_t epoch = r.step / per_epoch;
     const double acc = r.metrics.at("correct") / static_cast<double>(cfg.batch);
@@ -272,22 +278,37 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
     ahead.reset();
     if (s + 1 < stop) ahead = loader.next((s + 1) / per_epoch, (s + 1) % per_epoch);
     const bool epoch_end = index == per_epoch - 1, last = s + 1 == stop;
+    if (!progress) {
+      const int64_t first = epoch * per_epoch, end = std::min((epoch + 1) * per_epoch, stop);
+      progress.emplace(log, Progress::mode_for(log),
+                       "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(cfg.epochs), end - first,
+                       static_cast<double>(cfg.batch), "images");
+      progress->skip(s - first);
+    }
     try {
       trainer.enqueue(lb.batch.images, lb.batch.labels, s, ahead ? &ahead->batch : nullptr);
-      if (epoch_end || last || (s + 1 - done) % kCollectEvery == 0)
+      const auto now = std::chrono::steady_clock::now();
+      if (epoch_end || last || std::chrono::duration<double>(now - last_collect).count() >= kCollectSeconds) {
         for (const StepResult& r : trainer.collect()) record(r);
+        last_collect = now;
+      }
     } catch (const Error& e) {
+      progress.reset();
       AGILENN_THROW(e.what() << " (training stopped; the last good checkpoint is '" << latest << "')");
     }
-    for (const std::string& n : backend.take_notes()) log << "note: " << n << "\n";
+    const std::vector<std::string> notes = backend.take_notes();
+    if (!notes.empty()) progress->clear();
+    for (const std::string& n : notes) log << "note: " << n << "\n";
+    progress->update(index + 1, progress_fields());
     if (!epoch_end && !last) continue;
 
     // Test batches are 4× the training batch, as the seed's.
-    const Evaluation ev = evaluate(cfg, classes, test_set, trainer.values(), table, 4 * cfg.batch, backend);
+    progress.reset();
+    const Evaluation ev = evaluate(cfg, classes, test_set, trainer.values(), table, 4 * cfg.batch, backend, log);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     const double rate = in_epoch / secs;
     log << "epoch " << epoch + 1 << "/" << cfg.epochs << "  step " << s + 1 << "/" << total << "  " << std::fixed
-        << std::setprecision(2) << rate << " steps/s  ETA " << duration(static_cast<double>(stop - s - 1) / rate)
+        << std::setprecision(2) << rate << " steps/s  ETA " << Progress::duration(static_cast<double>(stop - s - 1) / rate)
         << "  loss " << std::setprecision(4) << sum_loss / in_epoch << "  acc " << sum_acc / in_epoch;
     if (cfg.mode == RunMode::agilenn) log << "  skew " << sum_skew / in_epoch;
     log << "  | test acc " << ev.accuracy;
@@ -337,7 +358,7 @@ RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string&
   auto step = build_step(cfg, classes, batch, false);
   io::check_against(ck, step->params, checkpoint);
   const Tensor table = step->zero_point_table.empty() ? Tensor() : compute_zero_point_table(cfg.preset, classes, ck.tensors);
-  const Evaluation ev = evaluate(cfg, classes, test, ck.tensors, table, batch, cpu_backend());
+  const Evaluation ev = evaluate(cfg, classes, test, ck.tensors, table, batch, cpu_backend(), log);
   RunSummary s;
   s.steps = ck.metadata.at("step").get<int64_t>();
   s.test_accuracy = ev.accuracy;
