@@ -105,6 +105,59 @@ TEST(GpuTraining, EveryTinyAgileNNStepFromTheSameStateMatchesTheCpu) {
     EXPECT_EQ(std::memcmp(t.raw(), after.at(name).raw(), t.nbytes()), 0) << name;
 }
 
+// Steps launched without waiting, batches staged ahead into two fixed buffers, each step
+// replayed as a recorded graph: two recordings serve every step, and the losses collected
+// at the end are those of the same steps taken one at a time. Then a NaN batch in the
+// middle of a launched run: collect() names its step, and the values are those after the
+// steps before it, exactly.
+TEST(GpuTraining, LaunchedStepsKeepTwoRecordingsAndAGuardTripIsNamedAtCollection) {
+  std::string why;
+  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  constexpr int64_t kBatch = 16;
+  constexpr int kSteps = 8;
+  const nn::TensorMap init = tiny_step(kBatch)->params.initialise(29, DType::f32);
+  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), 10, init);
+  auto trainer = [&] {
+    auto t = std::make_unique<train::Trainer>(tiny_step(kBatch), init,
+                                              std::make_unique<train::SGDW>(train::CosineSchedule{0.1, 100, 0}),
+                                              cuda_backend());
+    t->set_input(t->graph().zero_point_table, table);
+    t->executor().set_graph_replay(true);
+    return t;
+  };
+  const data::SyntheticDataset ds(10, 32, 32, 3, 512, 8);
+  std::vector<data::Batch> batches;
+  for (int s = 0; s <= kSteps; ++s) batches.push_back(ds.batch(s * kBatch, kBatch));
+
+  auto one_by_one = trainer(), launched = trainer();
+  std::vector<double> want;
+  for (int s = 0; s < kSteps; ++s) want.push_back(one_by_one->step(batches[s].images, batches[s].labels).loss);
+  for (int s = 0; s < kSteps; ++s) launched->enqueue(batches[s].images, batches[s].labels, -1, &batches[s + 1]);
+  const std::vector<train::StepResult> got = launched->collect();
+  ASSERT_EQ(got.size(), static_cast<size_t>(kSteps));
+  for (int s = 0; s < kSteps; ++s) {
+    EXPECT_EQ(got[static_cast<size_t>(s)].step, s);
+    EXPECT_EQ(got[static_cast<size_t>(s)].loss, want[static_cast<size_t>(s)]) << "step " << s;
+  }
+  EXPECT_TRUE(launched->executor().replaying());
+  EXPECT_EQ(launched->executor().recordings(), 2u);
+
+  std::vector<data::Batch> bad = batches;
+  bad[5].images = bad[5].images.clone();
+  bad[5].images.set_item(3, NAN);
+  auto reference = trainer(), stopped = trainer();
+  for (int s = 0; s < 5; ++s) reference->step(bad[s].images, bad[s].labels);
+  for (int s = 0; s < kSteps; ++s) stopped->enqueue(bad[s].images, bad[s].labels, -1, &bad[s + 1]);
+  try {
+    stopped->collect();
+    FAIL() << "the NaN step must be reported";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("step 5: loss is nan"));
+  }
+  const nn::TensorMap a = reference->host_values(), b = stopped->host_values();
+  for (const auto& [name, t] : a) EXPECT_EQ(std::memcmp(t.raw(), b.at(name).raw(), t.nbytes()), 0) << name;
+}
+
 std::vector<double> losses_of(const fs::path& metrics) {
   std::vector<double> out;
   std::ifstream in(metrics);
