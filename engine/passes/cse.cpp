@@ -1,3 +1,4 @@
+// Common-subexpression elimination.
 #include <string>
 #include <unordered_map>
 
@@ -20,21 +21,6 @@ std::vector<NodeId> common_subexpressions(const Graph& graph) {
     if (!inserted) canonical[static_cast<size_t>(n.id)] = it->second;
   }
   return canonical;
-}
-
-std::vector<NodeId> live_nodes(const Graph& graph, const std::vector<NodeId>& outputs,
-                               const std::vector<NodeId>& canonical) {
-  std::vector<bool> live(graph.size(), false);
-  for (NodeId o : outputs) live[static_cast<size_t>(canonical[static_cast<size_t>(o)])] = true;
-  for (size_t id = graph.size(); id-- > 0;) {
-    if (!live[id]) continue;
-    for (NodeId in : graph.node(static_cast<NodeId>(id)).inputs)
-      live[static_cast<size_t>(canonical[static_cast<size_t>(in)])] = true;
-  }
-  std::vector<NodeId> order;
-  for (size_t id = 0; id < graph.size(); ++id)
-    if (live[id]) order.push_back(static_cast<NodeId>(id));
-  return order;
 }
 
 }  // namespace agilenn
