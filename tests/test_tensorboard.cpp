@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "engine/core/error.h"
-#include "engine/train/tensorboard.h"
+#include "engine/io/tensorboard.h"
 
 namespace agilenn {
 namespace {
@@ -170,20 +170,20 @@ class TensorBoardWriter : public ::testing::Test {
 
 TEST(TensorBoardCrc, MatchesTheCheckValueAndABitwiseReference) {
   const std::string check = "123456789";
-  EXPECT_EQ(train::crc32c(reinterpret_cast<const uint8_t*>(check.data()), check.size()), 0xE3069283U);
-  EXPECT_EQ(train::crc32c(nullptr, 0), 0U);
+  EXPECT_EQ(io::crc32c(reinterpret_cast<const uint8_t*>(check.data()), check.size()), 0xE3069283U);
+  EXPECT_EQ(io::crc32c(nullptr, 0), 0U);
   std::mt19937 rng(3);
   std::vector<uint8_t> bytes(1000);
   for (auto& b : bytes) b = static_cast<uint8_t>(rng());
   for (size_t n : {1U, 7U, 64U, 1000U})
-    EXPECT_EQ(train::crc32c(bytes.data(), n), crc32c_bitwise(bytes.data(), n)) << n << " bytes";
+    EXPECT_EQ(io::crc32c(bytes.data(), n), crc32c_bitwise(bytes.data(), n)) << n << " bytes";
 }
 
 TEST_F(TensorBoardWriter, ScalarsReadBackThroughAnIndependentParser) {
   const auto before = std::chrono::system_clock::now();
   std::string path;
   {
-    train::EventWriter w(dir_.string());
+    io::EventWriter w(dir_.string());
     path = w.path();
     w.scalar("loss", 2.5, 0);
     w.scalar("loss", 0.1, 1);  // not representable: compared at float precision
@@ -218,7 +218,7 @@ TEST_F(TensorBoardWriter, ScalarsReadBackThroughAnIndependentParser) {
 }
 
 TEST_F(TensorBoardWriter, FlushMakesRecordsVisibleWhileTheWriterIsOpen) {
-  train::EventWriter w(dir_.string());
+  io::EventWriter w(dir_.string());
   EXPECT_EQ(read_records(slurp(w.path())).size(), 1U);  // the version record is there from the start
   w.scalar("loss", 1.0, 3);
   w.flush();
@@ -230,7 +230,7 @@ TEST_F(TensorBoardWriter, FlushMakesRecordsVisibleWhileTheWriterIsOpen) {
 TEST_F(TensorBoardWriter, ACorruptedByteFailsTheCrcCheck) {
   std::string path;
   {
-    train::EventWriter w(dir_.string());
+    io::EventWriter w(dir_.string());
     path = w.path();
     w.scalar("loss", 0.5, 7);
   }
@@ -258,8 +258,8 @@ TEST_F(TensorBoardWriter, ACorruptedByteFailsTheCrcCheck) {
 }
 
 TEST_F(TensorBoardWriter, TwoWritersInOneDirectoryKeepSeparateFiles) {
-  train::EventWriter a(dir_.string());
-  train::EventWriter b(dir_.string());
+  io::EventWriter a(dir_.string());
+  io::EventWriter b(dir_.string());
   EXPECT_NE(a.path(), b.path());
   a.scalar("a", 1.0, 1);
   b.scalar("b", 2.0, 2);
@@ -279,7 +279,7 @@ TEST_F(TensorBoardWriter, AnUncreatableDirectoryThrowsNamingIt) {
   std::ofstream(blocker) << "not a directory";
   const std::string bad = (blocker / "logs").string();
   try {
-    train::EventWriter w(bad);
+    io::EventWriter w(bad);
     ADD_FAILURE() << "no error for " << bad;
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();

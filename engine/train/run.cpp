@@ -13,7 +13,7 @@
 #include "engine/core/progress.h"
 #include "engine/data/loader.h"
 #include "engine/io/checkpoint.h"
-#include "engine/train/tensorboard.h"
+#include "engine/io/tensorboard.h"
 #include "engine/train/trainer.h"
 #include "engine/xai/channel_remap.h"
 
@@ -225,7 +225,7 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
   fs::create_directories(cfg.out);
   std::ofstream metrics((fs::path(cfg.out) / "metrics.jsonl").string(), std::ios::app);
   AGILENN_CHECK(metrics, "cannot write metrics in '" << cfg.out << "'");
-  EventWriter events((fs::path(cfg.out) / "tensorboard").string());
+  io::EventWriter events((fs::path(cfg.out) / "tensorboard").string());
 
   // Host copies, so the file is the same whichever backend trained.
   auto save = [&](const std::string& path, int64_t step_count, const json& extra) {

@@ -1,4 +1,4 @@
-#include "engine/train/tensorboard.h"
+#include "engine/io/tensorboard.h"
 
 #include <unistd.h>
 
@@ -12,7 +12,7 @@
 
 #include "engine/core/error.h"
 
-namespace agilenn::train {
+namespace agilenn::io {
 
 namespace {
 
@@ -158,4 +158,4 @@ void EventWriter::write_record(const std::vector<uint8_t>& data) {
                 "tensorboard: cannot write to '" << path_ << "': " << std::strerror(errno));
 }
 
-}  // namespace agilenn::train
+}  // namespace agilenn::io

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace agilenn::train {
+namespace agilenn::io {
 
 // CRC-32C (Castagnoli), the checksum TFRecord framing uses; crc32c("123456789") == 0xE3069283.
 uint32_t crc32c(const uint8_t* data, size_t n);
@@ -36,4 +36,4 @@ class EventWriter {
   std::FILE* file_ = nullptr;
 };
 
-}  // namespace agilenn::train
+}  // namespace agilenn::io
