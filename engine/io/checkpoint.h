@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "engine/nn/module.h"
+#include "engine/nn/params.h"
 
 namespace agilenn::io {
 

@@ -3,7 +3,7 @@
 // kernels, batch norm gamma 1 / beta 0, "same" padding.
 #pragma once
 
-#include "engine/nn/module.h"
+#include "engine/nn/params.h"
 
 namespace agilenn::nn {
 

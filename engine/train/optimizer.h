@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/nn/module.h"
+#include "engine/nn/params.h"
 #include "engine/runtime/backend.h"
 
 namespace agilenn::train {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/nn/module.h"
+#include "engine/nn/params.h"
 
 namespace agilenn::xai {
 

@@ -1,4 +1,4 @@
-#include "engine/nn/module.h"
+#include "engine/nn/params.h"
 
 #include <cmath>
 #include <random>
