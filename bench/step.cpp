@@ -82,7 +82,8 @@ data::Batch make_batch(On on, const std::string& preset, int64_t batch) {
 }
 
 // Three steps before any timing: the first touches the arena and settles library
-// algorithms, the second records the step for graph replay, the third replays it.
+// algorithms, the next two record the step for graph replay (one recording for each of
+// the trainer's two input buffers).
 void warm_up(train::Trainer& t, const data::Batch& b) {
   for (int i = 0; i < 3; ++i) t.step(b.images, b.labels);
 }

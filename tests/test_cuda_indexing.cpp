@@ -134,7 +134,7 @@ TEST(CudaIndexing, ABadLabelStopsATrainingStepBeforeTheUpdateWithTheCpusError) {
   ASSERT_NE(want, "");
   for (bool replay : {false, true}) {
     auto gpu = trainer(cuda_backend(), replay);
-    if (replay) {  // the first run goes kernel by kernel, the second records: the bad step replays
+    if (replay) {  // the first run goes kernel by kernel, the second records; the bad step is recorded and replayed
       gpu->step(good.images, good.labels);
       gpu->step(good.images, good.labels);
     }

@@ -17,6 +17,8 @@
 #include <random>
 #include <vector>
 
+#include "engine/ir/ops.h"
+#include "engine/runtime/executor.h"
 #include "engine/train/optimizer.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device.h"
@@ -344,6 +346,35 @@ TEST(CudaOptimizer, KernelsTripTheGuardOnNonFiniteValuesLeavingEverything) {
     SCOPED_TRACE(dtype_name(dt));
     expect_non_finite_refused(backend_updater(cuda_backend()), cuda_backend(), dt);
   }
+}
+
+// An index fault recorded by a kernel and not yet taken trips the guard by itself (a bad
+// index in gather_backward or one_hot leaves every value finite): the update is refused
+// with the fault's mark, and the fault is still there to be raised with its text.
+TEST(CudaOptimizer, AnUntakenIndexFaultTripsTheGuard) {
+  std::string why;
+  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  Graph g;
+  Value idx = ops::leaf(g, "idx", {2}, DType::i32);
+  Value y = ops::one_hot(idx, 4, DType::f32);
+  Executor ex(g, compile(g, {y.id()}), cuda_backend());
+  const std::vector<Tensor> out = ex.run({{"idx", Tensor::from_vector({2}, {1, 7}, DType::i32)}});
+  const Operands o = make_operands(DType::f32, 1, 41);
+  std::vector<Tensor> p = on(cuda_backend(), clones(o.params)), v = on(cuda_backend(), clones(o.slot1));
+  const std::vector<Tensor> grads = on(cuda_backend(), o.grads[0]);
+  const UpdateGuard guard = fresh_guard(cuda_backend(), 12);
+  cuda_backend().sgdw_update(p, grads, v, sgdw_hyper(0), guard);
+  const GuardTrip trip = read_guard(cuda_backend(), guard.state);
+  EXPECT_EQ(trip.step, 12);
+  EXPECT_EQ(trip.tensor, kFaultTrip);
+  expect_bit_equal(hosted(cuda_backend(), p), o.params, "parameter after a refused update");
+  std::string message;
+  try {
+    ex.check_faults();
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("op 'one_hot': index 7 at position 1 is outside [0, 4)"), std::string::npos) << message;
 }
 
 // The device table is re-sent only when the tensors change: the same tensors twice, then

@@ -51,7 +51,7 @@ struct AdamHyper {
 // below 2^53), [-1, 0, 0] while every update so far was applied. An update that finds the
 // guard tripped changes nothing. One that finds a NaN or an infinity in `checked` (e.g.
 // the loss: checked, never written) or in a gradient, or (on the GPU) an index fault
-// recorded since the last update, trips it with [step, list index, element] and changes
+// recorded and not yet taken (Backend::take_fault), trips it with [step, list index, element] and changes
 // nothing. Otherwise it updates the parameters and copies commit_from[i] into
 // commit_to[i] (the step's state updates), all in the same launch. List indices count
 // `checked` first, then the gradients; kFaultTrip marks an index fault.
@@ -116,6 +116,9 @@ class Backend {
   virtual void upload_into(const Tensor& host, Tensor& dst) { copy_into(host, dst); }
   // Orders all work launched from now on after every upload started so far.
   virtual void await_uploads() {}
+  // Sets a one-element tensor in this backend's memory, ordered with the work launched so
+  // far and without waiting (the dropout counter of each step).
+  virtual void set_scalar(Tensor& t, double value) { copy_into(Tensor::scalar(value, t.dtype()), t); }
 
   // Multi-tensor optimizer updates, in place, of params[i] with grads[i] and the slots
   // (momenta) of the same index, guarded and committing as `guard` says; every tensor in

@@ -79,7 +79,7 @@ constexpr int64_t kHistoryRows = 256;  // steps between forced read-backs of the
 
 // Off the CPU the batch goes into one of two fixed input buffers: the one its upload was
 // started in by the previous enqueue(), or the one the previous step did not read.
-void Trainer::bind_batch(Feeds& feeds, const Tensor& images, const Tensor& labels, const data::Batch* next) {
+void Trainer::bind_batch(Feeds& feeds, const Tensor& images, const Tensor& labels) {
   if (backend_.device() == Device::cpu) {
     feeds["images"] = images;
     feeds["labels"] = labels;
@@ -102,14 +102,22 @@ void Trainer::bind_batch(Feeds& feeds, const Tensor& images, const Tensor& label
   }
   staged_.reset();
   last_slot_ = slot;
-  // Started before this step's kernels are launched, the next batch's upload runs beside them.
-  if (next && next->images.shape() == images.shape() && next->labels.shape() == labels.shape()) {
-    backend_.upload_into(next->images, images_[1 - slot]);
-    backend_.upload_into(next->labels, labels_[1 - slot]);
-    staged_ = Staged{next->images, next->labels, 1 - slot};
-  }
   feeds["images"] = images_[slot];
   feeds["labels"] = labels_[slot];
+}
+
+// The next batch's upload into the buffer this step does not read, started after this
+// step waited for its own inputs and before its kernels are launched, so it runs beside
+// them (the copy waits only for the steps launched before, the last readers of that
+// buffer), and the next step waits for it.
+void Trainer::stage(const data::Batch& next) {
+  const int slot = 1 - last_slot_;
+  if (backend_.device() == Device::cpu || !images_[slot].defined() || next.images.shape() != images_[slot].shape() ||
+      next.labels.shape() != labels_[slot].shape())
+    return;
+  backend_.upload_into(next.images, images_[slot]);
+  backend_.upload_into(next.labels, labels_[slot]);
+  staged_ = Staged{next.images, next.labels, slot};
 }
 
 void Trainer::enqueue(const Tensor& images, const Tensor& labels, int64_t global_step, const data::Batch* next) {
@@ -118,18 +126,14 @@ void Trainer::enqueue(const Tensor& images, const Tensor& labels, int64_t global
   const int64_t t = global_step >= 0 ? global_step : step_count_;
   Feeds feeds = extra_;
   for (const nn::ParamInfo& info : step_->params.all()) feeds[info.name] = values_.at(info.name);
-  bind_batch(feeds, images, labels, next);
+  bind_batch(feeds, images, labels);
   if (!step_->dropout_counter.empty()) {
-    const Tensor counter = Tensor::scalar(static_cast<double>(t), DType::i32);
-    if (backend_.device() == Device::cpu) {
-      feeds[step_->dropout_counter] = counter;
-    } else {
-      if (!counter_.defined()) counter_ = Tensor({}, DType::i32, backend_.allocate(sizeof(int32_t)));
-      backend_.upload_into(counter, counter_);
-      feeds[step_->dropout_counter] = counter_;
-    }
+    if (!counter_.defined()) counter_ = Tensor({}, DType::i32, backend_.allocate(sizeof(int32_t)));
+    backend_.set_scalar(counter_, static_cast<double>(t));
+    feeds[step_->dropout_counter] = counter_;
   }
   backend_.await_uploads();
+  if (next) stage(*next);
   const std::vector<Tensor> out = executor_->run(feeds);
 
   // The loss and the metrics into this step's history row, in the backend's memory.

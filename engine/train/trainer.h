@@ -83,8 +83,8 @@ class Trainer {
   std::unique_ptr<Executor> executor_;
   std::map<std::string, Tensor> extra_;
   // Off the CPU: two fixed input buffers each (a step reads one while the next batch goes
-  // up into the other; fixed addresses keep graph replay to two recordings) and the
-  // dropout counter, uploaded without waiting.
+  // up into the other; fixed addresses keep graph replay to two recordings). The dropout
+  // counter, set on the device each step.
   std::array<Tensor, 2> images_, labels_;
   Tensor counter_;
   int last_slot_ = 1;
@@ -99,7 +99,8 @@ class Trainer {
   int64_t step_count_ = 0;
   bool halted_ = false;
 
-  void bind_batch(Feeds& feeds, const Tensor& images, const Tensor& labels, const data::Batch* next);
+  void bind_batch(Feeds& feeds, const Tensor& images, const Tensor& labels);
+  void stage(const data::Batch& next);
   void drain_history();
 };
 

@@ -17,17 +17,16 @@ __global__ void quantize_kernel(const float* x, int64_t n, const float* c, int64
 }
 
 // attribution_stats and its vjp reduce each sample's pixels·channels elements. A sample is
-// cut into `parts` equal ranges, one block each, so that even a small batch fills the
-// device; each block merges its threads' strided accumulators by a fixed shared-memory
-// tree, then one thread per sample merges the parts in order. The cut depends only on the
-// shape, so the result is reproducible.
-constexpr int64_t kTargetBlocks = 1024;  // about 8 blocks per SM on an H100/H200
-constexpr int64_t kMinPart = 4 * kThreads;
+// cut into parts of at least kPartElements (at most kMaxParts of them), one block each, so
+// that even a small batch fills the device; each block merges its threads' strided
+// accumulators by a fixed shared-memory tree, then one thread per sample merges the parts
+// in order. The cut depends only on the sample's size, not on the batch or the device, so
+// a sample's result is the same bits in any batch.
+constexpr int64_t kPartElements = 2048;  // 8 elements per thread
+constexpr int64_t kMaxParts = 256;
 
-int64_t parts_per_sample(int64_t b, int64_t per_sample) {
-  const int64_t want = (kTargetBlocks + b - 1) / b;
-  const int64_t most = std::max<int64_t>(1, per_sample / kMinPart);
-  return std::max<int64_t>(1, std::min(want, most));
+int64_t parts_per_sample(int64_t per_sample) {
+  return std::max<int64_t>(1, std::min(kMaxParts, per_sample / kPartElements));
 }
 
 // The two accumulators the kernels reduce with: the forward's sums and extremes, and the
@@ -191,7 +190,7 @@ void launch_quantize(const float* x, int64_t n, const float* c, int64_t j, float
 template <class R, class Finish>
 void reduce_attribution(const float* delta, const float* a, int64_t b, int64_t per_sample, int64_t channels,
                         int64_t k, size_t extra_bytes, Finish&& finish_with) {
-  const int64_t parts = parts_per_sample(b, per_sample);
+  const int64_t parts = parts_per_sample(per_sample);
   const size_t partial_bytes = (static_cast<size_t>(b * parts) * sizeof(typename R::Acc) + 255) / 256 * 256;
   char* ws = static_cast<char*>(workspace(partial_bytes + extra_bytes));
   auto* partial = reinterpret_cast<typename R::Acc*>(ws);

@@ -18,6 +18,7 @@ struct Handles {
   void* blas_workspace = nullptr;
   cublasHandle_t blas = nullptr;
   cudnnHandle_t dnn = nullptr;
+  FaultSlot* fault = nullptr;
   Handles() {
     std::string why;
     AGILENN_CHECK(device_count(&why) > 0, "CUDA backend: " << why);
@@ -30,6 +31,10 @@ struct Handles {
     AGILENN_CUBLAS_CHECK(cublasSetWorkspace(blas, blas_workspace, kBlasWorkspaceBytes));
     AGILENN_CUDNN_CHECK(cudnnCreate(&dnn));
     AGILENN_CUDNN_CHECK(cudnnSetStream(dnn, compute));
+    // The index-fault slot, made here so no kernel can first reach it while a graph is captured.
+    AGILENN_CUDA_CHECK(cudaMalloc(&fault, sizeof(FaultSlot)));
+    const FaultSlot empty;
+    AGILENN_CUDA_CHECK(cudaMemcpy(fault, &empty, sizeof(FaultSlot), cudaMemcpyHostToDevice));
   }
   // Handles live until process exit: destroying them after the driver has shut down
   // at exit fails, and the OS reclaims everything anyway.
@@ -177,27 +182,14 @@ std::shared_ptr<Storage> allocate_cached(size_t bytes) {
 size_t cached_bytes() { return allocator().held(); }
 void release_cached() { allocator().release(); }
 
-namespace {
-FaultSlot* device_fault_slot() {
-  static FaultSlot* slot = [] {
-    FaultSlot* p = nullptr;
-    AGILENN_CUDA_CHECK(cudaMalloc(&p, sizeof(FaultSlot)));
-    const FaultSlot empty;
-    AGILENN_CUDA_CHECK(cudaMemcpy(p, &empty, sizeof(FaultSlot), cudaMemcpyHostToDevice));
-    return p;
-  }();
-  return slot;
-}
-}  // namespace
-
-const FaultSlot* fault_slot() { return device_fault_slot(); }
+const FaultSlot* fault_slot() { return handles().fault; }
 
 FaultSite fault_site(const Node& node) {
-  return {device_fault_slot(), reinterpret_cast<unsigned long long>(&node), static_cast<long long>(node.id)};
+  return {handles().fault, reinterpret_cast<unsigned long long>(&node), static_cast<long long>(node.id)};
 }
 
 std::optional<IndexFault> take_fault() {
-  FaultSlot* slot = device_fault_slot();
+  FaultSlot* slot = handles().fault;
   FaultSlot got;
   AGILENN_CUDA_CHECK(cudaMemcpyAsync(&got, slot, sizeof(FaultSlot), cudaMemcpyDeviceToHost, stream()));
   AGILENN_CUDA_CHECK(cudaStreamSynchronize(stream()));

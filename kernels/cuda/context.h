@@ -38,6 +38,8 @@ bool tf32();
 // refused unless allowed here; each one chosen is reported through note().
 void set_nondeterministic_allowed(bool on);
 bool nondeterministic_allowed();
+// How many of the convolution algorithms chosen so far are non-deterministic (conv2d.cu).
+size_t nondeterministic_convolutions();
 
 // Things a run's log should show (e.g. a non-deterministic algorithm chosen), collected
 // until taken (Backend::take_notes).

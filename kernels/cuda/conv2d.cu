@@ -241,7 +241,7 @@ struct Descriptors {
 
 // Workspace split into two float buffers (padded input or gradient, KRSC filter) and
 // cuDNN's scratch, each 256-byte aligned. One workspace() call: growing it later would
-// free the buffers already filled.
+// hand out a new buffer, without the data already filled into the old one.
 struct Scratch {
   float* a = nullptr;
   float* b = nullptr;
@@ -269,18 +269,22 @@ const char* pass_name(Pass pass) {
   return "conv2d";
 }
 
-// Everything an algorithm choice depends on.
-using AlgoKey = std::array<int64_t, 19>;
+// Everything an algorithm choice depends on, the permission of non-deterministic ones
+// included.
+using AlgoKey = std::array<int64_t, 20>;
 
 AlgoKey algo_key(Pass pass, const CudnnPlan& p, cudnnMathType_t math) {
   const ConvGeometry& g = p.g;
-  return {static_cast<int64_t>(pass), g.n, g.c, p.padded.ph, p.padded.pw, g.cout, g.cin_g, g.kh, g.kw, g.oh, g.ow,
-          p.pad_h, p.pad_w, g.stride_h, g.stride_w, g.dil_h, g.dil_w, g.groups, static_cast<int64_t>(math)};
+  return {static_cast<int64_t>(pass), g.n,      g.c,        p.padded.ph, p.padded.pw, g.cout,   g.cin_g,
+          g.kh,                       g.kw,     g.oh,       g.ow,        p.pad_h,     p.pad_w,  g.stride_h,
+          g.stride_w,                 g.dil_h,  g.dil_w,    g.groups,    static_cast<int64_t>(math),
+          nondeterministic_allowed() ? 1 : 0};
 }
 
 struct AlgoChoice {
   int algo;
   size_t workspace_bytes;
+  bool deterministic;
 };
 
 struct Candidate {
@@ -304,6 +308,13 @@ class AlgoCache {
  private:
   std::mutex mu_;
   std::map<AlgoKey, AlgoChoice> choices_;
+
+ public:
+  size_t nondeterministic() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return static_cast<size_t>(std::count_if(choices_.begin(), choices_.end(),
+                                             [](const auto& c) { return !c.second.deterministic; }));
+  }
 };
 
 AlgoCache& algo_cache() {
@@ -413,7 +424,7 @@ void run_cudnn(Pass pass, const CudnnPlan& p, const Descriptors& d, cudnnMathTyp
     try {
       const size_t bytes = workspace_bytes(pass, d, c.algo);
       attempt(c.algo, bytes);
-      algo_cache().put(key, {c.algo, bytes});
+      algo_cache().put(key, {c.algo, bytes, c.deterministic});
       if (!c.deterministic)
         note(pass_name(pass) + std::string(": non-deterministic cuDNN algorithm ") + std::to_string(c.algo) +
              " for " + geometry() + " (results may differ from run to run)");
@@ -495,6 +506,8 @@ bool handled_empty(std::span<const Tensor> in, Tensor& out) {
 }
 
 }  // namespace
+
+size_t nondeterministic_convolutions() { return algo_cache().nondeterministic(); }
 
 // ---- registration
 

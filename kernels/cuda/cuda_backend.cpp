@@ -1,5 +1,6 @@
 #include "kernels/cuda/cuda_backend.h"
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 
@@ -110,6 +111,7 @@ class CudaBackend final : public Backend {
     AGILENN_CUDA_CHECK(cudaEventRecord(uploads_done_, cuda::copy_stream()));
     in_flight_.push_back(dst.storage());
   }
+  void set_scalar(Tensor& t, double value) override { cuda::set_scalar(t, value); }
   void await_uploads() override {
     if (in_flight_.empty()) return;
     AGILENN_CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), uploads_done_, 0));
@@ -153,22 +155,29 @@ class CudaBackend final : public Backend {
   // A staging buffer of at least `bytes` whose last copy has finished; a new one when all
   // are busy (a few suffice: the uploads of one or two batches are in flight at a time).
   Staging& staging(size_t bytes) {
-    constexpr size_t kMaxStaging = 8;
+    constexpr size_t kMaxStaging = 8, kMinStaging = size_t{1} << 20;
+    Staging* ready = nullptr;
     for (Staging& st : staging_) {
       const cudaError_t status = cudaEventQuery(st.done);
       if (status == cudaErrorNotReady) continue;
       AGILENN_CUDA_CHECK(status);
-      if (st.memory->bytes() < bytes) st.memory = cuda::allocate_pinned(bytes);
-      return st;
+      if (st.memory->bytes() >= bytes) return st;  // ready and big enough
+      if (!ready) ready = &st;
+    }
+    // Freeing pinned memory synchronises the device: grow a ready buffer only when every
+    // buffer exists already.
+    if (ready && staging_.size() >= kMaxStaging) {
+      ready->memory = cuda::allocate_pinned(std::max(bytes, kMinStaging));
+      return *ready;
     }
     if (staging_.size() >= kMaxStaging) {  // wait for the oldest rather than pin ever more memory
       Staging& st = staging_[next_reuse_++ % staging_.size()];
       AGILENN_CUDA_CHECK(cudaEventSynchronize(st.done));
-      if (st.memory->bytes() < bytes) st.memory = cuda::allocate_pinned(bytes);
+      if (st.memory->bytes() < bytes) st.memory = cuda::allocate_pinned(std::max(bytes, kMinStaging));
       return st;
     }
     Staging st;
-    st.memory = cuda::allocate_pinned(bytes);
+    st.memory = cuda::allocate_pinned(std::max(bytes, kMinStaging));
     AGILENN_CUDA_CHECK(cudaEventCreateWithFlags(&st.done, cudaEventDisableTiming));
     staging_.push_back(std::move(st));
     return staging_.back();

@@ -1,4 +1,5 @@
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/context.h"
 #include "kernels/cuda/device.h"
 
 namespace agilenn::cuda {
@@ -49,6 +50,24 @@ Tensor to_host(const Tensor& dev) {
   Tensor t = Tensor::zeros(dev.shape(), dev.dtype());
   AGILENN_CUDA_CHECK(cudaMemcpy(t.raw(), dev.raw(), dev.nbytes(), cudaMemcpyDeviceToHost));
   return t;
+}
+
+namespace {
+template <class T>
+__global__ void set_scalar_kernel(T* p, T value) {
+  *p = value;
+}
+}  // namespace
+
+void set_scalar(Tensor& t, double value) {
+  AGILENN_CHECK(t.device() == Device::cuda && t.numel() == 1, "set_scalar: a one-element GPU tensor is needed");
+  switch (t.dtype()) {
+    case DType::i32: set_scalar_kernel<<<1, 1, 0, stream()>>>(t.data<int32_t>(), static_cast<int32_t>(value)); break;
+    case DType::f32: set_scalar_kernel<<<1, 1, 0, stream()>>>(t.data<float>(), static_cast<float>(value)); break;
+    case DType::f64: set_scalar_kernel<<<1, 1, 0, stream()>>>(t.data<double>(), value); break;
+    default: AGILENN_THROW("set_scalar: " << dtype_name(t.dtype()) << " tensors are not supported");
+  }
+  AGILENN_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace agilenn::cuda

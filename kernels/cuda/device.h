@@ -23,4 +23,8 @@ std::shared_ptr<Storage> allocate(size_t bytes);
 Tensor to_device(const Tensor& host);
 Tensor to_host(const Tensor& device_tensor);
 
+// Sets a one-element device tensor (int32, float32 or float64) on the compute stream,
+// ordered with the kernels, with no copy from the host.
+void set_scalar(Tensor& t, double value);
+
 }  // namespace agilenn::cuda

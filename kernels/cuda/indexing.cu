@@ -9,6 +9,7 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include <bit>
+#include <climits>
 #include <cmath>
 #include <type_traits>
 
@@ -176,11 +177,26 @@ struct ResizeBilinear {
   }
 };
 
+// Reports the indices outside [0, bound) where an op has no output elements to do it.
+struct CheckIndices {
+  const int32_t* idx;
+  int64_t bound;
+  FaultSite fault;
+  AGILENN_HD void operator()(int64_t j) const {
+    const int32_t v = idx[j];
+    if (v < 0 || v >= bound) report_bad_index(fault, j, v, bound);
+  }
+};
+
 // ---- launchers
 
 template <class T>
 void launch_gather(int64_t outer, int64_t dim, int64_t inner, const T* x, int64_t count, const int32_t* idx, T* y,
                    FaultSite fault) {
+  if (outer * inner == 0) {  // nothing to gather, but the indices are still checked (as on the CPU)
+    launch_for_each(count, CheckIndices{idx, dim, fault});
+    return;
+  }
   launch_for_each(outer * count * inner, Gather<T>{x, idx, count, dim, inner, y, fault});
 }
 
@@ -189,7 +205,10 @@ template <class T>
 void launch_gather_backward(int64_t outer, int64_t count, int64_t inner, const T* g, const int32_t* idx, int64_t dim,
                             T* y, FaultSite fault) {
   const int64_t n = outer * dim * inner;
-  if (n == 0) return;
+  if (n == 0) {
+    launch_for_each(count, CheckIndices{idx, dim, fault});
+    return;
+  }
   if (count == 0) {
     AGILENN_CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<size_t>(n) * sizeof(T), stream()));
     return;
@@ -198,7 +217,7 @@ void launch_gather_backward(int64_t outer, int64_t count, int64_t inner, const T
     launch_for_each(n, GatherBackwardScan<T>{g, idx, count, dim, inner, y, fault});
     return;
   }
-  AGILENN_CHECK(count < (int64_t{1} << 32) && dim < (int64_t{1} << 31),
+  AGILENN_CHECK(count <= INT_MAX && dim < (int64_t{1} << 31),
                 "gather_backward on the GPU: " << count << " indices into " << dim << " rows is too many");
   const auto items = static_cast<int>(count);
   // Keys need bits for 0..dim (dim marks an out-of-range index).
@@ -228,6 +247,10 @@ void launch_gather_backward(int64_t outer, int64_t count, int64_t inner, const T
 
 template <class T>
 void launch_one_hot(int64_t count, int64_t depth, const int32_t* idx, T* y, FaultSite fault) {
+  if (depth == 0) {
+    launch_for_each(count, CheckIndices{idx, depth, fault});
+    return;
+  }
   launch_for_each(count * depth, OneHot<T>{idx, depth, y, fault});
 }
 

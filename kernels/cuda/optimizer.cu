@@ -16,6 +16,7 @@
 #include <climits>
 #include <cstring>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cuda/context.h"
@@ -40,11 +41,14 @@ struct TensorRef {
   void* slot2;
   int64_t n;
   int32_t role;
+  int32_t unused = 0;  // no padding: the table is compared byte for byte to skip re-uploads
 };
 struct ChunkRef {
   int64_t tensor;
   int64_t start;
 };
+static_assert(std::has_unique_object_representations_v<TensorRef> &&
+              std::has_unique_object_representations_v<ChunkRef>);
 
 // ---- kernels
 
