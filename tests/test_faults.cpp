@@ -19,16 +19,9 @@ TEST(IndexFault, MessagesNameTheOpTheValueThePositionAndTheRange) {
 
 // The CPU backend, except that index checks are left to the caller: a gather records the
 // first bad index as a GPU kernel would, and writes zeros.
-class RecordingBackend final : public Backend {
+class RecordingBackend final : public CpuForwardingBackend {
  public:
-  std::string name() const override { return "cpu-recording"; }
-  Device device() const override { return Device::cpu; }
-  std::shared_ptr<Storage> allocate(size_t bytes) override { return cpu_backend().allocate(bytes); }
   const KernelTable& kernels() const override { return table_; }
-  Tensor to_device(const Tensor& host) override { return host; }
-  Tensor to_host(const Tensor& t) override { return t; }
-  Tensor copy(const Tensor& t) override { return t.clone(); }
-  void copy_into(const Tensor& src, Tensor& dst) override { dst.copy_from(src); }
   std::optional<IndexFault> take_fault() override { return std::exchange(fault_, std::nullopt); }
 
   RecordingBackend() {

@@ -9,6 +9,7 @@
 #include "engine/autodiff/grad.h"
 #include "engine/core/error.h"
 #include "engine/runtime/executor.h"
+#include "tests/test_util.h"
 
 namespace agilenn {
 namespace {
@@ -176,16 +177,8 @@ TEST(Executor, GraphReplayModeFollowsTheFeedsOfEveryRun) {
 // The CPU backend, except that it "records" as the GPU does: a recording keeps the values
 // bound when it was made and replays the kernels on them, so a replay reads whatever those
 // buffers hold then (parameters updated in place) and nothing bound later.
-class RecordingCpuBackend final : public Backend {
+class RecordingCpuBackend final : public testing::CpuForwardingBackend {
  public:
-  std::string name() const override { return "cpu-recording"; }
-  Device device() const override { return Device::cpu; }
-  std::shared_ptr<Storage> allocate(size_t bytes) override { return cpu_backend().allocate(bytes); }
-  const KernelTable& kernels() const override { return cpu_backend().kernels(); }
-  Tensor to_device(const Tensor& host) override { return host; }
-  Tensor to_host(const Tensor& t) override { return t; }
-  Tensor copy(const Tensor& t) override { return t.clone(); }
-  void copy_into(const Tensor& src, Tensor& dst) override { dst.copy_from(src); }
   std::unique_ptr<RecordedWork> record(const std::function<void()>& launches) override {
     ++recorded;
     struct Work final : RecordedWork {

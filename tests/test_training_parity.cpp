@@ -3,22 +3,15 @@
 #include <gtest/gtest.h>
 
 #include "engine/models/presets.h"
+#include "tests/test_util.h"
 #include "tests/training_parity.h"
 
 namespace agilenn::testing {
 namespace {
 
 // The CPU backend with a defect: momentum forgotten before every SGDW update.
-class ForgetfulMomentumBackend final : public Backend {
+class ForgetfulMomentumBackend final : public CpuForwardingBackend {
  public:
-  std::string name() const override { return "cpu-forgetful"; }
-  Device device() const override { return Device::cpu; }
-  std::shared_ptr<Storage> allocate(size_t bytes) override { return cpu_backend().allocate(bytes); }
-  const KernelTable& kernels() const override { return cpu_backend().kernels(); }
-  Tensor to_device(const Tensor& host) override { return cpu_backend().to_device(host); }
-  Tensor to_host(const Tensor& t) override { return cpu_backend().to_host(t); }
-  Tensor copy(const Tensor& t) override { return cpu_backend().copy(t); }
-  void copy_into(const Tensor& src, Tensor& dst) override { cpu_backend().copy_into(src, dst); }
   void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
                    const SgdwHyper& hyper, const UpdateGuard& guard) override {
     for (Tensor& v : velocities) v.copy_from(Tensor::zeros(v.shape(), v.dtype()));
