@@ -22,6 +22,8 @@ struct DeviceFlags {
   bool tf32 = false;
   bool cuda_graph = true;
   bool nondeterministic = false;
+  bool augment = false;
+  CLI::Option* augment_flag = nullptr;  // given: overrides the preset's augmentation
 };
 
 void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags& dev) {
@@ -31,8 +33,13 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
   cmd->add_option("--preset", preset, "model preset: tiny or paper")->capture_default_str();
   cmd->add_option("--epochs", cfg.epochs, "epochs (the cosine schedule spans them all)")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--batch-size", cfg.batch, "per-step batch")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--lr", cfg.lr, "initial learning rate (default 0.1 SGDW for AgileNN, 1e-3 Adam for the reference net)")
+  cmd->add_option("--lr", cfg.lr,
+                  "initial learning rate (default: the preset's; AgileNN SGDW 0.1; reference net Adam, tiny 1e-2, "
+                  "paper 1e-3)")
       ->check(CLI::NonNegativeNumber);
+  dev.augment_flag = cmd->add_flag("--augment,!--no-augment", dev.augment,
+                                   "augment training images (random flip, pad + random crop, per dataset as the seed); "
+                                   "default: the preset's (tiny off, paper on)");
   cmd->add_option("--seed", cfg.seed, "seed of initialisation, shuffling and augmentation")->capture_default_str();
   cmd->add_option("--out", cfg.out, "run directory: checkpoints, metrics.jsonl, TensorBoard events")->capture_default_str();
   cmd->add_flag("--resume", cfg.resume, "continue from <out>/latest.safetensors exactly where it stopped");
@@ -50,6 +57,10 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
   cmd->add_option("--train-limit", cfg.train_limit, "use only the first N training samples (0: all)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--test-limit", cfg.test_limit, "evaluate on the first N test samples (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--eval-bn-batches", cfg.eval_bn_batches,
+                  "recompute the batch-norm statistics over this many training batches before each evaluation "
+                  "(0: evaluate with the moving averages, as the seed; default: the preset's, tiny 32, paper 0)")
       ->check(CLI::NonNegativeNumber);
 }
 
@@ -79,11 +90,12 @@ void select_device(const DeviceFlags& dev, RunConfig& c, std::ostream& log) {
 #endif
 }
 
-void report(const agilenn::train::RunSummary& s, bool agilenn) {
+void report(const agilenn::train::RunSummary& s, bool agilenn, bool skewness) {
   std::cout << "final: steps " << s.steps << "  test accuracy " << s.test_accuracy << "  best " << s.best_accuracy;
+  if (skewness) std::cout << "  skewness " << s.test_skewness;
   if (agilenn)
-    std::cout << "  skewness " << s.test_skewness << "  remote codes " << s.bits_per_image << " bits/image ("
-              << s.entropy_bits_per_image << " at their entropy)";
+    std::cout << "  remote codes " << s.bits_per_image << " bits/image (" << s.entropy_bits_per_image
+              << " at their entropy)";
   std::cout << std::endl;
 }
 
@@ -113,8 +125,15 @@ int main(int argc, char** argv) {
   train->add_option("--split_ratio", split_ratio, "share of feature channels kept on the device (default: the preset's)")
       ->check(CLI::Range(0.0, 1.0));
   train->add_option("--num_centroids", centroids, "quantizer centroids (default: the preset's)")->check(CLI::PositiveNumber);
-  train->add_option("--channel_remapping", cfg.channel_remapping, "global_importance or topk_appearance (default: none)")
-      ->check(CLI::IsMember({"global_importance", "topk_appearance"}));
+  train->add_option("--channel_remapping", cfg.channel_remapping,
+                    "none, global_importance or topk_appearance: move the channels the reference net finds most "
+                    "important to the local side before training (default: the preset's, tiny global_importance, "
+                    "paper none)")
+      ->check(CLI::IsMember({"none", "global_importance", "topk_appearance"}));
+  bool plain = false;
+  train->add_flag("--plain", plain,
+                  "train the same model without the attribution losses (loss = cross-entropy, no IG, no --reference): "
+                  "the baseline for AgileNN's accuracy");
 
   std::string checkpoint, eval_dir;
   int64_t eval_batch = 64;
@@ -133,12 +152,15 @@ int main(int argc, char** argv) {
     RunConfig& c = agilenn ? cfg : ref_cfg;
     select_device(agilenn ? device : ref_device, c, std::cout);
     c.preset = agilenn::models::preset(agilenn ? preset : ref_preset);
+    const DeviceFlags& flags = agilenn ? device : ref_device;
+    if (flags.augment_flag->count() > 0) c.augment = flags.augment ? 1 : 0;
     if (agilenn) {
+      c.attribution = !plain;
       c.ig.rule = agilenn::xai::parse_ig_rule(ig_rule);
       if (split_ratio >= 0) c.preset.split_ratio = split_ratio;
       if (centroids > 0) c.preset.num_centroids = centroids;
     }
-    report(agilenn::train::run_training(c, std::cout), agilenn);
+    report(agilenn::train::run_training(c, std::cout), agilenn, agilenn && c.attribution);
   } catch (const std::exception& e) {
     std::cerr << "agilenn-train: error: " << e.what() << std::endl;
     return 1;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "engine/autodiff/grad.h"
 #include "engine/core/error.h"
@@ -312,6 +313,55 @@ TEST(FusedAttributionStats, Float32GradientsEqualTheDecompositionsBitForBit) {
   }
 }
 
+// A sample whose attributions are all zero (δ = 0, or A = 0: e.g. features that ReLU6
+// zeroed everywhere) has Σ_c P = 0 and a disorder numerator of 0. Both losses divide by
+// Σ_c P + 1e-9, so the sample contributes 0 to L_dis (0/0 = NaN without the ε, which stops
+// training) and s = 0 to the skewness; the other samples' terms are as without the ε
+// (to float rounding), and no gradient is NaN. Fused op and decomposition alike.
+TEST(AttributionLosses, ZeroAttributionsGiveFiniteLossesAndGradients) {
+  const Shape s{3, 2, 4, 5};  // sample 0: δ = 0; sample 1: ordinary; sample 2: A = 0
+  const int64_t k = 2, per_sample = 2 * 4 * 5;
+  for (DType dtype : {DType::f32, DType::f64})
+    for (bool fused : {true, false}) {
+      Graph g;
+      Value d = ops::leaf(g, "d", s, dtype), a = ops::leaf(g, "a", s, dtype);
+      const xai::AttributionLosses att = xai::attribution_losses({d, a}, k, 0.8, fused);
+      std::vector<Value> grads = grad(att.skew_loss + att.disorder_loss, {d, a});
+      Tensor dv = random_tensor(s, DType::f64, 11), av = random_tensor(s, DType::f64, 12);
+      for (int64_t i = 0; i < per_sample; ++i) dv.set_item(i, 0.0), av.set_item(2 * per_sample + i, 0.0);
+      const auto r = evaluate(g, {att.skewness.id(), att.skew_loss.id(), att.disorder_loss.id(), grads[0].id(),
+                                  grads[1].id()},
+                              {{"d", dv.to(dtype)}, {"a", av.to(dtype)}});
+      const std::string what = std::string(fused ? "fused" : "decomposition") + " " + dtype_name(dtype);
+      // Sample 1 by hand, in double.
+      double local = 0, total = 0, worst_remote = 0, weakest_local = INFINITY;
+      for (int64_t i = 0; i < per_sample; ++i) {
+        const double v = std::abs(dv.item(per_sample + i) * av.item(per_sample + i));
+        total += v;
+        if (i % 5 < k) local += v, weakest_local = std::min(weakest_local, v);
+        else worst_remote = std::max(worst_remote, v);
+      }
+      total += 1e-9;
+      const double tol = dtype == DType::f32 ? 1e-5 : 1e-12;
+      EXPECT_EQ(r[0].item(0), 0.0) << what;
+      EXPECT_EQ(r[0].item(2), 0.0) << what;
+      EXPECT_NEAR(r[0].item(1), local / total, tol) << what;
+      EXPECT_NEAR(r[1].item(0), (0.8 + std::max(0.8 - local / total, 0.0) + 0.8) / 3, tol) << what;
+      ASSERT_TRUE(std::isfinite(r[2].item(0))) << what << ": L_dis is " << r[2].item(0);
+      EXPECT_NEAR(r[2].item(0), std::max((worst_remote - weakest_local) / total, 0.0) / 3, tol) << what;
+      for (int j = 3; j < 5; ++j) {
+        const Tensor& gt = r[static_cast<size_t>(j)];
+        for (int64_t i = 0; i < gt.numel(); ++i) ASSERT_TRUE(std::isfinite(gt.item(i))) << what << " element " << i;
+        // The zero samples' attributions |δ·A| sit at the kink of |·|: no gradient reaches them.
+        for (int64_t i = 0; i < per_sample; ++i) {
+          EXPECT_EQ(gt.item(i), 0.0) << what;
+          EXPECT_EQ(gt.item(2 * per_sample + i), 0.0) << what;
+        }
+        EXPECT_GT(max_abs(gt), 0.0) << what;
+      }
+    }
+}
+
 // As for attribution_stats: the fused vjp repeats the decomposition's float operations,
 // the centroids' sums blocked as the CPU's sum over leading axes blocks them.
 TEST(FusedQuantize, Float32GradientsEqualTheDecompositionsBitForBit) {
@@ -523,25 +573,30 @@ TEST(ChannelRemap, OrdersByImportanceAndPermutesTheFeaturesExactly) {
 
   // Permuting the last layer permutes the feature extractor's output, in eval mode.
   const models::AgileNNPreset& p = models::preset("tiny");
+  const int64_t c = p.feature_channels;
   Graph g;
   nn::ParamSet params;
   nn::Scope root(g, params, false, DType::f64);
-  Value images = ops::leaf(g, "images", {2, 32, 32, 3}, DType::f64);
+  Value images = ops::leaf(g, "images", {2, p.input_size, p.input_size, 3}, DType::f64);
   Value f = models::feature_extractor(root.child("fe"), images, p);
   nn::TensorMap values = params.initialise(9, DType::f64);
-  values["fe.bn2.moving_mean"] = random_tensor({10}, DType::f64, 1, -0.2, 0.2);  // distinct per channel
-  values["fe.bn2.gamma"] = random_tensor({10}, DType::f64, 2, 0.5, 1.5);
+  values["fe.bn2.moving_mean"] = random_tensor({c}, DType::f64, 1, -0.2, 0.2);  // distinct per channel
+  values["fe.bn2.gamma"] = random_tensor({c}, DType::f64, 2, 0.5, 1.5);
   Feeds feeds;
   for (auto& [name, t] : values) feeds[name] = t;
-  feeds["images"] = random_tensor({2, 32, 32, 3}, DType::f64, 3);
+  feeds["images"] = random_tensor({2, p.input_size, p.input_size, 3}, DType::f64, 3);
   const Tensor before = evaluate(g, {f.id()}, feeds)[0];
-  const std::vector<int64_t> order{3, 0, 9, 1, 2, 8, 4, 7, 5, 6};
+  std::vector<int64_t> order(static_cast<size_t>(c));
+  for (int64_t i = 0; i < c; ++i) order[static_cast<size_t>(i)] = (7 * i + 3) % c;  // a permutation: 7 and c coprime
+  ASSERT_EQ(std::set<int64_t>(order.begin(), order.end()).size(), order.size());
   xai::permute_feature_channels(values, order);
   for (auto& [name, t] : values) feeds[name] = t;
   const Tensor after = evaluate(g, {f.id()}, feeds)[0];
   for (int64_t i = 0; i < after.numel(); ++i)
-    ASSERT_EQ(after.item(i), before.item(i - i % 10 + order[static_cast<size_t>(i % 10)])) << i;
-  EXPECT_THROW(xai::permute_feature_channels(values, {0, 0, 1, 2, 3, 4, 5, 6, 7, 8}), Error);
+    ASSERT_EQ(after.item(i), before.item(i - i % c + order[static_cast<size_t>(i % c)])) << i;
+  std::vector<int64_t> repeated = order;
+  repeated[1] = repeated[0];
+  EXPECT_THROW(xai::permute_feature_channels(values, repeated), Error);
 }
 
 }  // namespace

@@ -75,7 +75,8 @@ TEST(GpuTraining, EveryTinyAgileNNStepFromTheSameStateMatchesTheCpu) {
   auto cpu = trainer(cpu_backend(), false), gpu = trainer(cuda_backend(), false), graph = trainer(cuda_backend(), true);
   EXPECT_EQ(gpu->values().at("fe.sep1.depthwise.weight").device(), Device::cuda);
 
-  const data::SyntheticDataset ds(10, 32, 32, 3, 512, 5);
+  const int64_t side = models::preset("tiny").input_size;
+  const data::SyntheticDataset ds(10, side, side, 3, 512, 5);
   std::vector<data::Batch> batches;
   for (int s = 0; s < kSteps; ++s) batches.push_back(ds.batch(s * kBatch, kBatch));
   for (auto* candidate : {gpu.get(), graph.get()}) {

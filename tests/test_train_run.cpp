@@ -12,6 +12,8 @@
 #include "tests/test_util.h"
 #include "engine/data/loader.h"
 #include "engine/io/checkpoint.h"
+#include "engine/runtime/executor.h"
+#include "engine/train/bn_statistics.h"
 #include "engine/train/run.h"
 
 namespace agilenn {
@@ -150,6 +152,92 @@ TEST(Checkpoint, AnInterruptedWriteLeavesThePreviousFileLoadable) {
   }
 }
 
+// ---- batch-norm statistics for evaluation
+
+// What the moving averages of one training step take in, per state: fed zeros as the old
+// averages, the step's update is (1 − momentum)·batch statistic.
+nn::TensorMap batch_statistics_of_a_training_step(const train::AgileNNStepOptions& opt, const nn::TensorMap& values,
+                                                  const data::Batch& b) {
+  auto step = train::build_agilenn_step(opt);
+  Feeds feeds;
+  for (const nn::ParamInfo& info : step->params.all())
+    feeds[info.name] = info.kind == LeafKind::state ? Tensor::zeros(info.shape, opt.dtype) : values.at(info.name);
+  feeds["images"] = b.images.to(opt.dtype);
+  feeds["labels"] = b.labels;
+  std::vector<NodeId> outs;
+  for (const auto& [name, v] : step->state_updates) outs.push_back(v.id());
+  const std::vector<Tensor> r = evaluate(step->graph, outs, feeds);
+  nn::TensorMap out;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    std::vector<double> v = r[i].to_vector();
+    for (double& x : v) x /= 1.0 - opt.preset.bn_momentum;
+    out.emplace(step->state_updates[i].first, Tensor::from_vector(r[i].shape(), v, opt.dtype));
+  }
+  return out;
+}
+
+// Recomputed statistics are, per moving-statistics state of the model (every batch norm
+// of FE, LP and RP: mean and variance), the mean over the batches of the batch statistic
+// that training's moving average follows; the frozen reference net has none.
+TEST(BatchNormStatistics, AreTheMeanOverBatchesOfWhatTheMovingAveragesTakeIn) {
+  train::AgileNNStepOptions opt;
+  opt.classes = 10;
+  opt.batch = 8;
+  opt.dtype = DType::f64;
+  opt.attribution = false;
+  const nn::TensorMap values = train::build_agilenn_step(opt)->params.initialise(3, DType::f64);
+  const data::SyntheticDataset ds(10, opt.preset.input_size, opt.preset.input_size, 3, 64, 5);
+  auto batch = [&](int64_t i) {
+    data::Batch b = ds.batch(i * opt.batch, opt.batch);
+    b.images = b.images.to(DType::f64);
+    return b;
+  };
+  train::AgileNNStepOptions fwd = opt;
+  fwd.gradients = false;
+  auto forward = train::build_agilenn_step(fwd);
+  EXPECT_TRUE(forward->grads.empty());
+  const nn::TensorMap one = train::recompute_batch_norm_statistics(*forward, values, batch, 1);
+  const nn::TensorMap two = train::recompute_batch_norm_statistics(*forward, values, batch, 2);
+  const nn::TensorMap first = batch_statistics_of_a_training_step(opt, values, batch(0));
+  const nn::TensorMap second = batch_statistics_of_a_training_step(opt, values, batch(1));
+
+  size_t states = 0, batch_norms = 0;
+  for (const nn::ParamInfo& info : forward->params.all()) {
+    if (info.kind == LeafKind::state) ++states;
+    if (info.name.size() > 6 && info.name.substr(info.name.size() - 6) == ".gamma") ++batch_norms;
+  }
+  EXPECT_EQ(states, 2 * batch_norms);
+  ASSERT_EQ(one.size(), states);
+  ASSERT_EQ(two.size(), states);
+  for (const auto& [name, t] : one) {
+    EXPECT_EQ(name.rfind("ref.", 0), std::string::npos) << name;
+    EXPECT_EQ(t.dtype(), DType::f64);
+    const std::vector<double> a = first.at(name).to_vector(), b = second.at(name).to_vector();
+    const std::vector<double> o = t.to_vector(), w = two.at(name).to_vector();
+    ASSERT_EQ(o.size(), a.size()) << name;
+    double scale = 0;
+    for (double x : a) scale = std::max(scale, std::abs(x));
+    for (size_t i = 0; i < a.size(); ++i) {
+      // The training step's value went through ·0.01 and /0.01: a few ulps of it.
+      EXPECT_NEAR(o[i], a[i], 1e-12 * (1 + scale)) << name << "[" << i << "]";
+      EXPECT_NEAR(w[i], (a[i] + b[i]) / 2, 1e-12 * (1 + scale)) << name << "[" << i << "]";
+    }
+    if (name.find("moving_var") != std::string::npos) {
+      for (double x : o) EXPECT_GT(x, 0.0) << name;
+    }
+  }
+  // The two batches differ, so their mean differs from the first alone.
+  EXPECT_NE(one.at("rp.bn.moving_mean").to_vector(), two.at("rp.bn.moving_mean").to_vector());
+
+  EXPECT_THAT(error_of([&] { train::recompute_batch_norm_statistics(*train::build_agilenn_step(opt), values, batch, 1); }),
+              HasSubstr("without gradients"));
+}
+
+TEST(BatchNormStatistics, TinyRecomputesForEvaluationAndPaperKeepsTheSeedsMovingAverages) {
+  EXPECT_GT(models::preset("tiny").eval_bn_batches, 0);
+  EXPECT_EQ(models::preset("paper").eval_bn_batches, 0);
+}
+
 // ---- whole runs
 
 train::RunConfig small_run(const fs::path& out, train::RunMode mode) {
@@ -191,6 +279,36 @@ TEST(TrainingRun, ResumingGivesBitIdenticalWeightsToAnUninterruptedRun) {
     EXPECT_EQ(s.steps, 12);
     EXPECT_EQ(tensors_of(straight.out + "/latest.safetensors"), tensors_of(parts.out + "/latest.safetensors")) << tag;
   }
+}
+
+// A run writes the statistics it evaluated with into its checkpoints: with recomputation
+// they are those of the training images (not the moving averages), and `evaluate` of the
+// checkpoint gives the run's own test accuracy.
+TEST(TrainingRun, CheckpointsHoldTheStatisticsTheEvaluationUsed) {
+  const ScratchDir d("bnstats");
+  std::ostringstream log;
+  std::map<int64_t, std::map<std::string, std::vector<double>>> saved;
+  for (int64_t batches : {0, 3}) {
+    train::RunConfig c = small_run(d / ("bn" + std::to_string(batches)), train::RunMode::agilenn);
+    c.attribution = false;
+    c.epochs = 1;
+    c.eval_bn_batches = batches;
+    c.test_limit = 0;  // the whole split, as `evaluate` takes it
+    const train::RunSummary s = train::run_training(c, log);
+    saved[batches] = tensors_of(c.out + "/latest.safetensors");
+    const train::RunSummary e = train::evaluate_checkpoint(c.out + "/latest.safetensors", "", 128, log);
+    EXPECT_EQ(e.test_accuracy, s.test_accuracy) << batches;
+  }
+  // Same seed, same steps: the parameters agree, the statistics do not.
+  EXPECT_EQ(saved[0].at("rp.dense.weight"), saved[3].at("rp.dense.weight"));
+  EXPECT_NE(saved[0].at("rp.bn.moving_mean"), saved[3].at("rp.bn.moving_mean"));
+  // 6 steps of momentum 0.99 from 1 leave the moving variances at 0.94 + 0.06·(batch
+  // variances): far from the batch variances themselves.
+  double apart = 0, recomputed = 0;
+  for (const auto& [name, v] : saved[3])
+    if (name.find("moving_var") != std::string::npos && name.rfind("optimizer/", 0) != 0)
+      for (size_t i = 0; i < v.size(); ++i) apart += std::abs(v[i] - saved[0].at(name)[i]), recomputed += v[i];
+  EXPECT_GT(apart, 0.05 * recomputed);
 }
 
 TEST(TrainingRun, AgileNNWithoutAReferenceCheckpointIsRefused) {

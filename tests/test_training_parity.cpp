@@ -38,7 +38,8 @@ struct Fixture {
   Fixture() {
     init = tiny_step()->params.initialise(17, DType::f32);
     table = train::compute_zero_point_table(models::preset("tiny"), 10, init);
-    const data::SyntheticDataset ds(10, 32, 32, 3, 64, 5);
+    const int64_t side = models::preset("tiny").input_size;
+    const data::SyntheticDataset ds(10, side, side, 3, 64, 5);
     for (int s = 0; s < kSteps; ++s) batches.push_back(ds.batch(s * kBatch, kBatch));
   }
   std::unique_ptr<train::Trainer> trainer(Backend& b, int64_t schedule_steps = 100) const {

@@ -224,7 +224,7 @@ BatchNormResult batch_norm_train(const Value& x, const Value& gamma, const Value
   Value batch_mu = stop_gradient(mu);
   Value batch_var = stop_gradient(var) * bessel;
   return {y, running_mean * momentum + batch_mu * (1.0 - momentum),
-          running_var * momentum + batch_var * (1.0 - momentum)};
+          running_var * momentum + batch_var * (1.0 - momentum), batch_mu, batch_var};
 }
 
 Value batch_norm_eval(const Value& x, const Value& gamma, const Value& beta, const Value& running_mean,

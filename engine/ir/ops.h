@@ -99,6 +99,8 @@ struct BatchNormResult {
   Value y;
   Value new_running_mean;  // only in train mode
   Value new_running_var;   // only in train mode
+  Value batch_mean;        // train mode: this batch's statistics (no gradient), the
+  Value batch_var;         // moving averages' inputs (unbiased variance)
 };
 // Channels are the last axis; statistics over every other axis. Train mode normalises by
 // the biased batch variance and returns the moving averages

@@ -24,7 +24,10 @@ Value feature_extractor(const nn::Scope& s, const Value& images, const AgileNNPr
 }
 
 Value centroid_values(const nn::Scope& s, const AgileNNPreset& p) {
-  Value raw = s.parameter("centroids", {p.num_centroids}, nn::Init::Normal(0.05));
+  Value raw = s.parameter("centroids", {p.num_centroids},
+                          p.centroid_init == CentroidInit::spread       ? nn::Init::LogitGrid()
+                          : p.centroid_init == CentroidInit::spread_low ? nn::Init::LogitGrid(2)
+                                                                        : nn::Init::Normal(0.05));
   return ops::sigmoid(raw) * 6.0;
 }
 

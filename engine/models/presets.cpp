@@ -29,6 +29,8 @@ const AgileNNPreset kPaper{
     .rp_head_channels = 1280,
     .bn_momentum = 0.99,
     .bn_eps = 1e-3,
+    .centroid_init = CentroidInit::seed_normal,
+    .eval_bn_batches = 0,
     // EfficientNetV2-S (Tan & Le 2021, Table 4).
     .reference = {.stem_channels = 24,
                   .stem_stride = 2,
@@ -44,6 +46,11 @@ const AgileNNPreset kPaper{
                   .bn_eps = 1e-3},
     .rho = 0.8,
     .lambda = 0.8,
+    .lr = 0.1,
+    .reference_lr = 1e-3,
+    .augment = true,
+    .channel_remapping = "",
+    .channel_remapping_batches = 0,
 };
 
 // Same structure, far fewer channels: 32×32 inputs, 16×16×10 features (K = 2).
@@ -60,6 +67,8 @@ const AgileNNPreset kTiny{
     .rp_head_channels = 64,
     .bn_momentum = 0.99,
     .bn_eps = 1e-3,
+    .centroid_init = CentroidInit::spread,
+    .eval_bn_batches = 32,
     .reference = {.stem_channels = 10,
                   .stem_stride = 2,
                   .stages = {{S::fused_mbconv, 1, 1, 10, 1, 0.0},
@@ -71,6 +80,11 @@ const AgileNNPreset kTiny{
                   .bn_eps = 1e-3},
     .rho = 0.8,
     .lambda = 0.8,
+    .lr = 0.1,
+    .reference_lr = 1e-2,
+    .augment = false,
+    .channel_remapping = "global_importance",
+    .channel_remapping_batches = 100,
 };
 
 }  // namespace

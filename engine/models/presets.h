@@ -28,6 +28,11 @@ struct ReferenceNetSpec {
   double bn_momentum, bn_eps;
 };
 
+// Initial raw centroids (the quantizer's values are 6·sigmoid(raw)): the seed's N(0, 0.05²),
+// which puts all of them near 3 (the quantizer's output is then nearly constant), or
+// spread: raw_j = logit((j + ½) / n), values evenly over (0, 6).
+enum class CentroidInit { seed_normal, spread, spread_low };
+
 struct AgileNNPreset {
   std::string name;
   int64_t input_size;           // images are resized to input_size × input_size
@@ -40,9 +45,22 @@ struct AgileNNPreset {
   std::vector<InvertedResidualStage> rp_stages;
   int64_t rp_head_channels;
   double bn_momentum, bn_eps;
+  CentroidInit centroid_init;
+  // Evaluation: the batch-norm statistics are recomputed over this many training batches
+  // before each evaluation (see engine/train/bn_statistics.h); 0 keeps the moving
+  // averages, as the seed.
+  int64_t eval_bn_batches;
   ReferenceNetSpec reference;
   // Training defaults of the seed.
   double rho, lambda;
+  // Recipe defaults of agilenn-train (each can be overridden on its command line).
+  double lr;            // AgileNN: SGDW's initial learning rate (cosine to 0), the seed's 0.1
+  double reference_lr;  // reference-net pretraining: Adam's initial learning rate (cosine to 1% of it)
+  bool augment;         // training images flipped and padded-and-cropped per dataset, as the seed's
+  // AgileNN: the seed's channel remapping before training ("" none, global_importance,
+  // topk_appearance), ranked over this many training batches (0: one pass over the data).
+  const char* channel_remapping;
+  int64_t channel_remapping_batches;
 
   int64_t local_channels() const;  // K
 };

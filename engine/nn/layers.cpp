@@ -56,6 +56,8 @@ Value batch_norm(const Scope& s, const Value& x, const BatchNormOptions& opt) {
   ops::BatchNormResult r = ops::batch_norm_train(x, gamma, beta, mean, var, opt.momentum, opt.eps);
   s.update_state(mean, r.new_running_mean);
   s.update_state(var, r.new_running_var);
+  s.record_batch_statistic(mean, r.batch_mean);
+  s.record_batch_statistic(var, r.batch_var);
   return r.y;
 }
 

@@ -73,6 +73,12 @@ TensorMap ParamSet::initialise(uint64_t seed, DType dtype) const {
         for (int64_t i = 0; i < t.numel(); ++i) t.set_item(i, n(rng));
         break;
       }
+      case Init::logit_grid:
+        for (int64_t i = 0; i < t.numel(); ++i) {
+          const double q = std::pow((static_cast<double>(i) + 0.5) / static_cast<double>(t.numel()), p.init.power);
+          t.set_item(i, std::log(q / (1.0 - q)));
+        }
+        break;
     }
     out.emplace(p.name, t);
   }
@@ -121,6 +127,13 @@ void Scope::update_state(const Value& state_leaf, const Value& next) const {
   AGILENN_CHECK(n.op_name() == "leaf" && n.attrs.i("kind") == static_cast<int64_t>(LeafKind::state),
                 "update_state needs a state leaf");
   shared_->state_updates.emplace_back(n.attrs.s("name"), next);
+}
+
+void Scope::record_batch_statistic(const Value& state_leaf, const Value& batch_value) const {
+  const Node& n = state_leaf.node();
+  AGILENN_CHECK(n.op_name() == "leaf" && n.attrs.i("kind") == static_cast<int64_t>(LeafKind::state),
+                "record_batch_statistic needs a state leaf");
+  shared_->batch_statistics.emplace_back(n.attrs.s("name"), batch_value);
 }
 
 }  // namespace agilenn::nn

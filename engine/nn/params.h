@@ -11,14 +11,18 @@
 namespace agilenn::nn {
 
 struct Init {
-  enum Kind { zeros, ones, glorot_uniform, normal } kind = zeros;
+  enum Kind { zeros, ones, glorot_uniform, normal, logit_grid } kind = zeros;
   double fan_in = 0, fan_out = 0;  // glorot_uniform: limit = sqrt(6 / (fan_in + fan_out))
   double stddev = 0;               // normal(0, stddev²)
+  double power = 1;                // logit_grid: logit(((i + ½) / n)^power)
 
   static Init Zeros() { return {zeros}; }
   static Init Ones() { return {ones}; }
   static Init Glorot(double fan_in, double fan_out) { return {glorot_uniform, fan_in, fan_out}; }
   static Init Normal(double stddev) { return {normal, 0, 0, stddev}; }
+  // Element i of n: logit(((i + ½) / n)^power), so that sigmoid of the values spreads over
+  // (0, 1): evenly for power 1, denser near 0 for power > 1.
+  static Init LogitGrid(double power = 1) { return {logit_grid, 0, 0, 0, power}; }
 };
 
 struct ParamInfo {
@@ -62,6 +66,9 @@ class Scope {
   Value state(const std::string& name, const Shape& shape, const Init& init) const;
   // The value the state leaf `state_leaf` should hold after this step.
   void update_state(const Value& state_leaf, const Value& next) const;
+  // The statistic of this batch that the moving average `state_leaf` follows (batch norm
+  // in train mode), for recomputing the statistics over many batches.
+  void record_batch_statistic(const Value& state_leaf, const Value& batch_value) const;
 
   Graph& graph() const { return *graph_; }
   ParamSet& params() const { return *params_; }
@@ -75,8 +82,10 @@ class Scope {
 
   struct Shared {
     std::vector<std::pair<std::string, Value>> state_updates;
+    std::vector<std::pair<std::string, Value>> batch_statistics;
   };
   const std::vector<std::pair<std::string, Value>>& state_updates() const { return shared_->state_updates; }
+  const std::vector<std::pair<std::string, Value>>& batch_statistics() const { return shared_->batch_statistics; }
 
  private:
   Value leaf(const std::string& name, const Shape& shape, const Init& init, LeafKind kind) const;

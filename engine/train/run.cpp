@@ -14,6 +14,7 @@
 #include "engine/data/loader.h"
 #include "engine/io/checkpoint.h"
 #include "engine/io/tensorboard.h"
+#include "engine/train/bn_statistics.h"
 #include "engine/train/trainer.h"
 #include "engine/xai/channel_remap.h"
 
@@ -35,12 +36,26 @@ models::AgileNNPreset preset_from(const json& j) {
   return p;
 }
 
+bool augment(const RunConfig& c) { return c.augment >= 0 ? c.augment != 0 : c.preset.augment; }
+
+// The channel remapping a run applies ("" for none): AgileNN with the attribution losses only.
+std::string remapping(const RunConfig& c) {
+  if (c.mode != RunMode::agilenn || !c.attribution) return "";
+  const std::string m = c.channel_remapping.empty() ? c.preset.channel_remapping : c.channel_remapping;
+  return m == "none" ? "" : m;
+}
+
+int64_t eval_bn_batches(const RunConfig& c) {
+  return c.eval_bn_batches >= 0 ? c.eval_bn_batches : c.preset.eval_bn_batches;
+}
+
 json config_json(const RunConfig& c) {
   return {{"mode", mode_name(c.mode)}, {"dataset", c.dataset},     {"preset", preset_json(c.preset)},
           {"epochs", c.epochs},        {"batch", c.batch},         {"lr", c.lr},
           {"seed", c.seed},            {"ig_steps", c.ig.steps},   {"ig_rule", xai::ig_rule_name(c.ig.rule)},
           {"rho", c.rho},              {"lambda", c.lambda},       {"reference", c.reference},
-          {"channel_remapping", c.channel_remapping}, {"train_limit", c.train_limit}};
+          {"channel_remapping", remapping(c)}, {"train_limit", c.train_limit},
+          {"attribution", c.attribution}, {"eval_bn_batches", eval_bn_batches(c)}, {"augment", augment(c)}};
 }
 
 data::ImageDataset limited(data::ImageDataset ds, int64_t limit) {
@@ -55,8 +70,12 @@ int64_t classes_of(const data::ImageDataset& train, const data::ImageDataset& te
   return train.classes;
 }
 
-std::unique_ptr<StepGraph> build_step(const RunConfig& c, int64_t classes, int64_t batch, bool training) {
-  if (c.mode == RunMode::reference) return build_reference_step(c.preset, classes, batch, training);
+// `gradients` false with `training`: the train-mode forward that batch-norm statistics are
+// recomputed with (no attribution terms: they do not reach a batch norm of the model).
+std::unique_ptr<StepGraph> build_step(const RunConfig& c, int64_t classes, int64_t batch, bool training,
+                                      bool gradients = true) {
+  if (c.mode == RunMode::reference)
+    return build_reference_step(c.preset, classes, batch, training, DType::f32, gradients);
   AgileNNStepOptions o;
   o.preset = c.preset;
   o.classes = classes;
@@ -65,6 +84,8 @@ std::unique_ptr<StepGraph> build_step(const RunConfig& c, int64_t classes, int64
   o.rho = c.rho;
   o.lambda = c.lambda;
   o.training = training;
+  o.gradients = gradients;
+  o.attribution = c.attribution && gradients;
   return build_agilenn_step(o);
 }
 
@@ -85,6 +106,7 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
   std::vector<NodeId> outs;
   for (const auto& [name, v] : step->per_sample) outs.push_back(v.id());
   const bool agilenn = c.mode == RunMode::agilenn;
+  const bool skewness = agilenn && c.attribution;
   if (agilenn) outs.push_back(step->quantized.id()), outs.push_back(step->centroids.id());
   Executor ex(step->graph, compile(step->graph, outs), backend);
   ex.set_graph_replay(c.graph_replay);
@@ -105,13 +127,14 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
     std::vector<Tensor> r = ex.run(feeds);
     for (Tensor& t : r) t = backend.to_host(t);
     ex.check_faults();
+    const size_t codes = skewness ? 2 : 1;
     for (int64_t i = 0; i < lb.valid; ++i) {
       e.accuracy += r[0].item(i);
-      if (agilenn) e.skewness += r[1].item(i);
+      if (skewness) e.skewness += r[1].item(i);
     }
     if (agilenn) {
-      const Tensor& q = r[2];
-      const Tensor& cv = r[3];
+      const Tensor& q = r[codes];
+      const Tensor& cv = r[codes + 1];
       codes_per_image = q.numel() / batch;
       for (int64_t i = 0; i < lb.valid * codes_per_image; ++i) {
         int64_t k = 0;
@@ -136,8 +159,8 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
 
 std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, int64_t total_steps) {
   if (c.mode == RunMode::reference)
-    return std::make_unique<Adam>(CosineSchedule{c.lr > 0 ? c.lr : 1e-3, total_steps, 0.01});
-  return std::make_unique<SGDW>(CosineSchedule{c.lr > 0 ? c.lr : 0.1, total_steps, 0.0});
+    return std::make_unique<Adam>(CosineSchedule{c.lr > 0 ? c.lr : c.preset.reference_lr, total_steps, 0.01});
+  return std::make_unique<SGDW>(CosineSchedule{c.lr > 0 ? c.lr : c.preset.lr, total_steps, 0.0});
 }
 
 // Reference-net values for an AgileNN run: the body of a checkpoint written in reference mode.
@@ -165,8 +188,10 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
   const data::ImageDataset train_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::train), cfg.train_limit);
   const data::ImageDataset test_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::test), cfg.test_limit);
   const int64_t classes = classes_of(train_set, test_set);
-  data::Loader loader(train_set, cfg.batch, data::Preprocess::for_dataset(cfg.dataset, cfg.preset.input_size, true),
-                      cfg.seed, true);
+  AGILENN_CHECK(cfg.attribution || cfg.channel_remapping.empty() || cfg.channel_remapping == "none",
+                "channel remapping ranks channels by their attributions: it needs the attribution losses (not --plain)");
+  data::Loader loader(train_set, cfg.batch,
+                      data::Preprocess::for_dataset(cfg.dataset, cfg.preset.input_size, augment(cfg)), cfg.seed, true);
   const int64_t per_epoch = loader.batches_per_epoch(), total = per_epoch * cfg.epochs;
   auto step = build_step(cfg, classes, cfg.batch, true);
   const std::string latest = (fs::path(cfg.out) / "latest.safetensors").string();
@@ -187,29 +212,34 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
     done = ck.metadata.at("step").get<int64_t>();
     best = ck.metadata.at("best_accuracy").get<double>();
     log << "resuming from " << latest << " at step " << done << "\n";
-  } else if (cfg.mode == RunMode::agilenn) {
+  } else if (cfg.mode == RunMode::agilenn && cfg.attribution) {
     load_reference(cfg, values, step->params);
   }
 
   Tensor table;
   if (!step->zero_point_table.empty()) table = compute_zero_point_table(cfg.preset, classes, values, DType::f32, backend);
-  if (cfg.mode == RunMode::agilenn && !cfg.channel_remapping.empty() && done == 0) {
-    // Rank channels with the untrained feature extractor over one pass of training data.
+  const std::string remap = remapping(cfg);
+  if (!remap.empty() && done == 0) {
+    // Rank channels with the untrained feature extractor over training batches (one pass
+    // over the data unless the preset says fewer).
     auto probe = build_step(cfg, classes, cfg.batch, false);
     Executor ex(probe->graph, compile(probe->graph, {probe->channel_importance.id()}), backend);
     Feeds feeds;
     for (const nn::ParamInfo& info : probe->params.all()) feeds[info.name] = on(backend, values.at(info.name));
     feeds[probe->zero_point_table] = on(backend, table);
     xai::ChannelImportance importance(cfg.preset.feature_channels, cfg.preset.local_channels());
-    for (int64_t b = 0; b < per_epoch; ++b) {
+    const int64_t probe_batches = cfg.preset.channel_remapping_batches > 0
+                                      ? std::min(cfg.preset.channel_remapping_batches, per_epoch)
+                                      : per_epoch;
+    for (int64_t b = 0; b < probe_batches; ++b) {
       const data::Batch batch = loader.get(0, b).batch;
       feeds["images"] = batch.images;
       feeds["labels"] = batch.labels;
       importance.add(backend.to_host(ex.run(feeds)[0]));
     }
-    const std::vector<int64_t> order = importance.order(xai::parse_remap_method(cfg.channel_remapping));
+    const std::vector<int64_t> order = importance.order(xai::parse_remap_method(remap));
     xai::permute_feature_channels(values, order);
-    log << "channel remapping (" << cfg.channel_remapping << "):";
+    log << "channel remapping (" << remap << ", " << probe_batches << " batches):";
     for (size_t i = 0; i < order.size(); ++i) log << " " << order[i] << "->" << i;
     log << "\n";
   }
@@ -239,6 +269,11 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
     io::save_checkpoint(path, ck);
   };
 
+  const int64_t bn_batches = eval_bn_batches(cfg);
+  std::unique_ptr<StepGraph> bn_forward = bn_batches > 0 ? build_step(cfg, classes, cfg.batch, true, false) : nullptr;
+  data::Loader bn_loader(train_set, cfg.batch, data::Preprocess::for_dataset(cfg.dataset, cfg.preset.input_size, false),
+                         cfg.seed ^ 0xb17a5ULL, true);
+
   RunSummary summary;
   const int64_t stop = cfg.max_steps > 0 ? std::min(total, cfg.max_steps) : total;
   auto epoch_start = std::chrono::steady_clock::now();
@@ -255,7 +290,7 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
     std::ostringstream f;
     if (in_epoch > 0) {
       f << std::fixed << std::setprecision(4) << "loss " << sum_loss / in_epoch << "  acc " << sum_acc / in_epoch;
-      if (cfg.mode == RunMode::agilenn) f << "  skew " << sum_skew / in_epoch;
+      if (cfg.mode == RunMode::agilenn && cfg.attribution) f << "  skew " << sum_skew / in_epoch;
     }
     return f.str();
   };
@@ -302,23 +337,32 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
     progress->update(index + 1, progress_fields());
     if (!epoch_end && !last) continue;
 
-    // Test batches are 4× the training batch, as the seed's.
     progress.reset();
+    if (bn_batches > 0) {
+      // Over unaugmented training images (what the test split looks like), in an order
+      // that changes with the epoch; the statistics then stay in the checkpoints.
+      const nn::TensorMap stats = recompute_batch_norm_statistics(
+          *bn_forward, trainer.values(), [&](int64_t b) { return bn_loader.get(epoch, b).batch; },
+          std::min(bn_batches, bn_loader.batches_per_epoch()), backend);
+      trainer.load_state(stats, {});
+    }
+    // Test batches are 4× the training batch, as the seed's.
     const Evaluation ev = evaluate(cfg, classes, test_set, trainer.values(), table, 4 * cfg.batch, backend, log);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     const double rate = in_epoch / secs;
     log << "epoch " << epoch + 1 << "/" << cfg.epochs << "  step " << s + 1 << "/" << total << "  " << std::fixed
         << std::setprecision(2) << rate << " steps/s  ETA " << Progress::duration(static_cast<double>(stop - s - 1) / rate)
         << "  loss " << std::setprecision(4) << sum_loss / in_epoch << "  acc " << sum_acc / in_epoch;
-    if (cfg.mode == RunMode::agilenn) log << "  skew " << sum_skew / in_epoch;
+    const bool skewness = cfg.mode == RunMode::agilenn && cfg.attribution;
+    if (skewness) log << "  skew " << sum_skew / in_epoch;
     log << "  | test acc " << ev.accuracy;
-    if (cfg.mode == RunMode::agilenn) log << "  skew " << ev.skewness;
+    if (skewness) log << "  skew " << ev.skewness;
     log << std::endl;
     metrics << json{{"step", s + 1}, {"epoch", epoch}, {"test_accuracy", ev.accuracy}, {"test_skewness", ev.skewness}}.dump()
             << "\n";
     metrics.flush();
     events.scalar("test/accuracy", ev.accuracy, s + 1);
-    if (cfg.mode == RunMode::agilenn) events.scalar("test/skewness", ev.skewness, s + 1);
+    if (skewness) events.scalar("test/skewness", ev.skewness, s + 1);
     events.flush();
     const json extra = {{"test_accuracy", ev.accuracy}, {"test_skewness", ev.skewness}};
     if (ev.accuracy > best || !fs::exists(best_path)) {
@@ -353,6 +397,7 @@ RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string&
   cfg.ig.rule = xai::parse_ig_rule(c.at("ig_rule").get<std::string>());
   cfg.rho = c.at("rho").get<double>();
   cfg.lambda = c.at("lambda").get<double>();
+  cfg.attribution = c.value("attribution", true);
   const data::ImageDataset test = data::load_dataset(cfg.dataset, data_dir, data::Split::test);
   const int64_t classes = ck.metadata.at("classes").get<int64_t>();
   auto step = build_step(cfg, classes, batch, false);
@@ -366,7 +411,10 @@ RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string&
   s.bits_per_image = ev.raw_bits;
   s.entropy_bits_per_image = ev.entropy_bits;
   log << checkpoint << ": step " << s.steps << "  test accuracy " << ev.accuracy;
-  if (cfg.mode == RunMode::agilenn) log << "  skewness " << ev.skewness << "  remote codes " << ev.raw_bits << " bits/image";
+  if (cfg.mode == RunMode::agilenn) {
+    if (cfg.attribution) log << "  skewness " << ev.skewness;
+    log << "  remote codes " << ev.raw_bits << " bits/image";
+  }
   log << std::endl;
   return s;
 }

@@ -22,12 +22,20 @@ struct RunConfig {
   models::AgileNNPreset preset = models::preset("tiny");
   int64_t epochs = 10;
   int64_t batch = 64;
-  double lr = 0;                // 0 = the mode's default (SGDW 0.1, Adam 1e-3)
+  double lr = 0;                // 0 = the preset's (AgileNN: SGDW, preset.lr; reference: Adam, preset.reference_lr)
+  int augment = -1;             // training augmentation: 1 on, 0 off, -1 the preset's
   uint64_t seed = 1;
   xai::IgOptions ig;
   double rho = 0.8, lambda = 0.8;
   std::string reference;        // agilenn mode: checkpoint of the pretrained reference net
-  std::string channel_remapping;  // "", "global_importance" or "topk_appearance"
+  // "" (the preset's), "none", "global_importance" or "topk_appearance"
+  std::string channel_remapping;
+  // agilenn mode: false trains the same model without the attribution losses (loss = CE,
+  // no IG, no reference net): the baseline AgileNN's accuracy is compared with.
+  bool attribution = true;
+  // Batch-norm statistics recomputed over this many training batches before each
+  // evaluation (engine/train/bn_statistics.h); 0: the moving averages; -1: the preset's.
+  int64_t eval_bn_batches = -1;
   bool resume = false;
   int64_t max_steps = 0;        // stop (and checkpoint) after this many steps in total; 0 = all epochs
   int64_t train_limit = 0;      // use only the first N training samples (0 = all)

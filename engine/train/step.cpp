@@ -12,9 +12,10 @@ Value correct(const Value& logits, const Value& labels) {
   return ops::cast(ops::equal(ops::argmin(-logits, 1), labels), logits.dtype());
 }
 
-void finish(StepGraph& s, const nn::Scope& scope, bool training) {
+void finish(StepGraph& s, const nn::Scope& scope, bool training, bool gradients) {
   s.state_updates = scope.state_updates();
-  if (!training) return;
+  s.batch_statistics = scope.batch_statistics();
+  if (!training || !gradients) return;
   s.trainable = s.params.trainable_names();
   std::vector<Value> xs;
   for (const std::string& name : s.trainable) xs.emplace_back(&s.graph, s.graph.find_leaf(name));
@@ -69,12 +70,12 @@ std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt) {
                                          {"skewness", att.mean_skewness}});
     s->per_sample.emplace_back("skewness", att.skewness);
   }
-  finish(*s, root, opt.training);
+  finish(*s, root, opt.training, opt.gradients);
   return s;
 }
 
 std::unique_ptr<StepGraph> build_reference_step(const models::AgileNNPreset& p, int64_t classes, int64_t batch,
-                                                bool training, DType dtype) {
+                                                bool training, DType dtype, bool gradients) {
   auto s = std::make_unique<StepGraph>();
   Graph& g = s->graph;
   nn::Scope root(g, s->params, training, dtype);
@@ -89,7 +90,7 @@ std::unique_ptr<StepGraph> build_reference_step(const models::AgileNNPreset& p, 
   s->loss = ops::mean(ops::cross_entropy(logits, s->labels));
   s->metrics = {{"ce", s->loss}, {"correct", ops::sum(correct(logits, s->labels))}};
   s->per_sample = {{"correct", correct(logits, s->labels)}};
-  finish(*s, root, training);
+  finish(*s, root, training, gradients);
   return s;
 }
 

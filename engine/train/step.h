@@ -26,6 +26,8 @@ struct StepGraph {
   std::vector<std::string> trainable;                  // parameter names, in the order of grads
   std::vector<Value> grads;                            // empty when not training
   std::vector<std::pair<std::string, Value>> state_updates;
+  // Train mode: each moving-statistics state's batch statistic (see Scope::record_batch_statistic).
+  std::vector<std::pair<std::string, Value>> batch_statistics;
   // Extra leaves fed each step: name -> what they are (documented for callers).
   std::string dropout_counter;    // int32 scalar, or empty
   std::string zero_point_table;   // [classes,h,w,C] from zero_point_gradients, or empty
@@ -43,6 +45,7 @@ struct AgileNNStepOptions {
   double rho = 0.8;
   double lambda = 0.8;
   bool training = true;        // train-mode BN and gradients; false builds an evaluation step
+  bool gradients = true;       // training without gradients: a train-mode forward (batch statistics)
   bool fused = true;           // fused attribution op (else its primitive decomposition)
   bool attribution = true;     // false: the same model's plain step, loss = CE alone, no IG
   bool zero_point_table = true;  // α = 0 gradients from a per-class table (zero baseline)
@@ -55,8 +58,9 @@ struct AgileNNStepOptions {
 std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt);
 
 // The reference net with its stem on images, for pretraining: CE loss, accuracy.
+// `gradients` false with `training`: a train-mode forward without gradients.
 std::unique_ptr<StepGraph> build_reference_step(const models::AgileNNPreset& preset, int64_t classes, int64_t batch,
-                                                bool training, DType dtype = DType::f32);
+                                                bool training, DType dtype = DType::f32, bool gradients = true);
 
 // The per-class α = 0 gradient table of a (pretrained) reference body, evaluated once on
 // `backend`; a host tensor.

@@ -179,10 +179,13 @@ AttributionLosses attribution_losses(const IgTerms& ig, int64_t local_channels, 
   Value total = ops::reshape(ops::slice_axis(stats, 1, 1, 2), {b});
   Value spread = ops::reshape(ops::slice_axis(stats, 1, 2, 3), {b});
   AttributionLosses out;
-  out.skewness = local / (total + 1e-9);
+  // Both ratios divide by Σ_c P + ε: a sample whose attributions are all zero would
+  // otherwise give 0/0 (relu passes the NaN on as a NaN gradient, which stops training).
+  Value guarded_total = total + 1e-9;
+  out.skewness = local / guarded_total;
   out.mean_skewness = ops::mean(out.skewness);
   out.skew_loss = ops::mean(ops::relu(rho - out.skewness));
-  out.disorder_loss = ops::mean(ops::relu(spread / total));
+  out.disorder_loss = ops::mean(ops::relu(spread / guarded_total));
   return out;
 }
 

@@ -50,7 +50,7 @@ struct AttributionLosses {
   Value skewness;       // s per sample [B]: local importance / (total + 1e-9)
   Value mean_skewness;  // batch mean of s (the reported metric)
   Value skew_loss;      // mean_B max(ρ − s, 0)
-  Value disorder_loss;  // mean_B max((max_{c≥K} I − min_{c<K} I) / Σ_c P, 0)
+  Value disorder_loss;  // mean_B max((max_{c≥K} I − min_{c<K} I) / (Σ_c P + 1e-9), 0)
 };
 
 // `fused` selects the attribution_stats op; otherwise its primitive decomposition.

@@ -63,19 +63,24 @@ T attribution_grad(T delta, T a, bool is_local, const T* g3, const Extrema<T>& e
 // the squares' and the difference's vjps). Returns d/dx; each(k, g·p_k, gd_k) receives
 // the two terms of centroid k's gradient, g·p_k (through the weights c_k) and gd_k (the
 // difference's, entering negated).
+// The exps are computed once per centroid (each is the same expression the decomposition
+// evaluates in three places, so caching them changes no bit); `scratch` holds j values.
 template <class T, class Each>
-T quantize_soft_grad(T x, const T* c, int64_t j, T g, Each&& each) {
+T quantize_soft_grad(T x, const T* c, int64_t j, T g, T* scratch, Each&& each) {
   T m = -std::numeric_limits<T>::infinity();
   for (int64_t k = 0; k < j; ++k) m = std::max(m, -((x - c[k]) * (x - c[k])));
   T s = 0;
-  for (int64_t k = 0; k < j; ++k) s += std::exp(-((x - c[k]) * (x - c[k])) - m);
+  for (int64_t k = 0; k < j; ++k) {
+    scratch[k] = std::exp(-((x - c[k]) * (x - c[k])) - m);
+    s += scratch[k];
+  }
   const T inv = T(1) / s;
   T t = 0;
-  for (int64_t k = 0; k < j; ++k) t += (g * c[k]) * (std::exp(-((x - c[k]) * (x - c[k])) - m) * inv);
+  for (int64_t k = 0; k < j; ++k) t += (g * c[k]) * (scratch[k] * inv);
   T gx = 0;
   for (int64_t k = 0; k < j; ++k) {
     const T d = x - c[k];
-    const T p = std::exp(-(d * d) - m) * inv;
+    const T p = scratch[k] * inv;
     const T gy = (g * c[k]) * p;
     const T h = -(gy - p * t) * d;
     const T gd = h + h;
@@ -121,8 +126,12 @@ void register_agilenn_fused(KernelTable& t) {
       T* y = out.data<T>();
       const auto ignore = [](int64_t, T, T) {};
       if (node.attrs.i("wrt") == 0) {
-#pragma omp parallel for schedule(static) if (n * j > kParallelGrain)
-        for (int64_t i = 0; i < n; ++i) y[i] = quantize_soft_grad(x[i], c, j, g[i], ignore);
+#pragma omp parallel if (n * j > kParallelGrain)
+        {
+          std::vector<T> scratch(static_cast<size_t>(j));
+#pragma omp for schedule(static)
+          for (int64_t i = 0; i < n; ++i) y[i] = quantize_soft_grad(x[i], c, j, g[i], scratch.data(), ignore);
+        }
         return;
       }
       const int64_t blocks = std::min<int64_t>(n, 16);
@@ -131,8 +140,9 @@ void register_agilenn_fused(KernelTable& t) {
       for (int64_t b = 0; b < blocks; ++b) {
         T* wb = weights.data() + b * j;
         T* db = diffs.data() + b * j;
+        std::vector<T> scratch(static_cast<size_t>(j));
         for (int64_t i = n * b / blocks; i < n * (b + 1) / blocks; ++i)
-          quantize_soft_grad(x[i], c, j, g[i], [&](int64_t k, T gp, T gd) {
+          quantize_soft_grad(x[i], c, j, g[i], scratch.data(), [&](int64_t k, T gp, T gd) {
             wb[k] += gp;
             db[k] += -gd;
           });
