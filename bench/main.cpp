@@ -16,6 +16,7 @@
 #include <regex>
 #include <sstream>
 
+#include "bench/busy_neighbour.h"
 #include "bench/common.h"
 
 namespace agilenn::bench {
@@ -57,9 +58,12 @@ std::string fixed(double v, int digits) {
 
 void print_ceilings(std::ostream& out) {
   const Ceilings& c = cpu_ceilings();
-  out << "Ceilings (kernel counters %BW and %FLOP are fractions of these):\n"
-      << "  cpu: copy " << fixed(c.bytes_per_s * 1e-9, 1) << " GB/s, sgemm " << fixed(c.flops * 1e-9, 1) << " GFLOP/s  ["
-      << c.how << "]\n";
+  out << "Ceilings (kernel counters %BW and %FLOP are fractions of these):\n";
+  if (c.measured())
+    out << "  cpu: copy " << fixed(c.bytes_per_s * 1e-9, 1) << " GB/s, sgemm " << fixed(c.flops * 1e-9, 1)
+        << " GFLOP/s  [" << c.how << "]\n";
+  else
+    out << "  cpu: " << c.how << "\n";
   const Ceilings& g = gpu_ceilings();
   if (g.measured())
     out << "  gpu: copy " << fixed(g.bytes_per_s * 1e-9, 0) << " GB/s, sgemm " << fixed(g.flops * 1e-12, 1)
@@ -71,8 +75,10 @@ void print_ceilings(std::ostream& out) {
 
 void add_context() {
   const Ceilings& c = cpu_ceilings();
-  benchmark::AddCustomContext("cpu_copy_GBps", fixed(c.bytes_per_s * 1e-9, 2));
-  benchmark::AddCustomContext("cpu_sgemm_GFLOPps", fixed(c.flops * 1e-9, 2));
+  if (c.measured()) {
+    benchmark::AddCustomContext("cpu_copy_GBps", fixed(c.bytes_per_s * 1e-9, 2));
+    benchmark::AddCustomContext("cpu_sgemm_GFLOPps", fixed(c.flops * 1e-9, 2));
+  }
   benchmark::AddCustomContext("cpu_ceilings", c.how);
   const Ceilings& g = gpu_ceilings();
   if (g.measured()) {
@@ -174,6 +180,27 @@ void print_summary(const std::map<std::string, Run>& all, std::ostream& out) {
                     "CPU, tiny: AgileNN step no slower than PyTorch's (no figure in DESIGN: bench/peers)",
                     r && !r->error_occurred ? fixed(counter(*r, "images/s"), 0) + " images/s at batch 32" : missing(r)});
   }
+  // Steady under load: a busy neighbour process spinning on one of the two cores.
+  const std::regex under_load("BM_StepUnderLoad/cpu/(.*)");
+  const size_t before_load = rows.size();
+  for (const auto& [name, r] : runs) {
+    std::smatch m;
+    if (!std::regex_match(name, m, under_load)) continue;
+    const double ratio = counter(r, "ratio");
+    rows.push_back({verdict(&r, ratio >= 0.35),
+                    "CPU, " + m[1].str() +
+                        ": with one other busy process on one of the two cores, a step keeps at least 35% of its "
+                        "solo throughput",
+                    r.error_occurred ? missing(&r)
+                                     : fixed(ratio * 100.0, 0) + "% (solo " + fixed(counter(r, "solo_ms"), 1) +
+                                           " ms, loaded " + fixed(counter(r, "loaded_ms"), 1) + " ms; load average " +
+                                           fixed(counter(r, "load_avg"), 2) + " before)"});
+  }
+  if (rows.size() == before_load)
+    rows.push_back({"not run",
+                    "CPU: with one other busy process on one of the two cores, a step keeps at least 35% of its solo "
+                    "throughput",
+                    "no BM_StepUnderLoad/cpu/ in this run"});
   // Hand-written kernels at the paper preset's shapes: >= 80% of the copy bandwidth.
   const std::regex kernel_at_paper(
       "BM_(Depthwise|Quantize|QuantizeBackward|AttributionStats|AttributionStatsBackward|SoftmaxCrossEntropy)/(cpu|cuda)/"
@@ -256,20 +283,36 @@ bool has_flag(int argc, char** argv, const char* flag) {
   return false;
 }
 
+// Removes --no_ceilings from argv (Google Benchmark rejects flags it does not know);
+// returns whether it was there.
+bool take_no_ceilings(int& argc, char** argv) {
+  bool found = false;
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--no_ceilings") == 0) found = true;
+    else argv[out++] = argv[i];
+  }
+  argc = out;
+  return found;
+}
+
 }  // namespace
 }  // namespace agilenn::bench
 
 int main(int argc, char** argv) {
   using namespace agilenn::bench;
+  if (is_busy_neighbour_child(argc, argv)) return busy_neighbour_child_main(argc, argv);
   const bool listing = has_flag(argc, argv, "--benchmark_list_tests");
+  const bool no_ceilings = take_no_ceilings(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
   benchmark::BenchmarkReporter* display = benchmark::CreateDefaultDisplayReporter();
   std::ostream& out = dynamic_cast<benchmark::ConsoleReporter*>(display) ? std::cout : std::cerr;
   if (!listing) {
-    measure_cpu_ceilings();
-    const std::string why = gpu_unavailable();
+    const std::string why = no_ceilings ? "not measured (--no_ceilings)" : gpu_unavailable();
+    if (no_ceilings) cpu_ceilings().how = why;
+    else measure_cpu_ceilings();
     gpu_ceilings().how = why;
 #ifdef AGILENN_HAVE_CUDA
     if (why.empty()) {

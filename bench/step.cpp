@@ -6,14 +6,24 @@
 //   BM_ExplainabilityCost/<backend>/<preset>/<batch>
 //   BM_IgPoints/<backend>/<preset>/<batch>/<m>
 //   BM_StepBatch/<backend>/<preset>/<agilenn|plain>/<batch>
+//   BM_StepUnderLoad/cpu/<preset>/<batch>/<agilenn|plain>
+// BM_StepUnderLoad times the CPU step alone and then beside a busy neighbour (a child
+// process spinning on one of the CPUs this process may use, bench/busy_neighbour.h), in
+// alternating rounds; its time is the loaded step's, and its counters solo_ms, loaded_ms
+// (medians over rounds; solo_max_ms, loaded_max_ms: the slowest round), ratio (images/s
+// loaded / solo: DESIGN §8 wants >= 0.35 on two cores), busy_share (the fraction of its
+// CPU the neighbour got) and load_avg (1-minute load average at the start, the
+// neighbour not counted).
 // Counters: images/s; memory: arena_MiB (the executor's planned arena), params_MiB
 // (parameters, state and optimizer slots), peak_MiB (arena + params + the step's outputs:
 // loss, gradients, state updates); on the GPU also gpu_held_MiB (the caching allocator's
 // bytes after the steps) and gpu_used_MiB (device memory taken since the trainer was made).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 
+#include "bench/busy_neighbour.h"
 #include "bench/common.h"
 #include "engine/core/error.h"
 #include "engine/data/synthetic.h"
@@ -217,6 +227,56 @@ void batch_growth(benchmark::State& state, On on, const std::string& preset, boo
   });
 }
 
+// The step alone, then beside a busy neighbour on the last CPU this process may use,
+// `rounds` times, `steps` timed steps each (after one untimed step, which also lets the
+// scheduler place the threads); the medians over rounds are reported.
+void step_under_load(benchmark::State& state, const std::string& preset, int64_t batch, bool attribution, int steps,
+                     int rounds) {
+  guarded(state, [&] {
+    const std::vector<int> cpus = allowed_cpus();
+    if (cpus.size() < 2) {
+      state.SkipWithError("needs two CPUs: this process may use one");
+      return;
+    }
+    const double load = load_average_1min();
+    auto t = make_trainer(On::cpu, preset, batch, attribution, 2);
+    const data::Batch b = make_batch(On::cpu, preset, batch);
+    t->step(b.images, b.labels);
+    std::vector<double> solo, loaded;
+    double share = 0;
+    const auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      const size_t n = v.size();
+      return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    };
+    for (auto _ : state) {
+      for (int r = 0; r < rounds; ++r) {
+        solo.push_back(seconds_per_step(*t, b, steps));
+        // Long enough for a step 50 times slower than alone; the child ends itself then.
+        const double limit = std::clamp(50.0 * (steps + 1) * solo.back(), 20.0, 900.0);
+        BusyNeighbour neighbour(cpus.back(), limit);
+        loaded.push_back(seconds_per_step(*t, b, steps));
+        const bool still = neighbour.spinning();
+        share += neighbour.stop();
+        AGILENN_CHECK(still, "the busy neighbour reached its time limit (" << limit << " s) during the loaded steps");
+      }
+      state.SetIterationTime(median(loaded));
+    }
+    const double solo_s = median(solo), loaded_s = median(loaded);
+    state.counters["solo_ms"] = solo_s * 1e3;
+    state.counters["loaded_ms"] = loaded_s * 1e3;
+    state.counters["solo_max_ms"] = *std::max_element(solo.begin(), solo.end()) * 1e3;
+    state.counters["loaded_max_ms"] = *std::max_element(loaded.begin(), loaded.end()) * 1e3;
+    state.counters["ratio"] = solo_s / loaded_s;
+    state.counters["images/s"] = static_cast<double>(batch) / loaded_s;
+    state.counters["solo_images/s"] = static_cast<double>(batch) / solo_s;
+    state.counters["busy_share"] = share / rounds;
+    state.counters["load_avg"] = load;
+    state.SetLabel(preset + (attribution ? " second-order AgileNN" : " plain first-order") +
+                   ", busy neighbour on CPU " + std::to_string(cpus.back()));
+  });
+}
+
 struct StepCase {
   std::string preset;
   int64_t batch;
@@ -275,8 +335,27 @@ void register_steps(On on) {
     }
 }
 
+// The DESIGN §8 contention target: tiny at batch 32, paper at batch 8 (slow on a CPU:
+// few steps).
+void register_under_load() {
+  struct LoadCase {
+    std::string preset;
+    int64_t batch;
+    int steps, rounds;
+  };
+  for (const LoadCase& c : {LoadCase{"tiny", 32, 15, 3}, LoadCase{"paper", 8, 2, 2}})
+    for (bool attribution : {true, false}) {
+      const std::string name = "BM_StepUnderLoad/cpu/" + c.preset + "/" + std::to_string(c.batch) + "/" +
+                               (attribution ? "agilenn" : "plain");
+      benchmark::RegisterBenchmark(name.c_str(), [c, attribution](benchmark::State& s) {
+        step_under_load(s, c.preset, c.batch, attribution, c.steps, c.rounds);
+      })->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+    }
+}
+
 const bool registered = [] {
   register_steps(On::cpu);
+  register_under_load();
 #ifdef AGILENN_HAVE_CUDA
   register_steps(On::cuda);
 #endif
