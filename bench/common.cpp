@@ -1,7 +1,5 @@
 #include "bench/common.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -10,6 +8,7 @@
 
 #include "engine/ir/ops.h"
 #include "engine/runtime/executor.h"
+#include "engine/runtime/threads.h"
 
 #ifdef AGILENN_HAVE_CUDA
 #include "kernels/cuda/device.h"
@@ -71,24 +70,20 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Bytes read + written per second by a copy split evenly over every OpenMP thread; each
-// thread first-touches its own halves, so pages sit near the thread that copies them.
+// Bytes read + written per second by a copy split into one piece per engine thread
+// (engine/runtime/threads.h), as the CPU kernels split their loops.
 double cpu_copy_bandwidth(size_t bytes, int repeats) {
   const size_t n = bytes / sizeof(float);
   std::unique_ptr<float[]> src(new float[n]), dst(new float[n]);
-  const int threads = omp_get_max_threads();
-  const size_t chunk = (n + static_cast<size_t>(threads) - 1) / static_cast<size_t>(threads);
   auto copy = [&](bool first_touch) {
-#pragma omp parallel num_threads(threads)
-    {
-      const size_t t = static_cast<size_t>(omp_get_thread_num());
-      const size_t begin = std::min(n, t * chunk), end = std::min(n, begin + chunk);
+    threads::parallel_for(static_cast<int64_t>(n), threads::count(), [&](int64_t b, int64_t e) {
+      const auto begin = static_cast<size_t>(b), end = static_cast<size_t>(e);
       if (first_touch) {
         for (size_t i = begin; i < end; ++i) src[i] = static_cast<float>(i % 1021) + 1.0f;
         std::memset(dst.get() + begin, 1, (end - begin) * sizeof(float));
       }
       std::memcpy(dst.get() + begin, src.get() + begin, (end - begin) * sizeof(float));
-    }
+    });
   };
   copy(true);
   double best = 0;
@@ -126,7 +121,7 @@ void measure_cpu_ceilings() {
   c.bytes_per_s = cpu_copy_bandwidth(size_t{256} << 20, 8);
   c.flops = cpu_gemm_flops(2048, 4);
   std::ostringstream how;
-  how << omp_get_max_threads() << " threads: memcpy of 256 MiB (read + write counted), matmul op 2048^3 f32; best of runs";
+  how << threads::count() << " threads: memcpy of 256 MiB (read + write counted), matmul op 2048^3 f32; best of runs";
   c.how = how.str();
 }
 

@@ -18,6 +18,7 @@
 
 #include "bench/busy_neighbour.h"
 #include "bench/common.h"
+#include "engine/runtime/threads.h"
 
 namespace agilenn::bench {
 namespace {
@@ -64,6 +65,7 @@ void print_ceilings(std::ostream& out) {
         << " GFLOP/s  [" << c.how << "]\n";
   else
     out << "  cpu: " << c.how << "\n";
+  out << "  cpu threads: " << threads::describe() << "\n";
   const Ceilings& g = gpu_ceilings();
   if (g.measured())
     out << "  gpu: copy " << fixed(g.bytes_per_s * 1e-9, 0) << " GB/s, sgemm " << fixed(g.flops * 1e-12, 1)
@@ -80,6 +82,7 @@ void add_context() {
     benchmark::AddCustomContext("cpu_sgemm_GFLOPps", fixed(c.flops * 1e-9, 2));
   }
   benchmark::AddCustomContext("cpu_ceilings", c.how);
+  benchmark::AddCustomContext("cpu_threads", threads::describe());
   const Ceilings& g = gpu_ceilings();
   if (g.measured()) {
     benchmark::AddCustomContext("gpu_copy_GBps", fixed(g.bytes_per_s * 1e-9, 1));

@@ -12,8 +12,8 @@
 // alternating rounds; its time is the loaded step's, and its counters solo_ms, loaded_ms
 // (medians over rounds; solo_max_ms, loaded_max_ms: the slowest round), ratio (images/s
 // loaded / solo: DESIGN §8 wants >= 0.35 on two cores), busy_share (the fraction of its
-// CPU the neighbour got) and load_avg (1-minute load average at the start, the
-// neighbour not counted).
+// CPU the neighbour got), load_avg (1-minute load average at the start, the neighbour
+// not counted) and threads (the engine's CPU threads).
 // Counters: images/s; memory: arena_MiB (the executor's planned arena), params_MiB
 // (parameters, state and optimizer slots), peak_MiB (arena + params + the step's outputs:
 // loss, gradients, state updates); on the GPU also gpu_held_MiB (the caching allocator's
@@ -27,6 +27,7 @@
 #include "bench/common.h"
 #include "engine/core/error.h"
 #include "engine/data/synthetic.h"
+#include "engine/runtime/threads.h"
 #include "engine/train/trainer.h"
 
 #ifdef AGILENN_HAVE_CUDA
@@ -272,6 +273,7 @@ void step_under_load(benchmark::State& state, const std::string& preset, int64_t
     state.counters["solo_images/s"] = static_cast<double>(batch) / solo_s;
     state.counters["busy_share"] = share / rounds;
     state.counters["load_avg"] = load;
+    state.counters["threads"] = threads::count();
     state.SetLabel(preset + (attribution ? " second-order AgileNN" : " plain first-order") +
                    ", busy neighbour on CPU " + std::to_string(cpus.back()));
   });

@@ -4,7 +4,7 @@
 #
 #   bin/  test_gpu, test_unit, agilenn-train, agilenn-bench, agilenn-peer-reference
 #         (stripped, RPATH $ORIGIN/../lib)
-#   lib/  the non-system runtime libraries they need (OpenBLAS, libgfortran, libgomp,
+#   lib/  the non-system runtime libraries they need (OpenBLAS, libgfortran,
 #         libjpeg, Google Benchmark, the CUDA runtime); cuBLAS and cuDNN are NOT shipped:
 #         they come from the GPU machine's toolkit or its nvidia-* Python packages.
 #   MANIFEST  commit, toolkit and cuDNN versions built against, sha256 of every file.

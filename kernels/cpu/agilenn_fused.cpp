@@ -100,16 +100,17 @@ void register_agilenn_fused(KernelTable& t) {
       const T* c = in[1].data<T>();
       const int64_t j = in[1].numel(), n = out.numel();
       T* y = out.data<T>();
-#pragma omp parallel for schedule(static) if (n * j > kParallelGrain)
-      for (int64_t i = 0; i < n; ++i) {
-        int64_t best = 0;
-        T best_d = (x[i] - c[0]) * (x[i] - c[0]);
-        for (int64_t k = 1; k < j; ++k) {
-          const T d = (x[i] - c[k]) * (x[i] - c[k]);
-          if (d < best_d) best_d = d, best = k;
+      parallel_for(n, n * j, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          int64_t best = 0;
+          T best_d = (x[i] - c[0]) * (x[i] - c[0]);
+          for (int64_t k = 1; k < j; ++k) {
+            const T d = (x[i] - c[k]) * (x[i] - c[k]);
+            if (d < best_d) best_d = d, best = k;
+          }
+          y[i] = c[best];
         }
-        y[i] = c[best];
-      }
+      });
     });
   });
 
@@ -126,27 +127,26 @@ void register_agilenn_fused(KernelTable& t) {
       T* y = out.data<T>();
       const auto ignore = [](int64_t, T, T) {};
       if (node.attrs.i("wrt") == 0) {
-#pragma omp parallel if (n * j > kParallelGrain)
-        {
+        parallel_for(n, n * j, [&](int64_t begin, int64_t end) {
           std::vector<T> scratch(static_cast<size_t>(j));
-#pragma omp for schedule(static)
-          for (int64_t i = 0; i < n; ++i) y[i] = quantize_soft_grad(x[i], c, j, g[i], scratch.data(), ignore);
-        }
+          for (int64_t i = begin; i < end; ++i) y[i] = quantize_soft_grad(x[i], c, j, g[i], scratch.data(), ignore);
+        });
         return;
       }
       const int64_t blocks = std::min<int64_t>(n, 16);
       std::vector<T> weights(static_cast<size_t>(blocks * j), T(0)), diffs(weights.size(), T(0));
-#pragma omp parallel for schedule(static) if (n * j > kParallelGrain)
-      for (int64_t b = 0; b < blocks; ++b) {
-        T* wb = weights.data() + b * j;
-        T* db = diffs.data() + b * j;
+      parallel_for(blocks, n * j, [&](int64_t begin, int64_t end) {
         std::vector<T> scratch(static_cast<size_t>(j));
-        for (int64_t i = n * b / blocks; i < n * (b + 1) / blocks; ++i)
-          quantize_soft_grad(x[i], c, j, g[i], scratch.data(), [&](int64_t k, T gp, T gd) {
-            wb[k] += gp;
-            db[k] += -gd;
-          });
-      }
+        for (int64_t b = begin; b < end; ++b) {
+          T* wb = weights.data() + b * j;
+          T* db = diffs.data() + b * j;
+          for (int64_t i = n * b / blocks; i < n * (b + 1) / blocks; ++i)
+            quantize_soft_grad(x[i], c, j, g[i], scratch.data(), [&](int64_t k, T gp, T gd) {
+              wb[k] += gp;
+              db[k] += -gd;
+            });
+        }
+      });
       for (int64_t k = 0; k < j; ++k) {
         T w = 0, d = 0;
         for (int64_t b = 0; b < blocks; ++b) {
@@ -169,15 +169,16 @@ void register_agilenn_fused(KernelTable& t) {
       T* y = out.data<T>();
       for (int64_t r = 0; r < rows; ++r)  // before the parallel loop, which must not throw
         AGILENN_CHECK(labels[r] >= 0 && labels[r] < c, index_fault_message(node.op_name(), labels[r], r, c));
-#pragma omp parallel for schedule(static) if (rows * c > kParallelGrain)
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* row = x + r * c;
-        T m = -std::numeric_limits<T>::infinity();
-        for (int64_t j = 0; j < c; ++j) m = std::max(m, row[j]);
-        T s = 0;
-        for (int64_t j = 0; j < c; ++j) s += std::exp(row[j] - m);
-        y[r] = -(row[labels[r]] - (m + std::log(s)));
-      }
+      parallel_for(rows, rows * c, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const T* row = x + r * c;
+          T m = -std::numeric_limits<T>::infinity();
+          for (int64_t j = 0; j < c; ++j) m = std::max(m, row[j]);
+          T s = 0;
+          for (int64_t j = 0; j < c; ++j) s += std::exp(row[j] - m);
+          y[r] = -(row[labels[r]] - (m + std::log(s)));
+        }
+      });
     });
   });
 
@@ -189,28 +190,29 @@ void register_agilenn_fused(KernelTable& t) {
       const T* delta = in[0].data<T>();
       const T* a = in[1].data<T>();
       T* y = out.data<T>();
-#pragma omp parallel for schedule(static) if (b > 1 && b * pixels * c > kParallelGrain)
-      for (int64_t s = 0; s < b; ++s) {
-        T local = 0, remote = 0;
-        T worst_remote = -std::numeric_limits<T>::infinity(), weakest_local = std::numeric_limits<T>::infinity();
-        const T* dp = delta + s * pixels * c;
-        const T* ap = a + s * pixels * c;
-        for (int64_t p = 0; p < pixels; ++p) {
-          for (int64_t ch = 0; ch < k; ++ch) {
-            const T v = std::abs(dp[p * c + ch] * ap[p * c + ch]);
-            local += v;
-            weakest_local = std::min(weakest_local, v);
+      parallel_for(b, b * pixels * c, [&](int64_t begin, int64_t end) {
+        for (int64_t s = begin; s < end; ++s) {
+          T local = 0, remote = 0;
+          T worst_remote = -std::numeric_limits<T>::infinity(), weakest_local = std::numeric_limits<T>::infinity();
+          const T* dp = delta + s * pixels * c;
+          const T* ap = a + s * pixels * c;
+          for (int64_t p = 0; p < pixels; ++p) {
+            for (int64_t ch = 0; ch < k; ++ch) {
+              const T v = std::abs(dp[p * c + ch] * ap[p * c + ch]);
+              local += v;
+              weakest_local = std::min(weakest_local, v);
+            }
+            for (int64_t ch = k; ch < c; ++ch) {
+              const T v = std::abs(dp[p * c + ch] * ap[p * c + ch]);
+              remote += v;
+              worst_remote = std::max(worst_remote, v);
+            }
           }
-          for (int64_t ch = k; ch < c; ++ch) {
-            const T v = std::abs(dp[p * c + ch] * ap[p * c + ch]);
-            remote += v;
-            worst_remote = std::max(worst_remote, v);
-          }
+          y[s * 3 + 0] = local;
+          y[s * 3 + 1] = local + remote;
+          y[s * 3 + 2] = worst_remote - weakest_local;
         }
-        y[s * 3 + 0] = local;
-        y[s * 3 + 1] = local + remote;
-        y[s * 3 + 2] = worst_remote - weakest_local;
-      }
+      });
     });
   });
 
@@ -224,14 +226,16 @@ void register_agilenn_fused(KernelTable& t) {
       const T* a = in[1].data<T>();
       const T* g = in[2].data<T>();
       T* y = out.data<T>();
-#pragma omp parallel for schedule(static) if (b > 1 && b * pixels * c > kParallelGrain)
-      for (int64_t s = 0; s < b; ++s) {
-        const T* dp = delta + s * pixels * c;
-        const T* ap = a + s * pixels * c;
-        T* yp = y + s * pixels * c;
-        const Extrema<T> e = sample_extrema(dp, ap, pixels, c, k);
-        for (int64_t i = 0; i < pixels * c; ++i) yp[i] = attribution_grad(dp[i], ap[i], i % c < k, g + s * 3, e, wrt_a);
-      }
+      parallel_for(b, b * pixels * c, [&](int64_t begin, int64_t end) {
+        for (int64_t s = begin; s < end; ++s) {
+          const T* dp = delta + s * pixels * c;
+          const T* ap = a + s * pixels * c;
+          T* yp = y + s * pixels * c;
+          const Extrema<T> e = sample_extrema(dp, ap, pixels, c, k);
+          for (int64_t i = 0; i < pixels * c; ++i)
+            yp[i] = attribution_grad(dp[i], ap[i], i % c < k, g + s * 3, e, wrt_a);
+        }
+      });
     });
   });
 }

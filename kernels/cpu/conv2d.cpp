@@ -28,48 +28,50 @@ template <class T>
 void im2col(const T* x, const ConvGeometry& g, int64_t n0, int64_t count, int64_t group, T* col) {
   const int64_t k = g.kh * g.kw * g.cin_g;
   const int64_t rows = count * g.oh;
-#pragma omp parallel for schedule(static) if (rows * g.ow * k > kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t n = n0 + r / g.oh, oh = r % g.oh;
-    for (int64_t ow = 0; ow < g.ow; ++ow) {
-      T* dst = col + (r * g.ow + ow) * k;
-      for (int64_t kh = 0; kh < g.kh; ++kh) {
-        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
-        for (int64_t kw = 0; kw < g.kw; ++kw, dst += g.cin_g) {
-          const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
-          if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) {
-            std::fill(dst, dst + g.cin_g, T(0));
-          } else {
-            const T* src = x + ((n * g.h + ih) * g.w + iw) * g.c + group * g.cin_g;
-            std::copy(src, src + g.cin_g, dst);
+  parallel_for(rows, rows * g.ow * k, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = n0 + r / g.oh, oh = r % g.oh;
+      for (int64_t ow = 0; ow < g.ow; ++ow) {
+        T* dst = col + (r * g.ow + ow) * k;
+        for (int64_t kh = 0; kh < g.kh; ++kh) {
+          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+          for (int64_t kw = 0; kw < g.kw; ++kw, dst += g.cin_g) {
+            const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
+            if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) {
+              std::fill(dst, dst + g.cin_g, T(0));
+            } else {
+              const T* src = x + ((n * g.h + ih) * g.w + iw) * g.c + group * g.cin_g;
+              std::copy(src, src + g.cin_g, dst);
+            }
           }
         }
       }
     }
-  }
+  });
 }
 
 // dx += col2im(col): the adjoint of im2col. Parallel over images, which never share pixels.
 template <class T>
 void col2im_add(const T* col, const ConvGeometry& g, int64_t n0, int64_t count, int64_t group, T* dx) {
   const int64_t k = g.kh * g.kw * g.cin_g;
-#pragma omp parallel for schedule(static) if (count > 1 && count * g.oh * g.ow * k > kParallelGrain)
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t n = n0 + i;
-    for (int64_t oh = 0; oh < g.oh; ++oh)
-      for (int64_t ow = 0; ow < g.ow; ++ow) {
-        const T* src = col + ((i * g.oh + oh) * g.ow + ow) * k;
-        for (int64_t kh = 0; kh < g.kh; ++kh) {
-          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
-          for (int64_t kw = 0; kw < g.kw; ++kw, src += g.cin_g) {
-            const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
-            if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
-            T* dst = dx + ((n * g.h + ih) * g.w + iw) * g.c + group * g.cin_g;
-            for (int64_t ci = 0; ci < g.cin_g; ++ci) dst[ci] += src[ci];
+  parallel_for(count, count * g.oh * g.ow * k, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t n = n0 + i;
+      for (int64_t oh = 0; oh < g.oh; ++oh)
+        for (int64_t ow = 0; ow < g.ow; ++ow) {
+          const T* src = col + ((i * g.oh + oh) * g.ow + ow) * k;
+          for (int64_t kh = 0; kh < g.kh; ++kh) {
+            const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+            for (int64_t kw = 0; kw < g.kw; ++kw, src += g.cin_g) {
+              const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
+              if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+              T* dst = dx + ((n * g.h + ih) * g.w + iw) * g.c + group * g.cin_g;
+              for (int64_t ci = 0; ci < g.cin_g; ++ci) dst[ci] += src[ci];
+            }
           }
         }
-      }
-  }
+    }
+  });
 }
 
 // Calls f(first image, images, group, column buffer) over chunks of images and groups;
@@ -119,67 +121,69 @@ void conv_backward_filter_gemm(const ConvGeometry& g, const T* x, const T* gy, T
 template <class T>
 void conv_forward_depthwise(const ConvGeometry& g, const T* x, const T* w, T* y) {
   const int64_t m = g.cout_g();
-#pragma omp parallel for schedule(static) if (g.n * g.oh * g.ow * g.cout * g.kh * g.kw > kParallelGrain)
-  for (int64_t r = 0; r < g.n * g.oh; ++r) {
-    const int64_t n = r / g.oh, oh = r % g.oh;
-    for (int64_t ow = 0; ow < g.ow; ++ow) {
-      T* yp = y + (r * g.ow + ow) * g.cout;
-      std::fill(yp, yp + g.cout, T(0));
-      for (int64_t kh = 0; kh < g.kh; ++kh) {
-        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
-        if (ih < 0 || ih >= g.h) continue;
-        for (int64_t kw = 0; kw < g.kw; ++kw) {
-          const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
-          if (iw < 0 || iw >= g.w) continue;
-          const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
-          const T* wp = w + (kh * g.kw + kw) * g.cout;
-          if (m == 1) {
-            for (int64_t c = 0; c < g.c; ++c) yp[c] += xp[c] * wp[c];
-          } else {
-            for (int64_t c = 0; c < g.c; ++c)
-              for (int64_t j = 0; j < m; ++j) yp[c * m + j] += xp[c] * wp[c * m + j];
+  parallel_for(g.n * g.oh, g.n * g.oh * g.ow * g.cout * g.kh * g.kw, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r / g.oh, oh = r % g.oh;
+      for (int64_t ow = 0; ow < g.ow; ++ow) {
+        T* yp = y + (r * g.ow + ow) * g.cout;
+        std::fill(yp, yp + g.cout, T(0));
+        for (int64_t kh = 0; kh < g.kh; ++kh) {
+          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+          if (ih < 0 || ih >= g.h) continue;
+          for (int64_t kw = 0; kw < g.kw; ++kw) {
+            const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
+            if (iw < 0 || iw >= g.w) continue;
+            const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
+            const T* wp = w + (kh * g.kw + kw) * g.cout;
+            if (m == 1) {
+              for (int64_t c = 0; c < g.c; ++c) yp[c] += xp[c] * wp[c];
+            } else {
+              for (int64_t c = 0; c < g.c; ++c)
+                for (int64_t j = 0; j < m; ++j) yp[c * m + j] += xp[c] * wp[c * m + j];
+            }
           }
         }
       }
     }
-  }
+  });
 }
 
 // Gathers, for each input pixel, the output pixels whose windows touch it: no races.
 template <class T>
 void conv_backward_input_depthwise(const ConvGeometry& g, const T* gy, const T* w, T* dx) {
   const int64_t m = g.cout_g();
-#pragma omp parallel for schedule(static) if (g.n * g.h * g.w * g.cout * g.kh * g.kw > kParallelGrain)
-  for (int64_t r = 0; r < g.n * g.h; ++r) {
-    const int64_t n = r / g.h, ih = r % g.h;
-    for (int64_t iw = 0; iw < g.w; ++iw) {
-      T* dxp = dx + (r * g.w + iw) * g.c;
-      std::fill(dxp, dxp + g.c, T(0));
-      for (int64_t kh = 0; kh < g.kh; ++kh) {
-        const int64_t th = ih + g.pad_top - kh * g.dil_h;
-        if (th < 0 || th % g.stride_h) continue;
-        const int64_t oh = th / g.stride_h;
-        if (oh >= g.oh) continue;
-        for (int64_t kw = 0; kw < g.kw; ++kw) {
-          const int64_t tw = iw + g.pad_left - kw * g.dil_w;
-          if (tw < 0 || tw % g.stride_w) continue;
-          const int64_t ow = tw / g.stride_w;
-          if (ow >= g.ow) continue;
-          const T* gyp = gy + ((n * g.oh + oh) * g.ow + ow) * g.cout;
-          const T* wp = w + (kh * g.kw + kw) * g.cout;
-          if (m == 1) {
-            for (int64_t c = 0; c < g.c; ++c) dxp[c] += gyp[c] * wp[c];
-          } else {
-            for (int64_t c = 0; c < g.c; ++c) {
-              T s = 0;
-              for (int64_t j = 0; j < m; ++j) s += gyp[c * m + j] * wp[c * m + j];
-              dxp[c] += s;
+  parallel_for(g.n * g.h, g.n * g.h * g.w * g.cout * g.kh * g.kw, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r / g.h, ih = r % g.h;
+      for (int64_t iw = 0; iw < g.w; ++iw) {
+        T* dxp = dx + (r * g.w + iw) * g.c;
+        std::fill(dxp, dxp + g.c, T(0));
+        for (int64_t kh = 0; kh < g.kh; ++kh) {
+          const int64_t th = ih + g.pad_top - kh * g.dil_h;
+          if (th < 0 || th % g.stride_h) continue;
+          const int64_t oh = th / g.stride_h;
+          if (oh >= g.oh) continue;
+          for (int64_t kw = 0; kw < g.kw; ++kw) {
+            const int64_t tw = iw + g.pad_left - kw * g.dil_w;
+            if (tw < 0 || tw % g.stride_w) continue;
+            const int64_t ow = tw / g.stride_w;
+            if (ow >= g.ow) continue;
+            const T* gyp = gy + ((n * g.oh + oh) * g.ow + ow) * g.cout;
+            const T* wp = w + (kh * g.kw + kw) * g.cout;
+            if (m == 1) {
+              for (int64_t c = 0; c < g.c; ++c) dxp[c] += gyp[c] * wp[c];
+            } else {
+              for (int64_t c = 0; c < g.c; ++c) {
+                T s = 0;
+                for (int64_t j = 0; j < m; ++j) s += gyp[c * m + j] * wp[c * m + j];
+                dxp[c] += s;
+              }
             }
           }
         }
       }
     }
-  }
+  });
 }
 
 // Partial sums over a fixed number of row blocks, added in order: the result does not
@@ -189,32 +193,33 @@ void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* 
   const int64_t m = g.cout_g(), rows = g.n * g.oh, wsize = g.kh * g.kw * g.cout;
   const int64_t blocks = std::min<int64_t>(rows, 16);
   std::vector<T> partial(static_cast<size_t>(blocks * wsize), T(0));
-#pragma omp parallel for schedule(static) if (rows * g.ow * wsize > kParallelGrain)
-  for (int64_t b = 0; b < blocks; ++b) {
-    T* acc = partial.data() + b * wsize;
-    for (int64_t r = rows * b / blocks; r < rows * (b + 1) / blocks; ++r) {
-      const int64_t n = r / g.oh, oh = r % g.oh;
-      for (int64_t ow = 0; ow < g.ow; ++ow) {
-        const T* gyp = gy + (r * g.ow + ow) * g.cout;
-        for (int64_t kh = 0; kh < g.kh; ++kh) {
-          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
-          if (ih < 0 || ih >= g.h) continue;
-          for (int64_t kw = 0; kw < g.kw; ++kw) {
-            const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
-            if (iw < 0 || iw >= g.w) continue;
-            const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
-            T* ap = acc + (kh * g.kw + kw) * g.cout;
-            if (m == 1) {
-              for (int64_t c = 0; c < g.c; ++c) ap[c] += xp[c] * gyp[c];
-            } else {
-              for (int64_t c = 0; c < g.c; ++c)
-                for (int64_t j = 0; j < m; ++j) ap[c * m + j] += xp[c] * gyp[c * m + j];
+  parallel_for(blocks, rows * g.ow * wsize, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      T* acc = partial.data() + b * wsize;
+      for (int64_t r = rows * b / blocks; r < rows * (b + 1) / blocks; ++r) {
+        const int64_t n = r / g.oh, oh = r % g.oh;
+        for (int64_t ow = 0; ow < g.ow; ++ow) {
+          const T* gyp = gy + (r * g.ow + ow) * g.cout;
+          for (int64_t kh = 0; kh < g.kh; ++kh) {
+            const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+            if (ih < 0 || ih >= g.h) continue;
+            for (int64_t kw = 0; kw < g.kw; ++kw) {
+              const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
+              if (iw < 0 || iw >= g.w) continue;
+              const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
+              T* ap = acc + (kh * g.kw + kw) * g.cout;
+              if (m == 1) {
+                for (int64_t c = 0; c < g.c; ++c) ap[c] += xp[c] * gyp[c];
+              } else {
+                for (int64_t c = 0; c < g.c; ++c)
+                  for (int64_t j = 0; j < m; ++j) ap[c * m + j] += xp[c] * gyp[c * m + j];
+              }
             }
           }
         }
       }
     }
-  }
+  });
   std::fill(dw, dw + wsize, T(0));
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t i = 0; i < wsize; ++i) dw[i] += partial[static_cast<size_t>(b * wsize + i)];

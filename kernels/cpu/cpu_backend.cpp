@@ -8,7 +8,7 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   CpuBackend() {
-    cpu::use_single_threaded_blas();
+    threads::count();  // configures the CPU threads, and OpenBLAS, once (engine/runtime/threads.h)
     cpu::register_elementwise(table_);
     cpu::register_reductions(table_);
     cpu::register_layout(table_);

@@ -2,17 +2,43 @@
 #pragma once
 
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <vector>
 
 #include "engine/core/error.h"
 #include "engine/runtime/backend.h"
+#include "engine/runtime/threads.h"
 
 namespace agilenn::cpu {
 
-// Below this many elements a loop runs on one thread: forking costs more than it saves.
+// Below this much work (elements touched) a loop runs on the calling thread: handing it
+// to other threads costs more than it saves.
 constexpr int64_t kParallelGrain = 1 << 15;
+
+// A parallel loop is cut into pieces of at least kChunkWork, and at most
+// kChunksPerThread per thread: more pieces than threads, claimed one at a time, so a
+// thread that shares its core with another process (or has not woken yet) holds a loop
+// up by one piece at most (engine/runtime/threads.h).
+constexpr int64_t kChunkWork = 1 << 13;
+constexpr int64_t kChunksPerThread = 8;
+
+// Calls body(begin, end) over contiguous pieces of [0, n) that together cover it once,
+// on the engine's threads when `work` exceeds kParallelGrain. The pieces depend only on
+// n, work and the thread count, but which thread runs which piece, and in what order,
+// varies: a body may write only its own iterations' outputs (a reduction sums fixed
+// blocks and combines them in order afterwards).
+template <class F>
+void parallel_for(int64_t n, int64_t work, const F& body) {
+  if (n <= 0) return;
+  const int threads = threads::count();
+  if (n == 1 || work <= kParallelGrain || threads == 1) {
+    body(int64_t{0}, n);
+    return;
+  }
+  threads::parallel_for(n, std::min<int64_t>(work / kChunkWork, int64_t{threads} * kChunksPerThread), body);
+}
 
 // Calls f(T{}) with T the C++ type of a floating dtype.
 template <class F>
@@ -48,41 +74,40 @@ void broadcast_loop(const Shape& out, const std::array<std::vector<int64_t>, K>&
   bool contiguous = true;
   for (const auto& s : strides) contiguous = contiguous && s == dense;
   if (contiguous) {
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) {
-      std::array<int64_t, K> off;
-      off.fill(i);
-      f(i, off);
-    }
+    parallel_for(n, n, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        std::array<int64_t, K> off;
+        off.fill(i);
+        f(i, off);
+      }
+    });
     return;
   }
   const size_t r = out.size();
   const int64_t width = out[r - 1], rows = n / width;
   std::array<int64_t, K> step;
   for (size_t k = 0; k < K; ++k) step[k] = strides[k][r - 1];
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t row = 0; row < rows; ++row) {
-    std::array<int64_t, K> off{};
-    int64_t rem = row;
-    for (size_t d = r - 1; d-- > 0;) {
-      const int64_t idx = rem % out[d];
-      rem /= out[d];
-      for (size_t k = 0; k < K; ++k) off[k] += idx * strides[k][d];
+  parallel_for(rows, n, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      std::array<int64_t, K> off{};
+      int64_t rem = row;
+      for (size_t d = r - 1; d-- > 0;) {
+        const int64_t idx = rem % out[d];
+        rem /= out[d];
+        for (size_t k = 0; k < K; ++k) off[k] += idx * strides[k][d];
+      }
+      for (int64_t j = 0; j < width; ++j) {
+        f(row * width + j, off);
+        for (size_t k = 0; k < K; ++k) off[k] += step[k];
+      }
     }
-    for (int64_t j = 0; j < width; ++j) {
-      f(row * width + j, off);
-      for (size_t k = 0; k < K; ++k) off[k] += step[k];
-    }
-  }
+  });
 }
 
 // Row-major GEMM through OpenBLAS: C = alpha·op(A)·op(B) + beta·C.
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
-
-// Called once by the CPU backend: BLAS calls then run on the calling thread only.
-void use_single_threaded_blas();
 
 void register_elementwise(KernelTable& table);
 void register_reductions(KernelTable& table);

@@ -15,8 +15,9 @@ void unary_kernel(KernelTable& t, const std::string& op, F fn) {
       const T* x = in[0].data<T>();
       T* y = out.data<T>();
       const int64_t n = out.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-      for (int64_t i = 0; i < n; ++i) y[i] = fn(x[i]);
+      parallel_for(n, n, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) y[i] = fn(x[i]);
+      });
     });
   });
 }
@@ -64,8 +65,9 @@ void range_kernel(KernelTable& t, const std::string& op, F fn) {
       const T* other = in.size() > 1 ? in[1].data<T>() : x;
       T* y = out.data<T>();
       const int64_t n = out.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-      for (int64_t i = 0; i < n; ++i) y[i] = fn(x[i], other[i], l, h);
+      parallel_for(n, n, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) y[i] = fn(x[i], other[i], l, h);
+      });
     });
   });
 }

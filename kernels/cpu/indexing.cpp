@@ -32,11 +32,12 @@ void register_indexing(KernelTable& t) {
       using T = decltype(tag);
       const T* xp = x.data<T>();
       T* y = out.data<T>();
-#pragma omp parallel for schedule(static) if (out.numel() > kParallelGrain)
-      for (int64_t r = 0; r < outer * count; ++r) {
-        const int64_t o = r / count, i = r % count;
-        std::copy_n(xp + (o * dim + idx[i]) * inner, inner, y + r * inner);
-      }
+      parallel_for(outer * count, out.numel(), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const int64_t o = r / count, i = r % count;
+          std::copy_n(xp + (o * dim + idx[i]) * inner, inner, y + r * inner);
+        }
+      });
     });
   });
   t.add("gather_backward", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
@@ -53,13 +54,14 @@ void register_indexing(KernelTable& t) {
       T* y = out.data<T>();
       std::fill(y, y + out.numel(), T(0));
       // Each outer slice is independent; within one, indices are added in order.
-#pragma omp parallel for schedule(static) if (outer > 1 && in[0].numel() > kParallelGrain)
-      for (int64_t o = 0; o < outer; ++o)
-        for (int64_t i = 0; i < count; ++i) {
-          const T* src = g + (o * count + i) * inner;
-          T* dst = y + (o * dim + idx[i]) * inner;
-          for (int64_t k = 0; k < inner; ++k) dst[k] += src[k];
-        }
+      parallel_for(outer, in[0].numel(), [&](int64_t begin, int64_t end) {
+        for (int64_t o = begin; o < end; ++o)
+          for (int64_t i = 0; i < count; ++i) {
+            const T* src = g + (o * count + i) * inner;
+            T* dst = y + (o * dim + idx[i]) * inner;
+            for (int64_t k = 0; k < inner; ++k) dst[k] += src[k];
+          }
+      });
     });
   });
   t.add("one_hot", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
@@ -81,9 +83,10 @@ void register_indexing(KernelTable& t) {
       T* y = out.data<T>();
       const T keep = static_cast<T>(1.0 / (1.0 - p));
       const int64_t n = out.numel();
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-      for (int64_t i = 0; i < n; ++i)
-        y[i] = dropout_drops(seed, counter, static_cast<uint64_t>(i), static_cast<float>(p)) ? T(0) : keep;
+      parallel_for(n, n, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i)
+          y[i] = dropout_drops(seed, counter, static_cast<uint64_t>(i), static_cast<float>(p)) ? T(0) : keep;
+      });
     });
   });
   t.add("resize_bilinear", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
@@ -93,21 +96,22 @@ void register_indexing(KernelTable& t) {
       using T = decltype(tag);
       const T* xp = x.data<T>();
       T* y = out.data<T>();
-#pragma omp parallel for schedule(static) if (out.numel() > kParallelGrain)
-      for (int64_t r = 0; r < n * oh; ++r) {
-        const int64_t b = r / oh;
-        const ResizeTaps<T> ty = resize_taps<T>(r % oh, h, oh);
-        for (int64_t j = 0; j < ow; ++j) {
-          const ResizeTaps<T> tx = resize_taps<T>(j, w, ow);
-          const T* p00 = xp + ((b * h + ty.lo) * w + tx.lo) * c;
-          const T* p01 = xp + ((b * h + ty.lo) * w + tx.hi) * c;
-          const T* p10 = xp + ((b * h + ty.hi) * w + tx.lo) * c;
-          const T* p11 = xp + ((b * h + ty.hi) * w + tx.hi) * c;
-          T* dst = y + (r * ow + j) * c;
-          for (int64_t k = 0; k < c; ++k)
-            dst[k] = lerp_rounded(lerp_rounded(p00[k], p01[k], tx.frac), lerp_rounded(p10[k], p11[k], tx.frac), ty.frac);
+      parallel_for(n * oh, out.numel(), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const int64_t b = r / oh;
+          const ResizeTaps<T> ty = resize_taps<T>(r % oh, h, oh);
+          for (int64_t j = 0; j < ow; ++j) {
+            const ResizeTaps<T> tx = resize_taps<T>(j, w, ow);
+            const T* p00 = xp + ((b * h + ty.lo) * w + tx.lo) * c;
+            const T* p01 = xp + ((b * h + ty.lo) * w + tx.hi) * c;
+            const T* p10 = xp + ((b * h + ty.hi) * w + tx.lo) * c;
+            const T* p11 = xp + ((b * h + ty.hi) * w + tx.hi) * c;
+            T* dst = y + (r * ow + j) * c;
+            for (int64_t k = 0; k < c; ++k)
+              dst[k] = lerp_rounded(lerp_rounded(p00[k], p01[k], tx.frac), lerp_rounded(p10[k], p11[k], tx.frac), ty.frac);
+          }
         }
-      }
+      });
     });
   });
 }

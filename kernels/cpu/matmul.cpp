@@ -1,6 +1,7 @@
 // matmul, and the GEMM wrapper the convolution kernels share.
 #include <cblas.h>
-#include <omp.h>
+
+#include <algorithm>
 
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -24,31 +25,33 @@ void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, 
 
 // Below this many multiply-adds a GEMM runs on one thread.
 constexpr int64_t kGemmParallelWork = 1 << 18;
+// Row blocks of a split GEMM have at least this many rows (unless that leaves fewer
+// blocks than threads): each block's call packs B again, which a block must amortise.
+constexpr int64_t kGemmMinRows = 64;
+// Blocks per thread, at most: more blocks than threads, so that a thread sharing its core
+// with another process holds a product up by one block at most.
+constexpr int64_t kGemmBlocksPerThread = 4;
 
 }  // namespace
 
-void use_single_threaded_blas() { openblas_set_num_threads(1); }
-
-// OpenBLAS runs single-threaded (its own thread pool would fight OpenMP's for the same
-// cores); large products are split by rows of C over the OpenMP threads instead, which
-// also keeps results independent of how OpenBLAS would have blocked them.
+// OpenBLAS runs single-threaded (engine/runtime/threads.cpp sets it: its own thread pool
+// would fight ours for the same cores); large products are split by rows of C into
+// blocks the engine's threads claim one at a time. The blocks depend on the shape and the
+// thread count only, so results do not depend on which thread ran which block.
 template <class T>
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b, int64_t ldb,
           T beta, T* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
-  const int threads = omp_get_max_threads();
+  const int64_t threads = threads::count();
   if (threads == 1 || m < 2 * threads || m * n * k < kGemmParallelWork) {
     blas_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t begin = m * t / nt, end = m * (t + 1) / nt;
-    if (end > begin)
-      blas_gemm(ta, tb, end - begin, n, k, alpha, ta ? a + begin : a + begin * lda, lda, b, ldb, beta,
-                c + begin * ldc, ldc);
-  }
+  const int64_t blocks = std::clamp(m / kGemmMinRows, threads, threads * kGemmBlocksPerThread);
+  threads::parallel_for(m, blocks, [&](int64_t begin, int64_t end) {
+    blas_gemm(ta, tb, end - begin, n, k, alpha, ta ? a + begin : a + begin * lda, lda, b, ldb, beta, c + begin * ldc,
+              ldc);
+  });
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,

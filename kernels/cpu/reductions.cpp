@@ -67,14 +67,15 @@ template <class T, class Combine>
 void reduce_rows(const T* x, int64_t rows, int64_t width, T* y, T init, Combine combine) {
   const int64_t blocks = std::min<int64_t>(rows, 16);
   std::vector<T> partial(static_cast<size_t>(blocks * width), init);
-#pragma omp parallel for schedule(static) if (rows * width > kParallelGrain)
-  for (int64_t b = 0; b < blocks; ++b) {
-    T* acc = partial.data() + b * width;
-    for (int64_t r = rows * b / blocks; r < rows * (b + 1) / blocks; ++r) {
-      const T* row = x + r * width;
-      for (int64_t j = 0; j < width; ++j) acc[j] = combine(acc[j], row[j]);
+  parallel_for(blocks, rows * width, [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) {
+      T* acc = partial.data() + b * width;
+      for (int64_t r = rows * b / blocks; r < rows * (b + 1) / blocks; ++r) {
+        const T* row = x + r * width;
+        for (int64_t j = 0; j < width; ++j) acc[j] = combine(acc[j], row[j]);
+      }
     }
-  }
+  });
   for (int64_t j = 0; j < width; ++j) y[j] = init;
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t j = 0; j < width; ++j) y[j] = combine(y[j], partial[static_cast<size_t>(b * width + j)]);
@@ -93,12 +94,13 @@ void reduction_kernel(KernelTable& t, const std::string& op, Init init, Combine 
         reduce_rows(x, layout.per_output, layout.outputs, y, init(tag), combine);
         return;
       }
-#pragma omp parallel for schedule(static) if (layout.outputs * layout.per_output > kParallelGrain)
-      for (int64_t o = 0; o < layout.outputs; ++o) {
-        T acc = init(tag);
-        layout.for_each_reduced(o, [&](int64_t off) { acc = combine(acc, x[off]); });
-        y[o] = acc;
-      }
+      parallel_for(layout.outputs, layout.outputs * layout.per_output, [&](int64_t begin, int64_t end) {
+        for (int64_t o = begin; o < end; ++o) {
+          T acc = init(tag);
+          layout.for_each_reduced(o, [&](int64_t off) { acc = combine(acc, x[off]); });
+          y[o] = acc;
+        }
+      });
     });
   });
 }
@@ -119,21 +121,22 @@ void softmax_kernel(const Node& node, std::span<const Tensor> in, Tensor& out) {
     const AxisView v(in[0].shape(), node.attrs.i("axis"));
     const T* x = in[0].data<T>();
     T* y = out.data<T>();
-#pragma omp parallel for schedule(static) if (out.numel() > kParallelGrain)
-    for (int64_t r = 0; r < v.outer * v.inner; ++r) {
-      const int64_t base = (r / v.inner) * v.extent * v.inner + r % v.inner;
-      T m = -std::numeric_limits<T>::infinity();
-      for (int64_t j = 0; j < v.extent; ++j) m = std::max(m, x[base + j * v.inner]);
-      T s = 0;
-      for (int64_t j = 0; j < v.extent; ++j) s += std::exp(x[base + j * v.inner] - m);
-      if constexpr (kLog) {
-        const T lse = m + std::log(s);
-        for (int64_t j = 0; j < v.extent; ++j) y[base + j * v.inner] = x[base + j * v.inner] - lse;
-      } else {
-        const T inv = T(1) / s;
-        for (int64_t j = 0; j < v.extent; ++j) y[base + j * v.inner] = std::exp(x[base + j * v.inner] - m) * inv;
+    parallel_for(v.outer * v.inner, out.numel(), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t base = (r / v.inner) * v.extent * v.inner + r % v.inner;
+        T m = -std::numeric_limits<T>::infinity();
+        for (int64_t j = 0; j < v.extent; ++j) m = std::max(m, x[base + j * v.inner]);
+        T s = 0;
+        for (int64_t j = 0; j < v.extent; ++j) s += std::exp(x[base + j * v.inner] - m);
+        if constexpr (kLog) {
+          const T lse = m + std::log(s);
+          for (int64_t j = 0; j < v.extent; ++j) y[base + j * v.inner] = x[base + j * v.inner] - lse;
+        } else {
+          const T inv = T(1) / s;
+          for (int64_t j = 0; j < v.extent; ++j) y[base + j * v.inner] = std::exp(x[base + j * v.inner] - m) * inv;
+        }
       }
-    }
+    });
   });
 }
 
@@ -154,14 +157,15 @@ void register_reductions(KernelTable& t) {
       const AxisView v(in[0].shape(), node.attrs.i("axis"));
       const T* x = in[0].data<T>();
       int32_t* y = out.data<int32_t>();
-#pragma omp parallel for schedule(static) if (in[0].numel() > kParallelGrain)
-      for (int64_t r = 0; r < v.outer * v.inner; ++r) {
-        const int64_t base = (r / v.inner) * v.extent * v.inner + r % v.inner;
-        int64_t best = 0;  // first minimum wins ties
-        for (int64_t j = 1; j < v.extent; ++j)
-          if (x[base + j * v.inner] < x[base + best * v.inner]) best = j;
-        y[r] = static_cast<int32_t>(best);
-      }
+      parallel_for(v.outer * v.inner, in[0].numel(), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const int64_t base = (r / v.inner) * v.extent * v.inner + r % v.inner;
+          int64_t best = 0;  // first minimum wins ties
+          for (int64_t j = 1; j < v.extent; ++j)
+            if (x[base + j * v.inner] < x[base + best * v.inner]) best = j;
+          y[r] = static_cast<int32_t>(best);
+        }
+      });
     });
   });
 
