@@ -261,49 +261,45 @@ double min_test_to_train(const std::vector<EpochAccuracy>& epochs) {
   return m;
 }
 
-// Thresholds from the spread measured by tools/measure-e2e-spread.sh (seeds 1-5 × OpenBLAS
-// kernel sets Haswell, Zen, SkylakeX, Sandybridge, and this machine's own, one and two
-// threads; bench/results/e2e-spread-*.md): SPREAD_PLACEHOLDER
+// Thresholds from the spread measured by tools/measure-e2e-spread.sh: SPREAD_PLACEHOLDER
 constexpr double kFmnistMinAccuracy = 0.5, kFmnistMinSkewness = 0.45;
 
-// A broken step (no attribution losses, no learning, a wrong gradient through the IG, an
-// evaluation that collapses) misses these thresholds by far.
-TEST(EndToEnd, FashionMnistSubsetTrainsToAccuracyAndSkewness) {
+// The README's main job in miniature. A broken step (no attribution losses, no learning, a
+// wrong gradient through the IG) misses the accuracy and skewness thresholds by far.
+//
+// No collapse at evaluation, checked on the same run: after every epoch of both stages the
+// test accuracy is at least 0.8 × the mean accuracy of that epoch's training batches.
+// Evaluating with the batch norms' moving averages (momentum 0.99) instead of statistics
+// recomputed over training batches broke this: after the first AgileNN epoch (128 steps)
+// the test accuracy was 0.10 (chance) against 0.43 on the training batches. The first
+// epoch of each stage is where it is worst, while the weights still move fast.
+TEST(EndToEnd, FashionMnistSubsetTrainsToAccuracyAndSkewnessWithoutCollapse) {
   if (!std::filesystem::exists(kFmnistDir + "/train-images-idx3-ubyte.gz"))
     GTEST_SKIP() << kFmnistDir << " is missing: tools/setup.sh installs dataset-fashion-mnist";
   const uint64_t seed = subset_seed(1);
   const SubsetRun r = fashion_mnist_subset("accuracy", 2, 4, seed);
   std::printf("%s", r.log.c_str());
+  double min_train = INFINITY;
+  for (const auto* epochs : {&r.reference_epochs, &r.agilenn_epochs})
+    for (const EpochAccuracy& e : *epochs) min_train = std::min(min_train, e.train);
   // One line for tools/measure-e2e-spread.sh.
-  std::printf("e2e-result seed=%llu reference_accuracy=%.4f accuracy=%.4f skewness=%.4f min_test_to_train=%.4f\n",
+  std::printf("e2e-result seed=%llu reference_accuracy=%.4f accuracy=%.4f skewness=%.4f min_test_to_train=%.4f "
+              "min_train=%.4f\n",
               static_cast<unsigned long long>(seed), r.reference.test_accuracy, r.agilenn.test_accuracy,
-              r.agilenn.test_skewness, std::min(min_test_to_train(r.reference_epochs), min_test_to_train(r.agilenn_epochs)));
+              r.agilenn.test_skewness, std::min(min_test_to_train(r.reference_epochs), min_test_to_train(r.agilenn_epochs)),
+              min_train);
   RecordProperty("accuracy", std::to_string(r.agilenn.test_accuracy));
   RecordProperty("skewness", std::to_string(r.agilenn.test_skewness));
   EXPECT_GT(r.agilenn.test_accuracy, kFmnistMinAccuracy);
   EXPECT_GT(r.agilenn.test_skewness, kFmnistMinSkewness);
-}
 
-// No collapse at evaluation: after every epoch of both stages, the test accuracy is at
-// least 0.8 × the accuracy on that epoch's training batches. Evaluating with the moving
-// averages of the batch norms (momentum 0.99) instead of statistics recomputed over
-// training batches broke this: after the first AgileNN epoch (128 steps) test accuracy was
-// 0.10 (chance) against 0.43 on the training batches. Short stages: the collapse is worst
-// early, while the weights still move fast.
-TEST(EndToEnd, FashionMnistSubsetEvaluationDoesNotCollapse) {
-  if (!std::filesystem::exists(kFmnistDir + "/train-images-idx3-ubyte.gz"))
-    GTEST_SKIP() << kFmnistDir << " is missing: tools/setup.sh installs dataset-fashion-mnist";
-  const SubsetRun r = fashion_mnist_subset("collapse", 1, 2, subset_seed(2));
-  std::printf("%s", r.log.c_str());
-  ASSERT_EQ(r.reference_epochs.size(), 1u);
-  ASSERT_EQ(r.agilenn_epochs.size(), 2u);
+  ASSERT_EQ(r.reference_epochs.size(), 2u);
+  ASSERT_EQ(r.agilenn_epochs.size(), 4u);
   for (const auto& [stage, epochs] : {std::pair{"reference", r.reference_epochs}, std::pair{"agilenn", r.agilenn_epochs}})
-    for (size_t e = 0; e < epochs.size(); ++e) {
-      EXPECT_GT(epochs[e].train, 0.3) << stage << " epoch " << e + 1 << " did not learn";
+    for (size_t e = 0; e < epochs.size(); ++e)
       EXPECT_GE(epochs[e].test, 0.8 * epochs[e].train)
           << stage << " epoch " << e + 1 << ": test accuracy " << epochs[e].test << ", training batches "
           << epochs[e].train;
-    }
 }
 
 }  // namespace

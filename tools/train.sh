@@ -15,9 +15,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/tools/build.sh" "$root/build"
 train="$root/build/apps/agilenn-train"
 out=${AGILENN_RUN_DIR:-"$root/runs/fashion-mnist-tiny"}
-# Idle OpenMP threads sleep instead of spinning: on two cores shared with anything else a
-# spinning thread holds the core its partner needs, and every barrier waits a time slice.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 start=$SECONDS
 if [[ ! -f "$out/reference/best.safetensors" ]]; then
