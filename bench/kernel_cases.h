@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bench/common.h"
+#include "engine/autodiff/fused_vjps.h"
 #include "engine/core/error.h"
 #include "engine/ir/ops.h"
 
@@ -206,13 +207,13 @@ inline OpCase attribution_case(const AttributionShape& a, bool fused) {
 }
 
 // quantize's vjp (wrt 0: x, 1: the centroids), seeded by g shaped like x. kernel: the
-// fused quantize_backward op; unfused: ops::quantize_backward_reference (the partial vjp of
+// fused quantize_backward op; unfused: quantize_backward_reference (the partial vjp of
 // quantize_soft, as the autodiff writes it out).
 inline OpCase quantize_backward_case(const QuantizeShape& q, int64_t wrt, bool fused) {
   OpCase c;
   c.inputs = {{q.x, 0.0f, 6.0f}, {{q.centroids}, 0.25f, 5.75f}, {q.x}};
   c.build = [wrt, fused](Graph&, const std::vector<Value>& v) {
-    return fused ? ops::quantize_backward(v[0], v[1], v[2], wrt) : ops::quantize_backward_reference(v[0], v[1], v[2], wrt);
+    return fused ? ops::quantize_backward(v[0], v[1], v[2], wrt) : quantize_backward_reference(v[0], v[1], v[2], wrt);
   };
   const double n = static_cast<double>(numel(q.x)), j = static_cast<double>(q.centroids);
   c.work.bytes = 4.0 * (2.0 * n + j + (wrt == 0 ? n : j));
@@ -224,14 +225,14 @@ inline OpCase quantize_backward_case(const QuantizeShape& q, int64_t wrt, bool f
 }
 
 // attribution_stats' vjp (wrt 0: delta, 1: a), seeded by g [B,3]. unfused:
-// ops::attribution_stats_backward_reference.
+// attribution_stats_backward_reference.
 inline OpCase attribution_backward_case(const AttributionShape& a, int64_t wrt, bool fused) {
   OpCase c;
   const Shape g{a.features[0], 3};
   c.inputs = {{a.features}, {a.features}, {g}};
   c.build = [wrt, fused, k = a.local_channels](Graph&, const std::vector<Value>& v) {
     return fused ? ops::attribution_stats_backward(v[0], v[1], v[2], k, wrt)
-                 : ops::attribution_stats_backward_reference(v[0], v[1], v[2], k, wrt);
+                 : attribution_stats_backward_reference(v[0], v[1], v[2], k, wrt);
   };
   const double n = static_cast<double>(numel(a.features)), b = static_cast<double>(a.features[0]);
   c.work.bytes = 4.0 * (3.0 * n + 3.0 * b);  // delta and a read, the gradient written

@@ -7,6 +7,7 @@
 #include <random>
 #include <set>
 
+#include "engine/autodiff/fused_vjps.h"
 #include "engine/autodiff/grad.h"
 #include "engine/core/error.h"
 #include "engine/models/agilenn.h"
@@ -178,12 +179,12 @@ std::vector<FusedPair> fused_pairs() {
       {"quantize_backward_wrt0",
        {{2, 3, 5}, {6}, {2, 3, 5}},
        [](auto& v) { return ops::quantize_backward(v[0], v[1], v[2], 0); },
-       [](auto& v) { return ops::quantize_backward_reference(v[0], v[1], v[2], 0); },
+       [](auto& v) { return quantize_backward_reference(v[0], v[1], v[2], 0); },
        {{0.0, 6.0}, {0.3, 5.7}, {-1.0, 1.0}}},
       {"quantize_backward_wrt1",
        {{2, 3, 5}, {6}, {2, 3, 5}},
        [](auto& v) { return ops::quantize_backward(v[0], v[1], v[2], 1); },
-       [](auto& v) { return ops::quantize_backward_reference(v[0], v[1], v[2], 1); },
+       [](auto& v) { return quantize_backward_reference(v[0], v[1], v[2], 1); },
        {{0.0, 6.0}, {0.3, 5.7}, {-1.0, 1.0}}},
       {"attribution_stats",
        {{2, 3, 4, 6}, {2, 3, 4, 6}},
@@ -204,19 +205,19 @@ std::vector<FusedPair> fused_pairs() {
       {"attribution_stats_backward_wrt0",
        {{2, 3, 4, 6}, {2, 3, 4, 6}, {2, 3}},
        [](auto& v) { return ops::attribution_stats_backward(v[0], v[1], v[2], 2, 0); },
-       [](auto& v) { return ops::attribution_stats_backward_reference(v[0], v[1], v[2], 2, 0); },
+       [](auto& v) { return attribution_stats_backward_reference(v[0], v[1], v[2], 2, 0); },
        {{-1.0, 1.0}, {-1.0, 1.0}, {-1.0, 1.0}},
        {0}},
       {"attribution_stats_backward_wrt1",
        {{2, 3, 4, 6}, {2, 3, 4, 6}, {2, 3}},
        [](auto& v) { return ops::attribution_stats_backward(v[0], v[1], v[2], 2, 1); },
-       [](auto& v) { return ops::attribution_stats_backward_reference(v[0], v[1], v[2], 2, 1); },
+       [](auto& v) { return attribution_stats_backward_reference(v[0], v[1], v[2], 2, 1); },
        {{-1.0, 1.0}, {-1.0, 1.0}, {-1.0, 1.0}},
        {1}},
       {"attribution_stats_backward_ties",
        {{3, 2, 3, 5}, {3, 2, 3, 5}, {3, 3}},
        [](auto& v) { return ops::attribution_stats_backward(v[0], v[1], v[2], 2, 1); },
-       [](auto& v) { return ops::attribution_stats_backward_reference(v[0], v[1], v[2], 2, 1); },
+       [](auto& v) { return attribution_stats_backward_reference(v[0], v[1], v[2], 2, 1); },
        {{-1.0, 1.0}, {-1.0, 1.0}, {-1.0, 1.0}},
        {1},
        true},

@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "engine/autodiff/derivatives.h"
 #include "engine/autodiff/grad.h"
 #include "engine/core/error.h"
 #include "tests/test_util.h"
@@ -78,6 +79,7 @@ std::vector<std::string> builtin_ops() {
 }
 
 TEST(Registry, EveryOpHasAShapeRuleAndADeclaredDerivative) {
+  register_derivatives();
   for (const std::string& name : builtin_ops()) {
     const OpDef& d = OpRegistry::instance().get(name);
     EXPECT_TRUE(static_cast<bool>(d.shape)) << name;

@@ -4,6 +4,9 @@
 // reduces them to the input's shape, accumulates, and skips inputs nobody needs.
 #include <numeric>
 
+#include "engine/autodiff/derivatives.h"
+
+#include "engine/autodiff/fused_vjps.h"
 #include "engine/autodiff/grad.h"
 #include "engine/core/error.h"
 #include "engine/ir/ops.h"
@@ -227,10 +230,15 @@ const std::pair<const char*, const char*> kNoDerivative[] = {
 
 }  // namespace
 
-void register_derivatives(OpRegistry& r) {
-  for (const Entry& e : kDerivatives) r.set_vjp(e.op, e.rule);
-  for (const char* op : kZeroDerivative) r.set_zero_derivative(op);
-  for (const auto& [op, why] : kNoDerivative) const_cast<OpDef&>(r.get(op)).no_vjp_reason = why;
+void register_derivatives() {
+  static const bool registered = [] {
+    OpRegistry& r = OpRegistry::instance();
+    for (const Entry& e : kDerivatives) r.set_vjp(e.op, e.rule);
+    for (const char* op : kZeroDerivative) r.set_zero_derivative(op);
+    for (const auto& [op, why] : kNoDerivative) const_cast<OpDef&>(r.get(op)).no_vjp_reason = why;
+    return true;
+  }();
+  (void)registered;
 }
 
 }  // namespace agilenn

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "engine/autodiff/derivatives.h"
 #include "engine/core/error.h"
 #include "engine/ir/registry.h"
 #include "engine/ir/shape_util.h"
@@ -22,6 +23,7 @@ Value fit_to_input(const Value& g, const Node& input) {
 namespace {
 
 std::vector<Value> reverse_sweep(const Value& y, const std::vector<Value>& xs, const Value& seed, NodeId first) {
+  register_derivatives();
   AGILENN_CHECK(y.valid(), "grad: y is empty");
   Graph& g = y.graph();
   AGILENN_CHECK(is_floating(y.dtype()), "grad: y must be floating-point, got " << dtype_name(y.dtype()));

@@ -151,9 +151,7 @@ Value quantize_soft(const Value& x, const Value& centroids);
 // quantize's vjp in one pass: the gradient of sum(quantize(x, centroids) · g) through the
 // soft path (g shaped like x) w.r.t. x (wrt = 0, shaped like x) or the centroids (wrt = 1, [J]).
 Value quantize_backward(const Value& x, const Value& centroids, const Value& g, int64_t wrt);
-// Its reference: the partial vjp of quantize_soft w.r.t. x or the centroids, seeded by g
-// (quantize_reference's vjp: its hard part is under stop_gradient).
-Value quantize_backward_reference(const Value& x, const Value& centroids, const Value& g, int64_t wrt);
+// Its reference decomposition: quantize_backward_reference (engine/autodiff/fused_vjps.h).
 
 // Per-sample attribution statistics from delta = f - b and A = Σ_k w_k G_k, both
 // [B,h,w,C], with I = |delta ⊙ A| and P = Σ_{h,w} I. Output [B,3]:
@@ -167,9 +165,7 @@ Value attribution_stats_reference(const Value& delta, const Value& a, int64_t lo
 // decomposition's max/min vjps share it, so the two agree on ties too.
 Value attribution_stats_backward(const Value& delta, const Value& a, const Value& g, int64_t local_channels,
                                  int64_t wrt);
-// Its reference: the partial vjp of attribution_stats_reference w.r.t. delta or a, seeded by g.
-Value attribution_stats_backward_reference(const Value& delta, const Value& a, const Value& g,
-                                           int64_t local_channels, int64_t wrt);
+// Its reference decomposition: attribution_stats_backward_reference (engine/autodiff/fused_vjps.h).
 
 }  // namespace ops
 

@@ -4,15 +4,13 @@
 
 namespace agilenn {
 
-// Defined in shape_rules.cpp and autodiff/derivatives.cpp.
+// Defined in shape_rules.cpp. Derivatives are added by engine/autodiff (derivatives.h).
 void register_shape_rules(OpRegistry& registry);
-void register_derivatives(OpRegistry& registry);
 
 OpRegistry& OpRegistry::instance() {
   static OpRegistry registry;
   static const bool initialised = [] {
     register_shape_rules(registry);
-    register_derivatives(registry);
     return true;
   }();
   (void)initialised;
