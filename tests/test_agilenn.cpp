@@ -16,19 +16,13 @@
 #include "engine/xai/channel_remap.h"
 #include "engine/xai/integrated_gradients.h"
 #include "tests/gradcheck.h"
+#include "tests/test_util.h"
 
 namespace agilenn {
 namespace {
 
+using testing::random_tensor;
 using testing::scaled_error;
-
-Tensor random_tensor(const Shape& s, DType t, uint64_t seed, double lo = -1, double hi = 1) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  Tensor x = Tensor::zeros(s, t);
-  for (int64_t i = 0; i < x.numel(); ++i) x.set_item(i, u(rng));
-  return x;
-}
 
 double max_abs(const Tensor& t) {
   double m = 0;

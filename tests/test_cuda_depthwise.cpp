@@ -17,6 +17,8 @@
 #include "kernels/cuda/depthwise_conv2d.h"
 #include "kernels/cuda/device.h"
 #include "tests/gradcheck.h"
+#include "tests/test_util.h"
+#include "tests/gpu_test_util.h"
 
 namespace agilenn::testing {
 namespace {
@@ -90,18 +92,11 @@ void build(ConvGraph& cg, const ConvCase& k, DType dtype = DType::f32) {
   cg.dw = ops::conv2d_backward_filter(cg.x, cg.gy, attrs, cg.w.shape());
 }
 
-Tensor random_tensor(const Shape& shape, std::mt19937_64& rng) {
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
-  Tensor t = Tensor::zeros(shape, DType::f32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.set_item(i, u(rng));
-  return t;
-}
-
 Feeds random_feeds(const ConvGraph& cg, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  return {{"x", random_tensor(cg.x.shape(), rng)},
-          {"w", random_tensor(cg.w.shape(), rng)},
-          {"gy", random_tensor(cg.gy.shape(), rng)}};
+  return {{"x", random_tensor(cg.x.shape(), DType::f32, rng)},
+          {"w", random_tensor(cg.w.shape(), DType::f32, rng)},
+          {"gy", random_tensor(cg.gy.shape(), DType::f32, rng)}};
 }
 
 cuda::DepthwiseGeometry geometry(const ConvGraph& cg) {
@@ -178,15 +173,12 @@ TEST(CudaDepthwiseTwin, FilterGradientAgreesWithAFloat64Sum) {
   }
 }
 
-bool have_gpu(std::string& why) { return cuda::device_count(&why) > 0; }
-
 // The CUDA kernels run the twin's math in the twin's order; they differ only where nvcc
 // fuses a multiply-add, a rounding step per product.
 constexpr double kRtolGpuVsTwin = 2e-5;
 
 TEST(CudaDepthwiseKernels, MatchTheTwin) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   Backend& gpu = cuda_backend();
   for (size_t i = 0; i < depthwise_cases().size(); ++i) {
     const ConvCase& k = depthwise_cases()[i];
@@ -211,8 +203,7 @@ TEST(CudaDepthwiseKernels, MatchTheTwin) {
 
 // The filter gradient's reduction plan is fixed by the geometry: two runs are bit-equal.
 TEST(CudaDepthwiseKernels, FilterGradientIsDeterministic) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   Backend& gpu = cuda_backend();
   const ConvCase& k = depthwise_cases()[12];
   ConvGraph cg;
@@ -247,14 +238,12 @@ void expect_backend_parity(const std::vector<ConvCase>& cases, uint64_t seed) {
 }
 
 TEST(CudaDepthwiseBackend, Conv2dFamilyMatchesTheCpuBackend) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   expect_backend_parity(depthwise_cases(), 5000);
 }
 
 TEST(CudaConv2dCudnn, DenseAndGroupedMatchTheCpuBackend) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   expect_backend_parity(cudnn_cases(), 6000);
 }
 

@@ -14,17 +14,10 @@
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device.h"
 #include "tests/test_util.h"
+#include "tests/gpu_test_util.h"
 
 namespace agilenn::testing {
 namespace {
-
-Tensor random_floats(const Shape& s, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
-  Tensor t = Tensor::zeros(s, DType::f32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.set_item(i, u(rng));
-  return t;
-}
 
 Tensor random_indices(int64_t count, int64_t dim, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -45,8 +38,7 @@ struct BackwardCase {
 };
 
 TEST(CudaIndexing, GatherBackwardIsTheCpusSumBitForBitOnBothPaths) {
-  std::string why;
-  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   const std::vector<BackwardCase> cases = {
       {{4000, 7}, 0, 50, "scan"},             // 350 outputs × 4000 indices
       {{3, 100000}, 1, 8, "sorted"},          // few outputs, many indices
@@ -59,7 +51,7 @@ TEST(CudaIndexing, GatherBackwardIsTheCpusSumBitForBitOnBothPaths) {
     Value g = ops::leaf(graph, "g", c.g, DType::f32);
     Value idx = ops::leaf(graph, "idx", {c.g[static_cast<size_t>(c.axis)]}, DType::i32);
     Value y = ops::gather_backward(g, idx, c.axis, c.dim);
-    const Feeds feeds{{"g", random_floats(c.g, seed)}, {"idx", random_indices(idx.shape()[0], c.dim, seed + 1)}};
+    const Feeds feeds{{"g", random_tensor(c.g, DType::f32, seed)}, {"idx", random_indices(idx.shape()[0], c.dim, seed + 1)}};
     seed += 2;
     const Tensor cpu = evaluate(graph, {y.id()}, feeds)[0];
     const Tensor gpu1 = cuda_backend().to_host(evaluate(graph, {y.id()}, feeds, cuda_backend())[0]);
@@ -78,8 +70,7 @@ struct FaultCase {
 };
 
 TEST(CudaIndexing, AnIndexOutsideItsRangeRaisesTheCpusError) {
-  std::string why;
-  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   auto idx_leaf = [](Graph& g) { return ops::leaf(g, "idx", {6}, DType::i32); };
   const std::vector<FaultCase> cases = {
       {"gather", [&](Graph& g) { return ops::gather(ops::leaf(g, "x", {10, 3}, DType::f32), idx_leaf(g), 0); },
@@ -98,7 +89,7 @@ TEST(CudaIndexing, AnIndexOutsideItsRangeRaisesTheCpusError) {
     const Value y = c.build(graph);
     Tensor idx = random_indices(6, 6, 3);
     idx.set_item(4, static_cast<double>(c.bad_value));
-    const Feeds feeds{{"x", random_floats(c.x, 5)}, {"idx", idx}};
+    const Feeds feeds{{"x", random_tensor(c.x, DType::f32, 5)}, {"idx", idx}};
     const std::string cpu = error_of([&] { evaluate(graph, {y.id()}, feeds); });
     ASSERT_NE(cpu, "") << c.what;
     EXPECT_EQ(error_of([&] { evaluate(graph, {y.id()}, feeds, cuda_backend()); }), cpu) << c.what;
@@ -110,8 +101,7 @@ TEST(CudaIndexing, AnIndexOutsideItsRangeRaisesTheCpusError) {
 }
 
 TEST(CudaIndexing, ABadLabelStopsATrainingStepBeforeTheUpdateWithTheCpusError) {
-  std::string why;
-  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   train::AgileNNStepOptions opt;
   opt.classes = 10;
   opt.batch = 8;

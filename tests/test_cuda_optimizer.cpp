@@ -23,9 +23,13 @@
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/optimizer.h"
+#include "tests/test_util.h"
+#include "tests/gpu_test_util.h"
 
 namespace agilenn {
 namespace {
+
+using testing::random_tensor;
 
 const std::vector<Shape>& awkward_shapes() {
   static const std::vector<Shape> shapes = {
@@ -34,13 +38,6 @@ const std::vector<Shape>& awkward_shapes() {
       {65537}, {3, 3, 4, 24}, {1000}, {96},   {513},  {2},          {4096, 3},    {40961},  {11},
   };
   return shapes;
-}
-
-Tensor random_tensor(const Shape& s, DType dt, double lo, double hi, std::mt19937_64& rng) {
-  std::uniform_real_distribution<double> u(lo, hi);
-  Tensor t = Tensor::zeros(s, dt);
-  for (int64_t i = 0; i < t.numel(); ++i) t.set_item(i, u(rng));
-  return t;
 }
 
 // Parameters, gradients per step, and two slot lists (SGDW uses the first).
@@ -53,13 +50,13 @@ Operands make_operands(DType dt, int steps, uint64_t seed) {
   std::mt19937_64 rng(seed);
   Operands o;
   for (const Shape& s : awkward_shapes()) {
-    o.params.push_back(random_tensor(s, dt, -1.0, 1.0, rng));
-    o.slot1.push_back(random_tensor(s, dt, -0.05, 0.05, rng));
-    o.slot2.push_back(random_tensor(s, dt, 0.0, 0.01, rng));  // Adam's second moment is non-negative
+    o.params.push_back(random_tensor(s, dt, rng, -1.0, 1.0));
+    o.slot1.push_back(random_tensor(s, dt, rng, -0.05, 0.05));
+    o.slot2.push_back(random_tensor(s, dt, rng, 0.0, 0.01));  // Adam's second moment is non-negative
   }
   for (int k = 0; k < steps; ++k) {
     o.grads.emplace_back();
-    for (const Shape& s : awkward_shapes()) o.grads.back().push_back(random_tensor(s, dt, -0.5, 0.5, rng));
+    for (const Shape& s : awkward_shapes()) o.grads.back().push_back(random_tensor(s, dt, rng, -0.5, 0.5));
   }
   return o;
 }
@@ -329,8 +326,7 @@ TEST(CudaOptimizer, OptimizerClassesGiveTheSeedsUpdateOnTheCpuBackend) {
 }
 
 TEST(CudaOptimizer, KernelsMatchTheTwinBitForBit) {
-  std::string why;
-  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   for (DType dt : {DType::f32, DType::f64}) {
     SCOPED_TRACE(dtype_name(dt));
     const Operands o = make_operands(dt, 4, 23);
@@ -340,8 +336,7 @@ TEST(CudaOptimizer, KernelsMatchTheTwinBitForBit) {
 }
 
 TEST(CudaOptimizer, KernelsTripTheGuardOnNonFiniteValuesLeavingEverything) {
-  std::string why;
-  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   for (DType dt : {DType::f32, DType::f64}) {
     SCOPED_TRACE(dtype_name(dt));
     expect_non_finite_refused(backend_updater(cuda_backend()), cuda_backend(), dt);
@@ -352,8 +347,7 @@ TEST(CudaOptimizer, KernelsTripTheGuardOnNonFiniteValuesLeavingEverything) {
 // index in gather_backward or one_hot leaves every value finite): the update is refused
 // with the fault's mark, and the fault is still there to be raised with its text.
 TEST(CudaOptimizer, AnUntakenIndexFaultTripsTheGuard) {
-  std::string why;
-  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   Graph g;
   Value idx = ops::leaf(g, "idx", {2}, DType::i32);
   Value y = ops::one_hot(idx, 4, DType::f32);
@@ -380,8 +374,7 @@ TEST(CudaOptimizer, AnUntakenIndexFaultTripsTheGuard) {
 // The device table is re-sent only when the tensors change: the same tensors twice, then
 // a subset in another order, then the first set again, each against the twin.
 TEST(CudaOptimizer, KernelsFollowChangingTensorLists) {
-  std::string why;
-  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   const Operands o = make_operands(DType::f32, 1, 31);
   std::vector<Tensor> hp = clones(o.params), hv = clones(o.slot1);
   std::vector<Tensor> dp = on(cuda_backend(), hp), dv = on(cuda_backend(), hv);

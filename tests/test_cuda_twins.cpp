@@ -24,17 +24,10 @@
 #include "kernels/cuda/device.h"
 #include "tests/gradcheck.h"
 #include "tests/test_util.h"
+#include "tests/gpu_test_util.h"
 
 namespace agilenn::testing {
 namespace {
-
-Tensor uniform(const Shape& s, double lo, double hi, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  Tensor t = Tensor::zeros(s, DType::f32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.set_item(i, u(rng));
-  return t;
-}
 
 // scaled_error with the absolute floor at rtol times the tensor's largest magnitude, so
 // near-zero elements of a tensor are held to that tensor's own precision.
@@ -126,7 +119,7 @@ Tensor twin_attribution_stats_backward(const Tensor& d, const Tensor& a, const T
 
 // Values in {±0.5, ±1}: |δ·a| takes three values, so each sample's extremes are tied.
 Tensor tie_prone(const Shape& s, uint64_t seed) {
-  Tensor t = uniform(s, -1.0, 1.0, seed);
+  Tensor t = random_tensor(s, DType::f32, seed, -1.0, 1.0);
   for (int64_t i = 0; i < t.numel(); ++i) t.set_item(i, (t.item(i) < 0 ? -0.5 : 0.5) * (std::abs(t.item(i)) < 0.5 ? 1 : 2));
   return t;
 }
@@ -165,8 +158,8 @@ const std::vector<AttributionCase> kAttributionCases = {
 TEST(CudaTwins, QuantizeTwinMatchesCpuKernelExactly) {
   uint64_t seed = 1;
   for (const QuantizeCase& qc : kQuantizeCases) {
-    const Tensor x = uniform(qc.x, -1.0, 7.0, seed++);
-    const Tensor c = uniform({qc.centroids}, 0.0, 6.0, seed++);
+    const Tensor x = random_tensor(qc.x, DType::f32, seed++, -1.0, 7.0);
+    const Tensor c = random_tensor({qc.centroids}, DType::f32, seed++, 0.0, 6.0);
     EXPECT_TRUE(bit_equal(cpu_quantize(x, c), twin_quantize(x, c))) << shape_str(qc.x) << " J=" << qc.centroids;
   }
 }
@@ -189,8 +182,8 @@ TEST(CudaTwins, QuantizeTwinBreaksDistanceTiesTowardTheFirstCentroid) {
 TEST(CudaTwins, AttributionStatsTwinMatchesCpuKernel) {
   uint64_t seed = 100;
   for (const AttributionCase& ac : kAttributionCases) {
-    const Tensor d = uniform(ac.x, -2.0, 2.0, seed++);
-    const Tensor a = uniform(ac.x, -3.0, 3.0, seed++);
+    const Tensor d = random_tensor(ac.x, DType::f32, seed++, -2.0, 2.0);
+    const Tensor a = random_tensor(ac.x, DType::f32, seed++, -3.0, 3.0);
     EXPECT_LE(magnitude_error(cpu_attribution_stats(d, a, ac.local), twin_attribution_stats(d, a, ac.local), 1e-6),
               1.0)
         << shape_str(ac.x) << " K=" << ac.local;
@@ -215,9 +208,9 @@ TEST(CudaTwins, QuantizeBackwardTwinMatchesCpuKernel) {
   cases.push_back({{5, 7, 9}, 40});  // more centroids than the kernel's chunk of 32
   uint64_t seed = 600;
   for (const QuantizeCase& qc : cases) {
-    const Tensor x = uniform(qc.x, -1.0, 7.0, seed++);
-    const Tensor c = uniform({qc.centroids}, 0.0, 6.0, seed++);
-    const Tensor g = uniform(qc.x, -1.0, 1.0, seed++);
+    const Tensor x = random_tensor(qc.x, DType::f32, seed++, -1.0, 7.0);
+    const Tensor c = random_tensor({qc.centroids}, DType::f32, seed++, 0.0, 6.0);
+    const Tensor g = random_tensor(qc.x, DType::f32, seed++, -1.0, 1.0);
     const Tensor gx = run_op({x, c, g}, quantize_backward_op(0), cpu_backend())[0];
     EXPECT_TRUE(bit_equal(gx, twin_quantize_backward(x, c, g, 0))) << shape_str(qc.x) << " J=" << qc.centroids;
     const Tensor gc = run_op({x, c, g}, quantize_backward_op(1), cpu_backend())[0];
@@ -230,13 +223,13 @@ TEST(CudaTwins, QuantizeBackwardTwinMatchesCpuKernel) {
 TEST(CudaTwins, CrossEntropyTwinMatchesCpuKernelExactly) {
   uint64_t seed = 800;
   for (const auto& [rows, classes] : kCrossEntropyCases) {
-    const Tensor x = uniform({rows, classes}, -30.0, 30.0, seed++);
+    const Tensor x = random_tensor({rows, classes}, DType::f32, seed++, -30.0, 30.0);
     const Tensor l = labels_for(rows, classes, seed++);
     EXPECT_TRUE(bit_equal(run_op({x, l}, cross_entropy_op, cpu_backend())[0], twin_cross_entropy(x, l)))
         << rows << "x" << classes;
   }
   // A label outside the classes: NaN (the CPU backend refuses it instead).
-  const Tensor x = uniform({2, 4}, -1.0, 1.0, 1);
+  const Tensor x = random_tensor({2, 4}, DType::f32, 1, -1.0, 1.0);
   const Tensor y = twin_cross_entropy(x, Tensor::from_vector({2}, {1, 4}, DType::i32));
   EXPECT_FALSE(std::isnan(y.item(0)));
   EXPECT_TRUE(std::isnan(y.item(1)));
@@ -249,9 +242,9 @@ TEST(CudaTwins, AttributionStatsBackwardTwinMatchesCpuKernelExactly) {
   uint64_t seed = 400;
   for (const AttributionCase& ac : kAttributionCases)
     for (bool ties : {false, true}) {
-      const Tensor d = ties ? tie_prone(ac.x, seed++) : uniform(ac.x, -2.0, 2.0, seed++);
-      const Tensor a = ties ? tie_prone(ac.x, seed++) : uniform(ac.x, -3.0, 3.0, seed++);
-      const Tensor g = uniform({ac.x[0], 3}, -1.0, 1.0, seed++);
+      const Tensor d = ties ? tie_prone(ac.x, seed++) : random_tensor(ac.x, DType::f32, seed++, -2.0, 2.0);
+      const Tensor a = ties ? tie_prone(ac.x, seed++) : random_tensor(ac.x, DType::f32, seed++, -3.0, 3.0);
+      const Tensor g = random_tensor({ac.x[0], 3}, DType::f32, seed++, -1.0, 1.0);
       for (int64_t wrt : {0, 1}) {
         const Tensor cpu = run_op({d, a, g}, attribution_backward_op(ac.local, wrt), cpu_backend())[0];
         EXPECT_TRUE(bit_equal(cpu, twin_attribution_stats_backward(d, a, g, ac.local, wrt)))
@@ -275,19 +268,16 @@ TEST(CudaTwins, AttributionStatsBackwardTwinOnAKnownSample) {
 
 // ---- CUDA kernels against their twins (GPU)
 
-bool have_gpu(std::string& why) { return cuda::device_count(&why) > 0; }
-
 // Elementwise and order-free: the kernel calls the twin's function on the same floats,
 // so it must agree bit for bit.
 TEST(CudaTwins, QuantizeKernelMatchesTwinExactly) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   std::vector<QuantizeCase> cases = kQuantizeCases;
   cases.push_back({{(1 << 20) + 3}, 8});
   uint64_t seed = 200;
   for (const QuantizeCase& qc : cases) {
-    const Tensor x = uniform(qc.x, -1.0, 7.0, seed++);
-    const Tensor c = uniform({qc.centroids}, 0.0, 6.0, seed++);
+    const Tensor x = random_tensor(qc.x, DType::f32, seed++, -1.0, 7.0);
+    const Tensor c = random_tensor({qc.centroids}, DType::f32, seed++, 0.0, 6.0);
     const Tensor gpu = run_op(
         {x, c}, [](const std::vector<Value>& v) { return std::vector<Value>{ops::quantize(v[0], v[1])}; },
         cuda_backend())[0];
@@ -308,14 +298,13 @@ TEST(CudaTwins, QuantizeKernelMatchesTwinExactly) {
 // The extremes (max - min) are order-free. The cut depends only on the shape, so two
 // runs agree bit for bit.
 TEST(CudaTwins, AttributionStatsKernelMatchesTwin) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   std::vector<AttributionCase> cases = kAttributionCases;
   cases.push_back({{64, 32, 32, 24}, 5});  // the paper's feature map
   uint64_t seed = 300;
   for (const AttributionCase& ac : cases) {
-    const Tensor d = uniform(ac.x, -2.0, 2.0, seed++);
-    const Tensor a = uniform(ac.x, -3.0, 3.0, seed++);
+    const Tensor d = random_tensor(ac.x, DType::f32, seed++, -2.0, 2.0);
+    const Tensor a = random_tensor(ac.x, DType::f32, seed++, -3.0, 3.0);
     const int64_t k = ac.local;
     const Tensor gpu = run_op(
         {d, a}, [k](const std::vector<Value>& v) { return std::vector<Value>{ops::attribution_stats(v[0], v[1], k)}; },
@@ -335,16 +324,15 @@ TEST(CudaTwins, AttributionStatsKernelMatchesTwin) {
 // host's by an ulp, and the centroids' sums run in another order (per-thread strided
 // sums, block trees, then the blocks'): float32 round-off of the tensor's magnitude.
 TEST(CudaTwins, QuantizeBackwardKernelsMatchTwin) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   std::vector<QuantizeCase> cases = kQuantizeCases;
   cases.push_back({{5, 7, 9}, 40});
   cases.push_back({{(1 << 18) + (1 << 16) + 3}, 8});  // more blocks than the 1024 of the centroids' sums
   uint64_t seed = 700;
   for (const QuantizeCase& qc : cases) {
-    const Tensor x = uniform(qc.x, -1.0, 7.0, seed++);
-    const Tensor c = uniform({qc.centroids}, 0.0, 6.0, seed++);
-    const Tensor g = uniform(qc.x, -1.0, 1.0, seed++);
+    const Tensor x = random_tensor(qc.x, DType::f32, seed++, -1.0, 7.0);
+    const Tensor c = random_tensor({qc.centroids}, DType::f32, seed++, 0.0, 6.0);
+    const Tensor g = random_tensor(qc.x, DType::f32, seed++, -1.0, 1.0);
     for (int64_t wrt : {0, 1}) {
       const Tensor gpu = run_op({x, c, g}, quantize_backward_op(wrt), cuda_backend())[0];
       EXPECT_LE(magnitude_error(twin_quantize_backward(x, c, g, wrt), gpu, 2e-4), 1.0)
@@ -357,19 +345,18 @@ TEST(CudaTwins, QuantizeBackwardKernelsMatchTwin) {
 // from the host's by an ulp: float32 round-off of the largest loss. The vjp's kernels
 // (softmax, one_hot, sub, mul) are checked by test_gpu_parity.
 TEST(CudaTwins, CrossEntropyKernelMatchesTwin) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   std::vector<std::pair<int64_t, int64_t>> cases = kCrossEntropyCases;
   cases.push_back({100003, 10});  // more rows than warps in the grid
   uint64_t seed = 900;
   for (const auto& [rows, classes] : cases) {
-    const Tensor x = uniform({rows, classes}, -30.0, 30.0, seed++);
+    const Tensor x = random_tensor({rows, classes}, DType::f32, seed++, -30.0, 30.0);
     const Tensor l = labels_for(rows, classes, seed++);
     const Tensor gpu = run_op({x, l}, cross_entropy_op, cuda_backend())[0];
     EXPECT_LE(magnitude_error(twin_cross_entropy(x, l), gpu, 1e-5), 1.0) << rows << "x" << classes;
   }
   // A label outside the classes: the CPU backend's error, raised from the kernel's record.
-  const Tensor x = uniform({2, 4}, -1.0, 1.0, 1);
+  const Tensor x = random_tensor({2, 4}, DType::f32, 1, -1.0, 1.0);
   const Tensor bad = Tensor::from_vector({2}, {1, -1}, DType::i32);
   const std::string cpu = error_of([&] { run_op({x, bad}, cross_entropy_op, cpu_backend()); });
   ASSERT_NE(cpu, "");
@@ -379,16 +366,15 @@ TEST(CudaTwins, CrossEntropyKernelMatchesTwin) {
 // Extremes and tie counts are order-free and the per-element math is the twin's: the
 // kernel must agree bit for bit.
 TEST(CudaTwins, AttributionStatsBackwardKernelMatchesTwinExactly) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   std::vector<AttributionCase> cases = kAttributionCases;
   cases.push_back({{64, 32, 32, 24}, 5});  // the paper's feature map
   uint64_t seed = 500;
   for (const AttributionCase& ac : cases)
     for (bool ties : {false, true}) {
-      const Tensor d = ties ? tie_prone(ac.x, seed++) : uniform(ac.x, -2.0, 2.0, seed++);
-      const Tensor a = ties ? tie_prone(ac.x, seed++) : uniform(ac.x, -3.0, 3.0, seed++);
-      const Tensor g = uniform({ac.x[0], 3}, -1.0, 1.0, seed++);
+      const Tensor d = ties ? tie_prone(ac.x, seed++) : random_tensor(ac.x, DType::f32, seed++, -2.0, 2.0);
+      const Tensor a = ties ? tie_prone(ac.x, seed++) : random_tensor(ac.x, DType::f32, seed++, -3.0, 3.0);
+      const Tensor g = random_tensor({ac.x[0], 3}, DType::f32, seed++, -1.0, 1.0);
       for (int64_t wrt : {0, 1}) {
         const Tensor gpu = run_op({d, a, g}, attribution_backward_op(ac.local, wrt), cuda_backend())[0];
         EXPECT_TRUE(bit_equal(twin_attribution_stats_backward(d, a, g, ac.local, wrt), gpu))
@@ -421,8 +407,7 @@ struct ReduceCase {
 };
 
 TEST(CudaReductionPaths, SumMaxMinMatchTheCpuOnEveryLaunchPath) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   const std::vector<ReduceCase> cases = {
       {{70001, 24}, {0}},              // leading axis, few columns: chunked column sums
       {{64, 32, 32, 24}, {0, 1, 2}},   // batch-norm statistics
@@ -443,7 +428,7 @@ TEST(CudaReductionPaths, SumMaxMinMatchTheCpuOnEveryLaunchPath) {
   };
   uint64_t seed = 400;
   for (const ReduceCase& rc : cases) {
-    const Tensor x = uniform(rc.x, -1.0, 1.0, seed++);
+    const Tensor x = random_tensor(rc.x, DType::f32, seed++, -1.0, 1.0);
     const auto axes = rc.axes;
     expect_parity(
         {x},
@@ -455,9 +440,8 @@ TEST(CudaReductionPaths, SumMaxMinMatchTheCpuOnEveryLaunchPath) {
 }
 
 TEST(CudaReductionPaths, ReductionsAreBitReproducible) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
-  const Tensor x = uniform({70001, 24}, -1.0, 1.0, 7);
+  AGILENN_SKIP_WITHOUT_GPU();
+  const Tensor x = random_tensor({70001, 24}, DType::f32, 7, -1.0, 1.0);
   const Build build = [](const std::vector<Value>& v) {
     return std::vector<Value>{ops::sum(v[0], {0}), ops::sum(v[0], {1}), ops::softmax(v[0], 0)};
   };
@@ -467,12 +451,11 @@ TEST(CudaReductionPaths, ReductionsAreBitReproducible) {
 }
 
 TEST(CudaReductionPaths, ArgminFindsTheFirstMinimumAlongAnyAxis) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   // Values drawn from {0, 1, 2, 3}: many ties, which the first position must win.
   for (const auto& [shape, axis] : std::vector<std::pair<Shape, int64_t>>{
            {{37, 1000}, 1}, {{37, 1000}, 0}, {{5, 300, 7}, 1}, {{9, 3}, -1}, {{1, 513}, 1}, {{6, 1}, 1}}) {
-    Tensor x = uniform(shape, 0.0, 4.0, 500 + static_cast<uint64_t>(axis + 3));
+    Tensor x = random_tensor(shape, DType::f32, 500 + static_cast<uint64_t>(axis + 3), 0.0, 4.0);
     for (int64_t i = 0; i < x.numel(); ++i) x.set_item(i, std::floor(x.item(i)));
     const int64_t ax = axis;
     expect_parity(
@@ -482,12 +465,11 @@ TEST(CudaReductionPaths, ArgminFindsTheFirstMinimumAlongAnyAxis) {
 }
 
 TEST(CudaReductionPaths, SoftmaxAndLogSoftmaxMatchTheCpuAlongAnyAxis) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   for (const auto& [shape, axis] : std::vector<std::pair<Shape, int64_t>>{
            {{37, 1000}, 1}, {{37, 1000}, 0}, {{5, 300, 7}, 1}, {{9, 3}, -1}, {{100, 10}, 1}, {{6, 1}, 1}}) {
     // Large logits: without the max subtraction exp would overflow.
-    const Tensor x = uniform(shape, -60.0, 60.0, 600 + static_cast<uint64_t>(axis + 3));
+    const Tensor x = random_tensor(shape, DType::f32, 600 + static_cast<uint64_t>(axis + 3), -60.0, 60.0);
     const int64_t ax = axis;
     expect_parity(
         {x},
@@ -499,14 +481,13 @@ TEST(CudaReductionPaths, SoftmaxAndLogSoftmaxMatchTheCpuAlongAnyAxis) {
 }
 
 TEST(CudaReductionPaths, MatmulMatchesTheCpuForEveryTransposeCombination) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   const int64_t m = 37, n = 53, k = 129;
   uint64_t seed = 700;
   for (int ta = 0; ta < 2; ++ta)
     for (int tb = 0; tb < 2; ++tb) {
-      const Tensor a = uniform(ta ? Shape{k, m} : Shape{m, k}, -1.0, 1.0, seed++);
-      const Tensor b = uniform(tb ? Shape{n, k} : Shape{k, n}, -1.0, 1.0, seed++);
+      const Tensor a = random_tensor(ta ? Shape{k, m} : Shape{m, k}, DType::f32, seed++, -1.0, 1.0);
+      const Tensor b = random_tensor(tb ? Shape{n, k} : Shape{k, n}, DType::f32, seed++, -1.0, 1.0);
       expect_parity(
           {a, b},
           [ta, tb](const std::vector<Value>& v) { return std::vector<Value>{ops::matmul(v[0], v[1], ta, tb)}; },

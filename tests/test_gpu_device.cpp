@@ -2,13 +2,13 @@
 #include <gtest/gtest.h>
 
 #include "kernels/cuda/device.h"
+#include "tests/gpu_test_util.h"
 
 namespace agilenn {
 namespace {
 
 TEST(GpuDevice, TensorRoundTripsThroughDeviceMemory) {
-  std::string why;
-  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   const cuda::DeviceInfo info = cuda::device_info(0);
   EXPECT_FALSE(info.name.empty());
   EXPECT_GE(info.compute_major, 7);

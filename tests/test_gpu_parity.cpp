@@ -16,6 +16,7 @@
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device.h"
 #include "tests/gradcheck.h"
+#include "tests/gpu_test_util.h"
 
 namespace agilenn::testing {
 namespace {
@@ -36,8 +37,6 @@ double tensor_error(const Tensor& cpu, const Tensor& gpu, double rtol, double fl
   const Tensor a = cpu.to(DType::f64), b = gpu.to(DType::f64);
   return scaled_error(a, b, rtol, rtol * std::max(max_abs(a), floor) + 1e-30);
 }
-
-bool have_gpu(std::string& why) { return cuda::device_count(&why) > 0; }
 
 TEST(CudaBackend, HasAKernelForEveryRegistryOp) {
   register_builtin_ops();
@@ -77,8 +76,7 @@ void build_parity(ParityGraph& pg, const OpCase& c) {
 class OpParity : public ::testing::TestWithParam<size_t> {};
 
 TEST_P(OpParity, CudaMatchesCpuInValueAndFirstAndSecondOrderGradients) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   const OpCase& c = op_cases().at(GetParam());
   ParityGraph pg;
   build_parity(pg, c);
@@ -113,8 +111,7 @@ INSTANTIATE_TEST_SUITE_P(AllOps, OpParity, ::testing::Range<size_t>(0, op_cases(
 // A recorded CUDA graph replays with each run's feeds: a conv net's value and filter
 // gradient on three different inputs, against the CPU.
 TEST(GraphReplay, ReplaysFollowTheFeedsAndMatchTheCpu) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   Graph g;
   Value x = ops::leaf(g, "x", {3, 9, 9, 4}, DType::f32);
   Value w = ops::leaf(g, "w", {3, 3, 4, 5}, DType::f32);
@@ -138,8 +135,7 @@ TEST(GraphReplay, ReplaysFollowTheFeedsAndMatchTheCpu) {
 // batch. Straight-through quantization is piecewise constant, so the soft quantizer keeps
 // a float32 rounding difference from flipping a code.
 TEST(StepParity, TinyAgileNNStepLossAndEveryGradientMatchTheCpu) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   train::AgileNNStepOptions opt;
   opt.preset = models::preset("tiny");
   opt.classes = 10;
@@ -182,8 +178,7 @@ TEST(StepParity, TinyAgileNNStepLossAndEveryGradientMatchTheCpu) {
 // Without --cudnn-nondeterministic only deterministic cuDNN algorithms run: a dense
 // convolution's forward pass and both gradients repeat bit for bit, and nothing is noted.
 TEST(CudaConvolution, DefaultAlgorithmsRepeatBitForBitAndNoteNothing) {
-  std::string why;
-  if (!have_gpu(why)) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   Graph g;
   Value x = ops::leaf(g, "x", {32, 32, 32, 24}, DType::f32);
   Value w = ops::leaf(g, "w", {3, 3, 24, 48}, DType::f32);

@@ -20,6 +20,7 @@
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device.h"
 #include "tests/training_parity.h"
+#include "tests/gpu_test_util.h"
 
 namespace agilenn {
 namespace {
@@ -54,8 +55,7 @@ std::unique_ptr<train::StepGraph> tiny_step(int64_t batch) {
 }
 
 TEST(GpuTraining, EveryTinyAgileNNStepFromTheSameStateMatchesTheCpu) {
-  std::string why;
-  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   constexpr int64_t kBatch = 16;
   constexpr int kSteps = 6;
   auto probe = tiny_step(kBatch);
@@ -112,8 +112,7 @@ TEST(GpuTraining, EveryTinyAgileNNStepFromTheSameStateMatchesTheCpu) {
 // middle of a launched run: collect() names its step, and the values are those after the
 // steps before it, exactly.
 TEST(GpuTraining, LaunchedStepsKeepTwoRecordingsAndAGuardTripIsNamedAtCollection) {
-  std::string why;
-  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   constexpr int64_t kBatch = 16;
   constexpr int kSteps = 8;
   const nn::TensorMap init = tiny_step(kBatch)->params.initialise(29, DType::f32);
@@ -170,8 +169,7 @@ std::vector<double> losses_of(const fs::path& metrics) {
 }
 
 TEST(GpuTraining, RunOnTheGpuWritesTheCpuCheckpointFormatAndTheCpuResumesIt) {
-  std::string why;
-  if (cuda::device_count(&why) == 0) GTEST_SKIP() << why;
+  AGILENN_SKIP_WITHOUT_GPU();
   const fs::path dir = fs::temp_directory_path() / ("agilenn-gpu-run-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   std::ostringstream log;

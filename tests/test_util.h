@@ -1,13 +1,27 @@
 // Small helpers shared by the test files.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <random>
 #include <string>
 
 #include "engine/core/error.h"
 #include "engine/runtime/backend.h"
 
 namespace agilenn::testing {
+
+// Values drawn uniformly from [lo, hi), one per element in order.
+inline Tensor random_tensor(const Shape& s, DType dtype, std::mt19937_64& rng, double lo = -1, double hi = 1) {
+  std::uniform_real_distribution<double> u(lo, hi);
+  Tensor t = Tensor::zeros(s, dtype);
+  for (int64_t i = 0; i < t.numel(); ++i) t.set_item(i, u(rng));
+  return t;
+}
+inline Tensor random_tensor(const Shape& s, DType dtype, uint64_t seed, double lo = -1, double hi = 1) {
+  std::mt19937_64 rng(seed);
+  return random_tensor(s, dtype, rng, lo, hi);
+}
 
 // The message of the agilenn::Error that f throws, or "" when it throws none.
 inline std::string error_of(const std::function<void()>& f) {
