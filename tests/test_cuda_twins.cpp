@@ -20,6 +20,7 @@
 #include "engine/ir/ops.h"
 #include "engine/runtime/executor.h"
 #include "kernels/cuda/agilenn_fused_twin.h"
+#include "kernels/cuda/cross_entropy_twin.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device.h"
 #include "tests/gradcheck.h"

@@ -1,5 +1,5 @@
 // Fused ops of the AgileNN step: quantize and attribution_stats, and their vjps
-// (quantize_backward, attribution_stats_backward); softmax_cross_entropy. Each computes what its reference
+// (quantize_backward, attribution_stats_backward). Each computes what its reference
 // decomposition in engine/ir/ops.cpp computes, with the same float operations in the
 // same order where noted (so the CPU results are bit-identical to the decomposition's).
 #include <algorithm>
@@ -155,30 +155,6 @@ void register_agilenn_fused(KernelTable& t) {
         }
         y[k] = w + d;
       }
-    });
-  });
-
-  // -log_softmax(x)[label] per row with the CPU log_softmax kernel's operations (max,
-  // Σ exp(x - max), x - (max + log Σ)), so it equals the decomposition bit for bit.
-  t.add("softmax_cross_entropy", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
-    dispatch_float(out.dtype(), node, [&](auto tag) {
-      using T = decltype(tag);
-      const int64_t rows = in[0].dim(0), c = in[0].dim(1);
-      const T* x = in[0].data<T>();
-      const int32_t* labels = in[1].data<int32_t>();
-      T* y = out.data<T>();
-      for (int64_t r = 0; r < rows; ++r)  // before the parallel loop, which must not throw
-        AGILENN_CHECK(labels[r] >= 0 && labels[r] < c, index_fault_message(node.op_name(), labels[r], r, c));
-      parallel_for(rows, rows * c, [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r) {
-          const T* row = x + r * c;
-          T m = -std::numeric_limits<T>::infinity();
-          for (int64_t j = 0; j < c; ++j) m = std::max(m, row[j]);
-          T s = 0;
-          for (int64_t j = 0; j < c; ++j) s += std::exp(row[j] - m);
-          y[r] = -(row[labels[r]] - (m + std::log(s)));
-        }
-      });
     });
   });
 

@@ -16,6 +16,7 @@ class CpuBackend final : public Backend {
     cpu::register_matmul(table_);
     cpu::register_indexing(table_);
     cpu::register_agilenn_fused(table_);
+    cpu::register_cross_entropy(table_);
   }
   std::string name() const override { return "cpu"; }
   Device device() const override { return Device::cpu; }

@@ -116,6 +116,7 @@ void register_conv2d(KernelTable& table);
 void register_matmul(KernelTable& table);
 void register_indexing(KernelTable& table);
 void register_agilenn_fused(KernelTable& table);
+void register_cross_entropy(KernelTable& table);
 
 // The CPU backend's optimizer updates (see Backend::sgdw_update, Backend::adam_update).
 void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,

@@ -1,6 +1,6 @@
 // Fused ops of the AgileNN step: quantize and attribution_stats, and their vjps
-// (quantize_backward, attribution_stats_backward); softmax_cross_entropy; see kernels/cpu/agilenn_fused.cpp. The per-element
-// math is in agilenn_fused.cuh, shared with the CPU twins.
+// (quantize_backward, attribution_stats_backward); see kernels/cpu/agilenn_fused.cpp. The
+// per-element math is in agilenn_fused.cuh, shared with the CPU twins.
 #include <algorithm>
 
 #include "kernels/cuda/agilenn_fused.cuh"
@@ -120,12 +120,12 @@ __global__ void quantize_backward_c_partial_kernel(const float* x, int64_t n, co
   for (int64_t k = 0; k < kn; ++k) sh[k * kThreads + t] = 0.0f;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + t; i < n; i += static_cast<int64_t>(gridDim.x) * kThreads)
     quantize_soft_grad(x[i], c, j, g[i], [&](int64_t k, float v) {
-      if (k >= k0 && k < k0 + kn) sh[(k - k0) * kThreads + t] = rn_add(sh[(k - k0) * kThreads + t], v);
+      if (k >= k0 && k < k0 + kn) sh[(k - k0) * kThreads + t] = rn::add(sh[(k - k0) * kThreads + t], v);
     });
   __syncthreads();
   for (int step = kThreads / 2; step > 0; step /= 2) {
     if (t < step)
-      for (int64_t k = 0; k < kn; ++k) sh[k * kThreads + t] = rn_add(sh[k * kThreads + t], sh[k * kThreads + t + step]);
+      for (int64_t k = 0; k < kn; ++k) sh[k * kThreads + t] = rn::add(sh[k * kThreads + t], sh[k * kThreads + t + step]);
     __syncthreads();
   }
   if (t == 0)
@@ -138,43 +138,15 @@ __global__ void quantize_backward_c_finish_kernel(const float* partial, int64_t 
   const int t = static_cast<int>(threadIdx.x);
   for (int64_t k = 0; k < j; ++k) {
     float acc = 0.0f;
-    for (int64_t b = t; b < blocks; b += kThreads) acc = rn_add(acc, partial[b * j + k]);
+    for (int64_t b = t; b < blocks; b += kThreads) acc = rn::add(acc, partial[b * j + k]);
     sh[t] = acc;
     __syncthreads();
     for (int step = kThreads / 2; step > 0; step /= 2) {
-      if (t < step) sh[t] = rn_add(sh[t], sh[t + step]);
+      if (t < step) sh[t] = rn::add(sh[t], sh[t + step]);
       __syncthreads();
     }
     if (t == 0) y[k] = sh[0];
     __syncthreads();  // sh is written again for the next centroid
-  }
-}
-
-// softmax_cross_entropy: one warp per row (grid-stride over rows). The lanes take
-// strided classes; xor-butterfly shuffles combine the max (exact in any order) and the
-// sum, leaving every lane with the same values; lane 0 writes the loss.
-__global__ void softmax_cross_entropy_kernel(const float* x, const int32_t* labels, int64_t rows, int64_t classes,
-                                             float* y, FaultSite fault) {
-  constexpr unsigned kAll = 0xffffffffu;
-  const int lane = static_cast<int>(threadIdx.x) & 31;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
-  for (int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; r < rows; r += warps) {
-    const float* row = x + r * classes;
-    float m = -INFINITY;
-    for (int64_t j = lane; j < classes; j += 32) m = ce_max(m, row[j]);
-    for (int off = 16; off > 0; off /= 2) m = ce_max(m, __shfl_xor_sync(kAll, m, off));
-    float s = 0.0f;
-    for (int64_t j = lane; j < classes; j += 32) s = rn_add(s, ce_exp_term(row[j], m));
-    for (int off = 16; off > 0; off /= 2) s = rn_add(s, __shfl_xor_sync(kAll, s, off));
-    if (lane == 0) {
-      const int32_t label = labels[r];
-      if (ce_label_ok(label, classes)) {
-        y[r] = ce_loss(row[label], m, s);
-      } else {
-        y[r] = NAN;
-        report_bad_index(fault, r, label, classes);
-      }
-    }
   }
 }
 
@@ -232,13 +204,6 @@ void launch_quantize_backward(const float* x, int64_t n, const float* c, int64_t
   AGILENN_CUDA_CHECK_LAUNCH();
 }
 
-void launch_softmax_cross_entropy(const float* x, const int32_t* labels, int64_t rows, int64_t classes, float* y,
-                                  FaultSite fault) {
-  if (rows == 0) return;
-  softmax_cross_entropy_kernel<<<blocks_for(rows * 32), kThreads, 0, stream()>>>(x, labels, rows, classes, y, fault);
-  AGILENN_CUDA_CHECK_LAUNCH();
-}
-
 void launch_attribution_stats_backward(const float* delta, const float* a, const float* g, int64_t b,
                                        int64_t pixels, int64_t channels, int64_t k, bool wrt_a, float* y) {
   const int64_t per_sample = pixels * channels;
@@ -274,12 +239,6 @@ void register_agilenn_fused(KernelTable& table) {
     dispatch_f32(out.dtype(), node, [&](float) {
       launch_quantize_backward(in[0].data<float>(), in[0].numel(), in[1].data<float>(), in[1].numel(),
                                in[2].data<float>(), node.attrs.i("wrt") == 1, out.data<float>());
-    });
-  });
-  table.add("softmax_cross_entropy", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
-    dispatch_f32(out.dtype(), node, [&](float) {
-      launch_softmax_cross_entropy(in[0].data<float>(), in[1].data<int32_t>(), in[0].dim(0), in[0].dim(1),
-                                   out.data<float>(), fault_site(node));
     });
   });
   table.add("attribution_stats_backward", [](const Node& node, std::span<const Tensor> in, Tensor& out) {

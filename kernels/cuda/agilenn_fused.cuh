@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/host_device.h"
+#include "kernels/cuda/rounding.cuh"
 
 namespace agilenn::cuda {
 
@@ -69,19 +70,6 @@ AGILENN_HD void attribution_write(const AttributionAcc& s, float* y3) {
 
 // ---- quantize_backward
 
-// Explicitly rounded float operations: nvcc never contracts these into fused
-// multiply-adds, and GCC does not contract the plain operators in ISO C++ mode, so the
-// kernels and the twins do the same roundings (only expf differs, by an ulp or so).
-#ifdef __CUDA_ARCH__
-AGILENN_HD float rn_add(float a, float b) { return __fadd_rn(a, b); }
-AGILENN_HD float rn_sub(float a, float b) { return __fsub_rn(a, b); }
-AGILENN_HD float rn_mul(float a, float b) { return __fmul_rn(a, b); }
-#else
-AGILENN_HD float rn_add(float a, float b) { return a + b; }
-AGILENN_HD float rn_sub(float a, float b) { return a - b; }
-AGILENN_HD float rn_mul(float a, float b) { return a * b; }
-#endif
-
 // quantize's vjp at one element x with output gradient g: the soft path
 // Σ_k softmax_k(-(x - c_k)²) · c_k differentiated as the decomposition's vjp does it, in
 // the order of the CPU kernel (kernels/cpu/agilenn_fused.cpp). Returns d/dx; each(k, v)
@@ -90,47 +78,33 @@ template <class Each>
 AGILENN_HD float quantize_soft_grad(float x, const float* c, int64_t j, float g, Each&& each) {
   float m = -INFINITY;
   for (int64_t k = 0; k < j; ++k) {
-    const float d = rn_sub(x, c[k]);
-    const float z = -rn_mul(d, d);
+    const float d = rn::sub(x, c[k]);
+    const float z = -rn::mul(d, d);
     m = m < z ? z : m;
   }
   float s = 0.0f;
   for (int64_t k = 0; k < j; ++k) {
-    const float d = rn_sub(x, c[k]);
-    s = rn_add(s, expf(rn_sub(-rn_mul(d, d), m)));
+    const float d = rn::sub(x, c[k]);
+    s = rn::add(s, expf(rn::sub(-rn::mul(d, d), m)));
   }
   const float inv = 1.0f / s;
   float t = 0.0f;
   for (int64_t k = 0; k < j; ++k) {
-    const float d = rn_sub(x, c[k]);
-    t = rn_add(t, rn_mul(rn_mul(g, c[k]), rn_mul(expf(rn_sub(-rn_mul(d, d), m)), inv)));
+    const float d = rn::sub(x, c[k]);
+    t = rn::add(t, rn::mul(rn::mul(g, c[k]), rn::mul(expf(rn::sub(-rn::mul(d, d), m)), inv)));
   }
   float gx = 0.0f;
   for (int64_t k = 0; k < j; ++k) {
-    const float d = rn_sub(x, c[k]);
-    const float p = rn_mul(expf(rn_sub(-rn_mul(d, d), m)), inv);
-    const float gy = rn_mul(rn_mul(g, c[k]), p);
-    const float h = rn_mul(-rn_sub(gy, rn_mul(p, t)), d);
-    const float gd = rn_add(h, h);
-    gx = rn_add(gx, gd);
-    each(k, rn_sub(rn_mul(g, p), gd));
+    const float d = rn::sub(x, c[k]);
+    const float p = rn::mul(expf(rn::sub(-rn::mul(d, d), m)), inv);
+    const float gy = rn::mul(rn::mul(g, c[k]), p);
+    const float h = rn::mul(-rn::sub(gy, rn::mul(p, t)), d);
+    const float gd = rn::add(h, h);
+    gx = rn::add(gx, gd);
+    each(k, rn::sub(rn::mul(g, p), gd));
   }
   return gx;
 }
-
-// ---- softmax_cross_entropy: -log_softmax(x)[label] of a row, as the CPU kernel computes
-// it (max, then Σ exp(x - max), then -(x[label] - (max + log Σ))); the kernel splits the
-// max and the sum over a warp's lanes, the twin runs them in order.
-
-// std::max's comparison, so a NaN x is skipped as on the CPU.
-AGILENN_HD float ce_max(float m, float x) { return m < x ? x : m; }
-
-AGILENN_HD float ce_exp_term(float x, float m) { return expf(rn_sub(x, m)); }
-
-AGILENN_HD bool ce_label_ok(int32_t label, int64_t classes) { return label >= 0 && label < classes; }
-
-// The row's loss from its label's logit, its max and its Σ exp(x - max).
-AGILENN_HD float ce_loss(float x_label, float m, float s) { return -rn_sub(x_label, rn_add(m, logf(s))); }
 
 // ---- attribution_stats_backward
 

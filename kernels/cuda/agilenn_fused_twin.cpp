@@ -29,16 +29,6 @@ void quantize_backward_twin(const float* x, int64_t n, const float* c, int64_t j
   for (int64_t i = 0; i < n; ++i) quantize_soft_grad(x[i], c, j, g[i], [&](int64_t k, float v) { y[k] += v; });
 }
 
-void softmax_cross_entropy_twin(const float* x, const int32_t* labels, int64_t rows, int64_t classes, float* y) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = x + r * classes;
-    float m = -INFINITY, s = 0.0f;
-    for (int64_t j = 0; j < classes; ++j) m = ce_max(m, row[j]);
-    for (int64_t j = 0; j < classes; ++j) s = rn_add(s, ce_exp_term(row[j], m));
-    y[r] = ce_label_ok(labels[r], classes) ? ce_loss(row[labels[r]], m, s) : NAN;
-  }
-}
-
 void attribution_stats_backward_twin(const float* delta, const float* a, const float* g, int64_t b, int64_t pixels,
                                      int64_t channels, int64_t k, bool wrt_a, float* y) {
   const int64_t per_sample = pixels * channels;

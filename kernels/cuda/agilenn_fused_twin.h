@@ -20,10 +20,6 @@ void attribution_stats_twin(const float* delta, const float* a, int64_t b, int64
 void quantize_backward_twin(const float* x, int64_t n, const float* c, int64_t j, const float* g, bool wrt_c,
                             float* y);
 
-// x [rows, classes], labels [rows] → y [rows] = -log_softmax(x)[label] (NaN for a label
-// outside [0, classes), as the kernel).
-void softmax_cross_entropy_twin(const float* x, const int32_t* labels, int64_t rows, int64_t classes, float* y);
-
 // attribution_stats' vjp: g [b, 3]; y (like delta) = the gradient of
 // Σ attribution_stats(delta, a) · g w.r.t. delta (wrt_a false) or a.
 void attribution_stats_backward_twin(const float* delta, const float* a, const float* g, int64_t b, int64_t pixels,

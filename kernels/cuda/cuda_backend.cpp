@@ -36,6 +36,7 @@ class CudaBackend final : public Backend {
     cuda::register_matmul(table_);
     cuda::register_indexing(table_);
     cuda::register_agilenn_fused(table_);
+    cuda::register_cross_entropy(table_);
   }
   std::string name() const override { return "cuda"; }
   Device device() const override { return Device::cuda; }

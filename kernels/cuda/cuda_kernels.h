@@ -37,5 +37,6 @@ void register_conv2d(KernelTable& table);
 void register_matmul(KernelTable& table);
 void register_indexing(KernelTable& table);
 void register_agilenn_fused(KernelTable& table);
+void register_cross_entropy(KernelTable& table);
 
 }  // namespace agilenn::cuda

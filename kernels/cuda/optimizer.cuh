@@ -1,60 +1,22 @@
 // Per-element math of the fused multi-tensor optimizer updates, shared by the CUDA kernels
 // (optimizer.cu) and their CPU twin (optimizer_twin.cpp).
-//
-// On the GPU every operation is an explicitly rounded intrinsic (__fmul_rn, __fadd_rn, ...):
-// nvcc never contracts those into fused multiply-adds, and division and square root are
-// the IEEE round-to-nearest ones. On the host the same expressions are plain operators,
-// which GCC does not contract either in ISO C++ mode (-std=c++20 implies
-// -ffp-contract=off). So the GPU computes bit for bit what the CPU backend computes.
+// Every operation is an explicitly rounded one (rounding.cuh), so the GPU computes bit for
+// bit what the CPU backend computes.
 #pragma once
 
 #include <cmath>
 
 #include "kernels/cuda/host_device.h"
+#include "kernels/cuda/rounding.cuh"
 
 namespace agilenn::cuda::optim {
 
-#ifdef __CUDA_ARCH__
-AGILENN_HD float add(float a, float b) { return __fadd_rn(a, b); }
-AGILENN_HD float sub(float a, float b) { return __fsub_rn(a, b); }
-AGILENN_HD float mul(float a, float b) { return __fmul_rn(a, b); }
-AGILENN_HD float div(float a, float b) { return __fdiv_rn(a, b); }
-AGILENN_HD float root(float a) { return __fsqrt_rn(a); }
-AGILENN_HD double add(double a, double b) { return __dadd_rn(a, b); }
-AGILENN_HD double sub(double a, double b) { return __dsub_rn(a, b); }
-AGILENN_HD double mul(double a, double b) { return __dmul_rn(a, b); }
-AGILENN_HD double div(double a, double b) { return __ddiv_rn(a, b); }
-AGILENN_HD double root(double a) { return __dsqrt_rn(a); }
-template <class T>
-AGILENN_HD bool finite(T x) {
-  return isfinite(x);
-}
-#else
-template <class T>
-AGILENN_HD T add(T a, T b) {
-  return a + b;
-}
-template <class T>
-AGILENN_HD T sub(T a, T b) {
-  return a - b;
-}
-template <class T>
-AGILENN_HD T mul(T a, T b) {
-  return a * b;
-}
-template <class T>
-AGILENN_HD T div(T a, T b) {
-  return a / b;
-}
-template <class T>
-AGILENN_HD T root(T a) {
-  return std::sqrt(a);
-}
-template <class T>
-AGILENN_HD bool finite(T x) {
-  return std::isfinite(x);
-}
-#endif
+using rn::add;
+using rn::div;
+using rn::finite;
+using rn::mul;
+using rn::root;
+using rn::sub;
 
 // SGDW with decoupled weight decay, one element:
 //   v ← μ·v − lr·g;   θ ← (θ − decay·θ) + v.

@@ -1,0 +1,58 @@
+// Explicitly rounded float and double operations for the hand-written kernels' per-element
+// math. On the GPU each is a round-to-nearest intrinsic (__fadd_rn, __fmul_rn, ...): nvcc
+// never contracts those into fused multiply-adds, and division and square root are the
+// IEEE ones. On the host they are plain operators, which GCC does not contract in ISO C++
+// mode (-std=c++20 implies -ffp-contract=off). So a kernel and its CPU twin round alike.
+#pragma once
+
+#include <math.h>
+
+#include <cmath>
+
+#include "kernels/cuda/host_device.h"
+
+namespace agilenn::cuda::rn {
+
+#ifdef __CUDA_ARCH__
+AGILENN_HD float add(float a, float b) { return __fadd_rn(a, b); }
+AGILENN_HD float sub(float a, float b) { return __fsub_rn(a, b); }
+AGILENN_HD float mul(float a, float b) { return __fmul_rn(a, b); }
+AGILENN_HD float div(float a, float b) { return __fdiv_rn(a, b); }
+AGILENN_HD float root(float a) { return __fsqrt_rn(a); }
+AGILENN_HD double add(double a, double b) { return __dadd_rn(a, b); }
+AGILENN_HD double sub(double a, double b) { return __dsub_rn(a, b); }
+AGILENN_HD double mul(double a, double b) { return __dmul_rn(a, b); }
+AGILENN_HD double div(double a, double b) { return __ddiv_rn(a, b); }
+AGILENN_HD double root(double a) { return __dsqrt_rn(a); }
+template <class T>
+AGILENN_HD bool finite(T x) {
+  return isfinite(x);
+}
+#else
+template <class T>
+AGILENN_HD T add(T a, T b) {
+  return a + b;
+}
+template <class T>
+AGILENN_HD T sub(T a, T b) {
+  return a - b;
+}
+template <class T>
+AGILENN_HD T mul(T a, T b) {
+  return a * b;
+}
+template <class T>
+AGILENN_HD T div(T a, T b) {
+  return a / b;
+}
+template <class T>
+AGILENN_HD T root(T a) {
+  return std::sqrt(a);
+}
+template <class T>
+AGILENN_HD bool finite(T x) {
+  return std::isfinite(x);
+}
+#endif
+
+}  // namespace agilenn::cuda::rn
