@@ -5,13 +5,8 @@
 #include <iostream>
 
 #include "engine/core/error.h"
+#include "engine/runtime/backend_registry.h"
 #include "engine/train/run.h"
-
-#if AGILENN_HAVE_CUDA
-#include "kernels/cuda/context.h"
-#include "kernels/cuda/cuda_backend.h"
-#include "kernels/cuda/device.h"
-#endif
 
 namespace {
 
@@ -44,8 +39,7 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
   cmd->add_option("--out", cfg.out, "run directory: checkpoints, metrics.jsonl, TensorBoard events")->capture_default_str();
   cmd->add_flag("--resume", cfg.resume, "continue from <out>/latest.safetensors exactly where it stopped");
   cmd->add_option("--device", dev.device, "cpu, or cuda (the first GPU; needs a build with CUDA)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"cpu", "cuda"}));
+      ->capture_default_str();
   cmd->add_flag("--tf32", dev.tf32, "--device cuda: TF32 tensor-core math for float32 GEMMs and convolutions (off: full float32)");
   cmd->add_flag("--cudnn-nondeterministic", dev.nondeterministic,
                 "--device cuda: let cuDNN use non-deterministic convolution algorithms where faster (each one "
@@ -64,30 +58,18 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
       ->check(CLI::NonNegativeNumber);
 }
 
-// Points `c` at the backend `dev` names; throws naming the flag and the reason when it cannot.
-void select_device(const DeviceFlags& dev, RunConfig& c, std::ostream& log) {
-  if (dev.device == "cpu") {
-    AGILENN_CHECK(!dev.tf32, "--tf32 applies to --device cuda only");
-    AGILENN_CHECK(!dev.nondeterministic, "--cudnn-nondeterministic applies to --device cuda only");
-    return;
+// The backend `dev` names, set up with its options; throws naming the flag and the reason
+// when it cannot be had.
+agilenn::Backend& open_device(const DeviceFlags& dev, std::ostream& log) {
+  std::string description;
+  try {
+    agilenn::Backend& b = agilenn::open_backend(dev.device, {dev.tf32, dev.nondeterministic}, &description);
+    log << "device: " << description << std::endl;
+    return b;
+  } catch (const agilenn::Error& e) {
+    AGILENN_THROW("--device " << dev.device << (dev.tf32 ? " --tf32" : "")
+                              << (dev.nondeterministic ? " --cudnn-nondeterministic" : "") << ": " << e.what());
   }
-#if AGILENN_HAVE_CUDA
-  std::string why;
-  AGILENN_CHECK(agilenn::cuda::device_count(&why) > 0, "--device cuda: " << why);
-  const agilenn::cuda::DeviceInfo info = agilenn::cuda::device_info(0);
-  agilenn::cuda::set_tf32(dev.tf32);
-  agilenn::cuda::set_nondeterministic_allowed(dev.nondeterministic);
-  c.backend = &agilenn::cuda_backend();
-  c.graph_replay = dev.cuda_graph;
-  log << "device: cuda:0 " << info.name << " (compute capability " << info.compute_major << "." << info.compute_minor
-      << ")" << (dev.tf32 ? ", TF32 on" : "") << (dev.nondeterministic ? ", non-deterministic cuDNN allowed" : "")
-      << std::endl;
-#else
-  (void)c;
-  (void)log;
-  AGILENN_THROW("--device cuda: this agilenn-train was built without CUDA (CPU-only build: no nvcc at configure "
-                "time, or -DAGILENN_CUDA=OFF)");
-#endif
 }
 
 void report(const agilenn::train::RunSummary& s, bool agilenn, bool skewness) {
@@ -141,19 +123,24 @@ int main(int argc, char** argv) {
   evaluate->add_option("checkpoint", checkpoint, "a .safetensors checkpoint written by agilenn-train")->required();
   evaluate->add_option("--data-dir", eval_dir, "directory holding the dataset's official files");
   evaluate->add_option("--batch-size", eval_batch, "evaluation batch")->capture_default_str()->check(CLI::PositiveNumber);
+  DeviceFlags eval_device;
+  evaluate->add_option("--device", eval_device.device, "cpu, or cuda (the first GPU; needs a build with CUDA)")
+      ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   try {
     if (*evaluate) {
-      agilenn::train::evaluate_checkpoint(checkpoint, eval_dir, eval_batch, std::cout);
+      agilenn::train::evaluate_checkpoint(checkpoint, eval_dir, eval_batch, open_device(eval_device, std::cout),
+                                          std::cout);
       return 0;
     }
     const bool agilenn = static_cast<bool>(*train);
     RunConfig& c = agilenn ? cfg : ref_cfg;
-    select_device(agilenn ? device : ref_device, c, std::cout);
+    const DeviceFlags& dev = agilenn ? device : ref_device;
+    c.backend = &open_device(dev, std::cout);
+    c.graph_replay = dev.cuda_graph;
     c.preset = agilenn::models::preset(agilenn ? preset : ref_preset);
-    const DeviceFlags& flags = agilenn ? device : ref_device;
-    if (flags.augment_flag->count() > 0) c.augment = flags.augment ? 1 : 0;
+    if (dev.augment_flag->count() > 0) c.augment = dev.augment ? 1 : 0;
     if (agilenn) {
       c.attribution = !plain;
       c.ig.rule = agilenn::xai::parse_ig_rule(ig_rule);

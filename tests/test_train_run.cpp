@@ -296,7 +296,7 @@ TEST(TrainingRun, CheckpointsHoldTheStatisticsTheEvaluationUsed) {
     c.test_limit = 0;  // the whole split, as `evaluate` takes it
     const train::RunSummary s = train::run_training(c, log);
     saved[batches] = tensors_of(c.out + "/latest.safetensors");
-    const train::RunSummary e = train::evaluate_checkpoint(c.out + "/latest.safetensors", "", 128, log);
+    const train::RunSummary e = train::evaluate_checkpoint(c.out + "/latest.safetensors", "", 128, cpu_backend(), log);
     EXPECT_EQ(e.test_accuracy, s.test_accuracy) << batches;
   }
   // Same seed, same steps: the parameters agree, the statistics do not.
@@ -348,7 +348,7 @@ TEST(TrainCli, BadFlagsExitNonZeroNamingThem) {
   EXPECT_THAT(out, HasSubstr("--device"));
   EXPECT_THAT(out, HasSubstr("tpu"));
   EXPECT_NE(run_cli("reference --tf32 --dataset synthetic", &out), 0);
-  EXPECT_THAT(out, HasSubstr("--tf32 applies to --device cuda only"));
+  EXPECT_THAT(out, HasSubstr("--device cpu --tf32: backend 'cpu' has no TF32 math"));
   EXPECT_EQ(run_cli("train --help", &out), 0);
   EXPECT_THAT(out, HasSubstr("--split_ratio"));
   EXPECT_THAT(out, HasSubstr("--ig-steps"));

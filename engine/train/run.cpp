@@ -384,7 +384,7 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
 }
 
 RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string& data_dir, int64_t batch,
-                               std::ostream& log) {
+                               Backend& backend, std::ostream& log) {
   const io::Checkpoint ck = io::load_checkpoint(checkpoint);
   const json& c = ck.metadata.at("config");
   RunConfig cfg;
@@ -402,8 +402,8 @@ RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string&
   const int64_t classes = ck.metadata.at("classes").get<int64_t>();
   auto step = build_step(cfg, classes, batch, false);
   io::check_against(ck, step->params, checkpoint);
-  const Tensor table = step->zero_point_table.empty() ? Tensor() : compute_zero_point_table(cfg.preset, classes, ck.tensors);
-  const Evaluation ev = evaluate(cfg, classes, test, ck.tensors, table, batch, cpu_backend(), log);
+  const Tensor table = step->zero_point_table.empty() ? Tensor() : compute_zero_point_table(cfg.preset, classes, ck.tensors, DType::f32, backend);
+  const Evaluation ev = evaluate(cfg, classes, test, ck.tensors, table, batch, backend, log);
   RunSummary s;
   s.steps = ck.metadata.at("step").get<int64_t>();
   s.test_accuracy = ev.accuracy;

@@ -58,8 +58,8 @@ struct RunSummary {
 // best.safetensors (highest test accuracy), metrics.jsonl, tensorboard/ (event files).
 RunSummary run_training(const RunConfig& cfg, std::ostream& log);
 
-// Evaluates a checkpoint written by run_training on the test split.
+// Evaluates a checkpoint written by run_training on the test split, on `backend`.
 RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string& data_dir, int64_t batch,
-                               std::ostream& log);
+                               Backend& backend, std::ostream& log);
 
 }  // namespace agilenn::train

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <deque>
 
+#include "engine/runtime/backend_registry.h"
+#include "kernels/cuda/context.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/optimizer.h"
@@ -199,5 +201,29 @@ Backend& cuda_backend() {
   static CudaBackend backend;
   return backend;
 }
+
+namespace {
+
+// "cuda": the first GPU. Kept by linking agilenn_cuda whole (CMakeLists.txt).
+const bool kRegistered = [] {
+  register_backend({"cuda",
+                    [] {
+                      std::string why;
+                      return cuda::device_count(&why) > 0 ? std::string() : why;
+                    },
+                    [](const BackendOptions& o, std::string& description) -> Backend& {
+                      const cuda::DeviceInfo info = cuda::device_info(0);
+                      cuda::set_tf32(o.tf32);
+                      cuda::set_nondeterministic_allowed(o.nondeterministic);
+                      description = "cuda:0 " + info.name + " (compute capability " +
+                                    std::to_string(info.compute_major) + "." + std::to_string(info.compute_minor) +
+                                    ")" + (o.tf32 ? ", TF32 on" : "") +
+                                    (o.nondeterministic ? ", non-deterministic cuDNN allowed" : "");
+                      return cuda_backend();
+                    }});
+  return true;
+}();
+
+}  // namespace
 
 }  // namespace agilenn
