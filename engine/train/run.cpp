@@ -180,6 +180,64 @@ void load_reference(const RunConfig& c, nn::TensorMap& values, const nn::ParamSe
   }
 }
 
+// Where a run starts: fresh parameters (with the frozen reference net's body for AgileNN),
+// or everything from `latest` when resuming.
+struct StartState {
+  nn::TensorMap values;
+  int64_t done = 0;   // steps already taken
+  double best = 0;    // best test accuracy so far
+};
+
+StartState start_or_resume(const RunConfig& cfg, const StepGraph& step, Optimizer& optimizer,
+                           const std::string& latest, std::ostream& log) {
+  StartState s;
+  s.values = step.params.initialise(cfg.seed, DType::f32);
+  if (cfg.resume && std::filesystem::exists(latest)) {
+    const io::Checkpoint ck = io::load_checkpoint(latest);
+    io::check_against(ck, step.params, latest);
+    AGILENN_CHECK(ck.metadata.at("config") == config_json(cfg),
+                  "'" << latest << "' was written with another configuration: " << ck.metadata.at("config").dump());
+    for (const nn::ParamInfo& info : step.params.all()) s.values[info.name] = ck.tensors.at(info.name);
+    for (const auto& [name, t] : ck.tensors)
+      if (name.rfind("optimizer/", 0) == 0) optimizer.slots()[name.substr(10)] = t;
+    s.done = ck.metadata.at("step").get<int64_t>();
+    s.best = ck.metadata.at("best_accuracy").get<double>();
+    log << "resuming from " << latest << " at step " << s.done << "\n";
+  } else if (cfg.mode == RunMode::agilenn && cfg.attribution) {
+    load_reference(cfg, s.values, step.params);
+  }
+  return s;
+}
+
+// The seed's channel remapping before training: ranks the feature channels by their
+// attributions under the untrained feature extractor, over training batches (one pass over
+// the data unless the preset says fewer), and permutes them so the most important are local.
+void remap_channels(const RunConfig& cfg, int64_t classes, nn::TensorMap& values, const Tensor& table,
+                    const data::Loader& loader, int64_t per_epoch, Backend& backend, std::ostream& log) {
+  const std::string remap = remapping(cfg);
+  if (remap.empty()) return;
+  auto probe = build_step(cfg, classes, cfg.batch, false);
+  Executor ex(probe->graph, compile(probe->graph, {probe->channel_importance.id()}), backend);
+  Feeds feeds;
+  for (const nn::ParamInfo& info : probe->params.all()) feeds[info.name] = on(backend, values.at(info.name));
+  feeds[probe->zero_point_table] = on(backend, table);
+  xai::ChannelImportance importance(cfg.preset.feature_channels, cfg.preset.local_channels());
+  const int64_t probe_batches = cfg.preset.channel_remapping_batches > 0
+                                    ? std::min(cfg.preset.channel_remapping_batches, per_epoch)
+                                    : per_epoch;
+  for (int64_t b = 0; b < probe_batches; ++b) {
+    const data::Batch batch = loader.get(0, b).batch;
+    feeds["images"] = batch.images;
+    feeds["labels"] = batch.labels;
+    importance.add(backend.to_host(ex.run(feeds)[0]));
+  }
+  const std::vector<int64_t> order = importance.order(xai::parse_remap_method(remap));
+  xai::permute_feature_channels(values, order);
+  log << "channel remapping (" << remap << ", " << probe_batches << " batches):";
+  for (size_t i = 0; i < order.size(); ++i) log << " " << order[i] << "->" << i;
+  log << "\n";
+}
+
 }  // namespace
 
 RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
@@ -197,52 +255,15 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
   const std::string latest = (fs::path(cfg.out) / "latest.safetensors").string();
   const std::string best_path = (fs::path(cfg.out) / "best.safetensors").string();
 
-  nn::TensorMap values = step->params.initialise(cfg.seed, DType::f32);
   std::unique_ptr<Optimizer> optimizer = make_optimizer(cfg, total);
-  int64_t done = 0;
-  double best = 0;
-  if (cfg.resume && fs::exists(latest)) {
-    const io::Checkpoint ck = io::load_checkpoint(latest);
-    io::check_against(ck, step->params, latest);
-    AGILENN_CHECK(ck.metadata.at("config") == config_json(cfg),
-                  "'" << latest << "' was written with another configuration: " << ck.metadata.at("config").dump());
-    for (const nn::ParamInfo& info : step->params.all()) values[info.name] = ck.tensors.at(info.name);
-    for (const auto& [name, t] : ck.tensors)
-      if (name.rfind("optimizer/", 0) == 0) optimizer->slots()[name.substr(10)] = t;
-    done = ck.metadata.at("step").get<int64_t>();
-    best = ck.metadata.at("best_accuracy").get<double>();
-    log << "resuming from " << latest << " at step " << done << "\n";
-  } else if (cfg.mode == RunMode::agilenn && cfg.attribution) {
-    load_reference(cfg, values, step->params);
-  }
+  StartState start = start_or_resume(cfg, *step, *optimizer, latest, log);
+  nn::TensorMap& values = start.values;
+  const int64_t done = start.done;
+  double best = start.best;
 
   Tensor table;
   if (!step->zero_point_table.empty()) table = compute_zero_point_table(cfg.preset, classes, values, DType::f32, backend);
-  const std::string remap = remapping(cfg);
-  if (!remap.empty() && done == 0) {
-    // Rank channels with the untrained feature extractor over training batches (one pass
-    // over the data unless the preset says fewer).
-    auto probe = build_step(cfg, classes, cfg.batch, false);
-    Executor ex(probe->graph, compile(probe->graph, {probe->channel_importance.id()}), backend);
-    Feeds feeds;
-    for (const nn::ParamInfo& info : probe->params.all()) feeds[info.name] = on(backend, values.at(info.name));
-    feeds[probe->zero_point_table] = on(backend, table);
-    xai::ChannelImportance importance(cfg.preset.feature_channels, cfg.preset.local_channels());
-    const int64_t probe_batches = cfg.preset.channel_remapping_batches > 0
-                                      ? std::min(cfg.preset.channel_remapping_batches, per_epoch)
-                                      : per_epoch;
-    for (int64_t b = 0; b < probe_batches; ++b) {
-      const data::Batch batch = loader.get(0, b).batch;
-      feeds["images"] = batch.images;
-      feeds["labels"] = batch.labels;
-      importance.add(backend.to_host(ex.run(feeds)[0]));
-    }
-    const std::vector<int64_t> order = importance.order(xai::parse_remap_method(remap));
-    xai::permute_feature_channels(values, order);
-    log << "channel remapping (" << remap << ", " << probe_batches << " batches):";
-    for (size_t i = 0; i < order.size(); ++i) log << " " << order[i] << "->" << i;
-    log << "\n";
-  }
+  if (done == 0) remap_channels(cfg, classes, values, table, loader, per_epoch, backend, log);
 
   Trainer trainer(std::move(step), values, std::move(optimizer), backend);
   trainer.executor().set_graph_replay(cfg.graph_replay);
