@@ -261,8 +261,16 @@ double min_test_to_train(const std::vector<EpochAccuracy>& epochs) {
   return m;
 }
 
-// Thresholds from the spread measured by tools/measure-e2e-spread.sh: SPREAD_PLACEHOLDER
-constexpr double kFmnistMinAccuracy = 0.5, kFmnistMinSkewness = 0.45;
+// Thresholds from the spread measured by tools/measure-e2e-spread.sh
+// (bench/results/e2e-spread-2026-11-30-1370abd.md): seeds 1-5 × OpenBLAS kernel sets
+// Haswell, Zen, SkylakeX and Sandybridge, two engine threads, 20 runs. The training map is
+// chaotic, so another CPU's kernels give another trajectory, spread like another seed.
+//   test accuracy: min 0.811, mean 0.832, std 0.011 -> threshold 0.75, 5.7 std below the min
+//     (chance is 0.10; without learning or with a broken step it stays far below);
+//   test skewness: min 0.530, mean 0.685, std 0.080 -> threshold 0.40, 1.6 std below the min
+//     and 3.6 below the mean (the attribution losses' work: 2 of 10 channels is 0.2);
+//   per epoch, test / training-batch accuracy: min 0.987, std 0.009 -> the 0.8.
+constexpr double kFmnistMinAccuracy = 0.75, kFmnistMinSkewness = 0.40, kFmnistMinTestToTrain = 0.8;
 
 // The README's main job in miniature. A broken step (no attribution losses, no learning, a
 // wrong gradient through the IG) misses the accuracy and skewness thresholds by far.
@@ -297,7 +305,7 @@ TEST(EndToEnd, FashionMnistSubsetTrainsToAccuracyAndSkewnessWithoutCollapse) {
   ASSERT_EQ(r.agilenn_epochs.size(), 4u);
   for (const auto& [stage, epochs] : {std::pair{"reference", r.reference_epochs}, std::pair{"agilenn", r.agilenn_epochs}})
     for (size_t e = 0; e < epochs.size(); ++e)
-      EXPECT_GE(epochs[e].test, 0.8 * epochs[e].train)
+      EXPECT_GE(epochs[e].test, kFmnistMinTestToTrain * epochs[e].train)
           << stage << " epoch " << e + 1 << ": test accuracy " << epochs[e].test << ", training batches "
           << epochs[e].train;
 }

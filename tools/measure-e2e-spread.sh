@@ -83,7 +83,7 @@ with open(out, 'w') as f:
     f.write(f"`EndToEnd.FashionMnistSubsetTrainsToAccuracyAndSkewnessWithoutCollapse` (tests/test_e2e.cpp) measured by\n"
             f"`tools/measure-e2e-spread.sh` on {datetime.date.today()} at {commit}, {cpu}.\n"
             f"Seeds × OpenBLAS kernel sets (OPENBLAS_CORETYPE; `native` = OpenBLAS's choice for this CPU,\n"
-            f"`kernel` = the set OpenBLAS reports it ran) × OpenMP threads. Accuracy on the first 1000 test\n"
+            f"`kernel` = the set OpenBLAS reports it ran) × engine threads. Accuracy on the first 1000 test\n"
             f"images; min test/train = the smallest ratio, over the epochs of both stages, of the test accuracy\n"
             f"after an epoch to the mean accuracy of that epoch's training batches; min train = the lowest of those\n"
             f"training-batch means.\n\n")
