@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
     RunConfig& c = agilenn ? cfg : ref_cfg;
     const DeviceFlags& dev = agilenn ? device : ref_device;
     c.backend = &open_device(dev, std::cout);
-    c.graph_replay = dev.cuda_graph;
+    c.graph_replay = dev.cuda_graph && c.backend->device() != agilenn::Device::cpu;
     c.preset = agilenn::models::preset(agilenn ? preset : ref_preset);
     if (dev.augment_flag->count() > 0) c.augment = dev.augment ? 1 : 0;
     if (agilenn) {

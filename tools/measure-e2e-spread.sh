@@ -38,7 +38,7 @@ trap 'rm -rf "$work"' EXIT
 # One run: its e2e-result line (or FAILED) into $work/<seed>-<core>-<threads>.txt.
 one() {
   local seed=$1 core=$2 nt=$3 f="$work/$1-$2-$3"
-  local env=(AGILENN_E2E_SEED="$seed" OMP_NUM_THREADS="$nt" OPENBLAS_VERBOSE=2)
+  local env=(AGILENN_E2E_SEED="$seed" AGILENN_NUM_THREADS="$nt" OPENBLAS_VERBOSE=2)
   [[ "$core" != native ]] && env+=(OPENBLAS_CORETYPE="$core")
   local start=$SECONDS
   env "${env[@]}" "$bin" --gtest_filter=EndToEnd.FashionMnistSubsetTrainsToAccuracyAndSkewnessWithoutCollapse >"$f.log" 2>&1 || true

@@ -58,8 +58,11 @@ Backend& open_backend(const std::string& name, const BackendOptions& options, st
       if (p.name == name) provider = p;
       known << (known.tellp() > 0 ? ", " : "") << p.name;
     }
-    AGILENN_CHECK(!provider.name.empty(), "no backend '" << name << "' in this build (it has: " << known.str()
-                                                         << "; the cuda backend needs a build with nvcc)");
+    AGILENN_CHECK(!provider.name.empty(),
+                  "no backend '" << name << "' in this build (it has: " << known.str() << ")"
+                                 << (name == "cuda" ? "; it was built without CUDA (no nvcc at configure time, or "
+                                                      "-DAGILENN_CUDA=OFF)"
+                                                    : ""));
   }
   const std::string why = provider.unavailable();
   AGILENN_CHECK(why.empty(), "backend '" << name << "' cannot run here: " << why);

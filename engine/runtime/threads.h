@@ -47,7 +47,8 @@ std::string describe();
 // Calls fn(ctx, begin, end) for `chunks` contiguous pieces of [0, n) (piece i is
 // [n·i/chunks, n·(i+1)/chunks); chunks is capped at n and at 4096), spread over the
 // threads; returns when all are done.
-// An exception from a piece is rethrown here (the first one; the other pieces still run).
+// An exception from a piece is rethrown here (one of them, if several throw; on the
+// pool the other pieces still run, on the calling thread alone the rest are skipped).
 // A call from inside a piece, or from another thread while the pool is busy, runs its
 // pieces in order on the calling thread.
 void run_chunks(int64_t n, int64_t chunks, void (*fn)(const void* ctx, int64_t begin, int64_t end), const void* ctx);
