@@ -229,12 +229,14 @@ inline Tensor attribution_stats_backward_ref(const Tensor& delta, const Tensor& 
 }
 
 // Conv attributes of a conv2d node, for building its gradient ops directly.
-inline Attrs conv_attrs(std::vector<int64_t> stride, std::vector<int64_t> dil, int64_t groups, std::vector<int64_t> pads) {
-  return Attrs{{"stride", std::move(stride)}, {"dilation", std::move(dil)}, {"groups", groups}, {"pads", std::move(pads)}};
+inline Attrs conv_attrs(std::vector<int64_t> stride, std::vector<int64_t> dil, int64_t groups,
+                        std::vector<int64_t> pads) {
+  return Attrs{
+      {"stride", std::move(stride)}, {"dilation", std::move(dil)}, {"groups", groups}, {"pads", std::move(pads)}};
 }
 
-inline OpCase conv_case(const std::string& name, Shape x, Shape w, std::vector<int64_t> stride, std::vector<int64_t> dil,
-                 int64_t groups, ops::Padding padding) {
+inline OpCase conv_case(const std::string& name, Shape x, Shape w, std::vector<int64_t> stride,
+                        std::vector<int64_t> dil, int64_t groups, ops::Padding padding) {
   OpCase c;
   c.name = name;
   c.inputs = {in(std::move(x)), in(std::move(w))};
