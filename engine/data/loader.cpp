@@ -6,7 +6,7 @@
 #include <random>
 
 #include "engine/core/error.h"
-#include "engine/ir/ops.h"
+#include "kernels/cpu/resize.h"
 
 namespace agilenn::data {
 
@@ -48,12 +48,6 @@ Loader::Loader(const ImageDataset& ds, int64_t batch, Preprocess pp, uint64_t se
                                                                                             << world);
   AGILENN_CHECK(ds.size() >= batch * world, ds.name << " has " << ds.size() << " samples, fewer than one global batch of "
                                                     << batch * world);
-  if (pp_.output_size > 0 && (pp_.output_size != ds.height || pp_.output_size != ds.width)) {
-    resize_graph_ = std::make_unique<Graph>();
-    Value x = ops::leaf(*resize_graph_, "x", {batch, ds.height, ds.width, 3}, DType::f32);
-    Value y = ops::resize_bilinear(x, pp_.output_size, pp_.output_size);
-    resize_ = std::make_unique<Executor>(*resize_graph_, compile(*resize_graph_, {y.id()}), cpu_backend());
-  }
 }
 
 Loader::~Loader() {
@@ -112,7 +106,8 @@ Loader::LoadedBatch Loader::get(int64_t epoch, int64_t index) const {
         }
       }
   }
-  if (resize_) images = resize_->run({{"x", images}})[0];
+  if (pp_.output_size > 0 && (pp_.output_size != ds_.height || pp_.output_size != ds_.width))
+    images = cpu::resize_bilinear(images, pp_.output_size, pp_.output_size);
   return {{images, labels}, valid};
 }
 

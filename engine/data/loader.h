@@ -15,7 +15,6 @@
 
 #include "engine/data/dataset.h"
 #include "engine/data/synthetic.h"
-#include "engine/runtime/executor.h"
 
 namespace agilenn::data {
 
@@ -63,9 +62,6 @@ class Loader {
   uint64_t seed_;
   bool shuffle_;
   int rank_, world_;
-  // The resize runs through the engine's own kernel.
-  std::unique_ptr<Graph> resize_graph_;
-  std::unique_ptr<Executor> resize_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -6,6 +6,7 @@
 #include "engine/ir/shape_util.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/counter_rng.h"
+#include "kernels/cpu/resize.h"
 #include "kernels/cuda/indexing.cuh"
 
 namespace agilenn::cpu {
@@ -18,6 +19,46 @@ int32_t checked_index(const Node& node, const int32_t* idx, int64_t i, int64_t d
 }
 
 }  // namespace
+
+void resize_bilinear_into(const Tensor& x, Tensor& out) {
+  AGILENN_CHECK(x.rank() == 4 && out.rank() == 4 && x.dim(0) == out.dim(0) && x.dim(3) == out.dim(3) &&
+                    x.dtype() == out.dtype() && out.device() == Device::cpu && x.device() == Device::cpu,
+                "resize_bilinear: " << shape_str(x.shape()) << " " << dtype_name(x.dtype()) << " into "
+                                    << shape_str(out.shape()) << " " << dtype_name(out.dtype()));
+  const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3), oh = out.dim(1), ow = out.dim(2);
+  const auto resize = [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.data<T>();
+    T* y = out.data<T>();
+    parallel_for(n * oh, out.numel(), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t b = r / oh;
+        const ResizeTaps<T> ty = resize_taps<T>(r % oh, h, oh);
+        for (int64_t j = 0; j < ow; ++j) {
+          const ResizeTaps<T> tx = resize_taps<T>(j, w, ow);
+          const T* p00 = xp + ((b * h + ty.lo) * w + tx.lo) * c;
+          const T* p01 = xp + ((b * h + ty.lo) * w + tx.hi) * c;
+          const T* p10 = xp + ((b * h + ty.hi) * w + tx.lo) * c;
+          const T* p11 = xp + ((b * h + ty.hi) * w + tx.hi) * c;
+          T* dst = y + (r * ow + j) * c;
+          for (int64_t k = 0; k < c; ++k)
+            dst[k] = lerp_rounded(lerp_rounded(p00[k], p01[k], tx.frac), lerp_rounded(p10[k], p11[k], tx.frac), ty.frac);
+        }
+      }
+    });
+  };
+  if (x.dtype() == DType::f64) resize(double{});
+  else if (x.dtype() == DType::f32) resize(float{});
+  else AGILENN_THROW("resize_bilinear: no CPU kernel for " << dtype_name(x.dtype()));
+}
+
+Tensor resize_bilinear(const Tensor& x, int64_t out_h, int64_t out_w) {
+  AGILENN_CHECK(x.rank() == 4 && out_h > 0 && out_w > 0,
+                "resize_bilinear: images " << shape_str(x.shape()) << " to " << out_h << "x" << out_w);
+  Tensor out = Tensor::zeros({x.dim(0), out_h, out_w, x.dim(3)}, x.dtype());
+  resize_bilinear_into(x, out);
+  return out;
+}
 
 void register_indexing(KernelTable& t) {
   t.add("gather", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
@@ -90,29 +131,7 @@ void register_indexing(KernelTable& t) {
     });
   });
   t.add("resize_bilinear", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
-    const Tensor& x = in[0];
-    const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3), oh = out.dim(1), ow = out.dim(2);
-    dispatch_float(out.dtype(), node, [&](auto tag) {
-      using T = decltype(tag);
-      const T* xp = x.data<T>();
-      T* y = out.data<T>();
-      parallel_for(n * oh, out.numel(), [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r) {
-          const int64_t b = r / oh;
-          const ResizeTaps<T> ty = resize_taps<T>(r % oh, h, oh);
-          for (int64_t j = 0; j < ow; ++j) {
-            const ResizeTaps<T> tx = resize_taps<T>(j, w, ow);
-            const T* p00 = xp + ((b * h + ty.lo) * w + tx.lo) * c;
-            const T* p01 = xp + ((b * h + ty.lo) * w + tx.hi) * c;
-            const T* p10 = xp + ((b * h + ty.hi) * w + tx.lo) * c;
-            const T* p11 = xp + ((b * h + ty.hi) * w + tx.hi) * c;
-            T* dst = y + (r * ow + j) * c;
-            for (int64_t k = 0; k < c; ++k)
-              dst[k] = lerp_rounded(lerp_rounded(p00[k], p01[k], tx.frac), lerp_rounded(p10[k], p11[k], tx.frac), ty.frac);
-          }
-        }
-      });
-    });
+    dispatch_float(out.dtype(), node, [&](auto) { resize_bilinear_into(in[0], out); });
   });
 }
 
