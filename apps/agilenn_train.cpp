@@ -102,8 +102,10 @@ int main(int argc, char** argv) {
   train->add_option("--reference", cfg.reference, "checkpoint of the reference net (from `agilenn-train reference`)");
   train->add_option("--ig-steps", cfg.ig.steps, "integrated-gradients points m")->capture_default_str()->check(CLI::PositiveNumber);
   train->add_option("--ig-rule", ig_rule, "left, right, middle, trapezoid or gauss-legendre")->capture_default_str();
-  train->add_option("--rho", cfg.rho, "target skewness ρ")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  train->add_option("--klambda", cfg.lambda, "weight λ of the classification loss")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  double rho = -1, lambda = -1;
+  train->add_option("--rho", rho, "target skewness ρ (default: the preset's, 0.8)")->check(CLI::Range(0.0, 1.0));
+  train->add_option("--klambda", lambda, "weight λ of the classification loss (default: the preset's, 0.8)")
+      ->check(CLI::Range(0.0, 1.0));
   train->add_option("--split_ratio", split_ratio, "share of feature channels kept on the device (default: the preset's)")
       ->check(CLI::Range(0.0, 1.0));
   train->add_option("--num_centroids", centroids, "quantizer centroids (default: the preset's)")->check(CLI::PositiveNumber);
@@ -146,6 +148,8 @@ int main(int argc, char** argv) {
       c.ig.rule = agilenn::xai::parse_ig_rule(ig_rule);
       if (split_ratio >= 0) c.preset.split_ratio = split_ratio;
       if (centroids > 0) c.preset.num_centroids = centroids;
+      if (rho >= 0) c.preset.rho = rho;
+      if (lambda >= 0) c.preset.lambda = lambda;
     }
     report(agilenn::train::run_training(c, std::cout), agilenn, agilenn && c.attribution);
   } catch (const std::exception& e) {

@@ -51,7 +51,8 @@ struct AgileNNPreset {
   // averages, as the seed.
   int64_t eval_bn_batches;
   ReferenceNetSpec reference;
-  // Training defaults of the seed.
+  // The attribution losses: target skewness ρ and the classification loss's weight λ
+  // (the seed's 0.8 and 0.8; agilenn-train --rho, --klambda).
   double rho, lambda;
   // Recipe defaults of agilenn-train (each can be overridden on its command line).
   double lr;            // AgileNN: SGDW's initial learning rate (cosine to 0), the seed's 0.1

@@ -53,7 +53,7 @@ json config_json(const RunConfig& c) {
   return {{"mode", mode_name(c.mode)}, {"dataset", c.dataset},     {"preset", preset_json(c.preset)},
           {"epochs", c.epochs},        {"batch", c.batch},         {"lr", c.lr},
           {"seed", c.seed},            {"ig_steps", c.ig.steps},   {"ig_rule", xai::ig_rule_name(c.ig.rule)},
-          {"rho", c.rho},              {"lambda", c.lambda},       {"reference", c.reference},
+          {"rho", c.preset.rho},       {"lambda", c.preset.lambda},       {"reference", c.reference},
           {"channel_remapping", remapping(c)}, {"train_limit", c.train_limit},
           {"attribution", c.attribution}, {"eval_bn_batches", eval_bn_batches(c)}, {"augment", augment(c)}};
 }
@@ -81,8 +81,6 @@ std::unique_ptr<StepGraph> build_step(const RunConfig& c, int64_t classes, int64
   o.classes = classes;
   o.batch = batch;
   o.ig = c.ig;
-  o.rho = c.rho;
-  o.lambda = c.lambda;
   o.training = training;
   o.gradients = gradients;
   o.attribution = c.attribution && gradients;
@@ -416,8 +414,8 @@ RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string&
   cfg.batch = batch;
   cfg.ig.steps = c.at("ig_steps").get<int>();
   cfg.ig.rule = xai::parse_ig_rule(c.at("ig_rule").get<std::string>());
-  cfg.rho = c.at("rho").get<double>();
-  cfg.lambda = c.at("lambda").get<double>();
+  cfg.preset.rho = c.at("rho").get<double>();
+  cfg.preset.lambda = c.at("lambda").get<double>();
   cfg.attribution = c.value("attribution", true);
   const data::ImageDataset test = data::load_dataset(cfg.dataset, data_dir, data::Split::test);
   const int64_t classes = ck.metadata.at("classes").get<int64_t>();

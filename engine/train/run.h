@@ -26,7 +26,6 @@ struct RunConfig {
   int augment = -1;             // training augmentation: 1 on, 0 off, -1 the preset's
   uint64_t seed = 1;
   xai::IgOptions ig;
-  double rho = 0.8, lambda = 0.8;
   std::string reference;        // agilenn mode: checkpoint of the pretrained reference net
   // "" (the preset's), "none", "global_importance" or "topk_appearance"
   std::string channel_remapping;

@@ -62,9 +62,9 @@ std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt) {
     }
     const xai::IgTerms ig =
         xai::integrated_gradients(out.features, s->labels, frozen_reference(root, p, opt.classes), opt.ig, {}, table);
-    const xai::AttributionLosses att = xai::attribution_losses(ig, p.local_channels(), opt.rho, opt.fused);
+    const xai::AttributionLosses att = xai::attribution_losses(ig, p.local_channels(), p.rho, opt.fused);
     s->channel_importance = ops::sum(ops::abs(ig.delta * ig.a), {1, 2});
-    s->loss = ce * opt.lambda + (att.skew_loss + att.disorder_loss) * (1.0 - opt.lambda);
+    s->loss = ce * p.lambda + (att.skew_loss + att.disorder_loss) * (1.0 - p.lambda);
     s->metrics.insert(s->metrics.end(), {{"skew_loss", att.skew_loss},
                                          {"disorder_loss", att.disorder_loss},
                                          {"skewness", att.mean_skewness}});

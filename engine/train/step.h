@@ -42,8 +42,6 @@ struct AgileNNStepOptions {
   int64_t classes = 10;
   int64_t batch = 32;
   xai::IgOptions ig;
-  double rho = 0.8;
-  double lambda = 0.8;
   bool training = true;        // train-mode BN and gradients; false builds an evaluation step
   bool gradients = true;       // training without gradients: a train-mode forward (batch statistics)
   bool fused = true;           // fused attribution op (else its primitive decomposition)
