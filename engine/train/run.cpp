@@ -288,10 +288,18 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
     io::save_checkpoint(path, ck);
   };
 
+  // Batch-norm statistics for evaluation, when the run recomputes them: a train-mode
+  // forward without gradients, over unaugmented training images (what the test split
+  // looks like), in an order that changes with the epoch.
   const int64_t bn_batches = eval_bn_batches(cfg);
-  std::unique_ptr<StepGraph> bn_forward = bn_batches > 0 ? build_step(cfg, classes, cfg.batch, true, false) : nullptr;
-  data::Loader bn_loader(train_set, cfg.batch, data::Preprocess::for_dataset(cfg.dataset, cfg.preset.input_size, false),
-                         cfg.seed ^ 0xb17a5ULL, true);
+  std::unique_ptr<StepGraph> bn_forward;
+  std::unique_ptr<data::Loader> bn_loader;
+  if (bn_batches > 0) {
+    bn_forward = build_step(cfg, classes, cfg.batch, true, false);
+    bn_loader = std::make_unique<data::Loader>(
+        train_set, cfg.batch, data::Preprocess::for_dataset(cfg.dataset, cfg.preset.input_size, false),
+        cfg.seed ^ 0xb17a5ULL, true);
+  }
 
   RunSummary summary;
   const int64_t stop = cfg.max_steps > 0 ? std::min(total, cfg.max_steps) : total;
@@ -357,12 +365,11 @@ RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
     if (!epoch_end && !last) continue;
 
     progress.reset();
-    if (bn_batches > 0) {
-      // Over unaugmented training images (what the test split looks like), in an order
-      // that changes with the epoch; the statistics then stay in the checkpoints.
+    if (bn_loader) {
+      // The recomputed statistics replace the moving averages and so stay in the checkpoints.
       const nn::TensorMap stats = recompute_batch_norm_statistics(
-          *bn_forward, trainer.values(), [&](int64_t b) { return bn_loader.get(epoch, b).batch; },
-          std::min(bn_batches, bn_loader.batches_per_epoch()), backend);
+          *bn_forward, trainer.values(), [&](int64_t b) { return bn_loader->get(epoch, b).batch; },
+          std::min(bn_batches, bn_loader->batches_per_epoch()), backend);
       trainer.load_state(stats, {});
     }
     // Test batches are 4× the training batch, as the seed's.
