@@ -127,7 +127,7 @@ std::unique_ptr<train::Optimizer> bench_optimizer() {
 
 // Evaluates the step once; prefix "" for the AgileNN step, "plain/" for the plain one.
 void evaluate_into(const train::StepGraph& s, const Feeds& feeds, const std::string& prefix, nn::TensorMap& out) {
-  const std::vector<Tensor> r = evaluate(s.graph, train::step_outputs(s), feeds);
+  const std::vector<Tensor> r = evaluate(s.graph, train::step_outputs(s), feeds, cpu_backend());
   size_t i = 0;
   out[prefix + "loss"] = r[i++];
   for (const auto& [name, v] : s.metrics) out[prefix + "metric/" + name] = r[i++];
@@ -208,7 +208,7 @@ int run(const Options& o) {
   nn::TensorMap values = step->params.initialise(o.seed, dt);
   if (o.perturb) perturb_constants(step->params, values, o.seed);
   Tensor table;
-  if (!step->zero_point_table.empty()) table = train::compute_zero_point_table(p, o.classes, values, dt);
+  if (!step->zero_point_table.empty()) table = train::compute_zero_point_table(p, o.classes, values, dt, cpu_backend());
 
   data::Batch b =
       data::SyntheticDataset(o.classes, p.input_size, p.input_size, 3, o.batch, o.data_seed).batch(0, o.batch);

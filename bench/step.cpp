@@ -74,7 +74,7 @@ std::unique_ptr<train::Trainer> make_trainer(On on, const std::string& preset, i
   auto t = std::make_unique<train::Trainer>(std::move(step), values,
                                             std::make_unique<train::SGDW>(train::CosineSchedule{0.01, 1000, 0}),
                                             backend_for(on));
-  if (!table_name.empty()) t->set_input(table_name, train::compute_zero_point_table(opt.preset, kClasses, values));
+  if (!table_name.empty()) t->set_input(table_name, train::compute_zero_point_table(opt.preset, kClasses, values, DType::f32, cpu_backend()));
   // As agilenn-train runs it: on the GPU, each step replayed as a recorded CUDA graph.
   t->executor().set_graph_replay(on == On::cuda);
   return t;

@@ -94,7 +94,7 @@ TEST(IntegratedGradients, TrapezoidTwoReproducesTheSeedFormulaExactly) {
   auto g_at = [&](const Value& x) { return grad(ops::mean(ops::cross_entropy(fx.net(x), fx.labels)), {x})[0]; };
   Value zeros = ops::fill(fx.g, 0.0, fx.f.shape(), DType::f64);
   Value want = ops::abs((g_at(zeros) + g_at(fx.f)) * 0.5 * fx.f);
-  const auto r = evaluate(fx.g, {seed_i.id(), want.id()}, fx.feeds(3));
+  const auto r = evaluate(fx.g, {seed_i.id(), want.id()}, fx.feeds(3), cpu_backend());
   EXPECT_LE(scaled_error(r[0], r[1], 1e-12, 1e-15), 1.0);
   EXPECT_GT(max_abs(r[1]), 1e-6);  // not vacuous
 }
@@ -107,7 +107,7 @@ TEST(IntegratedGradients, ZeroPointTableGivesTheSameAttributions) {
   const xai::IgTerms tabled = xai::integrated_gradients(fx.f, fx.labels, fx.net, opt, {}, table);
   opt.chunk = 2;  // the moving points in batches of two rows
   const xai::IgTerms chunked = xai::integrated_gradients(fx.f, fx.labels, fx.net, opt);
-  const auto r = evaluate(fx.g, {direct.a.id(), tabled.a.id(), chunked.a.id()}, fx.feeds(5));
+  const auto r = evaluate(fx.g, {direct.a.id(), tabled.a.id(), chunked.a.id()}, fx.feeds(5), cpu_backend());
   EXPECT_LE(scaled_error(r[0], r[1], 1e-12, 1e-15), 1.0);
   EXPECT_LE(scaled_error(r[0], r[2], 1e-12, 1e-15), 1.0);
 }
@@ -125,7 +125,7 @@ TEST(IntegratedGradients, CompletenessErrorShrinksWithMoreSteps) {
     Value zeros = ops::fill(fx.g, 0.0, fx.f.shape(), DType::f64);
     Value change = (ops::cross_entropy(fx.net(fx.f), fx.labels) - ops::cross_entropy(fx.net(zeros), fx.labels)) *
                    (1.0 / IgFixture::kBatch);
-    const auto r = evaluate(fx.g, {attributed.id(), change.id()}, fx.feeds(7));
+    const auto r = evaluate(fx.g, {attributed.id(), change.id()}, fx.feeds(7), cpu_backend());
     double err = 0;
     for (int64_t i = 0; i < IgFixture::kBatch; ++i) err = std::max(err, std::abs(r[0].item(i) - r[1].item(i)));
     EXPECT_LT(err, previous) << "m=" << m;
@@ -263,8 +263,8 @@ TEST_P(FusedOpTest, ValuesAndFirstAndSecondOrderGradientsMatchTheDecomposition) 
     for (const Value& v : gs) outs[static_cast<size_t>(which)].push_back(v.id());
     for (const Value& v : hs) outs[static_cast<size_t>(which)].push_back(v.id());
   }
-  const auto fused = evaluate(g, outs[0], feeds);
-  const auto reference = evaluate(g, outs[1], feeds);
+  const auto fused = evaluate(g, outs[0], feeds, cpu_backend());
+  const auto reference = evaluate(g, outs[1], feeds, cpu_backend());
   for (size_t i = 0; i < fused.size(); ++i) {
     EXPECT_LE(scaled_error(fused[i], reference[i], 1e-12, 1e-12 * (1 + max_abs(reference[i]))), 1.0)
         << fp.name << " output " << i;
@@ -299,7 +299,7 @@ TEST(FusedAttributionStats, Float32GradientsEqualTheDecompositionsBitForBit) {
     if (ties) f["d"] = tie_prone(f["d"]), f["a"] = tie_prone(f["a"]);
     f["d"] = f["d"].to(DType::f32);
     f["a"] = f["a"].to(DType::f32);
-    const auto r = evaluate(g, {fused[0].id(), fused[1].id(), ref[0].id(), ref[1].id()}, f);
+    const auto r = evaluate(g, {fused[0].id(), fused[1].id(), ref[0].id(), ref[1].id()}, f, cpu_backend());
     for (int k = 0; k < 2; ++k) {
       EXPECT_GT(max_abs(r[static_cast<size_t>(k)]), 0.0);
       EXPECT_EQ(r[static_cast<size_t>(k)].to_vector(), r[static_cast<size_t>(k) + 2].to_vector())
@@ -326,7 +326,7 @@ TEST(AttributionLosses, ZeroAttributionsGiveFiniteLossesAndGradients) {
       for (int64_t i = 0; i < per_sample; ++i) dv.set_item(i, 0.0), av.set_item(2 * per_sample + i, 0.0);
       const auto r = evaluate(g, {att.skewness.id(), att.skew_loss.id(), att.disorder_loss.id(), grads[0].id(),
                                   grads[1].id()},
-                              {{"d", dv.to(dtype)}, {"a", av.to(dtype)}});
+                              {{"d", dv.to(dtype)}, {"a", av.to(dtype)}}, cpu_backend());
       const std::string what = std::string(fused ? "fused" : "decomposition") + " " + dtype_name(dtype);
       // Sample 1 by hand, in double.
       double local = 0, total = 0, worst_remote = 0, weakest_local = INFINITY;
@@ -369,7 +369,7 @@ TEST(FusedQuantize, Float32GradientsEqualTheDecompositionsBitForBit) {
     std::vector<Value> ref = grad(ops::sum(ops::quantize_reference(x, c) * probe), {x, raw});
     Feeds f{{"x", random_tensor(s, DType::f32, 1, -0.5, 6.5)}, {"raw", random_tensor({8}, DType::f32, 2, -3, 3)},
             {"probe", random_tensor(s, DType::f32, 3)}};
-    const auto r = evaluate(g, {fused[0].id(), fused[1].id(), ref[0].id(), ref[1].id()}, f);
+    const auto r = evaluate(g, {fused[0].id(), fused[1].id(), ref[0].id(), ref[1].id()}, f, cpu_backend());
     for (int k = 0; k < 2; ++k) {
       EXPECT_GT(max_abs(r[static_cast<size_t>(k)]), 0.0);
       EXPECT_EQ(r[static_cast<size_t>(k)].to_vector(), r[static_cast<size_t>(k) + 2].to_vector())
@@ -398,7 +398,7 @@ TEST(FusedCrossEntropy, Float32ValuesAndTwoOrdersEqualTheDecompositionBitForBit)
   const Feeds f{{"x", random_tensor({33, 10}, DType::f32, 1, -8, 8)},
                 {"labels", l},
                 {"v", random_tensor({33, 10}, DType::f32, 2)}};
-  const auto fused = evaluate(g, outs[0], f), ref = evaluate(g, outs[1], f);
+  const auto fused = evaluate(g, outs[0], f, cpu_backend()), ref = evaluate(g, outs[1], f, cpu_backend());
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_GT(max_abs(ref[i]), 0.0) << "output " << i;
     EXPECT_EQ(fused[i].to_vector(), ref[i].to_vector()) << "output " << i;
@@ -410,7 +410,7 @@ TEST(FusedCrossEntropy, LabelOutsideTheClassesIsAnErrorOnTheCpu) {
   Value x = ops::leaf(g, "x", {2, 3}, DType::f32), labels = ops::leaf(g, "labels", {2}, DType::i32);
   Value y = ops::cross_entropy(x, labels);
   EXPECT_THROW(evaluate(g, {y.id()}, {{"x", Tensor::zeros({2, 3}, DType::f32)},
-                                      {"labels", Tensor::from_vector({2}, {0, 3}, DType::i32)}}),
+                                      {"labels", Tensor::from_vector({2}, {0, 3}, DType::i32)}}, cpu_backend()),
                Error);
 }
 
@@ -425,7 +425,7 @@ TEST(FusedQuantize, OneNodeInBothSlotsGetsBothPartials) {
   Value hr = grad(ops::sum(gr * v), {x})[0];
   Feeds f{{"x", random_tensor({5}, DType::f64, 7, 0.0, 3.0)}, {"probe", random_tensor({5}, DType::f64, 8)},
           {"v", random_tensor({5}, DType::f64, 9)}};
-  const auto r = evaluate(g, {gf.id(), gr.id(), hf.id(), hr.id()}, f);
+  const auto r = evaluate(g, {gf.id(), gr.id(), hf.id(), hr.id()}, f, cpu_backend());
   EXPECT_GT(max_abs(r[1]), 0.0);
   EXPECT_GT(max_abs(r[3]), 0.0);
   EXPECT_LE(scaled_error(r[0], r[1], 1e-12, 1e-14), 1.0);
@@ -445,7 +445,7 @@ TEST(FusedAttributionStats, OneNodeInBothSlotsGetsBothPartials) {
   Value hr = grad(ops::sum(gr * v), {x})[0];
   Feeds f{{"x", random_tensor(s, DType::f64, 4)}, {"probe", random_tensor({2, 3}, DType::f64, 5)},
           {"v", random_tensor(s, DType::f64, 6)}};
-  const auto r = evaluate(g, {gf.id(), gr.id(), hf.id(), hr.id()}, f);
+  const auto r = evaluate(g, {gf.id(), gr.id(), hf.id(), hr.id()}, f, cpu_backend());
   EXPECT_GT(max_abs(r[1]), 0.0);
   EXPECT_GT(max_abs(r[3]), 0.0);
   EXPECT_LE(scaled_error(r[0], r[1], 1e-12, 1e-14), 1.0);
@@ -467,7 +467,7 @@ TEST(Quantizer, ForwardIsTheNearestCentroidAndGradientsAreTheSoftPaths) {
   Value ste = soft + ops::stop_gradient(q - soft);
   std::vector<Value> gs = grad(ops::sum(ste * x), {x, raw});
   Feeds f{{"x", random_tensor({4, 5}, DType::f64, 1, -0.5, 6.5)}, {"raw", random_tensor({8}, DType::f64, 2, -3, 3)}};
-  const auto r = evaluate(g, {q.id(), c.id(), gq[0].id(), gq[1].id(), gs[0].id(), gs[1].id()}, f);
+  const auto r = evaluate(g, {q.id(), c.id(), gq[0].id(), gq[1].id(), gs[0].id(), gs[1].id()}, f, cpu_backend());
   for (int64_t i = 0; i < 20; ++i) {
     int64_t best = 0;
     for (int64_t j = 1; j < 8; ++j)
@@ -498,7 +498,7 @@ TEST(AgileNNStep, ParameterGradientsMatchFiniteDifferences) {
   opt.quantizer = models::QuantizerMode::soft;
   auto step = train::build_agilenn_step(opt);
   nn::TensorMap values = step->params.initialise(17, DType::f64);
-  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), opt.classes, values, DType::f64);
+  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), opt.classes, values, DType::f64, cpu_backend());
 
   Feeds feeds;
   for (auto& [name, t] : values) feeds[name] = t;
@@ -580,13 +580,13 @@ TEST(ChannelRemap, OrdersByImportanceAndPermutesTheFeaturesExactly) {
   Feeds feeds;
   for (auto& [name, t] : values) feeds[name] = t;
   feeds["images"] = random_tensor({2, p.input_size, p.input_size, 3}, DType::f64, 3);
-  const Tensor before = evaluate(g, {f.id()}, feeds)[0];
+  const Tensor before = evaluate(g, {f.id()}, feeds, cpu_backend())[0];
   std::vector<int64_t> order(static_cast<size_t>(c));
   for (int64_t i = 0; i < c; ++i) order[static_cast<size_t>(i)] = (7 * i + 3) % c;  // a permutation: 7 and c coprime
   ASSERT_EQ(std::set<int64_t>(order.begin(), order.end()).size(), order.size());
   xai::permute_feature_channels(values, order);
   for (auto& [name, t] : values) feeds[name] = t;
-  const Tensor after = evaluate(g, {f.id()}, feeds)[0];
+  const Tensor after = evaluate(g, {f.id()}, feeds, cpu_backend())[0];
   for (int64_t i = 0; i < after.numel(); ++i)
     ASSERT_EQ(after.item(i), before.item(i - i % c + order[static_cast<size_t>(i % c)])) << i;
   std::vector<int64_t> repeated = order;

@@ -13,6 +13,7 @@
 #include "engine/train/trainer.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device.h"
+#include "tests/agilenn_trainers.h"
 #include "tests/test_util.h"
 #include "tests/gpu_test_util.h"
 
@@ -53,7 +54,7 @@ TEST(CudaIndexing, GatherBackwardIsTheCpusSumBitForBitOnBothPaths) {
     Value y = ops::gather_backward(g, idx, c.axis, c.dim);
     const Feeds feeds{{"g", random_tensor(c.g, DType::f32, seed)}, {"idx", random_indices(idx.shape()[0], c.dim, seed + 1)}};
     seed += 2;
-    const Tensor cpu = evaluate(graph, {y.id()}, feeds)[0];
+    const Tensor cpu = evaluate(graph, {y.id()}, feeds, cpu_backend())[0];
     const Tensor gpu1 = cuda_backend().to_host(evaluate(graph, {y.id()}, feeds, cuda_backend())[0]);
     const Tensor gpu2 = cuda_backend().to_host(evaluate(graph, {y.id()}, feeds, cuda_backend())[0]);
     EXPECT_TRUE(same_bits(cpu, gpu1)) << c.path << " " << shape_str(c.g);
@@ -90,7 +91,7 @@ TEST(CudaIndexing, AnIndexOutsideItsRangeRaisesTheCpusError) {
     Tensor idx = random_indices(6, 6, 3);
     idx.set_item(4, static_cast<double>(c.bad_value));
     const Feeds feeds{{"x", random_tensor(c.x, DType::f32, 5)}, {"idx", idx}};
-    const std::string cpu = error_of([&] { evaluate(graph, {y.id()}, feeds); });
+    const std::string cpu = error_of([&] { evaluate(graph, {y.id()}, feeds, cpu_backend()); });
     ASSERT_NE(cpu, "") << c.what;
     EXPECT_EQ(error_of([&] { evaluate(graph, {y.id()}, feeds, cuda_backend()); }), cpu) << c.what;
     // The fault was taken: the same graph with good indices runs clean afterwards.
@@ -105,16 +106,8 @@ TEST(CudaIndexing, ABadLabelStopsATrainingStepBeforeTheUpdateWithTheCpusError) {
   train::AgileNNStepOptions opt;
   opt.classes = 10;
   opt.batch = 8;
-  auto probe = train::build_agilenn_step(opt);
-  const nn::TensorMap init = probe->params.initialise(3, DType::f32);
-  const Tensor table = train::compute_zero_point_table(opt.preset, 10, init);
-  auto trainer = [&](Backend& b, bool replay) {
-    auto t = std::make_unique<train::Trainer>(train::build_agilenn_step(opt), init,
-                                              std::make_unique<train::SGDW>(train::CosineSchedule{0.1, 10, 0}), b);
-    t->set_input(t->graph().zero_point_table, table);
-    t->executor().set_graph_replay(replay);
-    return t;
-  };
+  const AgileNNTrainers setup(opt, 3);
+  auto trainer = [&](Backend& b, bool replay) { return setup.make(b, 10, replay); };
   const data::SyntheticDataset ds(10, 32, 32, 3, 64, 9);
   const data::Batch good = ds.batch(0, 8);
   Tensor bad_labels = good.labels.clone();

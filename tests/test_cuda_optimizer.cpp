@@ -308,7 +308,7 @@ TEST(CudaOptimizer, OptimizerClassesGiveTheSeedsUpdateOnTheCpuBackend) {
   const std::vector<Tensor> g{Tensor::from_vector({3}, {0.5, -1.0, 0.0}, DType::f64)};
   train::SGDW sgdw(train::CosineSchedule{0.1, 10, 0.0}, 0.9, 5e-4);
   const UpdateGuard guard = fresh_guard(cpu_backend(), 0);
-  sgdw.apply(params, {"w"}, g, guard);
+  sgdw.apply(params, {"w"}, g, guard, cpu_backend());
   EXPECT_FALSE(read_guard(cpu_backend(), guard.state).tripped());
   const std::vector<double> w = params.at("w").to_vector();
   EXPECT_DOUBLE_EQ(w[0], 1.0 - 5e-5 * 1.0 - 0.05);
@@ -318,7 +318,7 @@ TEST(CudaOptimizer, OptimizerClassesGiveTheSeedsUpdateOnTheCpuBackend) {
 
   nn::TensorMap q{{"w", Tensor::from_vector({3}, {1.0, -2.0, 0.5}, DType::f64)}};
   train::Adam adam(train::CosineSchedule{1e-3, 10, 0.0});
-  adam.apply(q, {"w"}, g, fresh_guard(cpu_backend(), 0));
+  adam.apply(q, {"w"}, g, fresh_guard(cpu_backend(), 0), cpu_backend());
   const std::vector<double> a = q.at("w").to_vector();
   EXPECT_NEAR(a[0], 1.0 - 1e-3, 1e-8);  // eps/√v ≈ 6e-6 of the step
   EXPECT_NEAR(a[1], -2.0 + 1e-3, 1e-8);

@@ -16,6 +16,7 @@
 #include "engine/data/synthetic.h"
 #include "engine/train/run.h"
 #include "engine/train/trainer.h"
+#include "tests/agilenn_trainers.h"
 
 namespace agilenn {
 namespace {
@@ -26,7 +27,7 @@ constexpr int64_t kClasses = 10, kBatch = 32;
 nn::TensorMap pretrain_reference(const data::SyntheticDataset& ds, int steps) {
   auto step = train::build_reference_step(models::preset("tiny"), kClasses, kBatch, true);
   nn::TensorMap init = step->params.initialise(7, DType::f32);
-  train::Trainer t(std::move(step), init, std::make_unique<train::Adam>(train::CosineSchedule{3e-3, steps, 0.01}));
+  train::Trainer t(std::move(step), init, std::make_unique<train::Adam>(train::CosineSchedule{3e-3, steps, 0.01}), cpu_backend());
   for (int s = 0; s < steps; ++s) {
     const data::Batch b = ds.batch(s * kBatch, kBatch);
     t.step(b.images, b.labels);
@@ -46,9 +47,9 @@ TEST(EndToEnd, TinyPresetRaisesSkewnessToRhoWhileAccuracyRises) {
   nn::TensorMap values = step->params.initialise(11, DType::f32);
   for (const auto& [name, t] : reference)
     if (values.count(name)) values[name] = t;  // the frozen body of the reference net
-  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), kClasses, values);
+  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), kClasses, values, DType::f32, cpu_backend());
   const int steps = 400, window = 25;
-  train::Trainer trainer(std::move(step), values, std::make_unique<train::SGDW>(train::CosineSchedule{0.1, steps, 0}));
+  train::Trainer trainer(std::move(step), values, std::make_unique<train::SGDW>(train::CosineSchedule{0.1, steps, 0}), cpu_backend());
   trainer.set_input("ig.zero_point_grads", table);
 
   double first_acc = 0, first_skew = 0, last_acc = 0, last_skew = 0;
@@ -88,11 +89,11 @@ TEST(EndToEnd, PaperPresetBuildsPlansAndRunsOneCpuStep) {
   opt.batch = 2;
   auto small = train::build_agilenn_step(opt);
   nn::TensorMap values = small->params.initialise(5, DType::f32);
-  const Tensor table = train::compute_zero_point_table(models::preset("paper"), opt.classes, values);
+  const Tensor table = train::compute_zero_point_table(models::preset("paper"), opt.classes, values, DType::f32, cpu_backend());
   EXPECT_EQ(table.shape(), (Shape{100, 32, 32, 24}));
   const std::vector<double> fe_before = values.at("fe.sep1.depthwise.weight").to_vector();
   const std::vector<double> ref_before = values.at("ref.head.weight").to_vector();
-  train::Trainer trainer(std::move(small), values, std::make_unique<train::SGDW>(train::CosineSchedule{0.1, 10, 0}));
+  train::Trainer trainer(std::move(small), values, std::make_unique<train::SGDW>(train::CosineSchedule{0.1, 10, 0}), cpu_backend());
   trainer.set_input("ig.zero_point_grads", table);
   const data::SyntheticDataset ds(100, 96, 96, 3, 16, 1);
   const data::Batch b = ds.batch(0, 2);
@@ -111,8 +112,8 @@ TEST(EndToEnd, NonFiniteLossStopsTheStepAndKeepsParameters) {
   opt.batch = 4;
   auto step = train::build_agilenn_step(opt);
   nn::TensorMap values = step->params.initialise(3, DType::f32);
-  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), 4, values);
-  train::Trainer trainer(std::move(step), values, std::make_unique<train::SGDW>(train::CosineSchedule{0.1, 10, 0}));
+  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), 4, values, DType::f32, cpu_backend());
+  train::Trainer trainer(std::move(step), values, std::make_unique<train::SGDW>(train::CosineSchedule{0.1, 10, 0}), cpu_backend());
   trainer.set_input("ig.zero_point_grads", table);
   const int64_t side = models::preset("tiny").input_size;
   Tensor images = Tensor::zeros({4, side, side, 3}, DType::f32);
@@ -143,14 +144,8 @@ TEST(EndToEnd, AStepRefusedOnTheDeviceStopsEveryLaterUpdateAndIsNamedAtCollectio
   train::AgileNNStepOptions opt;
   opt.classes = 4;
   opt.batch = 4;
-  nn::TensorMap values = train::build_agilenn_step(opt)->params.initialise(3, DType::f32);
-  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), 4, values);
-  auto trainer = [&] {
-    auto t = std::make_unique<train::Trainer>(train::build_agilenn_step(opt), values,
-                                              std::make_unique<train::SGDW>(train::CosineSchedule{0.1, 10, 0}));
-    t->set_input("ig.zero_point_grads", table);
-    return t;
-  };
+  const testing::AgileNNTrainers setup(opt, 3);
+  auto trainer = [&] { return setup.make(cpu_backend(), 10); };
   const data::SyntheticDataset ds(4, 32, 32, 3, 16, 2);
   std::vector<data::Batch> batches;
   for (int s = 0; s < 4; ++s) batches.push_back(ds.batch(4 * s, 4));

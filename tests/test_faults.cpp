@@ -60,7 +60,7 @@ struct GatherGraph {
 
 TEST(IndexFault, ARecordedFaultIsRaisedAsTheCpuBackendRaisesIt) {
   const GatherGraph gg;
-  const std::string cpu = error_of([&] { evaluate(gg.g, {gg.out.id()}, gg.feeds(12)); });
+  const std::string cpu = error_of([&] { evaluate(gg.g, {gg.out.id()}, gg.feeds(12), cpu_backend()); });
   ASSERT_NE(cpu, "");
   EXPECT_NE(cpu.find("while running "), std::string::npos) << cpu;
   EXPECT_NE(cpu.find("op 'gather': index 12 at position 3 is outside [0, 10)"), std::string::npos) << cpu;

@@ -124,7 +124,7 @@ TEST(GraphReplay, ReplaysFollowTheFeedsAndMatchTheCpu) {
     for (int64_t i = 0; i < xv.numel(); ++i) xv.set_item(i, std::sin(static_cast<double>(i * (run + 1))));
     for (int64_t i = 0; i < wv.numel(); ++i) wv.set_item(i, std::cos(static_cast<double>(i + run)) * 0.1);
     const auto gpu = ex.run({{"x", xv}, {"w", wv}});
-    const auto cpu = evaluate(g, {y.id(), gw.id()}, {{"x", xv}, {"w", wv}});
+    const auto cpu = evaluate(g, {y.id(), gw.id()}, {{"x", xv}, {"w", wv}}, cpu_backend());
     for (size_t k = 0; k < cpu.size(); ++k)
       EXPECT_LE(tensor_error(cpu[k], cuda_backend().to_host(gpu[k]), kRtol), 1.0) << "run " << run << " output " << k;
   }
@@ -145,7 +145,7 @@ TEST(StepParity, TinyAgileNNStepLossAndEveryGradientMatchTheCpu) {
   nn::TensorMap values = step->params.initialise(23, DType::f32);
   Feeds feeds;
   for (auto& [name, t] : values) feeds[name] = t;
-  feeds[step->zero_point_table] = train::compute_zero_point_table(opt.preset, opt.classes, values, DType::f32);
+  feeds[step->zero_point_table] = train::compute_zero_point_table(opt.preset, opt.classes, values, DType::f32, cpu_backend());
   std::mt19937_64 rng(7);
   std::uniform_real_distribution<double> u(-1.5, 1.5);
   Tensor images = Tensor::zeros(step->images.shape(), DType::f32);

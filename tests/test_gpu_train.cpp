@@ -19,6 +19,7 @@
 #include "engine/train/trainer.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device.h"
+#include "tests/agilenn_trainers.h"
 #include "tests/training_parity.h"
 #include "tests/gpu_test_util.h"
 
@@ -45,33 +46,25 @@ double relative_max_error(const Tensor& expect, const Tensor& got) {
   return err / (scale + 1e-6);
 }
 
-std::unique_ptr<train::StepGraph> tiny_step(int64_t batch) {
+train::AgileNNStepOptions tiny_step_options(int64_t batch) {
   train::AgileNNStepOptions opt;
   opt.classes = 10;
   opt.batch = batch;
   // The soft quantizer: a float32 rounding difference cannot flip a code and jump the loss.
   opt.quantizer = models::QuantizerMode::soft;
-  return train::build_agilenn_step(opt);
+  return opt;
 }
 
 TEST(GpuTraining, EveryTinyAgileNNStepFromTheSameStateMatchesTheCpu) {
   AGILENN_SKIP_WITHOUT_GPU();
   constexpr int64_t kBatch = 16;
   constexpr int kSteps = 6;
-  auto probe = tiny_step(kBatch);
-  const nn::TensorMap init = probe->params.initialise(17, DType::f32);
-  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), 10, init);
+  const testing::AgileNNTrainers setup(tiny_step_options(kBatch), 17);
   // The table computed on the GPU is the CPU's, to float32 precision.
-  const Tensor gpu_table = train::compute_zero_point_table(models::preset("tiny"), 10, init, DType::f32, cuda_backend());
-  EXPECT_LE(relative_max_error(table, gpu_table), 1e-3);
-
-  auto trainer = [&](Backend& b, bool graph) {
-    auto t = std::make_unique<train::Trainer>(tiny_step(kBatch), init,
-                                              std::make_unique<train::SGDW>(train::CosineSchedule{0.1, 100, 0}), b);
-    t->set_input(t->graph().zero_point_table, table);
-    t->executor().set_graph_replay(graph);
-    return t;
-  };
+  const Tensor gpu_table =
+      train::compute_zero_point_table(models::preset("tiny"), 10, setup.init, DType::f32, cuda_backend());
+  EXPECT_LE(relative_max_error(setup.table, gpu_table), 1e-3);
+  auto trainer = [&](Backend& b, bool graph) { return setup.make(b, 100, graph); };
   auto cpu = trainer(cpu_backend(), false), gpu = trainer(cuda_backend(), false), graph = trainer(cuda_backend(), true);
   EXPECT_EQ(gpu->values().at("fe.sep1.depthwise.weight").device(), Device::cuda);
 
@@ -115,16 +108,8 @@ TEST(GpuTraining, LaunchedStepsKeepTwoRecordingsAndAGuardTripIsNamedAtCollection
   AGILENN_SKIP_WITHOUT_GPU();
   constexpr int64_t kBatch = 16;
   constexpr int kSteps = 8;
-  const nn::TensorMap init = tiny_step(kBatch)->params.initialise(29, DType::f32);
-  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), 10, init);
-  auto trainer = [&] {
-    auto t = std::make_unique<train::Trainer>(tiny_step(kBatch), init,
-                                              std::make_unique<train::SGDW>(train::CosineSchedule{0.1, 100, 0}),
-                                              cuda_backend());
-    t->set_input(t->graph().zero_point_table, table);
-    t->executor().set_graph_replay(true);
-    return t;
-  };
+  const testing::AgileNNTrainers setup(tiny_step_options(kBatch), 29);
+  auto trainer = [&] { return setup.make(cuda_backend(), 100, true); };
   const data::SyntheticDataset ds(10, 32, 32, 3, 512, 8);
   std::vector<data::Batch> batches;
   for (int s = 0; s <= kSteps; ++s) batches.push_back(ds.batch(s * kBatch, kBatch));

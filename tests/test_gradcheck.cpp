@@ -39,7 +39,7 @@ std::vector<Tensor> run_case(const OpCase& c, DType dtype, const std::vector<Ten
       if (is_floating(l.dtype())) xs.push_back(l);
     for (const Value& gx : grad(ops::sum(out * probe), xs)) outputs.push_back(gx.id());
   }
-  return evaluate(g, outputs, feeds);
+  return evaluate(g, outputs, feeds, cpu_backend());
 }
 
 double max_abs(const Tensor& t) {

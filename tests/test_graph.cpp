@@ -131,7 +131,7 @@ TEST(Grad, OpsWithoutVjpOffThePathAreFine) {
   Value gx = grad(y, {x})[0];
   Feeds f{{"x", Tensor::zeros({1, 2, 2, 1}, DType::f64)},
           {"data", Tensor::from_vector({1, 2, 2, 1}, {1, 1, 1, 1}, DType::f64)}};
-  const Tensor r = evaluate(g, {gx.id()}, f)[0];
+  const Tensor r = evaluate(g, {gx.id()}, f, cpu_backend())[0];
   for (double v : r.to_vector()) EXPECT_DOUBLE_EQ(v, 9.0);
 }
 
@@ -142,7 +142,7 @@ TEST(Grad, DisconnectedInputGetsZeros) {
   Value y = ops::sum(x * x);
   auto gs = grad(y, {x, z});
   const auto r = evaluate(g, {gs[0].id(), gs[1].id()},
-                          {{"x", Tensor::from_vector({2}, {1.5, -2}, DType::f64)}, {"z", Tensor::zeros({3}, DType::f64)}});
+                          {{"x", Tensor::from_vector({2}, {1.5, -2}, DType::f64)}, {"z", Tensor::zeros({3}, DType::f64)}}, cpu_backend());
   EXPECT_EQ(r[0].to_vector(), (std::vector<double>{3.0, -4.0}));
   EXPECT_EQ(r[1].to_vector(), (std::vector<double>{0, 0, 0}));
 }
@@ -154,7 +154,7 @@ TEST(Grad, NonScalarNeedsSeed) {
   Value seed = ops::leaf(g, "seed", {2}, DType::f64);
   Value gx = grad(x * x, {x}, seed)[0];
   const auto r = evaluate(g, {gx.id()}, {{"x", Tensor::from_vector({2}, {1, 2}, DType::f64)},
-                                         {"seed", Tensor::from_vector({2}, {10, 100}, DType::f64)}});
+                                         {"seed", Tensor::from_vector({2}, {10, 100}, DType::f64)}}, cpu_backend());
   EXPECT_EQ(r[0].to_vector(), (std::vector<double>{20, 400}));
 }
 
@@ -166,7 +166,7 @@ TEST(Grad, BroadcastGradientsAreReducedOnceAndAccumulated) {
   Value y = ops::sum(x + b) + ops::sum((x * 0.0 + b) * 2.0);
   Value gb = grad(y, {b})[0];
   EXPECT_EQ(gb.shape(), (Shape{4}));
-  const auto r = evaluate(g, {gb.id()}, {{"x", Tensor::zeros({3, 4}, DType::f64)}, {"b", Tensor::zeros({4}, DType::f64)}});
+  const auto r = evaluate(g, {gb.id()}, {{"x", Tensor::zeros({3, 4}, DType::f64)}, {"b", Tensor::zeros({4}, DType::f64)}}, cpu_backend());
   for (double v : r[0].to_vector()) EXPECT_DOUBLE_EQ(v, 9.0);
 }
 
@@ -185,7 +185,7 @@ TEST(Grad, StopGradientBlocks) {
   Value x = ops::leaf(g, "x", {}, DType::f64);
   Value y = ops::stop_gradient(x * x) * x;  // d/dx = x², not 3x²
   Value gx = grad(y, {x})[0];
-  EXPECT_DOUBLE_EQ(evaluate(g, {gx.id()}, {{"x", Tensor::scalar(3.0, DType::f64)}})[0].item(0), 9.0);
+  EXPECT_DOUBLE_EQ(evaluate(g, {gx.id()}, {{"x", Tensor::scalar(3.0, DType::f64)}}, cpu_backend())[0].item(0), 9.0);
 }
 
 TEST(Grad, ZeroDerivativeOpAmongTheInputsGetsItsOwnGradient) {
@@ -193,7 +193,7 @@ TEST(Grad, ZeroDerivativeOpAmongTheInputsGetsItsOwnGradient) {
   Value x = ops::leaf(g, "x", {2}, DType::f64);
   Value s = ops::stop_gradient(x);
   auto gs = grad(ops::sum(s * x), {x, s});
-  const auto r = evaluate(g, {gs[0].id(), gs[1].id()}, {{"x", Tensor::from_vector({2}, {2, -3}, DType::f64)}});
+  const auto r = evaluate(g, {gs[0].id(), gs[1].id()}, {{"x", Tensor::from_vector({2}, {2, -3}, DType::f64)}}, cpu_backend());
   EXPECT_EQ(r[0].to_vector(), (std::vector<double>{2, -3}));  // d/dx with s held: s
   EXPECT_EQ(r[1].to_vector(), (std::vector<double>{2, -3}));  // d/ds: x
 }
@@ -202,7 +202,7 @@ TEST(Grad, MaxSharesTheGradientAmongTies) {
   Graph g;
   Value x = ops::leaf(g, "x", {4}, DType::f64);
   Value gx = grad(ops::max(x), {x})[0];
-  const auto r = evaluate(g, {gx.id()}, {{"x", Tensor::from_vector({4}, {1, 3, 3, -1}, DType::f64)}});
+  const auto r = evaluate(g, {gx.id()}, {{"x", Tensor::from_vector({4}, {1, 3, 3, -1}, DType::f64)}}, cpu_backend());
   EXPECT_EQ(r[0].to_vector(), (std::vector<double>{0, 0.5, 0.5, 0}));
 }
 
@@ -212,7 +212,7 @@ TEST(Grad, FusedOpWithOneNodeInBothSlotsMatchesItsDecomposition) {
   Value fused = grad(ops::sum(ops::attribution_stats(x, x, 1)), {x})[0];
   Value reference = grad(ops::sum(ops::attribution_stats_reference(x, x, 1)), {x})[0];
   Tensor xv = Tensor::from_vector({1, 2, 2, 3}, {0.3, -0.7, 1.1, 0.2, 0.5, -0.4, 0.9, -1.3, 0.6, 0.1, -0.8, 1.4}, DType::f64);
-  const auto r = evaluate(g, {fused.id(), reference.id()}, {{"x", xv}});
+  const auto r = evaluate(g, {fused.id(), reference.id()}, {{"x", xv}}, cpu_backend());
   for (int64_t i = 0; i < 12; ++i) EXPECT_NEAR(r[0].item(i), r[1].item(i), 1e-12);
 }
 
@@ -236,7 +236,7 @@ TEST(Grad, CastBetweenFloatsPassesTheGradientInTheInputDtype) {
   Value y = ops::sum(ops::cast(x, DType::f32) * 3.0);
   Value gx = grad(y, {x})[0];
   EXPECT_EQ(gx.dtype(), DType::f64);
-  const auto r = evaluate(g, {gx.id()}, {{"x", Tensor::from_vector({2}, {1, 2}, DType::f64)}});
+  const auto r = evaluate(g, {gx.id()}, {{"x", Tensor::from_vector({2}, {1, 2}, DType::f64)}}, cpu_backend());
   EXPECT_EQ(r[0].to_vector(), (std::vector<double>{3, 3}));
 }
 

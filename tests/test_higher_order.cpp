@@ -17,7 +17,7 @@ TEST(HigherOrder, ThirdDerivativeOfTanh) {
   Value d2 = grad(ops::sum(d1), {x})[0];
   Value d3 = grad(ops::sum(d2), {x})[0];
   Tensor xv = Tensor::from_vector({5}, {-1.2, -0.3, 0.0, 0.4, 1.5}, DType::f64);
-  const auto r = evaluate(g, {d1.id(), d2.id(), d3.id()}, {{"x", xv}});
+  const auto r = evaluate(g, {d1.id(), d2.id(), d3.id()}, {{"x", xv}}, cpu_backend());
   for (int64_t i = 0; i < 5; ++i) {
     const double t = std::tanh(xv.item(i)), s = 1 - t * t;
     EXPECT_NEAR(r[0].item(i), s, 1e-14);
@@ -37,7 +37,7 @@ TEST(HigherOrder, HessianOfSoftmaxCrossEntropyIsDiagMinusOuter) {
   Value hv = grad(ops::sum(gz * v), {z})[0];
   Tensor zv = Tensor::from_vector({1, 4}, {0.1, -0.7, 1.3, 0.2}, DType::f64);
   Tensor vv = Tensor::from_vector({1, 4}, {1.0, -2.0, 0.5, 3.0}, DType::f64);
-  const auto r = evaluate(g, {gz.id(), hv.id()}, {{"z", zv}, {"y", Tensor::from_vector({1}, {2}, DType::i32)}, {"v", vv}});
+  const auto r = evaluate(g, {gz.id(), hv.id()}, {{"z", zv}, {"y", Tensor::from_vector({1}, {2}, DType::i32)}, {"v", vv}}, cpu_backend());
   double p[4], s = 0, pv = 0;
   for (int i = 0; i < 4; ++i) s += std::exp(zv.item(i));
   for (int i = 0; i < 4; ++i) {
@@ -73,7 +73,7 @@ TEST(HigherOrder, MixedSecondDerivativeThroughConvolution) {
     for (int64_t i = 0; i < t.numel(); ++i) t.set_item(i, std::sin(1.3 * static_cast<double>(i) + name[0]));
     f[name] = t;
   }
-  const auto r = evaluate(g, {mixed.id(), closed.id()}, f);
+  const auto r = evaluate(g, {mixed.id(), closed.id()}, f, cpu_backend());
   for (int64_t i = 0; i < r[0].numel(); ++i) EXPECT_NEAR(r[0].item(i), r[1].item(i), 1e-12);
 }
 
@@ -84,7 +84,7 @@ TEST(HigherOrder, StopGradientBlocksEveryOrder) {
   Value y = ops::stop_gradient(x * x) * x;
   Value d1 = grad(y, {x})[0];
   Value d2 = grad(d1, {x})[0];
-  const auto r = evaluate(g, {d1.id(), d2.id()}, {{"x", Tensor::scalar(3.0, DType::f64)}});
+  const auto r = evaluate(g, {d1.id(), d2.id()}, {{"x", Tensor::scalar(3.0, DType::f64)}}, cpu_backend());
   EXPECT_DOUBLE_EQ(r[0].item(0), 9.0);
   EXPECT_DOUBLE_EQ(r[1].item(0), 0.0);
 }

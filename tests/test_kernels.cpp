@@ -25,7 +25,7 @@ TEST(ResizeBilinear, HalfPixelCentresUpsampleByTwo) {
   Graph g;
   Value x = ops::leaf(g, "x", {1, 1, 2, 1}, DType::f64);
   Value y = ops::resize_bilinear(x, 1, 4);
-  const auto r = evaluate(g, {y.id()}, {{"x", Tensor::from_vector({1, 1, 2, 1}, {0.0, 8.0}, DType::f64)}});
+  const auto r = evaluate(g, {y.id()}, {{"x", Tensor::from_vector({1, 1, 2, 1}, {0.0, 8.0}, DType::f64)}}, cpu_backend());
   // src = -0.25 -> 0 (clamped), 0.25 -> 2, 0.75 -> 6, 1.25 -> 8 (clamped)
   EXPECT_EQ(r[0].to_vector(), (std::vector<double>{0.0, 2.0, 6.0, 8.0}));
 }
@@ -36,7 +36,7 @@ TEST(ResizeBilinear, SameSizeIsIdentityAndDownsampleAverages) {
   Value same = ops::resize_bilinear(x, 4, 4);
   Value half = ops::resize_bilinear(x, 2, 2);
   Tensor xv = ramp({2, 4, 4, 3}, DType::f32);
-  const auto r = evaluate(g, {same.id(), half.id()}, {{"x", xv}});
+  const auto r = evaluate(g, {same.id(), half.id()}, {{"x", xv}}, cpu_backend());
   EXPECT_EQ(r[0].to_vector(), xv.to_vector());
   // Halving samples src = 2j + 0.5: the mean of each 2x2 block.
   for (int64_t n = 0; n < 2; ++n)
@@ -56,7 +56,7 @@ TEST(ResizeBilinear, PaperUpsampling32To96KeepsConstantImages) {
   Value y = ops::resize_bilinear(x, 96, 96);
   Tensor xv = Tensor::zeros({1, 32, 32, 3}, DType::f32);
   for (int64_t i = 0; i < xv.numel(); ++i) xv.set_item(i, 0.25 * static_cast<double>(i % 3));
-  const auto r = evaluate(g, {y.id()}, {{"x", xv}});
+  const auto r = evaluate(g, {y.id()}, {{"x", xv}}, cpu_backend());
   for (int64_t i = 0; i < r[0].numel(); ++i) ASSERT_FLOAT_EQ(static_cast<float>(r[0].item(i)), 0.25f * static_cast<float>(i % 3));
 }
 
@@ -91,7 +91,7 @@ TEST(BatchNorm, TrainModeUpdatesRunningStatistics) {
   for (int64_t i = 0; i < 16; ++i) xv.set_item(i, i % 2 ? 2.0 * static_cast<double>(i / 2) : 1.0);
   const auto r = evaluate(g, {bn.y.id(), bn.new_running_mean.id(), bn.new_running_var.id()},
                           {{"x", xv}, {"rm", Tensor::from_vector({2}, {1, 1}, DType::f64)},
-                           {"rv", Tensor::from_vector({2}, {1, 1}, DType::f64)}});
+                           {"rv", Tensor::from_vector({2}, {1, 1}, DType::f64)}}, cpu_backend());
   // Channel 0 is constant 1: mean 1, var 0. Channel 1 is 0,2,..,14: mean 7, biased var 21.
   EXPECT_NEAR(r[1].item(0), 0.99 * 1 + 0.01 * 1, 1e-12);
   EXPECT_NEAR(r[1].item(1), 0.99 * 1 + 0.01 * 7, 1e-12);
@@ -109,13 +109,13 @@ TEST(Indexing, OutOfRangeIndicesAreNamed) {
   Value labels = ops::leaf(g, "labels", {2}, DType::i32);
   Value oh = ops::one_hot(labels, 3, DType::f32);
   try {
-    evaluate(g, {y.id()}, {{"x", Tensor::zeros({3, 2}, DType::f32)}, {"idx", Tensor::from_vector({2}, {0, 3}, DType::i32)}});
+    evaluate(g, {y.id()}, {{"x", Tensor::zeros({3, 2}, DType::f32)}, {"idx", Tensor::from_vector({2}, {0, 3}, DType::i32)}}, cpu_backend());
     FAIL();
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("op 'gather'"));
     EXPECT_THAT(e.what(), HasSubstr("index 3"));
   }
-  EXPECT_THROW(evaluate(g, {oh.id()}, {{"labels", Tensor::from_vector({2}, {-1, 0}, DType::i32)}}), Error);
+  EXPECT_THROW(evaluate(g, {oh.id()}, {{"labels", Tensor::from_vector({2}, {-1, 0}, DType::i32)}}, cpu_backend()), Error);
 }
 
 TEST(Conv2d, ChunkedLargeConvolutionMatchesDirectSum) {
@@ -128,7 +128,7 @@ TEST(Conv2d, ChunkedLargeConvolutionMatchesDirectSum) {
   o.padding = ops::Padding::same;
   Value y = ops::conv2d(x, w, o);
   Tensor xv = ramp(xs, DType::f32), wv = ramp(ws, DType::f32, 0.1);
-  const Tensor r = evaluate(g, {y.id()}, {{"x", xv}, {"w", wv}})[0];
+  const Tensor r = evaluate(g, {y.id()}, {{"x", xv}, {"w", wv}}, cpu_backend())[0];
   for (int64_t n : {0, 1})
     for (int64_t oh : {0, 31, 63})
       for (int64_t ow : {0, 17, 63})

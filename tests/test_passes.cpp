@@ -50,7 +50,7 @@ TEST(Dce, KeepsOnlyWhatOutputsNeed) {
   EXPECT_EQ(p.order, (std::vector<NodeId>{x.id(), used.id()}));
   (void)dead;
   // The unused leaf needs no feed.
-  const auto r = evaluate(g, {used.id()}, {{"x", Tensor::zeros({4}, DType::f32)}});
+  const auto r = evaluate(g, {used.id()}, {{"x", Tensor::zeros({4}, DType::f32)}}, cpu_backend());
   EXPECT_EQ(r[0].item(0), 0.0);
 }
 
@@ -118,7 +118,7 @@ TEST(Executor, OutputsNeverShareStorage) {
   Value a = ops::fill(g, 0.0, {3}, DType::f32);
   Value b = ops::fill(g, 0.0, {3}, DType::f32);  // merged with a by CSE
   Tensor xv = Tensor::zeros({3}, DType::f32);
-  const auto r = evaluate(g, {x.id(), a.id(), b.id(), a.id()}, {{"x", xv}});
+  const auto r = evaluate(g, {x.id(), a.id(), b.id(), a.id()}, {{"x", xv}}, cpu_backend());
   EXPECT_NE(r[0].storage(), xv.storage());
   EXPECT_NE(r[1].storage(), r[2].storage());
   EXPECT_NE(r[1].storage(), r[3].storage());
@@ -130,7 +130,7 @@ TEST(Executor, KernelErrorsNameTheNode) {
   Value idx = ops::leaf(g, "idx", {1}, DType::i32);
   Value y = ops::gather(x, idx, 0);
   try {
-    evaluate(g, {y.id()}, {{"x", Tensor::zeros({3, 2}, DType::f32)}, {"idx", Tensor::from_vector({1}, {7}, DType::i32)}});
+    evaluate(g, {y.id()}, {{"x", Tensor::zeros({3, 2}, DType::f32)}, {"idx", Tensor::from_vector({1}, {7}, DType::i32)}}, cpu_backend());
     FAIL();
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("while running %2 = gather(%0, %1)"));
@@ -166,7 +166,7 @@ TEST(Executor, GraphReplayModeFollowsTheFeedsOfEveryRun) {
     Tensor xv = Tensor::zeros({4, 5}, DType::f32);
     for (int64_t i = 0; i < xv.numel(); ++i) xv.set_item(i, std::sin(static_cast<double>(i + 7 * run)));
     kept.push_back(replay.run({{"x", xv}}));
-    const auto eager = evaluate(g, {y.id()}, {{"x", xv}});
+    const auto eager = evaluate(g, {y.id()}, {{"x", xv}}, cpu_backend());
     EXPECT_EQ(std::memcmp(kept.back()[0].raw(), eager[0].raw(), eager[0].nbytes()), 0) << "run " << run;
     EXPECT_FALSE(replay.replaying());
   }
@@ -211,7 +211,7 @@ TEST(Executor, GraphReplayReadsResidentFeedsInPlaceAndRecordsEachAddressSetOnce)
     for (int64_t i = 0; i < xv.numel(); ++i) xv.set_item(i, std::sin(static_cast<double>(i + 7 * run)));
     for (int64_t i = 0; i < 5; ++i) w_value.set_item(i, 0.5 + 0.1 * static_cast<double>(run + i));  // in place
     const auto out = replay.run({{"x", xv}, {"w", w_value}});
-    const auto eager = evaluate(g, {y.id()}, {{"x", xv}, {"w", w_value}});
+    const auto eager = evaluate(g, {y.id()}, {{"x", xv}, {"w", w_value}}, cpu_backend());
     EXPECT_EQ(std::memcmp(out[0].raw(), eager[0].raw(), eager[0].nbytes()), 0) << "run " << run;
   }
   EXPECT_TRUE(replay.replaying());

@@ -15,6 +15,7 @@
 #include "engine/models/presets.h"
 #include "engine/runtime/threads.h"
 #include "engine/train/trainer.h"
+#include "tests/agilenn_trainers.h"
 
 namespace agilenn {
 namespace {
@@ -98,16 +99,12 @@ std::vector<std::vector<double>> step_outputs() {
   train::AgileNNStepOptions opt;
   opt.classes = 10;
   opt.batch = 16;
-  auto step = train::build_agilenn_step(opt);
-  const nn::TensorMap init = step->params.initialise(5, DType::f32);
-  const Tensor table = train::compute_zero_point_table(models::preset("tiny"), 10, init);
-  train::Trainer t(std::move(step), init, std::make_unique<train::SGDW>(train::CosineSchedule{0.1, 100, 0}),
-                   cpu_backend());
-  t.set_input(t.graph().zero_point_table, table);
-  const data::Batch b = data::SyntheticDataset(10, 32, 32, 3, 32, 9).batch(0, 16);
+  const auto t = testing::AgileNNTrainers(opt, 5).make(cpu_backend(), 100);
+  const int64_t side = opt.preset.input_size;
+  const data::Batch b = data::SyntheticDataset(10, side, side, 3, 32, 9).batch(0, 16);
   std::vector<std::vector<double>> out;
-  for (int s = 0; s < 2; ++s) out.push_back({t.step(b.images, b.labels).loss});
-  for (const auto& [name, v] : t.values()) out.push_back(v.to_vector());
+  for (int s = 0; s < 2; ++s) out.push_back({t->step(b.images, b.labels).loss});
+  for (const auto& [name, v] : t->values()) out.push_back(v.to_vector());
   return out;
 }
 

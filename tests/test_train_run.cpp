@@ -166,7 +166,7 @@ nn::TensorMap batch_statistics_of_a_training_step(const train::AgileNNStepOption
   feeds["labels"] = b.labels;
   std::vector<NodeId> outs;
   for (const auto& [name, v] : step->state_updates) outs.push_back(v.id());
-  const std::vector<Tensor> r = evaluate(step->graph, outs, feeds);
+  const std::vector<Tensor> r = evaluate(step->graph, outs, feeds, cpu_backend());
   nn::TensorMap out;
   for (size_t i = 0; i < outs.size(); ++i) {
     std::vector<double> v = r[i].to_vector();
@@ -196,8 +196,8 @@ TEST(BatchNormStatistics, AreTheMeanOverBatchesOfWhatTheMovingAveragesTakeIn) {
   fwd.gradients = false;
   auto forward = train::build_agilenn_step(fwd);
   EXPECT_TRUE(forward->grads.empty());
-  const nn::TensorMap one = train::recompute_batch_norm_statistics(*forward, values, batch, 1);
-  const nn::TensorMap two = train::recompute_batch_norm_statistics(*forward, values, batch, 2);
+  const nn::TensorMap one = train::recompute_batch_norm_statistics(*forward, values, batch, 1, cpu_backend());
+  const nn::TensorMap two = train::recompute_batch_norm_statistics(*forward, values, batch, 2, cpu_backend());
   const nn::TensorMap first = batch_statistics_of_a_training_step(opt, values, batch(0));
   const nn::TensorMap second = batch_statistics_of_a_training_step(opt, values, batch(1));
 
@@ -229,7 +229,7 @@ TEST(BatchNormStatistics, AreTheMeanOverBatchesOfWhatTheMovingAveragesTakeIn) {
   // The two batches differ, so their mean differs from the first alone.
   EXPECT_NE(one.at("rp.bn.moving_mean").to_vector(), two.at("rp.bn.moving_mean").to_vector());
 
-  EXPECT_THAT(error_of([&] { train::recompute_batch_norm_statistics(*train::build_agilenn_step(opt), values, batch, 1); }),
+  EXPECT_THAT(error_of([&] { train::recompute_batch_norm_statistics(*train::build_agilenn_step(opt), values, batch, 1, cpu_backend()); }),
               HasSubstr("without gradients"));
 }
 

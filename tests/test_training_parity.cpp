@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/models/presets.h"
+#include "tests/agilenn_trainers.h"
 #include "tests/test_util.h"
 #include "tests/training_parity.h"
 
@@ -22,31 +23,25 @@ class ForgetfulMomentumBackend final : public CpuForwardingBackend {
 constexpr int64_t kBatch = 8;
 constexpr int kSteps = 3;
 
-std::unique_ptr<train::StepGraph> tiny_step() {
+train::AgileNNStepOptions tiny_step_options() {
   train::AgileNNStepOptions opt;
   opt.classes = 10;
   opt.batch = kBatch;
   opt.quantizer = models::QuantizerMode::soft;
-  return train::build_agilenn_step(opt);
+  return opt;
 }
 
 struct Fixture {
-  nn::TensorMap init;
-  Tensor table;
+  AgileNNTrainers setup{tiny_step_options(), 17};
   std::vector<data::Batch> batches;
 
   Fixture() {
-    init = tiny_step()->params.initialise(17, DType::f32);
-    table = train::compute_zero_point_table(models::preset("tiny"), 10, init);
     const int64_t side = models::preset("tiny").input_size;
     const data::SyntheticDataset ds(10, side, side, 3, 64, 5);
     for (int s = 0; s < kSteps; ++s) batches.push_back(ds.batch(s * kBatch, kBatch));
   }
   std::unique_ptr<train::Trainer> trainer(Backend& b, int64_t schedule_steps = 100) const {
-    auto t = std::make_unique<train::Trainer>(
-        tiny_step(), init, std::make_unique<train::SGDW>(train::CosineSchedule{0.1, schedule_steps, 0}), b);
-    t->set_input(t->graph().zero_point_table, table);
-    return t;
+    return setup.make(b, schedule_steps);
   }
 };
 

@@ -85,6 +85,6 @@ class Executor {
 
 // compile + Executor + run, for one-off evaluation (tests, tools).
 std::vector<Tensor> evaluate(const Graph& graph, const std::vector<NodeId>& outputs, const Feeds& feeds,
-                             Backend& backend = cpu_backend());
+                             Backend& backend);
 
 }  // namespace agilenn

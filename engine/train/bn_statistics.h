@@ -23,6 +23,6 @@ namespace agilenn::train {
 // takes in): host tensors, shaped and typed as the states.
 nn::TensorMap recompute_batch_norm_statistics(const StepGraph& forward, const nn::TensorMap& values,
                                               const std::function<data::Batch(int64_t)>& batch, int64_t batches,
-                                              Backend& backend = cpu_backend());
+                                              Backend& backend);
 
 }  // namespace agilenn::train

@@ -28,7 +28,7 @@ class Optimizer {
   // Backend::sgdw_update says. Missing slots are created there as zeros; slots in other
   // memory (host tensors from a checkpoint) are moved there first.
   void apply(nn::TensorMap& params, const std::vector<std::string>& names, const std::vector<Tensor>& grads,
-             const UpdateGuard& guard, Backend& backend = cpu_backend());
+             const UpdateGuard& guard, Backend& backend);
   // Slot tensors (momenta), named "<param>/<slot>", for checkpoints: in the memory of the
   // backend of the last update; host_slots() gives host copies.
   nn::TensorMap& slots() { return slots_; }

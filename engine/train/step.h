@@ -63,6 +63,6 @@ std::unique_ptr<StepGraph> build_reference_step(const models::AgileNNPreset& pre
 // The per-class α = 0 gradient table of a (pretrained) reference body, evaluated once on
 // `backend`; a host tensor.
 Tensor compute_zero_point_table(const models::AgileNNPreset& preset, int64_t classes, const nn::TensorMap& values,
-                                DType dtype = DType::f32, Backend& backend = cpu_backend());
+                                DType dtype, Backend& backend);
 
 }  // namespace agilenn::train

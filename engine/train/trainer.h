@@ -28,7 +28,7 @@ class Trainer {
   // (uploaded here once; parameters, state and optimizer slots stay there between steps).
   // `optimizer` may be null for an evaluation step.
   Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::unique_ptr<Optimizer> optimizer,
-          Backend& backend = cpu_backend());
+          Backend& backend);
 
   // Launches one step on a batch (host tensors, or tensors already in the backend's
   // memory) and returns without waiting for it: the loss and metrics stay in the backend's
