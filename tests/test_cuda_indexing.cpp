@@ -108,7 +108,8 @@ TEST(CudaIndexing, ABadLabelStopsATrainingStepBeforeTheUpdateWithTheCpusError) {
   opt.batch = 8;
   const AgileNNTrainers setup(opt, 3);
   auto trainer = [&](Backend& b, bool replay) { return setup.make(b, 10, replay); };
-  const data::SyntheticDataset ds(10, 32, 32, 3, 64, 9);
+  const int64_t side = opt.preset.input_size;
+  const data::SyntheticDataset ds(10, side, side, 3, 64, 9);
   const data::Batch good = ds.batch(0, 8);
   Tensor bad_labels = good.labels.clone();
   bad_labels.set_item(5, 10);

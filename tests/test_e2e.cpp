@@ -146,7 +146,8 @@ TEST(EndToEnd, AStepRefusedOnTheDeviceStopsEveryLaterUpdateAndIsNamedAtCollectio
   opt.batch = 4;
   const testing::AgileNNTrainers setup(opt, 3);
   auto trainer = [&] { return setup.make(cpu_backend(), 10); };
-  const data::SyntheticDataset ds(4, 32, 32, 3, 16, 2);
+  const int64_t side = opt.preset.input_size;
+  const data::SyntheticDataset ds(4, side, side, 3, 16, 2);
   std::vector<data::Batch> batches;
   for (int s = 0; s < 4; ++s) batches.push_back(ds.batch(4 * s, 4));
   batches[2].images = batches[2].images.clone();

@@ -110,7 +110,8 @@ TEST(GpuTraining, LaunchedStepsKeepTwoRecordingsAndAGuardTripIsNamedAtCollection
   constexpr int kSteps = 8;
   const testing::AgileNNTrainers setup(tiny_step_options(kBatch), 29);
   auto trainer = [&] { return setup.make(cuda_backend(), 100, true); };
-  const data::SyntheticDataset ds(10, 32, 32, 3, 512, 8);
+  const int64_t side = setup.options.preset.input_size;
+  const data::SyntheticDataset ds(10, side, side, 3, 512, 8);
   std::vector<data::Batch> batches;
   for (int s = 0; s <= kSteps; ++s) batches.push_back(ds.batch(s * kBatch, kBatch));
 

@@ -20,9 +20,9 @@ start=$SECONDS
 if [[ ! -f "$out/reference/best.safetensors" ]]; then
   "$train" reference --dataset fashion-mnist --preset tiny --epochs 2 --batch-size 64 --out "$out/reference"
 fi
-"$train" train --dataset fashion-mnist --preset tiny --epochs 4 --batch-size 64 \
+"$train" train --dataset fashion-mnist --preset tiny --epochs 5 --batch-size 64 \
   --reference "$out/reference/best.safetensors" --out "$out/agilenn" "$@"
 echo "main job: $((SECONDS - start)) s (reference net and AgileNN)"
 if [[ "${AGILENN_BASELINE:-0}" == 1 ]]; then
-  "$train" train --plain --dataset fashion-mnist --preset tiny --epochs 4 --batch-size 64 --out "$out/plain" "$@"
+  "$train" train --plain --dataset fashion-mnist --preset tiny --epochs 5 --batch-size 64 --out "$out/plain" "$@"
 fi

@@ -53,18 +53,19 @@ const AgileNNPreset kPaper{
     .channel_remapping_batches = 0,
 };
 
-// Same structure, far fewer channels: 32×32 inputs, 16×16×10 features (K = 2).
+// Same structure, far fewer channels: 28×28 inputs (Fashion-MNIST's own size), 14×14×10
+// features (K = 2).
 const AgileNNPreset kTiny{
     .name = "tiny",
-    .input_size = 32,
+    .input_size = 28,
     .fe_stride = 2,
-    .fe_mid_channels = 4,
+    .fe_mid_channels = 16,
     .feature_channels = 10,
     .split_ratio = 0.2,
     .num_centroids = 8,
-    .rp_stem_channels = 8,
-    .rp_stages = {{1, 8, 1, 1}, {4, 12, 1, 2}, {4, 16, 1, 2}},
-    .rp_head_channels = 64,
+    .rp_stem_channels = 16,
+    .rp_stages = {{1, 16, 1, 1}, {4, 24, 2, 2}, {4, 32, 2, 2}},
+    .rp_head_channels = 128,
     .bn_momentum = 0.99,
     .bn_eps = 1e-3,
     .centroid_init = CentroidInit::spread,
