@@ -7,12 +7,10 @@
 #include <vector>
 
 #include "engine/ir/ops.h"
+#include "engine/runtime/backend_registry.h"
 #include "engine/runtime/executor.h"
 #include "engine/runtime/threads.h"
 
-#ifdef AGILENN_HAVE_CUDA
-#include "kernels/cuda/device.h"
-#endif
 
 namespace agilenn::bench {
 
@@ -126,13 +124,8 @@ void measure_cpu_ceilings() {
 }
 
 std::string gpu_unavailable() {
-#ifdef AGILENN_HAVE_CUDA
-  std::string why;
-  if (cuda::device_count(&why) > 0) return "";
-  return "no GPU: " + why;
-#else
-  return "no GPU: agilenn-bench was built without CUDA";
-#endif
+  const std::string why = backend_unavailable("cuda");
+  return why.empty() ? why : "no GPU: " + why;
 }
 
 }  // namespace agilenn::bench

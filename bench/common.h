@@ -32,6 +32,9 @@ void measure_cpu_ceilings();
 
 // Why GPU benchmarks cannot run here ("" when a GPU is usable).
 std::string gpu_unavailable();
+// The training-step benchmarks (bench/step.cpp), for every backend in this build; called
+// from main, once every backend has registered itself.
+void register_step_benchmarks();
 #ifdef AGILENN_HAVE_CUDA
 // A 1 GiB device-to-device copy and an 8192³ cuBLAS SGEMM (and TF32), timed with events.
 void measure_gpu_ceilings();

@@ -305,6 +305,7 @@ bool take_no_ceilings(int& argc, char** argv) {
 int main(int argc, char** argv) {
   using namespace agilenn::bench;
   if (is_busy_neighbour_child(argc, argv)) return busy_neighbour_child_main(argc, argv);
+  register_step_benchmarks();
   const bool listing = has_flag(argc, argv, "--benchmark_list_tests");
   const bool no_ceilings = take_no_ceilings(argc, argv);
   benchmark::Initialize(&argc, argv);

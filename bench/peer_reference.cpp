@@ -27,11 +27,9 @@
 #include "engine/core/error.h"
 #include "engine/data/synthetic.h"
 #include "engine/io/checkpoint.h"
+#include "engine/runtime/backend_registry.h"
 #include "engine/train/trainer.h"
 
-#ifdef AGILENN_HAVE_CUDA
-#include "kernels/cuda/cuda_backend.h"
-#endif
 
 namespace {
 
@@ -135,20 +133,6 @@ void evaluate_into(const train::StepGraph& s, const Feeds& feeds, const std::str
   for (const auto& [name, v] : s.state_updates) out[prefix + "state/" + name] = r[i++];
 }
 
-#ifdef AGILENN_HAVE_CUDA
-constexpr const char* kDevices = "cpu, cuda";
-#else
-constexpr const char* kDevices = "cpu";
-#endif
-
-Backend& backend_named(const std::string& device) {
-  if (device == "cpu") return cpu_backend();
-#ifdef AGILENN_HAVE_CUDA
-  if (device == "cuda") return cuda_backend();
-#endif
-  AGILENN_THROW("device '" << device << "' is not available in this build (" << kDevices << ")");
-}
-
 // --time: times `time_iters` steps of one kind after `warmup` through a Trainer on the
 // backend (SGDW update included), as BM_Step does, in a process that has done nothing else:
 // weights, batch and zero-point table are read back from the case written before.
@@ -156,7 +140,7 @@ int time_case(const Options& o) {
   AGILENN_CHECK(o.kind == "agilenn" || o.kind == "plain", "--kind must be agilenn or plain, got '" << o.kind << "'");
   const io::Checkpoint w = io::load_checkpoint(o.out + "/weights.safetensors");
   const io::Checkpoint b = io::load_checkpoint(o.out + "/batch.safetensors");
-  Backend& be = backend_named(o.device);
+  Backend& be = open_backend(o.device);
   auto step = train::build_agilenn_step(step_options(o, o.kind == "agilenn"));
   io::check_against(w, step->params, o.out + "/weights.safetensors");
   const std::string table_name = step->zero_point_table;

@@ -27,13 +27,10 @@
 #include "bench/common.h"
 #include "engine/core/error.h"
 #include "engine/data/synthetic.h"
+#include "engine/runtime/backend_registry.h"
 #include "engine/runtime/threads.h"
 #include "engine/train/trainer.h"
 
-#ifdef AGILENN_HAVE_CUDA
-#include "kernels/cuda/context.h"
-#include "kernels/cuda/cuda_backend.h"
-#endif
 
 namespace agilenn::bench {
 namespace {
@@ -43,13 +40,7 @@ constexpr int64_t kClasses = 10;
 enum class On { cpu, cuda };
 const char* on_name(On on) { return on == On::cpu ? "cpu" : "cuda"; }
 
-Backend& backend_for(On on) {
-#ifdef AGILENN_HAVE_CUDA
-  if (on == On::cuda) return cuda_backend();
-#endif
-  AGILENN_CHECK(on == On::cpu, "agilenn-bench was built without CUDA");
-  return cpu_backend();
-}
+Backend& backend_for(On on) { return open_backend(on_name(on)); }
 
 // Skips (and returns true) when the backend cannot run here.
 bool unavailable(benchmark::State& state, On on) {
@@ -112,26 +103,12 @@ double seconds_per_step(train::Trainer& t, const data::Batch& b, int repeats) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / repeats;
 }
 
-// Device memory in use (total - free), for the GPU's before/after difference.
-double device_used_bytes(On on) {
-#ifdef AGILENN_HAVE_CUDA
-  if (on == On::cuda) {
-    size_t free = 0, total = 0;
-    AGILENN_CUDA_CHECK(cudaMemGetInfo(&free, &total));
-    return static_cast<double>(total - free);
-  }
-#endif
-  (void)on;
-  return 0;
-}
-
-// Returns the GPU caching allocator's idle blocks first, so each benchmark's device
-// memory figures count its own trainer only.
+// Device memory in use, after returning the caching allocator's idle blocks, so each
+// benchmark's device memory figures count its own trainer only.
 double start_memory(On on) {
-#ifdef AGILENN_HAVE_CUDA
-  if (on == On::cuda) cuda::release_cached();
-#endif
-  return device_used_bytes(on);
+  Backend& b = backend_for(on);
+  b.release_cached();
+  return static_cast<double>(b.memory_use().device_used_bytes);
 }
 
 void report(benchmark::State& state, train::Trainer& t, int64_t batch, On on, double used_before,
@@ -147,14 +124,11 @@ void report(benchmark::State& state, train::Trainer& t, int64_t batch, On on, do
   state.counters["arena_MiB"] = arena / kMiB;
   state.counters["params_MiB"] = params / kMiB;
   state.counters["peak_MiB"] = (arena + params + outputs) / kMiB;
-#ifdef AGILENN_HAVE_CUDA
   if (on == On::cuda) {
-    state.counters["gpu_held_MiB"] = static_cast<double>(cuda::cached_bytes()) / kMiB;
-    state.counters["gpu_used_MiB"] = (device_used_bytes(on) - used_before) / kMiB;
+    const Backend::MemoryUse use = backend_for(on).memory_use();
+    state.counters["gpu_held_MiB"] = static_cast<double>(use.held_bytes) / kMiB;
+    state.counters["gpu_used_MiB"] = (static_cast<double>(use.device_used_bytes) - used_before) / kMiB;
   }
-#else
-  (void)on, (void)used_before;
-#endif
 }
 
 void step_benchmark(benchmark::State& state, On on, const std::string& preset, int64_t batch, bool attribution) {
@@ -355,14 +329,13 @@ void register_under_load() {
     }
 }
 
-const bool registered = [] {
+}  // namespace
+
+void register_step_benchmarks() {
   register_steps(On::cpu);
   register_under_load();
-#ifdef AGILENN_HAVE_CUDA
-  register_steps(On::cuda);
-#endif
-  return true;
-}();
+  const std::vector<std::string> built = backend_names();
+  if (std::find(built.begin(), built.end(), "cuda") != built.end()) register_steps(On::cuda);
+}
 
-}  // namespace
 }  // namespace agilenn::bench

@@ -143,6 +143,15 @@ class Backend {
     return nullptr;
   }
 
+  // Device memory, for reports: what this backend's caching allocator holds, and what is in
+  // use on the device (by every process). Zeros on backends that do not track it (the CPU).
+  struct MemoryUse {
+    size_t held_bytes = 0, device_used_bytes = 0;
+  };
+  virtual MemoryUse memory_use() { return {}; }
+  // Hands the allocator's idle cached blocks back to the device.
+  virtual void release_cached() {}
+
   bool supports(const std::string& op) const { return kernels().find(op) != nullptr; }
   void run(const Node& node, std::span<const Tensor> inputs, Tensor& out) const;
 };

@@ -1,6 +1,7 @@
 #include "engine/runtime/backend_registry.h"
 
 #include <mutex>
+#include <optional>
 #include <sstream>
 
 #include "engine/core/error.h"
@@ -48,26 +49,38 @@ std::vector<std::string> backend_names() {
   return names;
 }
 
-Backend& open_backend(const std::string& name, const BackendOptions& options, std::string* description) {
-  BackendProvider provider;
-  {
-    Registry& r = registry();
-    std::lock_guard<std::mutex> lock(r.mu);
-    std::ostringstream known;
-    for (const BackendProvider& p : r.providers) {
-      if (p.name == name) provider = p;
-      known << (known.tellp() > 0 ? ", " : "") << p.name;
-    }
-    AGILENN_CHECK(!provider.name.empty(),
-                  "no backend '" << name << "' in this build (it has: " << known.str() << ")"
-                                 << (name == "cuda" ? "; it was built without CUDA (no nvcc at configure time, or "
-                                                      "-DAGILENN_CUDA=OFF)"
-                                                    : ""));
+namespace {
+
+// The provider `name`, or null and in `why` the build's backends.
+std::optional<BackendProvider> find_provider(const std::string& name, std::string& why) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  std::ostringstream known;
+  for (const BackendProvider& p : r.providers) {
+    if (p.name == name) return p;
+    known << (known.tellp() > 0 ? ", " : "") << p.name;
   }
-  const std::string why = provider.unavailable();
+  why = "no backend '" + name + "' in this build (it has: " + known.str() + ")" +
+        (name == "cuda" ? "; it was built without CUDA (no nvcc at configure time, or -DAGILENN_CUDA=OFF)" : "");
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string backend_unavailable(const std::string& name) {
+  std::string why;
+  const std::optional<BackendProvider> provider = find_provider(name, why);
+  return provider ? provider->unavailable() : why;
+}
+
+Backend& open_backend(const std::string& name, const BackendOptions& options, std::string* description) {
+  std::string missing;
+  const std::optional<BackendProvider> provider = find_provider(name, missing);
+  AGILENN_CHECK(provider, missing);
+  const std::string why = provider->unavailable();
   AGILENN_CHECK(why.empty(), "backend '" << name << "' cannot run here: " << why);
   std::string line;
-  Backend& b = provider.open(options, line);
+  Backend& b = provider->open(options, line);
   if (description) *description = line;
   return b;
 }

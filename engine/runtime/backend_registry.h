@@ -32,6 +32,9 @@ void register_backend(BackendProvider provider);
 // Registered names, "cpu" first.
 std::vector<std::string> backend_names();
 
+// "" when the backend `name` is in this build and can run on this machine, else why not.
+std::string backend_unavailable(const std::string& name);
+
 // The backend `name`, set up with `options`. Throws naming the backend and the reason when
 // it is not in this build or cannot run here.
 Backend& open_backend(const std::string& name, const BackendOptions& options = {}, std::string* description = nullptr);

@@ -77,6 +77,12 @@ class CudaBackend final : public Backend {
   void synchronize() override { AGILENN_CUDA_CHECK(cudaStreamSynchronize(cuda::stream())); }
   std::optional<IndexFault> take_fault() override { return cuda::take_fault(); }
   std::vector<std::string> take_notes() override { return cuda::take_notes(); }
+  MemoryUse memory_use() override {
+    size_t free = 0, total = 0;
+    AGILENN_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    return {cuda::cached_bytes(), total - free};
+  }
+  void release_cached() override { cuda::release_cached(); }
 
   // Host memory → a pinned staging buffer (a CPU memcpy) → device memory on the copy
   // stream, which first waits for the work queued on the compute stream so far: the
