@@ -139,8 +139,8 @@ int main(int argc, char** argv) {
     const bool agilenn = static_cast<bool>(*train);
     RunConfig& c = agilenn ? cfg : ref_cfg;
     const DeviceFlags& dev = agilenn ? device : ref_device;
-    c.backend = &open_device(dev, std::cout);
-    c.graph_replay = dev.cuda_graph && c.backend->device() != agilenn::Device::cpu;
+    agilenn::Backend& backend = open_device(dev, std::cout);
+    c.graph_replay = dev.cuda_graph && backend.device() != agilenn::Device::cpu;
     c.preset = agilenn::models::preset(agilenn ? preset : ref_preset);
     if (dev.augment_flag->count() > 0) c.augment = dev.augment ? 1 : 0;
     if (agilenn) {
@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
       if (rho >= 0) c.preset.rho = rho;
       if (lambda >= 0) c.preset.lambda = lambda;
     }
-    report(agilenn::train::run_training(c, std::cout), agilenn, agilenn && c.attribution);
+    report(agilenn::train::run_training(c, backend, std::cout), agilenn, agilenn && c.attribution);
   } catch (const std::exception& e) {
     std::cerr << "agilenn-train: error: " << e.what() << std::endl;
     return 1;

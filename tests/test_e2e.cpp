@@ -236,14 +236,14 @@ SubsetRun fashion_mnist_subset(const std::string& tag, int64_t reference_epochs,
   ref.train_limit = 8192;
   ref.test_limit = 1000;
   SubsetRun r;
-  r.reference = train::run_training(ref, log);
+  r.reference = train::run_training(ref, cpu_backend(), log);
 
   train::RunConfig agile = ref;
   agile.mode = train::RunMode::agilenn;
   agile.out = (out / "agilenn").string();
   agile.epochs = agilenn_epochs;
   agile.reference = ref.out + "/best.safetensors";
-  r.agilenn = train::run_training(agile, log);
+  r.agilenn = train::run_training(agile, cpu_backend(), log);
   r.reference_epochs = epoch_accuracies(std::filesystem::path(ref.out) / "metrics.jsonl");
   r.agilenn_epochs = epoch_accuracies(std::filesystem::path(agile.out) / "metrics.jsonl");
   r.log = log.str();

@@ -167,7 +167,7 @@ TEST(GpuTraining, RunOnTheGpuWritesTheCpuCheckpointFormatAndTheCpuResumesIt) {
   ref.train_limit = 64;
   ref.test_limit = 40;
   ref.out = (dir / "ref").string();
-  train::run_training(ref, log);
+  train::run_training(ref, cpu_backend(), log);
 
   train::RunConfig cpu = ref;
   cpu.mode = train::RunMode::agilenn;
@@ -177,10 +177,9 @@ TEST(GpuTraining, RunOnTheGpuWritesTheCpuCheckpointFormatAndTheCpuResumesIt) {
   cpu.out = (dir / "cpu").string();
   train::RunConfig gpu = cpu;
   gpu.out = (dir / "gpu").string();
-  gpu.backend = &cuda_backend();
   gpu.graph_replay = true;
-  train::run_training(cpu, log);
-  EXPECT_EQ(train::run_training(gpu, log).steps, 8);
+  train::run_training(cpu, cpu_backend(), log);
+  EXPECT_EQ(train::run_training(gpu, cuda_backend(), log).steps, 8);
 
   // Both runs start from the same weights and batch: the first loss agrees to float32
   // precision (later ones drift apart as the training map amplifies rounding; see
@@ -208,7 +207,7 @@ TEST(GpuTraining, RunOnTheGpuWritesTheCpuCheckpointFormatAndTheCpuResumesIt) {
   resume.out = gpu.out;
   resume.resume = true;
   resume.max_steps = 0;
-  EXPECT_EQ(train::run_training(resume, log).steps, 12);
+  EXPECT_EQ(train::run_training(resume, cpu_backend(), log).steps, 12);
   EXPECT_THAT(log.str(), ::testing::HasSubstr("resuming from " + gpu.out + "/latest.safetensors at step 8"));
   fs::remove_all(dir);
 }

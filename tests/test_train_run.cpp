@@ -262,7 +262,7 @@ TEST(TrainingRun, ResumingGivesBitIdenticalWeightsToAnUninterruptedRun) {
   const ScratchDir d("resume");
   std::ostringstream log;
   train::RunConfig ref = small_run(d / "ref", train::RunMode::reference);
-  train::run_training(ref, log);
+  train::run_training(ref, cpu_backend(), log);
 
   for (train::RunMode mode : {train::RunMode::reference, train::RunMode::agilenn}) {
     const std::string tag = mode == train::RunMode::reference ? "reference" : "agilenn";
@@ -270,12 +270,12 @@ TEST(TrainingRun, ResumingGivesBitIdenticalWeightsToAnUninterruptedRun) {
     straight.reference = (d / "ref" / "latest.safetensors").string();
     train::RunConfig parts = straight;
     parts.out = (d / (tag + "-parts")).string();
-    train::run_training(straight, log);
+    train::run_training(straight, cpu_backend(), log);
     parts.max_steps = 4;  // stops mid-epoch
-    train::run_training(parts, log);
+    train::run_training(parts, cpu_backend(), log);
     parts.max_steps = 0;
     parts.resume = true;
-    const train::RunSummary s = train::run_training(parts, log);
+    const train::RunSummary s = train::run_training(parts, cpu_backend(), log);
     EXPECT_EQ(s.steps, 12);
     EXPECT_EQ(tensors_of(straight.out + "/latest.safetensors"), tensors_of(parts.out + "/latest.safetensors")) << tag;
   }
@@ -294,7 +294,7 @@ TEST(TrainingRun, CheckpointsHoldTheStatisticsTheEvaluationUsed) {
     c.epochs = 1;
     c.eval_bn_batches = batches;
     c.test_limit = 0;  // the whole split, as `evaluate` takes it
-    const train::RunSummary s = train::run_training(c, log);
+    const train::RunSummary s = train::run_training(c, cpu_backend(), log);
     saved[batches] = tensors_of(c.out + "/latest.safetensors");
     const train::RunSummary e = train::evaluate_checkpoint(c.out + "/latest.safetensors", "", 128, cpu_backend(), log);
     EXPECT_EQ(e.test_accuracy, s.test_accuracy) << batches;
@@ -315,9 +315,9 @@ TEST(TrainingRun, AgileNNWithoutAReferenceCheckpointIsRefused) {
   const ScratchDir d("noref");
   std::ostringstream log;
   train::RunConfig c = small_run(d, train::RunMode::agilenn);
-  EXPECT_THAT(error_of([&] { train::run_training(c, log); }), HasSubstr("--reference"));
+  EXPECT_THAT(error_of([&] { train::run_training(c, cpu_backend(), log); }), HasSubstr("--reference"));
   c.reference = (d / "missing.safetensors").string();
-  EXPECT_THAT(error_of([&] { train::run_training(c, log); }), HasSubstr("missing.safetensors"));
+  EXPECT_THAT(error_of([&] { train::run_training(c, cpu_backend(), log); }), HasSubstr("missing.safetensors"));
 }
 
 // ---- the command line

@@ -238,9 +238,8 @@ void remap_channels(const RunConfig& cfg, int64_t classes, nn::TensorMap& values
 
 }  // namespace
 
-RunSummary run_training(const RunConfig& cfg, std::ostream& log) {
+RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& log) {
   namespace fs = std::filesystem;
-  Backend& backend = cfg.backend ? *cfg.backend : cpu_backend();
   const data::ImageDataset train_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::train), cfg.train_limit);
   const data::ImageDataset test_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::test), cfg.test_limit);
   const int64_t classes = classes_of(train_set, test_set);

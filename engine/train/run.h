@@ -39,10 +39,6 @@ struct RunConfig {
   int64_t max_steps = 0;        // stop (and checkpoint) after this many steps in total; 0 = all epochs
   int64_t train_limit = 0;      // use only the first N training samples (0 = all)
   int64_t test_limit = 0;       // evaluate on the first N test samples (0 = all)
-  // Where the steps, the evaluation and the zero-point table run (null: the CPU backend).
-  // Parameters, state and optimizer slots stay in its memory; checkpoints hold host copies,
-  // the same file whichever backend wrote it. Not part of the configuration a resume checks.
-  Backend* backend = nullptr;
   bool graph_replay = false;    // record each step's kernels once and replay them (CUDA graphs)
 };
 
@@ -53,9 +49,12 @@ struct RunSummary {
   double entropy_bits_per_image = 0;  // the same codes at their empirical entropy
 };
 
-// Trains per `cfg`, printing a line per epoch to `log`. Files in cfg.out: latest.safetensors,
-// best.safetensors (highest test accuracy), metrics.jsonl, tensorboard/ (event files).
-RunSummary run_training(const RunConfig& cfg, std::ostream& log);
+// Trains per `cfg` on `backend`, printing a line per epoch to `log`. Files in cfg.out:
+// latest.safetensors, best.safetensors (highest test accuracy), metrics.jsonl, tensorboard/
+// (event files). The steps, the evaluations and the zero-point table run on `backend`;
+// parameters, state and optimizer slots stay in its memory; checkpoints hold host copies,
+// the same file whichever backend wrote it (a run may resume on another backend).
+RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& log);
 
 // Evaluates a checkpoint written by run_training on the test split, on `backend`.
 RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string& data_dir, int64_t batch,
