@@ -1,9 +1,10 @@
 // The fused multi-tensor optimizer updates.
 //
-// CudaOptimizer.CpuBackend*: the CPU backend's update (the kernels' twin: the per-element
-// math of optimizer.cuh) against the formulas in long double. Runs without a GPU.
-// CudaOptimizer.Kernel*: the CUDA kernels against the twin, bit for bit: every operation
-// of optimizer.cuh is an explicitly rounded IEEE intrinsic on the GPU (no fused
+// CudaOptimizer.CpuBackend*: the CPU backend's update (the kernels' twin: the same
+// per-element math, kernels/shared/optimizer.h) against the formulas in long double. Runs
+// without a GPU.
+// CudaOptimizer.Kernel*: the CUDA kernels against the CPU backend, bit for bit: every
+// operation of optimizer.h is an explicitly rounded IEEE intrinsic on the GPU (no fused
 // multiply-add contraction; division and square root correctly rounded), exactly what the
 // host computes with plain operators. Skipped without a GPU.
 // All over many tensors of awkward sizes (empty, 1, around the 256-thread block and the
@@ -115,15 +116,6 @@ Updater backend_updater(Backend& b) {
           },
           [&b](auto& p, const auto& g, auto& m, auto& v, const AdamHyper& h, const UpdateGuard& gd) {
             b.adam_update(p, g, m, v, h, gd);
-          }};
-}
-
-Updater twin_updater() {
-  return {[](auto& p, const auto& g, auto& v, const SgdwHyper& h, const UpdateGuard& gd) {
-            cuda::sgdw_update_twin(p, g, v, h, gd);
-          },
-          [](auto& p, const auto& g, auto& m, auto& v, const AdamHyper& h, const UpdateGuard& gd) {
-            cuda::adam_update_twin(p, g, m, v, h, gd);
           }};
 }
 
@@ -293,11 +285,10 @@ TEST(CudaOptimizer, CpuBackendFollowsTheUpdateFormulas) {
   }
 }
 
-TEST(CudaOptimizer, TwinAndCpuBackendTripTheGuardOnNonFiniteValuesLeavingEverything) {
+TEST(CudaOptimizer, CpuBackendTripsTheGuardOnNonFiniteValuesLeavingEverything) {
   for (DType dt : {DType::f32, DType::f64}) {
     SCOPED_TRACE(dtype_name(dt));
     expect_non_finite_refused(backend_updater(cpu_backend()), cpu_backend(), dt);
-    expect_non_finite_refused(twin_updater(), cpu_backend(), dt);
   }
 }
 
@@ -325,13 +316,13 @@ TEST(CudaOptimizer, OptimizerClassesGiveTheSeedsUpdateOnTheCpuBackend) {
   EXPECT_DOUBLE_EQ(a[2], 0.5);
 }
 
-TEST(CudaOptimizer, KernelsMatchTheTwinBitForBit) {
+TEST(CudaOptimizer, KernelsMatchTheCpuBackendBitForBit) {
   AGILENN_SKIP_WITHOUT_GPU();
   for (DType dt : {DType::f32, DType::f64}) {
     SCOPED_TRACE(dtype_name(dt));
     const Operands o = make_operands(dt, 4, 23);
     expect_same_results(run_updates(o, backend_updater(cuda_backend()), cuda_backend()),
-                        run_updates(o, twin_updater(), cpu_backend()));
+                        run_updates(o, backend_updater(cpu_backend()), cpu_backend()));
   }
 }
 
@@ -372,7 +363,7 @@ TEST(CudaOptimizer, AnUntakenIndexFaultTripsTheGuard) {
 }
 
 // The device table is re-sent only when the tensors change: the same tensors twice, then
-// a subset in another order, then the first set again, each against the twin.
+// a subset in another order, then the first set again, each against the CPU backend.
 TEST(CudaOptimizer, KernelsFollowChangingTensorLists) {
   AGILENN_SKIP_WITHOUT_GPU();
   const Operands o = make_operands(DType::f32, 1, 31);
@@ -386,7 +377,7 @@ TEST(CudaOptimizer, KernelsFollowChangingTensorLists) {
       p2.push_back(dp[i]), v2.push_back(dv[i]), g2.push_back(dg[i]);
     }
     const UpdateGuard host_guard = fresh_guard(cpu_backend(), k), device_guard = fresh_guard(cuda_backend(), k);
-    cuda::sgdw_update_twin(p1, g1, v1, sgdw_hyper(k), host_guard);
+    cpu_backend().sgdw_update(p1, g1, v1, sgdw_hyper(k), host_guard);
     cuda_backend().sgdw_update(p2, g2, v2, sgdw_hyper(k), device_guard);
     EXPECT_FALSE(read_guard(cpu_backend(), host_guard.state).tripped());
     EXPECT_FALSE(read_guard(cuda_backend(), device_guard.state).tripped());

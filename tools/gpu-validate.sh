@@ -352,7 +352,7 @@ phase_memcheck() {
   fi
   secs=$(phase_budget 200)
   timed memcheck "$secs" compute-sanitizer --tool memcheck --error-exitcode 86 --print-limit 20 \
-    "$bin/test_gpu" --gtest_filter='OpParity*:*Twin*:*Depthwise*:*Optimizer*:GraphReplay*'
+    "$bin/test_gpu" --gtest_filter='OpParity*:CudaFused*:*Twin*:*Depthwise*:*Optimizer*:GraphReplay*'
   rc=$?
   record memcheck "$(status_word $rc)" "$(grep 'ERROR SUMMARY' "$logs/memcheck.log" | tail -1) (rc $rc)"
 }

@@ -6,6 +6,7 @@
 
 #include "engine/ir/shape_util.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/shared/depthwise_conv2d.h"
 
 namespace agilenn::cpu {
 namespace {
@@ -191,7 +192,7 @@ void conv_backward_input_depthwise(const ConvGeometry& g, const T* gy, const T* 
 template <class T>
 void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* gy, T* dw) {
   const int64_t m = g.cout_g(), rows = g.n * g.oh, wsize = g.kh * g.kw * g.cout;
-  const int64_t blocks = std::min<int64_t>(rows, 16);
+  const int64_t blocks = std::min(rows, kRowBlocks);
   std::vector<T> partial(static_cast<size_t>(blocks * wsize), T(0));
   parallel_for(blocks, rows * g.ow * wsize, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
@@ -225,8 +226,6 @@ void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* 
     for (int64_t i = 0; i < wsize; ++i) dw[i] += partial[static_cast<size_t>(b * wsize + i)];
 }
 
-bool one_channel_per_group(const ConvGeometry& g) { return g.cin_g == 1 && g.groups > 1; }
-
 // A 1x1, stride-1, unpadded, ungrouped convolution is a GEMM over pixels: no im2col.
 bool is_pointwise(const ConvGeometry& g) {
   return g.kh == 1 && g.kw == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 && g.pad_left == 0 &&
@@ -244,7 +243,7 @@ void register_conv2d(KernelTable& t) {
       if (is_pointwise(g))
         gemm<T>(false, false, pixels, g.cout, g.c, T(1), in[0].data<T>(), g.c, in[1].data<T>(), g.cout, T(0),
                 out.data<T>(), g.cout);
-      else if (one_channel_per_group(g)) conv_forward_depthwise(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
+      else if (kernels::is_depthwise(g)) conv_forward_depthwise(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
       else conv_forward_gemm(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
     });
   });
@@ -255,7 +254,7 @@ void register_conv2d(KernelTable& t) {
       if (is_pointwise(g))
         gemm<T>(false, true, g.n * g.h * g.w, g.c, g.cout, T(1), in[0].data<T>(), g.cout, in[1].data<T>(), g.cout,
                 T(0), out.data<T>(), g.c);
-      else if (one_channel_per_group(g))
+      else if (kernels::is_depthwise(g))
         conv_backward_input_depthwise(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
       else conv_backward_input_gemm(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
     });
@@ -267,7 +266,7 @@ void register_conv2d(KernelTable& t) {
       if (is_pointwise(g))
         gemm<T>(true, false, g.c, g.cout, g.n * g.h * g.w, T(1), in[0].data<T>(), g.c, in[1].data<T>(), g.cout,
                 T(0), out.data<T>(), g.cout);
-      else if (one_channel_per_group(g))
+      else if (kernels::is_depthwise(g))
         conv_backward_filter_depthwise(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
       else conv_backward_filter_gemm(g, in[0].data<T>(), in[1].data<T>(), out.data<T>());
     });

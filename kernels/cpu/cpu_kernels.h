@@ -24,6 +24,12 @@ constexpr int64_t kParallelGrain = 1 << 15;
 constexpr int64_t kChunkWork = 1 << 13;
 constexpr int64_t kChunksPerThread = 8;
 
+// Sums over many rows run in this many fixed blocks of rows (fewer when there are fewer
+// rows), each summed in order, then the blocks in order: the result does not depend on
+// the thread count, and a fused kernel whose sum must equal a decomposition's bit for bit
+// (quantize_backward's) blocks its rows the same way.
+constexpr int64_t kRowBlocks = 16;
+
 // Calls body(begin, end) over contiguous pieces of [0, n) that together cover it once,
 // on the engine's threads when `work` exceeds kParallelGrain. The pieces depend only on
 // n, work and the thread count, but which thread runs which piece, and in what order,

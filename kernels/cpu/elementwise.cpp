@@ -1,8 +1,9 @@
-// fill, unary math, clamp, binary arithmetic, comparisons, where, cast, stop_gradient.
-#include <cmath>
-#include <cstring>
+// fill, unary math, clamp, binary arithmetic, comparisons, where, cast, stop_gradient;
+// the per-element math is kernels/shared/elementwise.h.
+#include <type_traits>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/shared/elementwise.h"
 
 namespace agilenn::cpu {
 namespace {
@@ -52,29 +53,28 @@ void comparison_kernel(KernelTable& t, const std::string& op, F fn) {
   });
 }
 
-// Kernels of clamp's [lo, hi] range: y = fn(x, other, lo, hi) per element, where other is
-// the second input's element (x itself for a single-input op).
-template <class F>
-void range_kernel(KernelTable& t, const std::string& op, F fn) {
-  t.add(op, [fn](const Node& node, std::span<const Tensor> in, Tensor& out) {
+// Kernels of an op over clamp's range [lo, hi] (its attributes): y = Op<T>{lo, hi}(x) for
+// one input, (x, other) for two of the same shape.
+template <template <class> class Op>
+void range_kernel(KernelTable& t, const std::string& op) {
+  t.add(op, [](const Node& node, std::span<const Tensor> in, Tensor& out) {
     const double lo = node.attrs.f("lo"), hi = node.attrs.f("hi");
     dispatch_float(out.dtype(), node, [&](auto tag) {
       using T = decltype(tag);
-      const T l = static_cast<T>(lo), h = static_cast<T>(hi);
+      const Op<T> fn{static_cast<T>(lo), static_cast<T>(hi)};
       const T* x = in[0].data<T>();
-      const T* other = in.size() > 1 ? in[1].data<T>() : x;
       T* y = out.data<T>();
       const int64_t n = out.numel();
       parallel_for(n, n, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) y[i] = fn(x[i], other[i], l, h);
+        if constexpr (std::is_invocable_v<Op<T>, T>) {
+          for (int64_t i = begin; i < end; ++i) y[i] = fn(x[i]);
+        } else {
+          const T* other = in[1].data<T>();
+          for (int64_t i = begin; i < end; ++i) y[i] = fn(x[i], other[i]);
+        }
       });
     });
   });
-}
-
-template <class T>
-T sign_of(T v) {
-  return static_cast<T>((T(0) < v) - (v < T(0)));
 }
 
 }  // namespace
@@ -98,38 +98,31 @@ void register_elementwise(KernelTable& t) {
     });
   });
 
-  unary_kernel(t, "neg", [](auto x) { return -x; });
-  unary_kernel(t, "abs", [](auto x) { return std::abs(x); });
-  unary_kernel(t, "sign", [](auto x) { return sign_of(x); });
-  unary_kernel(t, "exp", [](auto x) { return std::exp(x); });
-  unary_kernel(t, "log", [](auto x) { return std::log(x); });
-  unary_kernel(t, "sqrt", [](auto x) { return std::sqrt(x); });
-  unary_kernel(t, "rsqrt", [](auto x) { return decltype(x)(1) / std::sqrt(x); });
-  unary_kernel(t, "sigmoid", [](auto x) {
-    using T = decltype(x);
-    // Split by sign so exp never overflows.
-    if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-    const T e = std::exp(x);
-    return e / (T(1) + e);
-  });
-  unary_kernel(t, "tanh", [](auto x) { return std::tanh(x); });
-  unary_kernel(t, "stop_gradient", [](auto x) { return x; });
-  range_kernel(t, "clamp", [](auto x, auto, auto l, auto h) { return x < l ? l : (x > h ? h : x); });
-  range_kernel(t, "clamp_grad",
-               [](auto x, auto g, auto l, auto h) { return x < l || x > h ? decltype(x)(0) : g; });
+  unary_kernel(t, "neg", kernels::Neg{});
+  unary_kernel(t, "abs", kernels::Abs{});
+  unary_kernel(t, "sign", kernels::Sign{});
+  unary_kernel(t, "exp", kernels::Exp{});
+  unary_kernel(t, "log", kernels::Log{});
+  unary_kernel(t, "sqrt", kernels::Sqrt{});
+  unary_kernel(t, "rsqrt", kernels::Rsqrt{});
+  unary_kernel(t, "sigmoid", kernels::Sigmoid{});
+  unary_kernel(t, "tanh", kernels::Tanh{});
+  unary_kernel(t, "stop_gradient", kernels::Identity{});
+  range_kernel<kernels::Clamp>(t, "clamp");
+  range_kernel<kernels::ClampGrad>(t, "clamp_grad");
 
-  binary_kernel(t, "add", [](auto a, auto b) { return a + b; });
-  binary_kernel(t, "sub", [](auto a, auto b) { return a - b; });
-  binary_kernel(t, "mul", [](auto a, auto b) { return a * b; });
-  binary_kernel(t, "div", [](auto a, auto b) { return a / b; });
-  binary_kernel(t, "maximum", [](auto a, auto b) { return a >= b ? a : b; });
-  binary_kernel(t, "minimum", [](auto a, auto b) { return a <= b ? a : b; });
+  binary_kernel(t, "add", kernels::Add{});
+  binary_kernel(t, "sub", kernels::Sub{});
+  binary_kernel(t, "mul", kernels::Mul{});
+  binary_kernel(t, "div", kernels::Div{});
+  binary_kernel(t, "maximum", kernels::Maximum{});
+  binary_kernel(t, "minimum", kernels::Minimum{});
 
-  comparison_kernel(t, "equal", [](auto a, auto b) { return a == b; });
-  comparison_kernel(t, "less", [](auto a, auto b) { return a < b; });
-  comparison_kernel(t, "less_equal", [](auto a, auto b) { return a <= b; });
-  comparison_kernel(t, "greater", [](auto a, auto b) { return a > b; });
-  comparison_kernel(t, "greater_equal", [](auto a, auto b) { return a >= b; });
+  comparison_kernel(t, "equal", kernels::Equal{});
+  comparison_kernel(t, "less", kernels::Less{});
+  comparison_kernel(t, "less_equal", kernels::LessEqual{});
+  comparison_kernel(t, "greater", kernels::Greater{});
+  comparison_kernel(t, "greater_equal", kernels::GreaterEqual{});
 
   t.add("where", [](const Node&, std::span<const Tensor> in, Tensor& out) {
     dispatch_any(out.dtype(), [&](auto tag) {

@@ -5,9 +5,9 @@
 
 #include "engine/ir/shape_util.h"
 #include "kernels/cpu/cpu_kernels.h"
-#include "kernels/cpu/counter_rng.h"
 #include "kernels/cpu/resize.h"
-#include "kernels/cuda/indexing.cuh"
+#include "kernels/shared/counter_rng.h"
+#include "kernels/shared/resize.h"
 
 namespace agilenn::cpu {
 namespace {
@@ -33,16 +33,16 @@ void resize_bilinear_into(const Tensor& x, Tensor& out) {
     parallel_for(n * oh, out.numel(), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const int64_t b = r / oh;
-        const ResizeTaps<T> ty = resize_taps<T>(r % oh, h, oh);
+        const kernels::ResizeTaps<T> ty = kernels::resize_taps<T>(r % oh, h, oh);
         for (int64_t j = 0; j < ow; ++j) {
-          const ResizeTaps<T> tx = resize_taps<T>(j, w, ow);
+          const kernels::ResizeTaps<T> tx = kernels::resize_taps<T>(j, w, ow);
           const T* p00 = xp + ((b * h + ty.lo) * w + tx.lo) * c;
           const T* p01 = xp + ((b * h + ty.lo) * w + tx.hi) * c;
           const T* p10 = xp + ((b * h + ty.hi) * w + tx.lo) * c;
           const T* p11 = xp + ((b * h + ty.hi) * w + tx.hi) * c;
           T* dst = y + (r * ow + j) * c;
           for (int64_t k = 0; k < c; ++k)
-            dst[k] = lerp_rounded(lerp_rounded(p00[k], p01[k], tx.frac), lerp_rounded(p10[k], p11[k], tx.frac), ty.frac);
+            dst[k] = kernels::bilinear(p00[k], p01[k], p10[k], p11[k], tx.frac, ty.frac);
         }
       }
     });
@@ -126,7 +126,7 @@ void register_indexing(KernelTable& t) {
       const int64_t n = out.numel();
       parallel_for(n, n, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i)
-          y[i] = dropout_drops(seed, counter, static_cast<uint64_t>(i), static_cast<float>(p)) ? T(0) : keep;
+          y[i] = kernels::dropout_drops(seed, counter, static_cast<uint64_t>(i), static_cast<float>(p)) ? T(0) : keep;
       });
     });
   });

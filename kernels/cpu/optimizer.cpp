@@ -1,8 +1,8 @@
 // The CPU backend's multi-tensor optimizer updates (float32 and float64), one parameter
-// tensor after another, with the per-element math the CUDA kernels use (optimizer.cuh) and
-// the same guard (Backend::sgdw_update): the CPU backend is the fused kernels' twin.
+// tensor after another, with the per-element math the CUDA kernels use
+// (kernels/shared/optimizer.h) and the same guard (Backend::sgdw_update).
 #include "kernels/cpu/cpu_kernels.h"
-#include "kernels/cuda/optimizer.cuh"
+#include "kernels/shared/optimizer.h"
 
 namespace agilenn::cpu {
 namespace {
@@ -27,7 +27,7 @@ GuardTrip first_non_finite(std::initializer_list<std::span<const Tensor>> lists,
         using T = decltype(zero);
         const T* p = g.data<T>();
         for (int64_t i = 0; i < g.numel() && bad < 0; ++i)
-          if (!cuda::optim::finite(p[i])) bad = i;
+          if (!kernels::rn::finite(p[i])) bad = i;
       });
       if (bad >= 0) return {step, k, bad};
       ++k;
@@ -65,7 +65,7 @@ void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::s
       const T* g = grads[i].data<T>();
       T* vel = velocities[i].data<T>();
       const T lr = static_cast<T>(h.lr), decay = static_cast<T>(h.decay), mu = static_cast<T>(h.momentum);
-      for (int64_t j = 0; j < params[i].numel(); ++j) cuda::optim::sgdw_step(theta[j], vel[j], g[j], lr, decay, mu);
+      for (int64_t j = 0; j < params[i].numel(); ++j) kernels::optim::sgdw_step(theta[j], vel[j], g[j], lr, decay, mu);
     });
   }
   commit(guard);
@@ -86,7 +86,7 @@ void adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::s
       const T step = static_cast<T>(h.step), b1 = static_cast<T>(h.beta1), b2 = static_cast<T>(h.beta2),
               eps = static_cast<T>(h.eps);
       for (int64_t j = 0; j < params[i].numel(); ++j)
-        cuda::optim::adam_step(theta[j], mp[j], vp[j], g[j], step, b1, b2, eps);
+        kernels::optim::adam_step(theta[j], mp[j], vp[j], g[j], step, b1, b2, eps);
     });
   }
   commit(guard);

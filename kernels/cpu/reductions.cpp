@@ -65,7 +65,7 @@ bool reduces_leading_axes(const std::vector<int64_t>& axes, size_t rank) {
 // the thread count; the inner loop runs along contiguous memory.
 template <class T, class Combine>
 void reduce_rows(const T* x, int64_t rows, int64_t width, T* y, T init, Combine combine) {
-  const int64_t blocks = std::min<int64_t>(rows, 16);
+  const int64_t blocks = std::min(rows, kRowBlocks);
   std::vector<T> partial(static_cast<size_t>(blocks * width), init);
   parallel_for(blocks, rows * width, [&](int64_t first, int64_t last) {
     for (int64_t b = first; b < last; ++b) {

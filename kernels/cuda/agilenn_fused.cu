@@ -1,19 +1,27 @@
 // Fused ops of the AgileNN step: quantize and attribution_stats, and their vjps
-// (quantize_backward, attribution_stats_backward); see kernels/cpu/agilenn_fused.cpp. The
-// per-element math is in agilenn_fused.cuh, shared with the CPU twins.
+// (quantize_backward, attribution_stats_backward), float32. The per-element math is the
+// CPU backend's (kernels/shared/agilenn_fused.h).
 #include <algorithm>
 
-#include "kernels/cuda/agilenn_fused.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/shared/agilenn_fused.h"
 
 namespace agilenn::cuda {
 namespace {
+
+using kernels::AttributionAcc;
+using kernels::AttributionExtrema;
+using kernels::rn::add;
+
+// quantize_backward keeps a thread's exps of the centroids in registers or local memory:
+// a fixed bound, checked by the launcher.
+constexpr int64_t kMaxCentroids = 64;
 
 // y[i] = nearest centroid of x[i]; one thread per element (grid-stride).
 __global__ void quantize_kernel(const float* x, int64_t n, const float* c, int64_t j, float* y) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = quantize_one(x[i], c, j);
+    y[i] = kernels::quantize_one(x[i], c, j);
 }
 
 // attribution_stats and its vjp reduce each sample's pixels·channels elements. A sample is
@@ -30,18 +38,18 @@ int64_t parts_per_sample(int64_t per_sample) {
 }
 
 // The two accumulators the kernels reduce with: the forward's sums and extremes, and the
-// vjp's extremes with their tie counts (agilenn_fused.cuh).
+// vjp's extremes with their tie counts.
 struct StatsReduce {
-  using Acc = AttributionAcc;
-  static __device__ Acc init() { return attribution_init(); }
-  static __device__ void add(Acc& acc, float v, bool local) { attribution_add(acc, v, local); }
-  static __device__ Acc merge(const Acc& a, const Acc& b) { return attribution_merge(a, b); }
+  using Acc = AttributionAcc<float>;
+  static __device__ Acc init() { return kernels::attribution_init<float>(); }
+  static __device__ void add(Acc& acc, float v, bool local) { kernels::attribution_add(acc, v, local); }
+  static __device__ Acc merge(const Acc& a, const Acc& b) { return kernels::attribution_merge(a, b); }
 };
 struct ExtremaReduce {
-  using Acc = AttributionExtrema;
-  static __device__ Acc init() { return attribution_extrema_init(); }
-  static __device__ void add(Acc& acc, float v, bool local) { attribution_extrema_add(acc, v, local); }
-  static __device__ Acc merge(const Acc& a, const Acc& b) { return attribution_extrema_merge(a, b); }
+  using Acc = AttributionExtrema<float>;
+  static __device__ Acc init() { return kernels::attribution_extrema_init<float>(); }
+  static __device__ void add(Acc& acc, float v, bool local) { kernels::attribution_extrema_add(acc, v, local); }
+  static __device__ Acc merge(const Acc& a, const Acc& b) { return kernels::attribution_extrema_merge(a, b); }
 };
 
 // partial[s·parts + p] = the accumulator of part p of sample s.
@@ -57,7 +65,7 @@ __global__ void attribution_parts_kernel(const float* delta, const float* a, int
     const float* dp = delta + s * per_sample;
     const float* ap = a + s * per_sample;
     typename R::Acc acc = R::init();
-    for (int64_t i = begin + t; i < end; i += kThreads) R::add(acc, attribution_of(dp[i], ap[i]), i % channels < k);
+    for (int64_t i = begin + t; i < end; i += kThreads) R::add(acc, kernels::attribution_of(dp[i], ap[i]), i % channels < k);
     sh[t] = acc;
     __syncthreads();
     for (int step = kThreads / 2; step > 0; step /= 2) {
@@ -82,22 +90,24 @@ __global__ void attribution_merge_kernel(const typename R::Acc* partial, int64_t
 
 struct WriteStats {
   float* y;
-  __device__ void operator()(int64_t s, const AttributionAcc& acc) const { attribution_write(acc, y + s * 3); }
+  __device__ void operator()(int64_t s, const AttributionAcc<float>& acc) const {
+    kernels::attribution_write(acc, y + s * 3);
+  }
 };
 struct KeepExtrema {
-  AttributionExtrema* e;
-  __device__ void operator()(int64_t s, const AttributionExtrema& acc) const { e[s] = acc; }
+  AttributionExtrema<float>* e;
+  __device__ void operator()(int64_t s, const AttributionExtrema<float>& acc) const { e[s] = acc; }
 };
 
 // attribution_stats' vjp, element by element, from each sample's extrema.
 __global__ void attribution_grad_kernel(const float* delta, const float* a, const float* g, int64_t n,
                                         int64_t per_sample, int64_t channels, int64_t k, bool wrt_a,
-                                        const AttributionExtrema* e, float* y) {
+                                        const AttributionExtrema<float>* e, float* y) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t s = i / per_sample;
     const float g3[3] = {g[s * 3], g[s * 3 + 1], g[s * 3 + 2]};
-    y[i] = attribution_grad_one(delta[i], a[i], i % per_sample % channels < k, g3, e[s], wrt_a);
+    y[i] = kernels::attribution_grad_one(delta[i], a[i], i % per_sample % channels < k, g3, e[s], wrt_a);
   }
 }
 
@@ -105,8 +115,10 @@ __global__ void attribution_grad_kernel(const float* delta, const float* a, cons
 __global__ void quantize_backward_x_kernel(const float* x, int64_t n, const float* c, int64_t j, const float* g,
                                            float* y) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    y[i] = quantize_soft_grad(x[i], c, j, g[i], [](int64_t, float) {});
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float exps[kMaxCentroids];
+    y[i] = kernels::quantize_soft_grad(x[i], c, j, g[i], exps, [](int64_t, float, float) {});
+  }
 }
 
 // Centroids [k0, k0 + kn) of quantize's vjp w.r.t. the centroids, first stage: each
@@ -118,14 +130,18 @@ __global__ void quantize_backward_c_partial_kernel(const float* x, int64_t n, co
   extern __shared__ float sh[];  // [kn][kThreads]
   const int t = static_cast<int>(threadIdx.x);
   for (int64_t k = 0; k < kn; ++k) sh[k * kThreads + t] = 0.0f;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + t; i < n; i += static_cast<int64_t>(gridDim.x) * kThreads)
-    quantize_soft_grad(x[i], c, j, g[i], [&](int64_t k, float v) {
-      if (k >= k0 && k < k0 + kn) sh[(k - k0) * kThreads + t] = rn::add(sh[(k - k0) * kThreads + t], v);
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kThreads + t; i < n;
+       i += static_cast<int64_t>(gridDim.x) * kThreads) {
+    float exps[kMaxCentroids];
+    kernels::quantize_soft_grad(x[i], c, j, g[i], exps, [&](int64_t k, float gp, float gd) {
+      float& acc = sh[(k - k0) * kThreads + t];
+      if (k >= k0 && k < k0 + kn) acc = add(acc, kernels::rn::sub(gp, gd));
     });
+  }
   __syncthreads();
   for (int step = kThreads / 2; step > 0; step /= 2) {
     if (t < step)
-      for (int64_t k = 0; k < kn; ++k) sh[k * kThreads + t] = rn::add(sh[k * kThreads + t], sh[k * kThreads + t + step]);
+      for (int64_t k = 0; k < kn; ++k) sh[k * kThreads + t] = add(sh[k * kThreads + t], sh[k * kThreads + t + step]);
     __syncthreads();
   }
   if (t == 0)
@@ -138,11 +154,11 @@ __global__ void quantize_backward_c_finish_kernel(const float* partial, int64_t 
   const int t = static_cast<int>(threadIdx.x);
   for (int64_t k = 0; k < j; ++k) {
     float acc = 0.0f;
-    for (int64_t b = t; b < blocks; b += kThreads) acc = rn::add(acc, partial[b * j + k]);
+    for (int64_t b = t; b < blocks; b += kThreads) acc = add(acc, partial[b * j + k]);
     sh[t] = acc;
     __syncthreads();
     for (int step = kThreads / 2; step > 0; step /= 2) {
-      if (t < step) sh[t] = rn::add(sh[t], sh[t + step]);
+      if (t < step) sh[t] = add(sh[t], sh[t + step]);
       __syncthreads();
     }
     if (t == 0) y[k] = sh[0];
@@ -182,6 +198,8 @@ void launch_attribution_stats(const float* delta, const float* a, int64_t b, int
 
 void launch_quantize_backward(const float* x, int64_t n, const float* c, int64_t j, const float* g, bool wrt_c,
                               float* y) {
+  AGILENN_CHECK(j <= kMaxCentroids, "quantize_backward: the CUDA kernels take at most " << kMaxCentroids
+                                                                                       << " centroids, not " << j);
   if (!wrt_c) {
     if (n == 0) return;
     quantize_backward_x_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(x, n, c, j, g, y);
@@ -208,10 +226,10 @@ void launch_attribution_stats_backward(const float* delta, const float* a, const
                                        int64_t pixels, int64_t channels, int64_t k, bool wrt_a, float* y) {
   const int64_t per_sample = pixels * channels;
   if (b == 0 || per_sample == 0) return;
-  AttributionExtrema* e = nullptr;
+  AttributionExtrema<float>* e = nullptr;
   reduce_attribution<ExtremaReduce>(delta, a, b, per_sample, channels, k,
-                                    static_cast<size_t>(b) * sizeof(AttributionExtrema), [&](char* extra) {
-                                      e = reinterpret_cast<AttributionExtrema*>(extra);
+                                    static_cast<size_t>(b) * sizeof(AttributionExtrema<float>), [&](char* extra) {
+                                      e = reinterpret_cast<AttributionExtrema<float>*>(extra);
                                       return KeepExtrema{e};
                                     });
   attribution_grad_kernel<<<blocks_for(b * per_sample), kThreads, 0, stream()>>>(delta, a, g, b * per_sample,

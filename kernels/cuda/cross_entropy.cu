@@ -1,12 +1,15 @@
-// softmax_cross_entropy: -log_softmax(x)[label] per row, the loss of every classifier;
-// see kernels/cpu/cross_entropy.cpp. The per-element math is in cross_entropy.cuh,
-// shared with the CPU twin.
-#include "kernels/cuda/cross_entropy.cuh"
+// softmax_cross_entropy: -log_softmax(x)[label] per row, the loss of every classifier,
+// float32, with the CPU backend's per-element math (kernels/shared/cross_entropy.h).
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/fault.cuh"
+#include "kernels/shared/cross_entropy.h"
 
 namespace agilenn::cuda {
 namespace {
+
+using kernels::ce_exp_term;
+using kernels::ce_max;
+using kernels::rn::add;
 
 // softmax_cross_entropy: one warp per row (grid-stride over rows). The lanes take
 // strided classes; xor-butterfly shuffles combine the max (exact in any order) and the
@@ -22,12 +25,12 @@ __global__ void softmax_cross_entropy_kernel(const float* x, const int32_t* labe
     for (int64_t j = lane; j < classes; j += 32) m = ce_max(m, row[j]);
     for (int off = 16; off > 0; off /= 2) m = ce_max(m, __shfl_xor_sync(kAll, m, off));
     float s = 0.0f;
-    for (int64_t j = lane; j < classes; j += 32) s = rn::add(s, ce_exp_term(row[j], m));
-    for (int off = 16; off > 0; off /= 2) s = rn::add(s, __shfl_xor_sync(kAll, s, off));
+    for (int64_t j = lane; j < classes; j += 32) s = add(s, ce_exp_term(row[j], m));
+    for (int off = 16; off > 0; off /= 2) s = add(s, __shfl_xor_sync(kAll, s, off));
     if (lane == 0) {
       const int32_t label = labels[r];
-      if (ce_label_ok(label, classes)) {
-        y[r] = ce_loss(row[label], m, s);
+      if (kernels::ce_label_ok(label, classes)) {
+        y[r] = kernels::ce_loss(row[label], m, s);
       } else {
         y[r] = NAN;
         report_bad_index(fault, r, label, classes);

@@ -1,6 +1,6 @@
 // Depthwise convolution kernels. Forward and data gradient: one thread per output
 // element, channel innermost, so consecutive threads read consecutive channels (NHWC).
-// Filter gradient: a fixed two-level reduction (see depthwise_conv2d.cuh) — partial sums
+// Filter gradient: a fixed two-level reduction (see kernels/shared/depthwise_conv2d.h) — partial sums
 // per (channel tile, tap, pixel chunk) block, then a pass adding the chunks in order —
 // deterministic, with no float atomics.
 #include "kernels/cuda/context.h"
@@ -8,6 +8,8 @@
 
 namespace agilenn::cuda {
 namespace {
+
+using namespace kernels;  // the per-element functions and the reduction plan
 
 // ---- kernels
 

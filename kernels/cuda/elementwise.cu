@@ -1,10 +1,11 @@
 // fill, iota, unary math, clamp, binary arithmetic, comparisons, where, cast,
-// stop_gradient: the GPU twins of kernels/cpu/elementwise.cpp, with the same formulas
-// and tie rules. Every op but fill and iota is one strided walk (strided.cuh) applying a
+// stop_gradient, float32, with the CPU backend's per-element math
+// (kernels/shared/elementwise.h). Every op but fill and iota is one strided walk (strided.cuh) applying a
 // small functor, so broadcasting is handled once, by the operands' strides: a same-shape
 // operand collapses to one contiguous axis and costs no index arithmetic.
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/strided.cuh"
+#include "kernels/shared/elementwise.h"
 
 namespace agilenn::cuda {
 namespace {
@@ -22,52 +23,6 @@ template <class T>
 struct Iota {
   T* y;
   __device__ void operator()(int64_t i) const { y[i] = static_cast<T>(i); }
-};
-
-// Per-element math. Float only: the backend computes float32 (dispatch_f32).
-struct Neg { __device__ float operator()(float x) const { return -x; } };
-struct Abs { __device__ float operator()(float x) const { return fabsf(x); } };
-struct Sign {
-  __device__ float operator()(float x) const { return static_cast<float>((0.0f < x) - (x < 0.0f)); }
-};
-struct Exp { __device__ float operator()(float x) const { return expf(x); } };
-struct Log { __device__ float operator()(float x) const { return logf(x); } };
-struct Sqrt { __device__ float operator()(float x) const { return sqrtf(x); } };
-// 1/sqrt rather than rsqrtf: both are correctly rounded, so this matches the CPU bit for bit.
-struct Rsqrt { __device__ float operator()(float x) const { return 1.0f / sqrtf(x); } };
-struct Sigmoid {
-  // Split by sign so exp never overflows (as the CPU).
-  __device__ float operator()(float x) const {
-    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
-    const float e = expf(x);
-    return e / (1.0f + e);
-  }
-};
-struct Tanh { __device__ float operator()(float x) const { return tanhf(x); } };
-struct Identity { __device__ float operator()(float x) const { return x; } };
-struct Clamp {
-  float lo, hi;
-  __device__ float operator()(float x) const { return x < lo ? lo : (x > hi ? hi : x); }
-};
-struct ClampGrad {
-  float lo, hi;
-  __device__ float operator()(float x, float g) const { return x < lo || x > hi ? 0.0f : g; }
-};
-
-struct Add { __device__ float operator()(float a, float b) const { return a + b; } };
-struct Sub { __device__ float operator()(float a, float b) const { return a - b; } };
-struct Mul { __device__ float operator()(float a, float b) const { return a * b; } };
-struct Div { __device__ float operator()(float a, float b) const { return a / b; } };
-struct Maximum { __device__ float operator()(float a, float b) const { return a >= b ? a : b; } };
-struct Minimum { __device__ float operator()(float a, float b) const { return a <= b ? a : b; } };
-
-// Comparisons take any dtype and give a u8 mask.
-struct Equal { template <class T> __device__ uint8_t operator()(T a, T b) const { return a == b ? 1 : 0; } };
-struct Less { template <class T> __device__ uint8_t operator()(T a, T b) const { return a < b ? 1 : 0; } };
-struct LessEqual { template <class T> __device__ uint8_t operator()(T a, T b) const { return a <= b ? 1 : 0; } };
-struct Greater { template <class T> __device__ uint8_t operator()(T a, T b) const { return a > b ? 1 : 0; } };
-struct GreaterEqual {
-  template <class T> __device__ uint8_t operator()(T a, T b) const { return a >= b ? 1 : 0; }
 };
 
 template <class D>
@@ -160,9 +115,9 @@ void add_comparison(KernelTable& t, const std::string& name, Op op) {
 }
 
 // clamp and clamp_grad carry their range as attributes.
-template <class Op>
-Op range_of(const Node& node) {
-  return Op{static_cast<float>(node.attrs.f("lo")), static_cast<float>(node.attrs.f("hi"))};
+template <template <class> class Op>
+Op<float> range_of(const Node& node) {
+  return Op<float>{static_cast<float>(node.attrs.f("lo")), static_cast<float>(node.attrs.f("hi"))};
 }
 
 }  // namespace
@@ -182,40 +137,40 @@ void register_elementwise(KernelTable& t) {
     });
   });
 
-  add_unary(t, "neg", Neg{});
-  add_unary(t, "abs", Abs{});
-  add_unary(t, "sign", Sign{});
-  add_unary(t, "exp", Exp{});
-  add_unary(t, "log", Log{});
-  add_unary(t, "sqrt", Sqrt{});
-  add_unary(t, "rsqrt", Rsqrt{});
-  add_unary(t, "sigmoid", Sigmoid{});
-  add_unary(t, "tanh", Tanh{});
-  add_unary(t, "stop_gradient", Identity{});
+  add_unary(t, "neg", kernels::Neg{});
+  add_unary(t, "abs", kernels::Abs{});
+  add_unary(t, "sign", kernels::Sign{});
+  add_unary(t, "exp", kernels::Exp{});
+  add_unary(t, "log", kernels::Log{});
+  add_unary(t, "sqrt", kernels::Sqrt{});
+  add_unary(t, "rsqrt", kernels::Rsqrt{});
+  add_unary(t, "sigmoid", kernels::Sigmoid{});
+  add_unary(t, "tanh", kernels::Tanh{});
+  add_unary(t, "stop_gradient", kernels::Identity{});
   t.add("clamp", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
     dispatch_f32(out.dtype(), node, [&](float) {
-      launch_map1(node, out.shape(), in[0].data<float>(), out.data<float>(), range_of<Clamp>(node));
+      launch_map1(node, out.shape(), in[0].data<float>(), out.data<float>(), range_of<kernels::Clamp>(node));
     });
   });
   t.add("clamp_grad", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
     dispatch_f32(out.dtype(), node, [&](float) {
       launch_map2(node, out.shape(), in[0].shape(), in[0].data<float>(), in[1].shape(), in[1].data<float>(),
-                  out.data<float>(), range_of<ClampGrad>(node));
+                  out.data<float>(), range_of<kernels::ClampGrad>(node));
     });
   });
 
-  add_binary(t, "add", Add{});
-  add_binary(t, "sub", Sub{});
-  add_binary(t, "mul", Mul{});
-  add_binary(t, "div", Div{});
-  add_binary(t, "maximum", Maximum{});
-  add_binary(t, "minimum", Minimum{});
+  add_binary(t, "add", kernels::Add{});
+  add_binary(t, "sub", kernels::Sub{});
+  add_binary(t, "mul", kernels::Mul{});
+  add_binary(t, "div", kernels::Div{});
+  add_binary(t, "maximum", kernels::Maximum{});
+  add_binary(t, "minimum", kernels::Minimum{});
 
-  add_comparison(t, "equal", Equal{});
-  add_comparison(t, "less", Less{});
-  add_comparison(t, "less_equal", LessEqual{});
-  add_comparison(t, "greater", Greater{});
-  add_comparison(t, "greater_equal", GreaterEqual{});
+  add_comparison(t, "equal", kernels::Equal{});
+  add_comparison(t, "less", kernels::Less{});
+  add_comparison(t, "less_equal", kernels::LessEqual{});
+  add_comparison(t, "greater", kernels::Greater{});
+  add_comparison(t, "greater_equal", kernels::GreaterEqual{});
 
   t.add("where", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
     dispatch_any(out.dtype(), [&](auto tag) {

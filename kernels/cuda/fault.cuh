@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "kernels/cuda/host_device.h"
+#include "kernels/shared/host_device.h"
 
 namespace agilenn::cuda {
 

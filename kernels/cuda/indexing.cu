@@ -14,11 +14,10 @@
 #include <type_traits>
 
 #include "engine/ir/shape_util.h"
-#include "kernels/cpu/counter_rng.h"
 #include "kernels/cuda/cuda_kernels.h"
-#include "kernels/cuda/host_device.h"
-#include "kernels/cuda/indexing.cuh"
 #include "kernels/cuda/strided.cuh"
+#include "kernels/shared/counter_rng.h"
+#include "kernels/shared/resize.h"
 
 namespace agilenn::cuda {
 namespace {
@@ -158,7 +157,7 @@ struct DropoutMask {
   T* y;
   AGILENN_HD void operator()(int64_t i) const {
     const auto c = static_cast<uint64_t>(static_cast<uint32_t>(*counter));
-    y[i] = dropout_drops(seed, c, static_cast<uint64_t>(i), p) ? T(0) : keep;
+    y[i] = kernels::dropout_drops(seed, c, static_cast<uint64_t>(i), p) ? T(0) : keep;
   }
 };
 
@@ -169,11 +168,11 @@ struct ResizeBilinear {
   float* y;
   AGILENN_HD void operator()(int64_t i) const {
     const int64_t k = i % c, px = (i / c) % ow, py = (i / c / ow) % oh, b = i / c / ow / oh;
-    const ResizeTaps<float> ty = resize_taps<float>(py, h, oh), tx = resize_taps<float>(px, w, ow);
+    const kernels::ResizeTaps<float> ty = kernels::resize_taps<float>(py, h, oh),
+                                     tx = kernels::resize_taps<float>(px, w, ow);
     const float* img = x + b * h * w * c + k;
-    const float top = lerp_rounded(img[(ty.lo * w + tx.lo) * c], img[(ty.lo * w + tx.hi) * c], tx.frac);
-    const float bottom = lerp_rounded(img[(ty.hi * w + tx.lo) * c], img[(ty.hi * w + tx.hi) * c], tx.frac);
-    y[i] = lerp_rounded(top, bottom, ty.frac);
+    y[i] = kernels::bilinear(img[(ty.lo * w + tx.lo) * c], img[(ty.lo * w + tx.hi) * c], img[(ty.hi * w + tx.lo) * c],
+                             img[(ty.hi * w + tx.hi) * c], tx.frac, ty.frac);
   }
 };
 

@@ -20,11 +20,13 @@
 #include <vector>
 
 #include "kernels/cuda/context.h"
-#include "kernels/cuda/optimizer.cuh"
 #include "kernels/cuda/optimizer.h"
+#include "kernels/shared/optimizer.h"
 
 namespace agilenn::cuda {
 namespace {
+
+namespace optim = kernels::optim;
 
 using Key = unsigned long long;
 constexpr Key kAllFinite = ULLONG_MAX;

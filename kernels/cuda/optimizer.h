@@ -1,6 +1,6 @@
-// The fused multi-tensor optimizer updates of the CUDA backend (optimizer.cu) and their
-// CPU twin (optimizer_twin.cpp), which runs the same per-element math (optimizer.cuh) on
-// host tensors. Semantics as Backend::sgdw_update / adam_update.
+// The fused multi-tensor optimizer updates of the CUDA backend (optimizer.cu), with the
+// CPU backend's per-element math (kernels/shared/optimizer.h). Semantics as
+// Backend::sgdw_update / adam_update.
 #pragma once
 
 #include <span>
@@ -18,11 +18,5 @@ void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::s
                  const SgdwHyper& hyper, const UpdateGuard& guard);
 void adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m, std::span<Tensor> v,
                  const AdamHyper& hyper, const UpdateGuard& guard);
-
-// Host tensors.
-void sgdw_update_twin(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,
-                      const SgdwHyper& hyper, const UpdateGuard& guard);
-void adam_update_twin(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
-                      std::span<Tensor> v, const AdamHyper& hyper, const UpdateGuard& guard);
 
 }  // namespace agilenn::cuda

@@ -1,13 +1,14 @@
-// Per-element math of the indexing family that the CUDA kernels (indexing.cu) and the CPU
-// backend (kernels/cpu/indexing.cpp) share, so both pick the same taps and weights.
+// Per-element math of bilinear resize, which the CPU backend (kernels/cpu/indexing.cpp)
+// and the CUDA kernel (kernels/cuda/indexing.cu) share, so both pick the same taps and
+// weights.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/cuda/host_device.h"
+#include "kernels/shared/rounding.h"
 
-namespace agilenn {
+namespace agilenn::kernels {
 
 // Bilinear resize with half-pixel centres: source = (dest + 0.5)·in/out − 0.5, clamped to
 // the image, computed in the tensor's own precision (float on the GPU).
@@ -28,18 +29,16 @@ AGILENN_HD ResizeTaps<T> resize_taps(int64_t dest, int64_t in_size, int64_t out_
   return {lo < in_size - 1 ? lo : in_size - 1, up < in_size - 1 ? up : in_size - 1, src - fl};
 }
 
-// a + (b − a)·t with each operation rounded on its own: no fused multiply-add on the GPU,
-// as the CPU loop rounds it.
+// a + (b − a)·t with each operation rounded on its own (no fused multiply-add).
 template <class T>
 AGILENN_HD T lerp_rounded(T a, T b, T t) {
-#ifdef __CUDA_ARCH__
-  if constexpr (sizeof(T) == 4)
-    return __fadd_rn(a, __fmul_rn(__fsub_rn(b, a), t));
-  else
-    return __dadd_rn(a, __dmul_rn(__dsub_rn(b, a), t));
-#else
-  return a + (b - a) * t;
-#endif
+  return rn::add(a, rn::mul(rn::sub(b, a), t));
 }
 
-}  // namespace agilenn
+// The output value from the four source pixels around it: along x (fx), then along y.
+template <class T>
+AGILENN_HD T bilinear(T p00, T p01, T p10, T p11, T fx, T fy) {
+  return lerp_rounded(lerp_rounded(p00, p01, fx), lerp_rounded(p10, p11, fx), fy);
+}
+
+}  // namespace agilenn::kernels

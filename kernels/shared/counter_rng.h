@@ -4,9 +4,9 @@
 
 #include <cstdint>
 
-#include "kernels/cuda/host_device.h"
+#include "kernels/shared/host_device.h"
 
-namespace agilenn {
+namespace agilenn::kernels {
 
 // SplitMix64 finaliser (Steele, Lea & Flood 2014): a bijective 64-bit mix.
 AGILENN_HD uint64_t mix64(uint64_t z) {
@@ -27,4 +27,4 @@ AGILENN_HD bool dropout_drops(uint64_t seed, uint64_t counter, uint64_t index, f
   return uniform01(seed, counter, index) < p;
 }
 
-}  // namespace agilenn
+}  // namespace agilenn::kernels

@@ -1,17 +1,19 @@
-// Explicitly rounded float and double operations for the hand-written kernels' per-element
-// math. On the GPU each is a round-to-nearest intrinsic (__fadd_rn, __fmul_rn, ...): nvcc
-// never contracts those into fused multiply-adds, and division and square root are the
-// IEEE ones. On the host they are plain operators, which GCC does not contract in ISO C++
-// mode (-std=c++20 implies -ffp-contract=off). So a kernel and its CPU twin round alike.
+// Explicitly rounded float and double operations for the shared per-element math. On the
+// GPU each is a round-to-nearest intrinsic (__fadd_rn, __fmul_rn, ...): nvcc never
+// contracts those into fused multiply-adds, and division and square root are the IEEE
+// ones. On the host they are plain operators, which GCC does not contract in ISO C++ mode
+// (-std=c++20 implies -ffp-contract=off). So the CPU backend and a CUDA kernel round
+// alike. The math functions are overloaded per precision, so a template calls expf for
+// float on both sides (the host's std::exp(float) is the same expf).
 #pragma once
 
 #include <math.h>
 
 #include <cmath>
 
-#include "kernels/cuda/host_device.h"
+#include "kernels/shared/host_device.h"
 
-namespace agilenn::cuda::rn {
+namespace agilenn::kernels::rn {
 
 #ifdef __CUDA_ARCH__
 AGILENN_HD float add(float a, float b) { return __fadd_rn(a, b); }
@@ -55,4 +57,13 @@ AGILENN_HD bool finite(T x) {
 }
 #endif
 
-}  // namespace agilenn::cuda::rn
+AGILENN_HD float exp(float x) { return expf(x); }
+AGILENN_HD double exp(double x) { return ::exp(x); }
+AGILENN_HD float log(float x) { return logf(x); }
+AGILENN_HD double log(double x) { return ::log(x); }
+AGILENN_HD float tanh(float x) { return tanhf(x); }
+AGILENN_HD double tanh(double x) { return ::tanh(x); }
+AGILENN_HD float abs(float x) { return fabsf(x); }
+AGILENN_HD double abs(double x) { return fabs(x); }
+
+}  // namespace agilenn::kernels::rn

@@ -1,8 +1,7 @@
-// CPU twins of the hand-written CUDA kernels, and the kernels themselves.
-//
-// CudaTwins.*Twin*: each twin (kernels/cuda/agilenn_fused_twin.cpp) against the CPU
-// backend's kernel for the same op, on random awkward sizes. Runs without a GPU.
-// CudaTwins.*Kernel*: each CUDA kernel against its twin; skipped without a GPU.
+// The fused CUDA kernels (quantize, attribution_stats, their vjps, softmax_cross_entropy)
+// against their twin, the CPU backend, which runs the same per-element math
+// (kernels/shared); skipped without a GPU. CudaFused.*OnAKnownSample and the tie rules
+// pin the CPU backend's values by hand and run everywhere.
 // CudaReductionPaths.*: the reduction, softmax, argmin and matmul kernels against the
 // CPU backend on shapes that reach every launch path (column sums cut into chunks, row
 // reductions, the general strided path, contiguous and strided axes); skipped without a
@@ -19,8 +18,6 @@
 
 #include "engine/ir/ops.h"
 #include "engine/runtime/executor.h"
-#include "kernels/cuda/agilenn_fused_twin.h"
-#include "kernels/cuda/cross_entropy_twin.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device.h"
 #include "tests/gradcheck.h"
@@ -79,20 +76,7 @@ Build quantize_backward_op(int64_t wrt) {
   return [wrt](const std::vector<Value>& v) { return std::vector<Value>{ops::quantize_backward(v[0], v[1], v[2], wrt)}; };
 }
 
-Tensor twin_quantize_backward(const Tensor& x, const Tensor& c, const Tensor& g, int64_t wrt) {
-  Tensor y = Tensor::zeros(wrt == 0 ? x.shape() : c.shape(), DType::f32);
-  cuda::quantize_backward_twin(x.data<float>(), x.numel(), c.data<float>(), c.numel(), g.data<float>(), wrt == 1,
-                               y.data<float>());
-  return y;
-}
-
 std::vector<Value> cross_entropy_op(const std::vector<Value>& v) { return {ops::softmax_cross_entropy(v[0], v[1])}; }
-
-Tensor twin_cross_entropy(const Tensor& x, const Tensor& labels) {
-  Tensor y = Tensor::zeros({x.dim(0)}, DType::f32);
-  cuda::softmax_cross_entropy_twin(x.data<float>(), labels.data<int32_t>(), x.dim(0), x.dim(1), y.data<float>());
-  return y;
-}
 
 Tensor labels_for(int64_t rows, int64_t classes, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -111,11 +95,8 @@ Build attribution_backward_op(int64_t k, int64_t wrt) {
   };
 }
 
-Tensor twin_attribution_stats_backward(const Tensor& d, const Tensor& a, const Tensor& g, int64_t k, int64_t wrt) {
-  Tensor y = Tensor::zeros(d.shape(), DType::f32);
-  cuda::attribution_stats_backward_twin(d.data<float>(), a.data<float>(), g.data<float>(), d.dim(0),
-                                        d.dim(1) * d.dim(2), d.dim(3), k, wrt == 1, y.data<float>());
-  return y;
+Tensor cpu_attribution_stats_backward(const Tensor& d, const Tensor& a, const Tensor& g, int64_t k, int64_t wrt) {
+  return run_op({d, a, g}, attribution_backward_op(k, wrt), cpu_backend())[0];
 }
 
 // Values in {±0.5, ±1}: |δ·a| takes three values, so each sample's extremes are tied.
@@ -125,18 +106,6 @@ Tensor tie_prone(const Shape& s, uint64_t seed) {
   return t;
 }
 
-Tensor twin_quantize(const Tensor& x, const Tensor& c) {
-  Tensor y = Tensor::zeros(x.shape(), DType::f32);
-  cuda::quantize_twin(x.data<float>(), x.numel(), c.data<float>(), c.numel(), y.data<float>());
-  return y;
-}
-
-Tensor twin_attribution_stats(const Tensor& d, const Tensor& a, int64_t k) {
-  Tensor y = Tensor::zeros({d.dim(0), 3}, DType::f32);
-  cuda::attribution_stats_twin(d.data<float>(), a.data<float>(), d.dim(0), d.dim(1) * d.dim(2), d.dim(3), k,
-                               y.data<float>());
-  return y;
-}
 
 struct QuantizeCase {
   Shape x;
@@ -152,126 +121,42 @@ struct AttributionCase {
 const std::vector<AttributionCase> kAttributionCases = {
     {{1, 1, 1, 2}, 1}, {{3, 5, 7, 6}, 1}, {{5, 4, 3, 24}, 5}, {{2, 9, 11, 13}, 12}, {{7, 1, 33, 3}, 2}};
 
-// ---- twins against the CPU backend (no GPU needed)
-
-// The twin runs the CPU kernel's float operations in the same order: it must agree
-// bit for bit (any distance tie resolves the same way, first centroid wins).
-TEST(CudaTwins, QuantizeTwinMatchesCpuKernelExactly) {
-  uint64_t seed = 1;
-  for (const QuantizeCase& qc : kQuantizeCases) {
-    const Tensor x = random_tensor(qc.x, DType::f32, seed++, -1.0, 7.0);
-    const Tensor c = random_tensor({qc.centroids}, DType::f32, seed++, 0.0, 6.0);
-    EXPECT_TRUE(bit_equal(cpu_quantize(x, c), twin_quantize(x, c))) << shape_str(qc.x) << " J=" << qc.centroids;
-  }
-}
-
-TEST(CudaTwins, QuantizeTwinBreaksDistanceTiesTowardTheFirstCentroid) {
+TEST(CudaFused, QuantizeBreaksDistanceTiesTowardTheFirstCentroid) {
   // x = 0.5 and 1.5 lie exactly midway between neighbouring centroids (all dyadic, so
   // the squared distances are exact and equal).
   const Tensor x = Tensor::from_vector({4}, {0.5, 1.5, -0.25, 3.0}, DType::f32);
   const Tensor up = Tensor::from_vector({3}, {0.0, 1.0, 2.0}, DType::f32);
   const Tensor down = Tensor::from_vector({3}, {2.0, 1.0, 0.0}, DType::f32);
-  EXPECT_EQ(twin_quantize(x, up).to_vector(), (std::vector<double>{0.0, 1.0, 0.0, 2.0}));
-  EXPECT_EQ(twin_quantize(x, down).to_vector(), (std::vector<double>{1.0, 2.0, 0.0, 2.0}));
-  EXPECT_TRUE(bit_equal(cpu_quantize(x, up), twin_quantize(x, up)));
-  EXPECT_TRUE(bit_equal(cpu_quantize(x, down), twin_quantize(x, down)));
+  EXPECT_EQ(cpu_quantize(x, up).to_vector(), (std::vector<double>{0.0, 1.0, 0.0, 2.0}));
+  EXPECT_EQ(cpu_quantize(x, down).to_vector(), (std::vector<double>{1.0, 2.0, 0.0, 2.0}));
 }
 
-// Same summation order as the CPU kernel (pixel-major, channel-minor, one accumulator
-// per sum), so the results are expected equal; 1e-6 of the largest value leaves room
-// only for a compiler contracting differently, never for a wrong element or channel.
-TEST(CudaTwins, AttributionStatsTwinMatchesCpuKernel) {
-  uint64_t seed = 100;
-  for (const AttributionCase& ac : kAttributionCases) {
-    const Tensor d = random_tensor(ac.x, DType::f32, seed++, -2.0, 2.0);
-    const Tensor a = random_tensor(ac.x, DType::f32, seed++, -3.0, 3.0);
-    EXPECT_LE(magnitude_error(cpu_attribution_stats(d, a, ac.local), twin_attribution_stats(d, a, ac.local), 1e-6),
-              1.0)
-        << shape_str(ac.x) << " K=" << ac.local;
-  }
-}
-
-TEST(CudaTwins, AttributionStatsTwinOnAKnownSample) {
+TEST(CudaFused, AttributionStatsOnAKnownSample) {
   // One sample, 2 pixels, 3 channels, K = 1: |δ·a| = [1 4 9 | 2 0 6] per pixel row.
   const Tensor d = Tensor::from_vector({1, 1, 2, 3}, {1, -2, 3, 1, 0, -2}, DType::f32);
   const Tensor a = Tensor::from_vector({1, 1, 2, 3}, {1, -2, 3, 2, 5, -3}, DType::f32);
   // local = 1 + 2, total = 3 + (4 + 9 + 0 + 6), max remote 9 - min local 1.
-  EXPECT_EQ(twin_attribution_stats(d, a, 1).to_vector(), (std::vector<double>{3.0, 22.0, 8.0}));
-  EXPECT_TRUE(bit_equal(cpu_attribution_stats(d, a, 1), twin_attribution_stats(d, a, 1)));
+  EXPECT_EQ(cpu_attribution_stats(d, a, 1).to_vector(), (std::vector<double>{3.0, 22.0, 8.0}));
 }
 
-// quantize's vjp: w.r.t. x the twin does the CPU kernel's float operations (the same
-// expf), so bit for bit; w.r.t. the centroids it sums the elements' terms in one running
-// sum where the CPU blocks them as the decomposition does, so to float32 round-off of
-// the largest term sum (the centroids' gradients are sums of n signed terms).
-TEST(CudaTwins, QuantizeBackwardTwinMatchesCpuKernel) {
-  std::vector<QuantizeCase> cases = kQuantizeCases;
-  cases.push_back({{5, 7, 9}, 40});  // more centroids than the kernel's chunk of 32
-  uint64_t seed = 600;
-  for (const QuantizeCase& qc : cases) {
-    const Tensor x = random_tensor(qc.x, DType::f32, seed++, -1.0, 7.0);
-    const Tensor c = random_tensor({qc.centroids}, DType::f32, seed++, 0.0, 6.0);
-    const Tensor g = random_tensor(qc.x, DType::f32, seed++, -1.0, 1.0);
-    const Tensor gx = run_op({x, c, g}, quantize_backward_op(0), cpu_backend())[0];
-    EXPECT_TRUE(bit_equal(gx, twin_quantize_backward(x, c, g, 0))) << shape_str(qc.x) << " J=" << qc.centroids;
-    const Tensor gc = run_op({x, c, g}, quantize_backward_op(1), cpu_backend())[0];
-    EXPECT_LE(magnitude_error(gc, twin_quantize_backward(x, c, g, 1), 2e-5), 1.0)
-        << shape_str(qc.x) << " J=" << qc.centroids;
-  }
-}
-
-// The twin does the CPU kernel's float operations in its order (the same expf, logf).
-TEST(CudaTwins, CrossEntropyTwinMatchesCpuKernelExactly) {
-  uint64_t seed = 800;
-  for (const auto& [rows, classes] : kCrossEntropyCases) {
-    const Tensor x = random_tensor({rows, classes}, DType::f32, seed++, -30.0, 30.0);
-    const Tensor l = labels_for(rows, classes, seed++);
-    EXPECT_TRUE(bit_equal(run_op({x, l}, cross_entropy_op, cpu_backend())[0], twin_cross_entropy(x, l)))
-        << rows << "x" << classes;
-  }
-  // A label outside the classes: NaN (the CPU backend refuses it instead).
-  const Tensor x = random_tensor({2, 4}, DType::f32, 1, -1.0, 1.0);
-  const Tensor y = twin_cross_entropy(x, Tensor::from_vector({2}, {1, 4}, DType::i32));
-  EXPECT_FALSE(std::isnan(y.item(0)));
-  EXPECT_TRUE(std::isnan(y.item(1)));
-}
-
-// The backward twin and the CPU kernel both repeat the decomposition's float operations
-// in its order, and extremes and tie counts do not depend on order: bit for bit, with
-// random values and with ties.
-TEST(CudaTwins, AttributionStatsBackwardTwinMatchesCpuKernelExactly) {
-  uint64_t seed = 400;
-  for (const AttributionCase& ac : kAttributionCases)
-    for (bool ties : {false, true}) {
-      const Tensor d = ties ? tie_prone(ac.x, seed++) : random_tensor(ac.x, DType::f32, seed++, -2.0, 2.0);
-      const Tensor a = ties ? tie_prone(ac.x, seed++) : random_tensor(ac.x, DType::f32, seed++, -3.0, 3.0);
-      const Tensor g = random_tensor({ac.x[0], 3}, DType::f32, seed++, -1.0, 1.0);
-      for (int64_t wrt : {0, 1}) {
-        const Tensor cpu = run_op({d, a, g}, attribution_backward_op(ac.local, wrt), cpu_backend())[0];
-        EXPECT_TRUE(bit_equal(cpu, twin_attribution_stats_backward(d, a, g, ac.local, wrt)))
-            << shape_str(ac.x) << " K=" << ac.local << " wrt=" << wrt << (ties ? " ties" : "");
-      }
-    }
-}
-
-TEST(CudaTwins, AttributionStatsBackwardTwinOnAKnownSample) {
-  // As AttributionStatsTwinOnAKnownSample: |δ·a| = [1 4 9 | 2 0 6], K = 1, and a second
+TEST(CudaFused, AttributionStatsBackwardOnAKnownSample) {
+  // As AttributionStatsOnAKnownSample: |δ·a| = [1 4 9 | 2 0 6], K = 1, and a second
   // remote 9 ties the max. g = [1, 10, 100]: local elements get g0 + g1 (the smaller,
   // 1, also -g2), remote ones g1 (the two 9s also g2 / 2); times sign(δ·a) times a.
   const Tensor d = Tensor::from_vector({1, 1, 2, 3}, {1, -2, 3, 1, 0, -3}, DType::f32);
   const Tensor a = Tensor::from_vector({1, 1, 2, 3}, {1, -2, 3, 2, 5, 3}, DType::f32);
   const Tensor g = Tensor::from_vector({1, 3}, {1, 10, 100}, DType::f32);
-  EXPECT_EQ(twin_attribution_stats_backward(d, a, g, 1, 0).to_vector(),
+  EXPECT_EQ(cpu_attribution_stats_backward(d, a, g, 1, 0).to_vector(),
             (std::vector<double>{-89.0, -20.0, 180.0, 22.0, 0.0, -180.0}));
-  EXPECT_EQ(twin_attribution_stats_backward(d, a, g, 1, 1).to_vector(),
+  EXPECT_EQ(cpu_attribution_stats_backward(d, a, g, 1, 1).to_vector(),
             (std::vector<double>{-89.0, -20.0, 180.0, 11.0, 0.0, 180.0}));
 }
 
-// ---- CUDA kernels against their twins (GPU)
+// ---- CUDA kernels against the CPU backend (GPU)
 
-// Elementwise and order-free: the kernel calls the twin's function on the same floats,
+// Elementwise and order-free: the kernel calls the CPU's function on the same floats,
 // so it must agree bit for bit.
-TEST(CudaTwins, QuantizeKernelMatchesTwinExactly) {
+TEST(CudaFused, QuantizeKernelMatchesTheCpuExactly) {
   AGILENN_SKIP_WITHOUT_GPU();
   std::vector<QuantizeCase> cases = kQuantizeCases;
   cases.push_back({{(1 << 20) + 3}, 8});
@@ -282,7 +167,7 @@ TEST(CudaTwins, QuantizeKernelMatchesTwinExactly) {
     const Tensor gpu = run_op(
         {x, c}, [](const std::vector<Value>& v) { return std::vector<Value>{ops::quantize(v[0], v[1])}; },
         cuda_backend())[0];
-    EXPECT_TRUE(bit_equal(twin_quantize(x, c), gpu)) << shape_str(qc.x) << " J=" << qc.centroids;
+    EXPECT_TRUE(bit_equal(cpu_quantize(x, c), gpu)) << shape_str(qc.x) << " J=" << qc.centroids;
   }
   const Tensor x = Tensor::from_vector({4}, {0.5, 1.5, -0.25, 3.0}, DType::f32);
   const Tensor down = Tensor::from_vector({3}, {2.0, 1.0, 0.0}, DType::f32);
@@ -298,7 +183,7 @@ TEST(CudaTwins, QuantizeKernelMatchesTwinExactly) {
 // the) term count: 5e-5 of the largest value covers ~25k terms per sample with margin.
 // The extremes (max - min) are order-free. The cut depends only on the shape, so two
 // runs agree bit for bit.
-TEST(CudaTwins, AttributionStatsKernelMatchesTwin) {
+TEST(CudaFused, AttributionStatsKernelMatchesTheCpu) {
   AGILENN_SKIP_WITHOUT_GPU();
   std::vector<AttributionCase> cases = kAttributionCases;
   cases.push_back({{64, 32, 32, 24}, 5});  // the paper's feature map
@@ -310,21 +195,21 @@ TEST(CudaTwins, AttributionStatsKernelMatchesTwin) {
     const Tensor gpu = run_op(
         {d, a}, [k](const std::vector<Value>& v) { return std::vector<Value>{ops::attribution_stats(v[0], v[1], k)}; },
         cuda_backend())[0];
-    const Tensor twin = twin_attribution_stats(d, a, k);
-    EXPECT_LE(magnitude_error(twin, gpu, 5e-5), 1.0) << shape_str(ac.x) << " K=" << k;
+    const Tensor cpu = cpu_attribution_stats(d, a, k);
+    EXPECT_LE(magnitude_error(cpu, gpu, 5e-5), 1.0) << shape_str(ac.x) << " K=" << k;
     const Tensor again = run_op(
         {d, a}, [k](const std::vector<Value>& v) { return std::vector<Value>{ops::attribution_stats(v[0], v[1], k)}; },
         cuda_backend())[0];
     EXPECT_TRUE(bit_equal(gpu, again)) << shape_str(ac.x) << " K=" << k << ": not reproducible";
     for (int64_t s = 0; s < ac.x[0]; ++s)
-      EXPECT_EQ(twin.item(s * 3 + 2), gpu.item(s * 3 + 2)) << shape_str(ac.x) << " sample " << s;
+      EXPECT_EQ(cpu.item(s * 3 + 2), gpu.item(s * 3 + 2)) << shape_str(ac.x) << " sample " << s;
   }
 }
 
-// The kernels do the twin's float operations, but the GPU's expf may differ from the
+// The kernels do the CPU's float operations, but the GPU's expf may differ from the
 // host's by an ulp, and the centroids' sums run in another order (per-thread strided
 // sums, block trees, then the blocks'): float32 round-off of the tensor's magnitude.
-TEST(CudaTwins, QuantizeBackwardKernelsMatchTwin) {
+TEST(CudaFused, QuantizeBackwardKernelsMatchTheCpu) {
   AGILENN_SKIP_WITHOUT_GPU();
   std::vector<QuantizeCase> cases = kQuantizeCases;
   cases.push_back({{5, 7, 9}, 40});
@@ -336,16 +221,21 @@ TEST(CudaTwins, QuantizeBackwardKernelsMatchTwin) {
     const Tensor g = random_tensor(qc.x, DType::f32, seed++, -1.0, 1.0);
     for (int64_t wrt : {0, 1}) {
       const Tensor gpu = run_op({x, c, g}, quantize_backward_op(wrt), cuda_backend())[0];
-      EXPECT_LE(magnitude_error(twin_quantize_backward(x, c, g, wrt), gpu, 2e-4), 1.0)
+      EXPECT_LE(magnitude_error(run_op({x, c, g}, quantize_backward_op(wrt), cpu_backend())[0], gpu, 2e-4), 1.0)
           << shape_str(qc.x) << " J=" << qc.centroids << " wrt=" << wrt;
     }
   }
+  // More centroids than a thread of the kernels keeps: refused, naming the op.
+  const Tensor x = random_tensor({9}, DType::f32, 1, -1.0, 7.0), g = random_tensor({9}, DType::f32, 2, -1.0, 1.0);
+  const Tensor c = random_tensor({65}, DType::f32, 3, 0.0, 6.0);
+  EXPECT_NE(error_of([&] { run_op({x, c, g}, quantize_backward_op(0), cuda_backend()); }).find("quantize_backward"),
+            std::string::npos);
 }
 
 // The warp sums Σ exp(x - max) in another order and the GPU's expf and logf may differ
 // from the host's by an ulp: float32 round-off of the largest loss. The vjp's kernels
 // (softmax, one_hot, sub, mul) are checked by test_gpu_parity.
-TEST(CudaTwins, CrossEntropyKernelMatchesTwin) {
+TEST(CudaFused, CrossEntropyKernelMatchesTheCpu) {
   AGILENN_SKIP_WITHOUT_GPU();
   std::vector<std::pair<int64_t, int64_t>> cases = kCrossEntropyCases;
   cases.push_back({100003, 10});  // more rows than warps in the grid
@@ -354,7 +244,7 @@ TEST(CudaTwins, CrossEntropyKernelMatchesTwin) {
     const Tensor x = random_tensor({rows, classes}, DType::f32, seed++, -30.0, 30.0);
     const Tensor l = labels_for(rows, classes, seed++);
     const Tensor gpu = run_op({x, l}, cross_entropy_op, cuda_backend())[0];
-    EXPECT_LE(magnitude_error(twin_cross_entropy(x, l), gpu, 1e-5), 1.0) << rows << "x" << classes;
+    EXPECT_LE(magnitude_error(run_op({x, l}, cross_entropy_op, cpu_backend())[0], gpu, 1e-5), 1.0) << rows << "x" << classes;
   }
   // A label outside the classes: the CPU backend's error, raised from the kernel's record.
   const Tensor x = random_tensor({2, 4}, DType::f32, 1, -1.0, 1.0);
@@ -364,9 +254,9 @@ TEST(CudaTwins, CrossEntropyKernelMatchesTwin) {
   EXPECT_EQ(error_of([&] { run_op({x, bad}, cross_entropy_op, cuda_backend()); }), cpu);
 }
 
-// Extremes and tie counts are order-free and the per-element math is the twin's: the
+// Extremes and tie counts are order-free and the per-element math is the CPU's: the
 // kernel must agree bit for bit.
-TEST(CudaTwins, AttributionStatsBackwardKernelMatchesTwinExactly) {
+TEST(CudaFused, AttributionStatsBackwardKernelMatchesTheCpuExactly) {
   AGILENN_SKIP_WITHOUT_GPU();
   std::vector<AttributionCase> cases = kAttributionCases;
   cases.push_back({{64, 32, 32, 24}, 5});  // the paper's feature map
@@ -378,7 +268,7 @@ TEST(CudaTwins, AttributionStatsBackwardKernelMatchesTwinExactly) {
       const Tensor g = random_tensor({ac.x[0], 3}, DType::f32, seed++, -1.0, 1.0);
       for (int64_t wrt : {0, 1}) {
         const Tensor gpu = run_op({d, a, g}, attribution_backward_op(ac.local, wrt), cuda_backend())[0];
-        EXPECT_TRUE(bit_equal(twin_attribution_stats_backward(d, a, g, ac.local, wrt), gpu))
+        EXPECT_TRUE(bit_equal(cpu_attribution_stats_backward(d, a, g, ac.local, wrt), gpu))
             << shape_str(ac.x) << " K=" << ac.local << " wrt=" << wrt << (ties ? " ties" : "");
       }
     }

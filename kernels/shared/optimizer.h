@@ -1,15 +1,14 @@
-// Per-element math of the fused multi-tensor optimizer updates, shared by the CUDA kernels
-// (optimizer.cu) and their CPU twin (optimizer_twin.cpp).
-// Every operation is an explicitly rounded one (rounding.cuh), so the GPU computes bit for
-// bit what the CPU backend computes.
+// Per-element math of the multi-tensor optimizer updates: the CPU backend's
+// (kernels/cpu/optimizer.cpp) and the CUDA kernels' (kernels/cuda/optimizer.cu). Every
+// operation is an explicitly rounded one (rounding.h), so the GPU computes bit for bit
+// what the CPU backend computes.
 #pragma once
 
 #include <cmath>
 
-#include "kernels/cuda/host_device.h"
-#include "kernels/cuda/rounding.cuh"
+#include "kernels/shared/rounding.h"
 
-namespace agilenn::cuda::optim {
+namespace agilenn::kernels::optim {
 
 using rn::add;
 using rn::div;
@@ -35,4 +34,4 @@ AGILENN_HD void adam_step(T& theta, T& m, T& v, T g, T step, T beta1, T beta2, T
   theta = sub(theta, div(mul(step, m), add(root(v), eps)));
 }
 
-}  // namespace agilenn::cuda::optim
+}  // namespace agilenn::kernels::optim

@@ -1,12 +1,12 @@
-// CPU twins of the depthwise kernels: plain loops over the same per-element functions,
-// and the filter gradient follows the kernels' reduction plan (chunks, interleaved lanes,
-// lane tree, chunks added in order), so it computes the GPU's sums in the GPU's order.
+// The depthwise kernels' twin: plain loops over their per-element functions, and the
+// filter gradient follows their reduction plan (chunks, interleaved lanes, lane tree,
+// chunks added in order), so it computes the GPU's sums in the GPU's order.
 #include <array>
 #include <vector>
 
-#include "kernels/cuda/depthwise_conv2d.h"
+#include "kernels/shared/depthwise_conv2d.h"
 
-namespace agilenn::cuda {
+namespace agilenn::kernels {
 
 void depthwise_conv2d_forward_twin(const DepthwiseGeometry& g, const float* x, const float* w, float* y) {
   const int64_t total = g.positions() * g.cout();
@@ -43,4 +43,4 @@ void depthwise_conv2d_backward_filter_twin(const DepthwiseGeometry& g, const flo
   }
 }
 
-}  // namespace agilenn::cuda
+}  // namespace agilenn::kernels

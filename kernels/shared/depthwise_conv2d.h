@@ -1,15 +1,19 @@
 // Per-element math of the depthwise convolution (one input channel per group, channel
 // multiplier m: input channel c feeds output channels c*m .. c*m+m-1). NHWC tensors, filter
-// [KH,KW,1,C*m] as the CPU backend stores it. The CUDA kernels (depthwise_conv2d.cu) and
-// their CPU twin (depthwise_conv2d_twin.cpp) both call these functions, so the twin
-// computes exactly the sums the GPU does, in the same order.
+// [KH,KW,1,C*m] as the CPU backend stores it. The CUDA kernels
+// (kernels/cuda/depthwise_conv2d.cu) call these functions. The CPU backend's loops
+// (kernels/cpu/conv2d.cpp) run along channels instead, and sum the filter gradient in
+// row blocks; so a twin (depthwise_conv2d_twin.cpp) runs these functions on the host in
+// the GPU's order, and the tests hold it against the CPU backend in every build and the
+// kernels against it on a GPU.
 #pragma once
 
 #include <cstdint>
 
-#include "kernels/cuda/host_device.h"
+#include "engine/ir/shape_util.h"
+#include "kernels/shared/host_device.h"
 
-namespace agilenn::cuda {
+namespace agilenn::kernels {
 
 // Plain data, so kernels take it by value.
 struct DepthwiseGeometry {
@@ -117,4 +121,17 @@ AGILENN_HD int64_t depthwise_chunk_begin(const DepthwiseGeometry& g, int64_t chu
   return g.positions() * k / chunks;
 }
 
-}  // namespace agilenn::cuda
+// The grouping the depthwise kernels handle (the CPU backend's direct-loop case too).
+inline bool is_depthwise(const ConvGeometry& g) { return g.cin_g == 1 && g.groups > 1; }
+
+inline DepthwiseGeometry depthwise_geometry(const ConvGeometry& g) {
+  return DepthwiseGeometry{g.n,        g.h,        g.w,        g.c,     g.cout_g(), g.kh,       g.kw,     g.oh,
+                           g.ow,       g.stride_h, g.stride_w, g.dil_h, g.dil_w,    g.pad_top,  g.pad_left};
+}
+
+// The twin: host pointers, the layouts above, the GPU's sums in the GPU's order.
+void depthwise_conv2d_forward_twin(const DepthwiseGeometry& g, const float* x, const float* w, float* y);
+void depthwise_conv2d_backward_input_twin(const DepthwiseGeometry& g, const float* gy, const float* w, float* dx);
+void depthwise_conv2d_backward_filter_twin(const DepthwiseGeometry& g, const float* x, const float* gy, float* dw);
+
+}  // namespace agilenn::kernels

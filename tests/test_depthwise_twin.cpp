@@ -1,0 +1,46 @@
+// The depthwise convolution's twin (the CUDA kernels' per-element math and reduction
+// plan run on the host, kernels/shared/depthwise_conv2d.h) against the CPU backend, in
+// every build.
+#include <gtest/gtest.h>
+
+#include "tests/depthwise_cases.h"
+
+namespace agilenn::testing {
+namespace {
+
+TEST(CudaDepthwiseTwin, MatchesTheCpuBackendOverTheGeometryTable) {
+  for (size_t i = 0; i < depthwise_cases().size(); ++i) {
+    const ConvCase& k = depthwise_cases()[i];
+    ConvGraph cg;
+    build(cg, k);
+    const Feeds feeds = random_feeds(cg, 1000 + i);
+    const auto cpu = evaluate(cg.g, {cg.y.id(), cg.dx.id(), cg.dw.id()}, feeds, cpu_backend());
+    const auto twin = run_twin(cg, feeds);
+    for (size_t o = 0; o < 3; ++o)
+      EXPECT_LE(tensor_error(cpu[o], twin[o], o == 2 ? kRtolFilter : kRtolWindow), 1.0)
+          << kOutputNames[o] << ", " << describe(k);
+  }
+}
+
+// The twin's filter gradient does not depend on how the pixels are chunked beyond
+// rounding: check it against a float64 sum as well, on the multi-chunk geometries.
+TEST(CudaDepthwiseTwin, FilterGradientAgreesWithAFloat64Sum) {
+  for (size_t i = 0; i < depthwise_cases().size(); ++i) {
+    const ConvCase& k = depthwise_cases()[i];
+    ConvGraph cg;
+    build(cg, k);
+    const kernels::DepthwiseGeometry g = geometry(cg);
+    if (kernels::depthwise_filter_chunks(g) < 2) continue;
+    const Feeds feeds = random_feeds(cg, 2000 + i);
+    ConvGraph cg64;
+    build(cg64, k, DType::f64);
+    Feeds feeds64;
+    for (const auto& [name, t] : feeds) feeds64[name] = t.to(DType::f64);
+    const auto cpu64 = evaluate(cg64.g, {cg64.dw.id()}, feeds64, cpu_backend());
+    const auto twin = run_twin(cg, feeds);
+    EXPECT_LE(tensor_error(cpu64[0], twin[2], kRtolFilter), 1.0) << describe(k);
+  }
+}
+
+}  // namespace
+}  // namespace agilenn::testing
