@@ -123,6 +123,11 @@ void measure_cpu_ceilings() {
   c.how = how.str();
 }
 
+std::function<void()>& gpu_ceilings_probe() {
+  static std::function<void()> probe;
+  return probe;
+}
+
 std::string gpu_unavailable() {
   const std::string why = backend_unavailable("cuda");
   return why.empty() ? why : "no GPU: " + why;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <string>
 
 #include "engine/core/tensor.h"
@@ -35,12 +36,9 @@ std::string gpu_unavailable();
 // The training-step benchmarks (bench/step.cpp), for every backend in this build; called
 // from main, once every backend has registered itself.
 void register_step_benchmarks();
-#ifdef AGILENN_HAVE_CUDA
-// A 1 GiB device-to-device copy and an 8192³ cuBLAS SGEMM (and TF32), timed with events.
-void measure_gpu_ceilings();
-// L2 size of the current GPU in bytes.
-size_t gpu_l2_bytes();
-#endif
+// Measures gpu_ceilings(): set by the GPU benchmarks (cuda_kernels.cpp, CUDA builds) when
+// they register; empty otherwise.
+std::function<void()>& gpu_ceilings_probe();
 
 // The work one run must do at the least: every input read once, every output written
 // once, and the arithmetic of the op itself. A baseline is charged the same work as the

@@ -318,16 +318,14 @@ int main(int argc, char** argv) {
     if (no_ceilings) cpu_ceilings().how = why;
     else measure_cpu_ceilings();
     gpu_ceilings().how = why;
-#ifdef AGILENN_HAVE_CUDA
-    if (why.empty()) {
+    if (why.empty() && gpu_ceilings_probe()) {
       try {
-        measure_gpu_ceilings();
+        gpu_ceilings_probe()();
       } catch (const std::exception& e) {
         gpu_ceilings() = Ceilings{};
         gpu_ceilings().how = std::string("not measured: ") + e.what();
       }
     }
-#endif
     add_context();
     print_ceilings(out);
   }
