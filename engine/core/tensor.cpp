@@ -54,6 +54,12 @@ std::vector<int64_t> contiguous_strides(const Shape& s) {
   return st;
 }
 
+int64_t offset_of(const std::vector<int64_t>& index, const std::vector<int64_t>& strides) {
+  int64_t off = 0;
+  for (size_t i = 0; i < index.size(); ++i) off += index[i] * strides[i];
+  return off;
+}
+
 Storage::Storage(void* data, size_t bytes, Device device, Deleter deleter)
     : data_(data), bytes_(bytes), device_(device), deleter_(deleter) {}
 

@@ -16,6 +16,17 @@ enum class DType : uint8_t { f32, f64, i32, u8 };
 enum class Device : uint8_t { cpu, cuda };
 
 size_t dtype_size(DType t);
+
+// Calls f(T{}) with T the C++ type of dtype t.
+template <class F>
+void dispatch_any(DType t, F&& f) {
+  switch (t) {
+    case DType::f32: f(float{}); return;
+    case DType::f64: f(double{}); return;
+    case DType::i32: f(int32_t{}); return;
+    case DType::u8: f(uint8_t{}); return;
+  }
+}
 const char* dtype_name(DType t);
 bool is_floating(DType t);
 const char* device_name(Device d);
@@ -26,6 +37,8 @@ int64_t numel(const Shape& s);
 std::string shape_str(const Shape& s);
 // Row-major strides in elements.
 std::vector<int64_t> contiguous_strides(const Shape& s);
+// The element offset of a multi-index under `strides`.
+int64_t offset_of(const std::vector<int64_t>& index, const std::vector<int64_t>& strides);
 
 // Owns one allocation on one device. Freed through the deleter it was made with,
 // so a backend can hand out memory from its own allocator.

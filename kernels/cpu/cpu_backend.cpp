@@ -9,14 +9,10 @@ class CpuBackend final : public Backend {
  public:
   CpuBackend() {
     threads::count();  // configures the CPU threads, and OpenBLAS, once (engine/runtime/threads.h)
-    cpu::register_elementwise(table_);
-    cpu::register_reductions(table_);
-    cpu::register_layout(table_);
-    cpu::register_conv2d(table_);
-    cpu::register_matmul(table_);
-    cpu::register_indexing(table_);
-    cpu::register_agilenn_fused(table_);
-    cpu::register_cross_entropy(table_);
+    for (auto add : {cpu::register_elementwise, cpu::register_reductions, cpu::register_layout, cpu::register_conv2d,
+                     cpu::register_matmul, cpu::register_indexing, cpu::register_agilenn_fused,
+                     cpu::register_cross_entropy})
+      add(table_);
   }
   std::string name() const override { return "cpu"; }
   Device device() const override { return Device::cpu; }

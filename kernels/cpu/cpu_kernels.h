@@ -56,15 +56,6 @@ void dispatch_float(DType t, const Node& node, F&& f) {
   }
 }
 
-template <class F>
-void dispatch_any(DType t, F&& f) {
-  switch (t) {
-    case DType::f32: f(float{}); return;
-    case DType::f64: f(double{}); return;
-    case DType::i32: f(int32_t{}); return;
-    case DType::u8: f(uint8_t{}); return;
-  }
-}
 
 // Element strides of `in` viewed with out's rank: 0 along broadcast axes.
 std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out);

@@ -1,5 +1,6 @@
 // fill, unary math, clamp, binary arithmetic, comparisons, where, cast, stop_gradient;
 // the per-element math is kernels/shared/elementwise.h.
+#include <algorithm>
 #include <type_traits>
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -81,15 +82,10 @@ void range_kernel(KernelTable& t, const std::string& op) {
 
 void register_elementwise(KernelTable& t) {
   t.add("fill", [](const Node& node, std::span<const Tensor>, Tensor& out) {
-    const double v = node.attrs.f("value");
     dispatch_any(out.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      T* y = out.data<T>();
-      const T tv = static_cast<T>(v);
-      for (int64_t i = 0; i < out.numel(); ++i) y[i] = tv;
+      std::fill_n(out.data<decltype(tag)>(), out.numel(), static_cast<decltype(tag)>(node.attrs.f("value")));
     });
   });
-
   t.add("iota", [](const Node&, std::span<const Tensor>, Tensor& out) {
     dispatch_any(out.dtype(), [&](auto tag) {
       using T = decltype(tag);

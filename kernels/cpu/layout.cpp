@@ -30,12 +30,6 @@ void strided_copy(const Tensor& src, int64_t src_base, const std::vector<int64_t
   });
 }
 
-int64_t offset_of(const std::vector<int64_t>& index, const std::vector<int64_t>& strides) {
-  int64_t off = 0;
-  for (size_t i = 0; i < index.size(); ++i) off += index[i] * strides[i];
-  return off;
-}
-
 }  // namespace
 
 void register_layout(KernelTable& t) {

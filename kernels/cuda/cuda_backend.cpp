@@ -31,14 +31,10 @@ class CudaGraphWork final : public RecordedWork {
 class CudaBackend final : public Backend {
  public:
   CudaBackend() {
-    cuda::register_elementwise(table_);
-    cuda::register_reductions(table_);
-    cuda::register_layout(table_);
-    cuda::register_conv2d(table_);
-    cuda::register_matmul(table_);
-    cuda::register_indexing(table_);
-    cuda::register_agilenn_fused(table_);
-    cuda::register_cross_entropy(table_);
+    for (auto add : {cuda::register_elementwise, cuda::register_reductions, cuda::register_layout, cuda::register_conv2d,
+                     cuda::register_matmul, cuda::register_indexing, cuda::register_agilenn_fused,
+                     cuda::register_cross_entropy})
+      add(table_);
   }
   std::string name() const override { return "cuda"; }
   Device device() const override { return Device::cuda; }

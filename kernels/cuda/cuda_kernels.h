@@ -19,16 +19,6 @@ void dispatch_f32(DType t, const Node& node, F&& f) {
   f(float{});
 }
 
-// Calls f(T{}) for every dtype a mask, index or copy op carries on the GPU.
-template <class F>
-void dispatch_any(DType t, F&& f) {
-  switch (t) {
-    case DType::f32: f(float{}); return;
-    case DType::f64: f(double{}); return;
-    case DType::i32: f(int32_t{}); return;
-    case DType::u8: f(uint8_t{}); return;
-  }
-}
 
 void register_elementwise(KernelTable& table);
 void register_reductions(KernelTable& table);

@@ -45,12 +45,6 @@ void zero(Tensor& t) {
   AGILENN_CUDA_CHECK(cudaMemsetAsync(t.raw(), 0, t.nbytes(), stream()));
 }
 
-int64_t offset_of(const std::vector<int64_t>& index, const std::vector<int64_t>& strides) {
-  int64_t off = 0;
-  for (size_t i = 0; i < index.size(); ++i) off += index[i] * strides[i];
-  return off;
-}
-
 }  // namespace
 
 // ---- registration
