@@ -25,7 +25,9 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
   cmd->add_option("--dataset", cfg.dataset, "fashion-mnist, mnist, cifar10, cifar100, svhn, tiny-imagenet or synthetic")
       ->capture_default_str();
   cmd->add_option("--data-dir", cfg.data_dir, "directory holding the dataset's official files (default: its usual place)");
-  cmd->add_option("--preset", preset, "model preset: tiny or paper")->capture_default_str();
+  cmd->add_option("--preset", preset, "model preset: tiny or paper")
+      ->capture_default_str()
+      ->check(CLI::IsMember(agilenn::models::preset_names()));
   cmd->add_option("--epochs", cfg.epochs, "epochs (the cosine schedule spans them all)")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--batch-size", cfg.batch, "per-step batch")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--lr", cfg.lr,
@@ -101,15 +103,19 @@ int main(int argc, char** argv) {
   add_common(train, cfg, preset, device);
   train->add_option("--reference", cfg.reference, "checkpoint of the reference net (from `agilenn-train reference`)");
   train->add_option("--ig-steps", cfg.ig.steps, "integrated-gradients points m")->capture_default_str()->check(CLI::PositiveNumber);
-  train->add_option("--ig-rule", ig_rule, "left, right, middle, trapezoid or gauss-legendre")->capture_default_str();
+  train->add_option("--ig-rule", ig_rule, "left, right, middle, trapezoid or gauss-legendre")
+      ->capture_default_str()
+      ->check(CLI::IsMember(agilenn::xai::ig_rule_names()));
   double rho = -1, lambda = -1;
-  train->add_option("--rho", rho, "target skewness ρ (default: the preset's, 0.8)")->check(CLI::Range(0.0, 1.0));
-  train->add_option("--klambda", lambda, "weight λ of the classification loss (default: the preset's, 0.8)")
+  train->add_option("--rho", rho, "target skewness ρ (default: the preset's)")->check(CLI::Range(0.0, 1.0));
+  train->add_option("--lambda,--klambda", lambda, "weight λ of the classification loss (default: the preset's)")
       ->check(CLI::Range(0.0, 1.0));
-  train->add_option("--split_ratio", split_ratio, "share of feature channels kept on the device (default: the preset's)")
+  train->add_option("--split-ratio,--split_ratio", split_ratio,
+                    "share of feature channels kept on the device (default: the preset's)")
       ->check(CLI::Range(0.0, 1.0));
-  train->add_option("--num_centroids", centroids, "quantizer centroids (default: the preset's)")->check(CLI::PositiveNumber);
-  train->add_option("--channel_remapping", cfg.channel_remapping,
+  train->add_option("--num-centroids,--num_centroids", centroids, "quantizer centroids (default: the preset's)")
+      ->check(CLI::PositiveNumber);
+  train->add_option("--channel-remapping,--channel_remapping", cfg.channel_remapping,
                     "none, global_importance or topk_appearance: move the channels the reference net finds most "
                     "important to the local side before training (default: the preset's, tiny global_importance, "
                     "paper none)")

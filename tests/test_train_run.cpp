@@ -350,7 +350,8 @@ TEST(TrainCli, BadFlagsExitNonZeroNamingThem) {
   EXPECT_NE(run_cli("reference --tf32 --dataset synthetic", &out), 0);
   EXPECT_THAT(out, HasSubstr("--device cpu --tf32: backend 'cpu' has no TF32 math"));
   EXPECT_EQ(run_cli("train --help", &out), 0);
-  EXPECT_THAT(out, HasSubstr("--split_ratio"));
+  EXPECT_THAT(out, HasSubstr("--split-ratio,--split_ratio"));
+  EXPECT_THAT(out, HasSubstr("--lambda,--klambda"));
   EXPECT_THAT(out, HasSubstr("--ig-steps"));
   EXPECT_THAT(out, HasSubstr("--cuda-graph"));
   EXPECT_THAT(out, HasSubstr("--tf32"));

@@ -7,9 +7,15 @@
 
 namespace agilenn::xai {
 
+namespace {
+
+constexpr IgRule kRules[] = {IgRule::left_riemann, IgRule::right_riemann, IgRule::middle_riemann, IgRule::trapezoid,
+                             IgRule::gauss_legendre};
+
+}  // namespace
+
 IgRule parse_ig_rule(const std::string& name) {
-  for (IgRule r : {IgRule::left_riemann, IgRule::right_riemann, IgRule::middle_riemann, IgRule::trapezoid,
-                   IgRule::gauss_legendre})
+  for (IgRule r : kRules)
     if (name == ig_rule_name(r)) return r;
   AGILENN_THROW("unknown IG rule '" << name << "' (left, right, middle, trapezoid, gauss-legendre)");
 }
@@ -23,6 +29,12 @@ const char* ig_rule_name(IgRule rule) {
     case IgRule::gauss_legendre: return "gauss-legendre";
   }
   return "?";
+}
+
+std::vector<std::string> ig_rule_names() {
+  std::vector<std::string> names;
+  for (IgRule r : kRules) names.push_back(ig_rule_name(r));
+  return names;
 }
 
 namespace {

@@ -14,6 +14,7 @@ enum class IgRule { left_riemann, right_riemann, middle_riemann, trapezoid, gaus
 
 IgRule parse_ig_rule(const std::string& name);
 const char* ig_rule_name(IgRule rule);
+std::vector<std::string> ig_rule_names();  // every rule's, for command lines
 
 // Points α_k in [0, 1] and weights w_k (summing to 1) of an m-point rule.
 struct Quadrature {
