@@ -66,8 +66,13 @@ void gauss_legendre(int m, std::vector<double>& x, std::vector<double>& w) {
 
 }  // namespace
 
+void check_ig_options(const IgOptions& opt) {
+  AGILENN_CHECK(opt.steps >= 1, "integrated gradients need at least 1 point");
+  AGILENN_CHECK(opt.rule != IgRule::trapezoid || opt.steps >= 2, "the trapezoid rule needs at least 2 points");
+}
+
 Quadrature quadrature(IgRule rule, int m) {
-  AGILENN_CHECK(m >= 1, "IG needs at least one point, got " << m);
+  check_ig_options({.steps = m, .rule = rule});
   Quadrature q;
   const double dm = m;
   switch (rule) {
@@ -81,7 +86,6 @@ Quadrature quadrature(IgRule rule, int m) {
       for (int k = 0; k < m; ++k) q.alphas.push_back((k + 0.5) / dm), q.weights.push_back(1 / dm);
       break;
     case IgRule::trapezoid:
-      AGILENN_CHECK(m >= 2, "the trapezoid rule needs at least 2 points");
       for (int k = 0; k < m; ++k) {
         q.alphas.push_back(k / (dm - 1));
         q.weights.push_back((k == 0 || k == m - 1 ? 0.5 : 1.0) / (dm - 1));

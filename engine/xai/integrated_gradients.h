@@ -32,6 +32,9 @@ struct IgOptions {
   int64_t chunk = 0;
 };
 
+// Throws when the rule cannot be had with that many points.
+void check_ig_options(const IgOptions& opt);
+
 struct IgTerms {
   Value delta;  // f − b
   Value a;      // Σ_k w_k G_k, with G_k = ∂CE_k/∂F_k and CE_k the mean over the batch
