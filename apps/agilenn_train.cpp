@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
+#include <optional>
 
 #include "engine/core/error.h"
 #include "engine/runtime/backend_registry.h"
@@ -25,13 +26,14 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
   cmd->add_option("--dataset", cfg.dataset, "fashion-mnist, mnist, cifar10, cifar100, svhn, tiny-imagenet or synthetic")
       ->capture_default_str();
   cmd->add_option("--data-dir", cfg.data_dir, "directory holding the dataset's official files (default: its usual place)");
-  cmd->add_option("--preset", preset, "model preset: tiny or paper")->capture_default_str();
-  cmd->add_option("--epochs", cfg.epochs, "epochs (the cosine schedule spans them all)")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--batch-size", cfg.batch, "per-step batch")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--preset", preset, "model preset: tiny or paper")
+      ->capture_default_str()
+      ->check(CLI::IsMember(agilenn::models::preset_names()));
+  cmd->add_option("--epochs", cfg.epochs, "epochs (the cosine schedule spans them all)")->capture_default_str();
+  cmd->add_option("--batch-size", cfg.batch, "per-step batch")->capture_default_str();
   cmd->add_option("--lr", cfg.lr,
                   "initial learning rate (default: the preset's; AgileNN SGDW 0.1; reference net Adam, tiny 1e-2, "
-                  "paper 1e-3)")
-      ->check(CLI::NonNegativeNumber);
+                  "paper 1e-3)");
   dev.augment_flag = cmd->add_flag("--augment,!--no-augment", dev.augment,
                                    "augment training images (random flip, pad + random crop, per dataset as the seed); "
                                    "default: the preset's (tiny off, paper on)");
@@ -46,16 +48,12 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
                 "chosen is named in the log; off: results repeat bit for bit)");
   cmd->add_flag("--cuda-graph,!--no-cuda-graph", dev.cuda_graph,
                 "--device cuda: record each step's kernels once as a CUDA graph and replay it (default on)");
-  cmd->add_option("--max-steps", cfg.max_steps, "stop after this many steps in total (0: all epochs)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--train-limit", cfg.train_limit, "use only the first N training samples (0: all)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--test-limit", cfg.test_limit, "evaluate on the first N test samples (0: all)")
-      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-steps", cfg.max_steps, "stop after this many steps in total (0: all epochs)");
+  cmd->add_option("--train-limit", cfg.train_limit, "use only the first N training samples (0: all)");
+  cmd->add_option("--test-limit", cfg.test_limit, "evaluate on the first N test samples (0: all)");
   cmd->add_option("--eval-bn-batches", cfg.eval_bn_batches,
                   "recompute the batch-norm statistics over this many training batches before each evaluation "
-                  "(0: evaluate with the moving averages, as the seed; default: the preset's, tiny 32, paper 0)")
-      ->check(CLI::NonNegativeNumber);
+                  "(0: evaluate with the moving averages, as the seed; default: the preset's, tiny 32, paper 0)");
 }
 
 // The backend `dev` names, set up with its options; throws naming the flag and the reason
@@ -91,8 +89,6 @@ int main(int argc, char** argv) {
   ref_cfg.mode = agilenn::train::RunMode::reference;
   std::string ref_preset = "tiny", preset = "tiny", ig_rule = "trapezoid";
   DeviceFlags ref_device, device;
-  double split_ratio = -1;
-  int64_t centroids = 0;
 
   CLI::App* reference = app.add_subcommand("reference", "train the reference net (with its stem) on images");
   add_common(reference, ref_cfg, ref_preset, ref_device);
@@ -100,20 +96,22 @@ int main(int argc, char** argv) {
   CLI::App* train = app.add_subcommand("train", "train AgileNN with a frozen, pretrained reference net");
   add_common(train, cfg, preset, device);
   train->add_option("--reference", cfg.reference, "checkpoint of the reference net (from `agilenn-train reference`)");
-  train->add_option("--ig-steps", cfg.ig.steps, "integrated-gradients points m")->capture_default_str()->check(CLI::PositiveNumber);
-  train->add_option("--ig-rule", ig_rule, "left, right, middle, trapezoid or gauss-legendre")->capture_default_str();
-  double rho = -1, lambda = -1;
-  train->add_option("--rho", rho, "target skewness ρ (default: the preset's, 0.8)")->check(CLI::Range(0.0, 1.0));
-  train->add_option("--klambda", lambda, "weight λ of the classification loss (default: the preset's, 0.8)")
-      ->check(CLI::Range(0.0, 1.0));
-  train->add_option("--split_ratio", split_ratio, "share of feature channels kept on the device (default: the preset's)")
-      ->check(CLI::Range(0.0, 1.0));
-  train->add_option("--num_centroids", centroids, "quantizer centroids (default: the preset's)")->check(CLI::PositiveNumber);
-  train->add_option("--channel_remapping", cfg.channel_remapping,
+  train->add_option("--ig-steps", cfg.ig.steps, "integrated-gradients points m")->capture_default_str();
+  train->add_option("--ig-rule", ig_rule, "left, right, middle, trapezoid or gauss-legendre")
+      ->capture_default_str()
+      ->check(CLI::IsMember(agilenn::xai::ig_rule_names()));
+  // Given, these override the fields of the preset --preset picks.
+  std::optional<double> rho, lambda, split_ratio;
+  std::optional<int64_t> centroids;
+  train->add_option("--rho", rho, "target skewness ρ (default: the preset's)");
+  train->add_option("--lambda,--klambda", lambda, "weight λ of the classification loss (default: the preset's)");
+  train->add_option("--split-ratio,--split_ratio", split_ratio,
+                    "share of feature channels kept on the device (default: the preset's)");
+  train->add_option("--num-centroids,--num_centroids", centroids, "quantizer centroids (default: the preset's)");
+  train->add_option("--channel-remapping,--channel_remapping", cfg.channel_remapping,
                     "none, global_importance or topk_appearance: move the channels the reference net finds most "
                     "important to the local side before training (default: the preset's, tiny global_importance, "
-                    "paper none)")
-      ->check(CLI::IsMember({"none", "global_importance", "topk_appearance"}));
+                    "paper none)");
   bool plain = false;
   train->add_flag("--plain", plain,
                   "train the same model without the attribution losses (loss = cross-entropy, no IG, no --reference): "
@@ -139,18 +137,20 @@ int main(int argc, char** argv) {
     const bool agilenn = static_cast<bool>(*train);
     RunConfig& c = agilenn ? cfg : ref_cfg;
     const DeviceFlags& dev = agilenn ? device : ref_device;
-    agilenn::Backend& backend = open_device(dev, std::cout);
-    c.graph_replay = dev.cuda_graph && backend.device() != agilenn::Device::cpu;
     c.preset = agilenn::models::preset(agilenn ? preset : ref_preset);
     if (dev.augment_flag->count() > 0) c.augment = dev.augment ? 1 : 0;
     if (agilenn) {
       c.attribution = !plain;
       c.ig.rule = agilenn::xai::parse_ig_rule(ig_rule);
-      if (split_ratio >= 0) c.preset.split_ratio = split_ratio;
-      if (centroids > 0) c.preset.num_centroids = centroids;
-      if (rho >= 0) c.preset.rho = rho;
-      if (lambda >= 0) c.preset.lambda = lambda;
+      if (split_ratio) c.preset.split_ratio = *split_ratio;
+      if (centroids) c.preset.num_centroids = *centroids;
+      if (rho) c.preset.rho = *rho;
+      if (lambda) c.preset.lambda = *lambda;
     }
+    // A mistake in the flags is reported before the device opens or data loads.
+    agilenn::train::validate(c);
+    agilenn::Backend& backend = open_device(dev, std::cout);
+    c.graph_replay = dev.cuda_graph && backend.device() != agilenn::Device::cpu;
     report(agilenn::train::run_training(c, backend, std::cout), agilenn, agilenn && c.attribution);
   } catch (const std::exception& e) {
     std::cerr << "agilenn-train: error: " << e.what() << std::endl;

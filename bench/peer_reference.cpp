@@ -272,10 +272,16 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   CLI::App app{"agilenn-peer-reference: one AgileNN step written out for the PyTorch/JAX peers (bench/peers/)"};
   Options o;
-  app.add_option("--preset", o.preset, "tiny or paper")->capture_default_str();
-  app.add_option("--batch", o.batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--m", o.m, "integrated-gradients points")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--rule", o.rule, "left, right, middle, trapezoid or gauss-legendre")->capture_default_str();
+  app.add_option("--preset", o.preset, "tiny or paper")
+      ->capture_default_str()
+      ->check(CLI::IsMember(models::preset_names()));
+  app.add_option("--batch-size,--batch", o.batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--ig-steps,--m", o.m, "integrated-gradients points m")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--ig-rule,--rule", o.rule, "left, right, middle, trapezoid or gauss-legendre")
+      ->capture_default_str()
+      ->check(CLI::IsMember(xai::ig_rule_names()));
   app.add_option("--classes", o.classes, "classes")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--seed", o.seed, "initialisation seed")->capture_default_str();
   app.add_option("--data-seed", o.data_seed, "synthetic-data seed (BM_Step uses 3)")->capture_default_str();

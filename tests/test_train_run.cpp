@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "engine/core/error.h"
@@ -311,6 +312,159 @@ TEST(TrainingRun, CheckpointsHoldTheStatisticsTheEvaluationUsed) {
   EXPECT_GT(apart, 0.05 * recomputed);
 }
 
+// ---- the run's configuration
+
+// Every field that checkpoints record, away from its default (a seed beyond int64).
+train::RunConfig unusual_config() {
+  train::RunConfig c;
+  c.dataset = "cifar100";
+  c.preset = models::preset("paper");
+  c.preset.split_ratio = 0.25;
+  c.preset.num_centroids = 4;
+  c.preset.rho = 0.6;
+  c.preset.lambda = 0.7;
+  c.epochs = 7;
+  c.batch = 24;
+  c.lr = 0.05;
+  c.seed = 0xfedcba9876543210ULL;
+  c.ig.steps = 5;
+  c.ig.rule = xai::IgRule::gauss_legendre;
+  c.reference = "runs/ref/best.safetensors";
+  c.channel_remapping = "topk_appearance";
+  c.train_limit = 500;
+  c.eval_bn_batches = 3;
+  c.augment = 0;  // the paper preset's is on
+  return c;
+}
+
+TEST(RunConfig, RoundTripsThroughItsJson) {
+  const train::RunConfig agilenn = unusual_config();
+  train::RunConfig plain = agilenn;
+  plain.attribution = false;
+  plain.channel_remapping = "none";
+  train::RunConfig reference = plain;
+  reference.mode = train::RunMode::reference;
+  reference.attribution = true;
+  for (const train::RunConfig& c : {agilenn, plain, reference}) {
+    const nlohmann::json j = train::config_json(c);
+    const train::RunConfig back = train::config_from_json(j);
+    EXPECT_EQ(back.mode, c.mode);
+    EXPECT_EQ(back.dataset, c.dataset);
+    EXPECT_EQ(back.preset.name, c.preset.name);
+    EXPECT_EQ(back.preset.split_ratio, c.preset.split_ratio);
+    EXPECT_EQ(back.preset.num_centroids, c.preset.num_centroids);
+    EXPECT_EQ(back.preset.rho, c.preset.rho);
+    EXPECT_EQ(back.preset.lambda, c.preset.lambda);
+    EXPECT_EQ(back.epochs, c.epochs);
+    EXPECT_EQ(back.batch, c.batch);
+    EXPECT_EQ(back.lr, c.lr);
+    EXPECT_EQ(back.seed, c.seed);
+    EXPECT_EQ(back.ig.steps, c.ig.steps);
+    EXPECT_EQ(back.ig.rule, c.ig.rule);
+    EXPECT_EQ(back.reference, c.reference);
+    EXPECT_EQ(back.channel_remapping, c.channel_remapping);
+    EXPECT_EQ(back.train_limit, c.train_limit);
+    EXPECT_EQ(back.attribution, c.attribution);
+    EXPECT_EQ(back.eval_bn_batches, c.eval_bn_batches);
+    EXPECT_EQ(back.augment, c.augment);
+    EXPECT_EQ(train::config_json(back), j) << j.dump();
+  }
+}
+
+// The keys and values of checkpoints written before config_from_json existed: they load,
+// and a resumed run writes them back unchanged (its check compares the two).
+TEST(RunConfig, ReadsTheCheckpointsFormat) {
+  const nlohmann::json written = nlohmann::json::parse(R"({
+    "mode": "agilenn", "dataset": "fashion-mnist", "preset": {"name": "tiny", "split_ratio": 0.2, "num_centroids": 8},
+    "epochs": 5, "batch": 64, "lr": 0.0, "seed": 1, "ig_steps": 2, "ig_rule": "trapezoid", "rho": 0.8,
+    "lambda": 0.8, "reference": "runs/fashion-mnist-tiny/reference/best.safetensors",
+    "channel_remapping": "global_importance", "train_limit": 0, "attribution": true, "eval_bn_batches": 32,
+    "augment": false})");
+  EXPECT_EQ(train::config_json(train::config_from_json(written)), written);
+  // The preset's defaults, resolved as written, are those of a run that left them alone.
+  train::RunConfig defaults;
+  defaults.epochs = 5;
+  defaults.reference = "runs/fashion-mnist-tiny/reference/best.safetensors";
+  EXPECT_EQ(train::config_json(defaults), written);
+
+  // Before the plain baseline, evaluation statistics and the augmentation switch, every run
+  // had the attribution losses, the moving averages and augmented images.
+  nlohmann::json older = written;
+  for (const char* key : {"attribution", "eval_bn_batches", "augment"}) older.erase(key);
+  const train::RunConfig c = train::config_from_json(older);
+  EXPECT_TRUE(c.attribution);
+  EXPECT_EQ(c.eval_bn_batches, 0);
+  EXPECT_EQ(c.augment, 1);
+}
+
+// Each mistake is refused naming the flag, before any data loads: the data directory
+// does not exist, and only a good configuration gets as far as finding that out.
+TEST(RunConfig, BadConfigurationsAreRefusedNamingTheFlagBeforeDataLoads) {
+  const ScratchDir d("validate");
+  std::ostringstream log;
+  train::RunConfig good = small_run(d / "run", train::RunMode::agilenn);
+  good.dataset = "cifar10";
+  good.data_dir = (d / "no-such-data").string();
+  good.reference = (d / "ref.safetensors").string();
+  EXPECT_NO_THROW(train::validate(good));
+  EXPECT_THAT(error_of([&] { train::run_training(good, cpu_backend(), log); }), HasSubstr("no-such-data"));
+
+  struct Case {
+    std::function<void(train::RunConfig&)> change;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[](auto& c) { c.ig.steps = 1; }, "--ig-steps 1: the trapezoid rule needs at least 2 points"},
+      {[](auto& c) {
+         c.ig.steps = 0;
+         c.ig.rule = xai::IgRule::left_riemann;
+       },
+       "--ig-steps 0: "},
+      {[](auto& c) { c.dataset = "imagenet"; }, "--dataset imagenet: unknown dataset"},
+      {[](auto& c) { c.preset.split_ratio = 0.01; }, "--split-ratio 0.01: keeps 0 of preset tiny's 10 feature"},
+      {[](auto& c) { c.preset.split_ratio = 1; }, "--split-ratio 1: keeps 10 of"},
+      {[](auto& c) { c.preset.num_centroids = 1; }, "--num-centroids 1: "},
+      {[](auto& c) { c.preset.rho = 1.5; }, "--rho 1.5: "},
+      {[](auto& c) { c.preset.lambda = -0.25; }, "--lambda -0.25: "},
+      {[](auto& c) { c.channel_remapping = "sideways"; }, "--channel-remapping sideways: "},
+      {[](auto& c) { c.epochs = 0; }, "--epochs 0: "},
+      {[](auto& c) { c.batch = -4; }, "--batch-size -4: "},
+      {[](auto& c) { c.lr = -0.1; }, "--lr -0.1: "},
+      {[](auto& c) { c.max_steps = -1; }, "--max-steps -1: "},
+      {[](auto& c) { c.train_limit = -1; }, "--train-limit -1: "},
+      {[](auto& c) { c.test_limit = -1; }, "--test-limit -1: "},
+      {[](auto& c) { c.eval_bn_batches = -2; }, "--eval-bn-batches -2: "},
+      {[](auto& c) {
+         c.attribution = false;
+         c.channel_remapping = "global_importance";
+       },
+       "--channel-remapping global_importance: channel remapping ranks channels by their attributions: it needs the "
+       "attribution losses (not --plain)"},
+      {[](auto& c) { c.reference.clear(); }, "--reference not given"},
+  };
+  for (const Case& k : cases) {
+    train::RunConfig c = good;
+    k.change(c);
+    EXPECT_THAT(error_of([&] { train::validate(c); }), HasSubstr(k.message));
+    const std::string e = error_of([&] { train::run_training(c, cpu_backend(), log); });
+    EXPECT_THAT(e, HasSubstr(k.message));
+    EXPECT_THAT(e, ::testing::Not(HasSubstr("no-such-data")));
+  }
+  EXPECT_FALSE(fs::exists(d / "run"));
+
+  // Without the attribution losses, neither a reference net nor a remapping is needed.
+  train::RunConfig plain = good;
+  plain.reference.clear();
+  plain.attribution = false;
+  plain.channel_remapping = "none";
+  EXPECT_NO_THROW(train::validate(plain));
+  train::RunConfig reference = plain;
+  reference.mode = train::RunMode::reference;
+  reference.attribution = true;
+  reference.channel_remapping.clear();
+  EXPECT_NO_THROW(train::validate(reference));
+}
+
 TEST(TrainingRun, AgileNNWithoutAReferenceCheckpointIsRefused) {
   const ScratchDir d("noref");
   std::ostringstream log;
@@ -344,16 +498,47 @@ TEST(TrainCli, BadFlagsExitNonZeroNamingThem) {
   EXPECT_THAT(out, HasSubstr("simpson"));
   EXPECT_NE(run_cli("reference --dataset cifar10 --data-dir /nonexistent", &out), 0);
   EXPECT_THAT(out, HasSubstr("/nonexistent"));
-  EXPECT_NE(run_cli("train --device tpu", &out), 0);
+  EXPECT_NE(run_cli("reference --device tpu", &out), 0);
   EXPECT_THAT(out, HasSubstr("--device"));
   EXPECT_THAT(out, HasSubstr("tpu"));
   EXPECT_NE(run_cli("reference --tf32 --dataset synthetic", &out), 0);
   EXPECT_THAT(out, HasSubstr("--device cpu --tf32: backend 'cpu' has no TF32 math"));
   EXPECT_EQ(run_cli("train --help", &out), 0);
-  EXPECT_THAT(out, HasSubstr("--split_ratio"));
+  EXPECT_THAT(out, HasSubstr("--split-ratio,--split_ratio"));
+  EXPECT_THAT(out, HasSubstr("--lambda,--klambda"));
   EXPECT_THAT(out, HasSubstr("--ig-steps"));
   EXPECT_THAT(out, HasSubstr("--cuda-graph"));
   EXPECT_THAT(out, HasSubstr("--tf32"));
+}
+
+// The configuration is checked before the device opens (which prints its "device:" line)
+// or data loads; the seed's flag names are aliases of the kebab-case ones.
+TEST(TrainCli, BadConfigurationsStopBeforeTheDeviceOpensOrDataLoads) {
+  const std::string base = "train --data-dir /nonexistent-agilenn-data --reference ref.safetensors ";
+  std::string out;
+  // A good configuration gets as far as the data.
+  EXPECT_EQ(run_cli(base + "--ig-steps 1 --ig-rule middle", &out), 1);
+  EXPECT_THAT(out, HasSubstr("device: "));
+  EXPECT_THAT(out, HasSubstr("/nonexistent-agilenn-data"));
+
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--ig-steps 1", "agilenn-train: error: --ig-steps 1: the trapezoid rule needs at least 2 points"},
+      {"--klambda 1.5", "--lambda 1.5: "},
+      {"--split_ratio 0.01", "--split-ratio 0.01: "},
+      {"--num_centroids 1", "--num-centroids 1: "},
+      {"--channel_remapping sideways", "--channel-remapping sideways: "},
+      {"--plain --channel-remapping topk_appearance", "(not --plain)"},
+      {"--batch-size 0", "--batch-size 0: "},
+      {"--dataset imagenet", "--dataset imagenet: "},
+  };
+  for (const auto& [flags, message] : cases) {
+    EXPECT_EQ(run_cli(base + flags, &out), 1) << flags;
+    EXPECT_THAT(out, HasSubstr(message)) << flags;
+    EXPECT_THAT(out, ::testing::Not(HasSubstr("device: "))) << flags;
+    EXPECT_THAT(out, ::testing::Not(HasSubstr("/nonexistent-agilenn-data"))) << flags;
+  }
+  EXPECT_EQ(run_cli("train --dataset synthetic", &out), 1);
+  EXPECT_THAT(out, HasSubstr("--reference not given"));
 }
 
 // Without a GPU (or in a CPU-only build) --device cuda stops before anything is written,

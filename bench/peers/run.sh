@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # agilenn and its PyTorch / JAX peers on one device, in one run, in one table.
 #
-# Usage: bench/peers/run.sh [--device cpu|cuda] [--config PRESET:BATCH[:ITERS]]... [--m M] [--rule RULE]
-#                           [--quantizer straight-through|soft] [--iters N] [--warmup N]
+# Usage: bench/peers/run.sh [--device cpu|cuda] [--config PRESET:BATCH[:ITERS]]... [--ig-steps M]
+#                           [--ig-rule RULE] [--quantizer straight-through|soft] [--iters N] [--warmup N]
 #                           [--no-f64-check] [--build-dir DIR | --bin-dir DIR] [--results DIR]
-# Default: --device cpu --config tiny:32 --m 2 --rule trapezoid --iters 20 --warmup 3.
+# Default: --device cpu --config tiny:32 --ig-steps 2 --ig-rule trapezoid --iters 20 --warmup 3
+# (--m and --rule: the older names of --ig-steps and --ig-rule).
 #
 # For each configuration: agilenn-peer-reference writes the case (weights, batch,
 # agilenn's loss/metrics/gradients; f32, and f64 for a tight check) and times agilenn's
@@ -24,8 +25,8 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --device) device=$2; shift 2 ;;
     --config) configs+=("$2"); shift 2 ;;
-    --m) m=$2; shift 2 ;;
-    --rule) rule=$2; shift 2 ;;
+    --ig-steps|--m) m=$2; shift 2 ;;
+    --ig-rule|--rule) rule=$2; shift 2 ;;
     --quantizer) quantizer=$2; shift 2 ;;
     --iters) iters=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
@@ -33,7 +34,7 @@ while [[ $# -gt 0 ]]; do
     --build-dir) build=$2; shift 2 ;;
     --bin-dir) bin_dir=$2; shift 2 ;;  # prebuilt programs (tools/gpu-bundle.sh's bin/)
     --results) results=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -57,7 +58,7 @@ for cfg in "${configs[@]}"; do
   mkdir -p "$d"
   cut -d' ' -f1-3 /proc/loadavg >"$d/load-start" 2>/dev/null || true
   echo "== $preset batch $batch, m $m $rule, $quantizer quantizer, device $device, $n timed steps (load: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"
-  common=(--preset "$preset" --batch "$batch" --m "$m" --rule "$rule" --quantizer "$quantizer")
+  common=(--preset "$preset" --batch-size "$batch" --ig-steps "$m" --ig-rule "$rule" --quantizer "$quantizer")
   "$ref" "${common[@]}" --dtype f32 --out "$d/f32"
   for kind in agilenn plain; do  # each timed in a process of its own, as each peer mode is
     "$ref" "${common[@]}" --dtype f32 --out "$d/f32" --time "$n" --kind $kind --warmup "$warmup" --device "$device"

@@ -10,7 +10,17 @@
 
 namespace agilenn::data {
 
+void check_dataset(const std::string& dataset) {
+  static const std::vector<std::string> known{"cifar10", "cifar100",      "svhn",     "tiny-imagenet",
+                                              "mnist",   "fashion-mnist", "synthetic"};
+  if (std::find(known.begin(), known.end(), dataset) != known.end()) return;
+  std::ostringstream names;
+  for (size_t i = 0; i < known.size(); ++i) names << (i > 0 ? ", " : "") << known[i];
+  AGILENN_THROW("unknown dataset '" << dataset << "' (" << names.str() << ")");
+}
+
 Preprocess Preprocess::for_dataset(const std::string& dataset, int64_t output_size, bool train) {
+  check_dataset(dataset);
   Preprocess p;
   p.output_size = output_size;
   auto set = [&p](std::array<float, 3> mean, std::array<float, 3> std) {
@@ -29,9 +39,6 @@ Preprocess Preprocess::for_dataset(const std::string& dataset, int64_t output_si
     set({0.1307f, 0.1307f, 0.1307f}, {0.3081f, 0.3081f, 0.3081f});
   } else if (dataset == "synthetic") {
     set({0.5f, 0.5f, 0.5f}, {0.2f, 0.2f, 0.2f});
-  } else {
-    AGILENN_THROW("unknown dataset '" << dataset
-                                      << "' (cifar10, cifar100, svhn, tiny-imagenet, mnist, fashion-mnist, synthetic)");
   }
   if (train) {
     // The seed flips and pad-4-crops CIFAR and SVHN and only flips Tiny-ImageNet; digits
@@ -144,6 +151,7 @@ ImageDataset synthetic_images(int64_t classes, int64_t size, int64_t side, uint6
 }
 
 ImageDataset load_dataset(const std::string& dataset, const std::string& dir, Split split) {
+  check_dataset(dataset);
   if (dataset == "fashion-mnist")
     return read_mnist_dir(dir.empty() ? "/usr/share/datasets/fashion-mnist" : dir, split, dataset);
   if (dataset == "mnist") return read_mnist_dir(dir, split, dataset);
@@ -152,7 +160,7 @@ ImageDataset load_dataset(const std::string& dataset, const std::string& dir, Sp
   if (dataset == "svhn") return read_svhn(dir, split);
   if (dataset == "tiny-imagenet") return read_tiny_imagenet(dir, split);
   if (dataset == "synthetic") return synthetic_images(10, split == Split::train ? 2048 : 512, 32, split == Split::train ? 1 : 2);
-  AGILENN_THROW("unknown dataset '" << dataset << "'");
+  AGILENN_THROW("no reader for dataset '" << dataset << "'");
 }
 
 }  // namespace agilenn::data

@@ -74,6 +74,10 @@ class Loader {
 // A synthetic dataset as stored uint8 images (see SyntheticDataset), for the CLI and tests.
 ImageDataset synthetic_images(int64_t classes, int64_t size, int64_t side, uint64_t seed);
 
+// Throws, naming the known datasets, unless `dataset` is one of those load_dataset and
+// Preprocess::for_dataset take.
+void check_dataset(const std::string& dataset);
+
 // Loads `dataset` ("fashion-mnist", "cifar10", ...) from `dir` ("" for the default place).
 ImageDataset load_dataset(const std::string& dataset, const std::string& dir, Split split);
 

@@ -14,6 +14,10 @@ namespace {
 
 using S = EfficientStage;
 
+// The seed's attribution losses, in every preset: target skewness ρ and the
+// classification loss's weight λ.
+constexpr double kRho = 0.8, kLambda = 0.8;
+
 // The seed's configuration (DESIGN.md §1 and §7).
 const AgileNNPreset kPaper{
     .name = "paper",
@@ -44,8 +48,8 @@ const AgileNNPreset kPaper{
                   .dropout = 0.5,
                   .bn_momentum = 0.9,
                   .bn_eps = 1e-3},
-    .rho = 0.8,
-    .lambda = 0.8,
+    .rho = kRho,
+    .lambda = kLambda,
     .lr = 0.1,
     .reference_lr = 1e-3,
     .augment = true,
@@ -79,8 +83,8 @@ const AgileNNPreset kTiny{
                   .dropout = 0.2,
                   .bn_momentum = 0.9,
                   .bn_eps = 1e-3},
-    .rho = 0.8,
-    .lambda = 0.8,
+    .rho = kRho,
+    .lambda = kLambda,
     .lr = 0.1,
     .reference_lr = 1e-2,
     .augment = false,

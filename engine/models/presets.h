@@ -52,7 +52,7 @@ struct AgileNNPreset {
   int64_t eval_bn_batches;
   ReferenceNetSpec reference;
   // The attribution losses: target skewness ρ and the classification loss's weight λ
-  // (the seed's 0.8 and 0.8; agilenn-train --rho, --klambda).
+  // (the seed's; agilenn-train --rho, --lambda).
   double rho, lambda;
   // Recipe defaults of agilenn-train (each can be overridden on its command line).
   double lr;            // AgileNN: SGDW's initial learning rate (cosine to 0), the seed's 0.1

@@ -25,15 +25,19 @@ using nlohmann::json;
 
 const char* mode_name(RunMode m) { return m == RunMode::reference ? "reference" : "agilenn"; }
 
-json preset_json(const models::AgileNNPreset& p) {
-  return {{"name", p.name}, {"split_ratio", p.split_ratio}, {"num_centroids", p.num_centroids}};
+RunMode parse_mode(const std::string& name) {
+  for (RunMode m : {RunMode::reference, RunMode::agilenn})
+    if (name == mode_name(m)) return m;
+  AGILENN_THROW("unknown run mode '" << name << "' (reference, agilenn)");
 }
 
-models::AgileNNPreset preset_from(const json& j) {
-  models::AgileNNPreset p = models::preset(j.at("name").get<std::string>());
-  p.split_ratio = j.at("split_ratio").get<double>();
-  p.num_centroids = j.at("num_centroids").get<int64_t>();
-  return p;
+// Runs `check`, prefixing what it throws with the flag and the value at fault.
+void as_flag(const char* flag, const auto& value, const auto& check) {
+  try {
+    check();
+  } catch (const Error& e) {
+    AGILENN_THROW(flag << " " << value << ": " << e.what());
+  }
 }
 
 bool augment(const RunConfig& c) { return c.augment >= 0 ? c.augment != 0 : c.preset.augment; }
@@ -47,15 +51,6 @@ std::string remapping(const RunConfig& c) {
 
 int64_t eval_bn_batches(const RunConfig& c) {
   return c.eval_bn_batches >= 0 ? c.eval_bn_batches : c.preset.eval_bn_batches;
-}
-
-json config_json(const RunConfig& c) {
-  return {{"mode", mode_name(c.mode)}, {"dataset", c.dataset},     {"preset", preset_json(c.preset)},
-          {"epochs", c.epochs},        {"batch", c.batch},         {"lr", c.lr},
-          {"seed", c.seed},            {"ig_steps", c.ig.steps},   {"ig_rule", xai::ig_rule_name(c.ig.rule)},
-          {"rho", c.preset.rho},       {"lambda", c.preset.lambda},       {"reference", c.reference},
-          {"channel_remapping", remapping(c)}, {"train_limit", c.train_limit},
-          {"attribution", c.attribution}, {"eval_bn_batches", eval_bn_batches(c)}, {"augment", augment(c)}};
 }
 
 data::ImageDataset limited(data::ImageDataset ds, int64_t limit) {
@@ -163,8 +158,6 @@ std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, int64_t total_step
 
 // Reference-net values for an AgileNN run: the body of a checkpoint written in reference mode.
 void load_reference(const RunConfig& c, nn::TensorMap& values, const nn::ParamSet& params) {
-  AGILENN_CHECK(!c.reference.empty(), "AgileNN training needs --reference, a checkpoint of the reference net "
-                                      "(train one with `agilenn-train reference`)");
   const io::Checkpoint ref = io::load_checkpoint(c.reference);
   for (const nn::ParamInfo& info : params.all()) {
     if (info.name.rfind("ref.", 0) != 0) continue;
@@ -238,13 +231,93 @@ void remap_channels(const RunConfig& cfg, int64_t classes, nn::TensorMap& values
 
 }  // namespace
 
+json config_json(const RunConfig& c) {
+  return {{"mode", mode_name(c.mode)},
+          {"dataset", c.dataset},
+          {"preset",
+           {{"name", c.preset.name}, {"split_ratio", c.preset.split_ratio}, {"num_centroids", c.preset.num_centroids}}},
+          {"epochs", c.epochs},
+          {"batch", c.batch},
+          {"lr", c.lr},
+          {"seed", c.seed},
+          {"ig_steps", c.ig.steps},
+          {"ig_rule", xai::ig_rule_name(c.ig.rule)},
+          {"rho", c.preset.rho},
+          {"lambda", c.preset.lambda},
+          {"reference", c.reference},
+          {"channel_remapping", remapping(c)},
+          {"train_limit", c.train_limit},
+          {"attribution", c.attribution},
+          {"eval_bn_batches", eval_bn_batches(c)},
+          {"augment", augment(c)}};
+}
+
+RunConfig config_from_json(const json& j) {
+  RunConfig c;
+  c.mode = parse_mode(j.at("mode").get<std::string>());
+  c.dataset = j.at("dataset").get<std::string>();
+  const json& p = j.at("preset");
+  c.preset = models::preset(p.at("name").get<std::string>());
+  c.preset.split_ratio = p.at("split_ratio").get<double>();
+  c.preset.num_centroids = p.at("num_centroids").get<int64_t>();
+  c.preset.rho = j.at("rho").get<double>();
+  c.preset.lambda = j.at("lambda").get<double>();
+  c.epochs = j.at("epochs").get<int64_t>();
+  c.batch = j.at("batch").get<int64_t>();
+  c.lr = j.at("lr").get<double>();
+  c.seed = j.at("seed").get<uint64_t>();
+  c.ig.steps = j.at("ig_steps").get<int>();
+  c.ig.rule = xai::parse_ig_rule(j.at("ig_rule").get<std::string>());
+  c.reference = j.at("reference").get<std::string>();
+  // The remapping applied, "" for none (where "" in a RunConfig means the preset's).
+  const std::string remap = j.at("channel_remapping").get<std::string>();
+  c.channel_remapping = remap.empty() ? "none" : remap;
+  c.train_limit = j.at("train_limit").get<int64_t>();
+  // Runs before these keys were written: all with the attribution losses, evaluated with
+  // the moving averages, on augmented images.
+  c.attribution = j.value("attribution", true);
+  c.eval_bn_batches = j.value("eval_bn_batches", int64_t{0});
+  c.augment = j.value("augment", true) ? 1 : 0;
+  return c;
+}
+
+void validate(const RunConfig& c) {
+  as_flag("--dataset", c.dataset, [&] { data::check_dataset(c.dataset); });
+  AGILENN_CHECK(c.epochs > 0, "--epochs " << c.epochs << ": must be positive");
+  AGILENN_CHECK(c.batch > 0, "--batch-size " << c.batch << ": must be positive");
+  AGILENN_CHECK(c.lr >= 0, "--lr " << c.lr << ": must be 0 (the preset's) or more");
+  AGILENN_CHECK(c.eval_bn_batches >= -1, "--eval-bn-batches " << c.eval_bn_batches << ": must be 0 or more");
+  AGILENN_CHECK(c.max_steps >= 0, "--max-steps " << c.max_steps << ": must be 0 (all epochs) or more");
+  AGILENN_CHECK(c.train_limit >= 0, "--train-limit " << c.train_limit << ": must be 0 (all) or more");
+  AGILENN_CHECK(c.test_limit >= 0, "--test-limit " << c.test_limit << ": must be 0 (all) or more");
+  const models::AgileNNPreset& p = c.preset;
+  const int64_t k = p.local_channels();
+  AGILENN_CHECK(k >= 1 && k < p.feature_channels,
+                "--split-ratio " << p.split_ratio << ": keeps " << k << " of preset " << p.name << "'s "
+                                 << p.feature_channels << " feature channels on the device; it needs 1 to "
+                                 << p.feature_channels - 1);
+  AGILENN_CHECK(p.num_centroids >= 2, "--num-centroids " << p.num_centroids << ": the quantizer needs at least 2");
+  AGILENN_CHECK(p.rho >= 0 && p.rho <= 1, "--rho " << p.rho << ": the target skewness must be in [0, 1]");
+  AGILENN_CHECK(p.lambda >= 0 && p.lambda <= 1,
+                "--lambda " << p.lambda << ": the classification loss's weight must be in [0, 1]");
+  as_flag("--ig-steps", c.ig.steps, [&] { xai::check_ig_options(c.ig); });
+  const std::string& remap = c.channel_remapping;
+  if (!remap.empty() && remap != "none") {
+    as_flag("--channel-remapping", remap, [&] { xai::parse_remap_method(remap); });
+    AGILENN_CHECK(c.attribution, "--channel-remapping " << remap << ": channel remapping ranks channels by their "
+                                 "attributions: it needs the attribution losses (not --plain)");
+  }
+  AGILENN_CHECK(c.mode != RunMode::agilenn || !c.attribution || !c.reference.empty(),
+                "--reference not given: AgileNN training needs a checkpoint of the reference net (train one with "
+                "`agilenn-train reference`), or --plain to train without the attribution losses");
+}
+
 RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& log) {
   namespace fs = std::filesystem;
+  validate(cfg);
   const data::ImageDataset train_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::train), cfg.train_limit);
   const data::ImageDataset test_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::test), cfg.test_limit);
   const int64_t classes = classes_of(train_set, test_set);
-  AGILENN_CHECK(cfg.attribution || cfg.channel_remapping.empty() || cfg.channel_remapping == "none",
-                "channel remapping ranks channels by their attributions: it needs the attribution losses (not --plain)");
   data::Loader loader(train_set, cfg.batch,
                       data::Preprocess::for_dataset(cfg.dataset, cfg.preset.input_size, augment(cfg)), cfg.seed, true);
   const int64_t per_epoch = loader.batches_per_epoch(), total = per_epoch * cfg.epochs;
@@ -411,18 +484,9 @@ RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& lo
 RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string& data_dir, int64_t batch,
                                Backend& backend, std::ostream& log) {
   const io::Checkpoint ck = io::load_checkpoint(checkpoint);
-  const json& c = ck.metadata.at("config");
-  RunConfig cfg;
-  cfg.mode = c.at("mode").get<std::string>() == "reference" ? RunMode::reference : RunMode::agilenn;
-  cfg.dataset = c.at("dataset").get<std::string>();
+  RunConfig cfg = config_from_json(ck.metadata.at("config"));
   cfg.data_dir = data_dir;
-  cfg.preset = preset_from(c.at("preset"));
   cfg.batch = batch;
-  cfg.ig.steps = c.at("ig_steps").get<int>();
-  cfg.ig.rule = xai::parse_ig_rule(c.at("ig_rule").get<std::string>());
-  cfg.preset.rho = c.at("rho").get<double>();
-  cfg.preset.lambda = c.at("lambda").get<double>();
-  cfg.attribution = c.value("attribution", true);
   const data::ImageDataset test = data::load_dataset(cfg.dataset, data_dir, data::Split::test);
   const int64_t classes = ck.metadata.at("classes").get<int64_t>();
   auto step = build_step(cfg, classes, batch, false);

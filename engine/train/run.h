@@ -4,6 +4,7 @@
 #pragma once
 
 #include <iosfwd>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 
 #include "engine/models/presets.h"
@@ -42,6 +43,18 @@ struct RunConfig {
   bool graph_replay = false;    // record each step's kernels once and replay them (CUDA graphs)
 };
 
+// The configuration as checkpoints record it (metadata "config"; a resumed run must match
+// it): the fields that decide what is trained, with the preset's defaults resolved (the
+// learning rate's 0 excepted); paths, stopping points and replay, which do not, left out.
+nlohmann::json config_json(const RunConfig& c);
+// The inverse: config_json(config_from_json(j)) == j. Keys that older checkpoints lack
+// take the values those runs trained with.
+RunConfig config_from_json(const nlohmann::json& j);
+
+// Throws, naming agilenn-train's flag and its value, for anything wrong with `c` that can
+// be seen without loading data or opening a device.
+void validate(const RunConfig& c);
+
 struct RunSummary {
   int64_t steps = 0;
   double test_accuracy = 0, test_skewness = 0, best_accuracy = 0;
@@ -49,7 +62,7 @@ struct RunSummary {
   double entropy_bits_per_image = 0;  // the same codes at their empirical entropy
 };
 
-// Trains per `cfg` on `backend`, printing a line per epoch to `log`. Files in cfg.out:
+// Trains per `cfg` (validated first) on `backend`, printing a line per epoch to `log`. Files in cfg.out:
 // latest.safetensors, best.safetensors (highest test accuracy), metrics.jsonl, tensorboard/
 // (event files). The steps, the evaluations and the zero-point table run on `backend`;
 // parameters, state and optimizer slots stay in its memory; checkpoints hold host copies,

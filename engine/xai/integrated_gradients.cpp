@@ -7,9 +7,15 @@
 
 namespace agilenn::xai {
 
+namespace {
+
+constexpr IgRule kRules[] = {IgRule::left_riemann, IgRule::right_riemann, IgRule::middle_riemann, IgRule::trapezoid,
+                             IgRule::gauss_legendre};
+
+}  // namespace
+
 IgRule parse_ig_rule(const std::string& name) {
-  for (IgRule r : {IgRule::left_riemann, IgRule::right_riemann, IgRule::middle_riemann, IgRule::trapezoid,
-                   IgRule::gauss_legendre})
+  for (IgRule r : kRules)
     if (name == ig_rule_name(r)) return r;
   AGILENN_THROW("unknown IG rule '" << name << "' (left, right, middle, trapezoid, gauss-legendre)");
 }
@@ -23,6 +29,12 @@ const char* ig_rule_name(IgRule rule) {
     case IgRule::gauss_legendre: return "gauss-legendre";
   }
   return "?";
+}
+
+std::vector<std::string> ig_rule_names() {
+  std::vector<std::string> names;
+  for (IgRule r : kRules) names.push_back(ig_rule_name(r));
+  return names;
 }
 
 namespace {
@@ -54,8 +66,13 @@ void gauss_legendre(int m, std::vector<double>& x, std::vector<double>& w) {
 
 }  // namespace
 
+void check_ig_options(const IgOptions& opt) {
+  AGILENN_CHECK(opt.steps >= 1, "integrated gradients need at least 1 point");
+  AGILENN_CHECK(opt.rule != IgRule::trapezoid || opt.steps >= 2, "the trapezoid rule needs at least 2 points");
+}
+
 Quadrature quadrature(IgRule rule, int m) {
-  AGILENN_CHECK(m >= 1, "IG needs at least one point, got " << m);
+  check_ig_options({.steps = m, .rule = rule});
   Quadrature q;
   const double dm = m;
   switch (rule) {
@@ -69,7 +86,6 @@ Quadrature quadrature(IgRule rule, int m) {
       for (int k = 0; k < m; ++k) q.alphas.push_back((k + 0.5) / dm), q.weights.push_back(1 / dm);
       break;
     case IgRule::trapezoid:
-      AGILENN_CHECK(m >= 2, "the trapezoid rule needs at least 2 points");
       for (int k = 0; k < m; ++k) {
         q.alphas.push_back(k / (dm - 1));
         q.weights.push_back((k == 0 || k == m - 1 ? 0.5 : 1.0) / (dm - 1));

@@ -14,6 +14,7 @@ enum class IgRule { left_riemann, right_riemann, middle_riemann, trapezoid, gaus
 
 IgRule parse_ig_rule(const std::string& name);
 const char* ig_rule_name(IgRule rule);
+std::vector<std::string> ig_rule_names();  // every rule's, for command lines
 
 // Points α_k in [0, 1] and weights w_k (summing to 1) of an m-point rule.
 struct Quadrature {
@@ -30,6 +31,9 @@ struct IgOptions {
   // Rows per reference-net batch; 0 puts all m·B interpolation points in one batch.
   int64_t chunk = 0;
 };
+
+// Throws when the rule cannot be had with that many points.
+void check_ig_options(const IgOptions& opt);
 
 struct IgTerms {
   Value delta;  // f − b
