@@ -27,6 +27,15 @@ void dispatch_any(DType t, F&& f) {
     case DType::u8: f(uint8_t{}); return;
   }
 }
+
+// Calls f(U{}) with U the unsigned type of dtype t's size (1, 4 or 8 bytes): for kernels
+// that only move elements.
+template <class F>
+void dispatch_bytes(DType t, F&& f) {
+  if (dtype_size(t) == 1) f(uint8_t{});
+  else if (dtype_size(t) == 4) f(uint32_t{});
+  else f(uint64_t{});
+}
 const char* dtype_name(DType t);
 bool is_floating(DType t);
 const char* device_name(Device d);

@@ -106,14 +106,10 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
           const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
-void register_elementwise(KernelTable& table);
-void register_reductions(KernelTable& table);
-void register_layout(KernelTable& table);
-void register_conv2d(KernelTable& table);
-void register_matmul(KernelTable& table);
-void register_indexing(KernelTable& table);
-void register_agilenn_fused(KernelTable& table);
-void register_cross_entropy(KernelTable& table);
+// The op families, each registering its kernels (one source file each).
+void register_elementwise(KernelTable&), register_reductions(KernelTable&), register_layout(KernelTable&),
+    register_conv2d(KernelTable&), register_matmul(KernelTable&), register_indexing(KernelTable&),
+    register_agilenn_fused(KernelTable&), register_cross_entropy(KernelTable&);
 
 // The CPU backend's optimizer updates (see Backend::sgdw_update, Backend::adam_update).
 void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,

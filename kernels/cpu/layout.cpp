@@ -7,16 +7,6 @@
 namespace agilenn::cpu {
 namespace {
 
-// Movement kernels only copy elements, so they dispatch on the element's size.
-template <class F>
-void dispatch_bytes(DType t, F&& f) {
-  switch (dtype_size(t)) {
-    case 1: f(uint8_t{}); return;
-    case 4: f(uint32_t{}); return;
-    case 8: f(uint64_t{}); return;
-    default: AGILENN_THROW("no element type of " << dtype_size(t) << " bytes");
-  }
-}
 
 // dst[dst_base + dst_off(i)] = src[src_base + src_off(i)] over every index i of `shape`.
 void strided_copy(const Tensor& src, int64_t src_base, const std::vector<int64_t>& src_strides, Tensor& dst,

@@ -20,13 +20,9 @@ void dispatch_f32(DType t, const Node& node, F&& f) {
 }
 
 
-void register_elementwise(KernelTable& table);
-void register_reductions(KernelTable& table);
-void register_layout(KernelTable& table);
-void register_conv2d(KernelTable& table);
-void register_matmul(KernelTable& table);
-void register_indexing(KernelTable& table);
-void register_agilenn_fused(KernelTable& table);
-void register_cross_entropy(KernelTable& table);
+// The op families, each registering its kernels (one source file each).
+void register_elementwise(KernelTable&), register_reductions(KernelTable&), register_layout(KernelTable&),
+    register_conv2d(KernelTable&), register_matmul(KernelTable&), register_indexing(KernelTable&),
+    register_agilenn_fused(KernelTable&), register_cross_entropy(KernelTable&);
 
 }  // namespace agilenn::cuda

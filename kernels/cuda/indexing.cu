@@ -1,5 +1,5 @@
-// gather, gather_backward, one_hot, dropout_mask, resize_bilinear: the GPU twins of
-// kernels/cpu/indexing.cpp.
+// gather, gather_backward, one_hot, dropout_mask, resize_bilinear on the GPU (the CPU's
+// are in kernels/cpu/indexing.cpp).
 //
 // Indices live on the device, so they cannot be checked on the host as the CPU does
 // (that would synchronise, and break graph capture). An index outside its axis is

@@ -1,5 +1,5 @@
-// reshape, broadcast_to, transpose, slice, pad, concat: the GPU twins of
-// kernels/cpu/layout.cpp. They only move elements, so they dispatch on the element's size,
+// reshape, broadcast_to, transpose, slice, pad, concat on the GPU (the CPU's are in
+// kernels/cpu/layout.cpp). They only move elements, so they dispatch on the element's size,
 // and each is one strided copy (strided.cuh) with source and destination strides chosen
 // to express the op.
 #include "engine/ir/shape_util.h"
@@ -20,15 +20,6 @@ struct CopyElement {
 
 // ---- launchers
 
-template <class F>
-void dispatch_bytes(DType t, F&& f) {
-  switch (dtype_size(t)) {
-    case 1: f(uint8_t{}); return;
-    case 4: f(uint32_t{}); return;
-    case 8: f(uint64_t{}); return;
-    default: AGILENN_THROW("no element type of " << dtype_size(t) << " bytes");
-  }
-}
 
 // dst[dst_base + dst_off(i)] = src[src_base + src_off(i)] over every index i of `shape`.
 void strided_copy(const Node& node, const Tensor& src, int64_t src_base, const std::vector<int64_t>& src_strides,
