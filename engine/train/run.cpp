@@ -8,6 +8,7 @@
 #include <iomanip>
 #include <optional>
 #include <ostream>
+#include <sstream>
 
 #include "engine/core/error.h"
 #include "engine/core/progress.h"
@@ -229,6 +230,119 @@ void remap_channels(const RunConfig& cfg, int64_t classes, nn::TensorMap& values
   log << "\n";
 }
 
+
+// What a run writes about itself as it trains: a line per step and per evaluation in
+// metrics.jsonl, the same scalars as TensorBoard events, and the epoch's running means for
+// the progress line and the epoch's summary line.
+class RunLog {
+ public:
+  // cfg.out must exist.
+  RunLog(const RunConfig& cfg, int64_t per_epoch)
+      : cfg_(cfg),
+        per_epoch_(per_epoch),
+        metrics_((std::filesystem::path(cfg.out) / "metrics.jsonl").string(), std::ios::app),
+        events_((std::filesystem::path(cfg.out) / "tensorboard").string()) {
+    AGILENN_CHECK(metrics_, "cannot write metrics in '" << cfg.out << "'");
+  }
+
+  void step(const StepResult& r, double lr) {
+    const double acc = r.metrics.at("correct") / static_cast<double>(cfg_.batch);
+    json line = {{"step", r.step + 1}, {"epoch", r.step / per_epoch_}, {"loss", r.loss}, {"accuracy", acc}};
+    for (const auto& [k, v] : r.metrics)
+      if (k != "correct") line[k] = v;
+    line["lr"] = lr;
+    metrics_ << line.dump() << "\n";
+    for (const auto& [k, v] : line.items())
+      if (k != "step" && k != "epoch") events_.scalar("train/" + k, v.get<double>(), r.step + 1);
+    sum_loss_ += r.loss, sum_acc_ += acc, in_epoch_ += 1;
+    sum_skew_ += r.metrics.count("skewness") ? r.metrics.at("skewness") : 0.0;
+  }
+
+  // "loss … acc … [skew …]": the means over the epoch's steps so far ("" before the first).
+  std::string running_means() const {
+    std::ostringstream f;
+    if (in_epoch_ > 0) {
+      f << std::fixed << std::setprecision(4) << "loss " << sum_loss_ / in_epoch_ << "  acc " << sum_acc_ / in_epoch_;
+      if (skewness()) f << "  skew " << sum_skew_ / in_epoch_;
+    }
+    return f.str();
+  }
+
+  // The epoch that ended with step s (of `stop` this run takes, `total` in all) evaluated:
+  // its summary line on `log`, the evaluation in the metrics and events; the running means
+  // start again.
+  void epoch_end(std::ostream& log, int64_t s, int64_t stop, int64_t total, const Evaluation& ev) {
+    const int64_t epoch = s / per_epoch_;
+    const auto now = std::chrono::steady_clock::now();
+    const double rate = in_epoch_ / std::chrono::duration<double>(now - epoch_start_).count();
+    log << "epoch " << epoch + 1 << "/" << cfg_.epochs << "  step " << s + 1 << "/" << total << "  " << std::fixed
+        << std::setprecision(2) << rate << " steps/s  ETA " << Progress::duration(static_cast<double>(stop - s - 1) / rate)
+        << "  " << running_means() << "  | test acc " << std::setprecision(4) << ev.accuracy;
+    if (skewness()) log << "  skew " << ev.skewness;
+    log << std::endl;
+    metrics_ << json{{"step", s + 1}, {"epoch", epoch}, {"test_accuracy", ev.accuracy}, {"test_skewness", ev.skewness}}
+                    .dump()
+             << "\n";
+    metrics_.flush();
+    events_.scalar("test/accuracy", ev.accuracy, s + 1);
+    if (skewness()) events_.scalar("test/skewness", ev.skewness, s + 1);
+    events_.flush();
+    epoch_start_ = std::chrono::steady_clock::now();
+    sum_loss_ = sum_acc_ = sum_skew_ = in_epoch_ = 0;
+  }
+
+ private:
+  bool skewness() const { return cfg_.mode == RunMode::agilenn && cfg_.attribution; }
+
+  const RunConfig& cfg_;
+  int64_t per_epoch_;
+  std::ofstream metrics_;
+  io::EventWriter events_;
+  std::chrono::steady_clock::time_point epoch_start_ = std::chrono::steady_clock::now();
+  double sum_loss_ = 0, sum_acc_ = 0, sum_skew_ = 0, in_epoch_ = 0;
+};
+
+// Batch-norm statistics for evaluation, when the run recomputes them: a train-mode forward
+// without gradients over unaugmented training images (what the test split looks like), in
+// an order that changes with the epoch.
+class EvalBatchNorm {
+ public:
+  EvalBatchNorm(const RunConfig& cfg, int64_t classes, const data::ImageDataset& train_set)
+      : batches_(eval_bn_batches(cfg)) {
+    if (batches_ <= 0) return;
+    forward_ = build_step(cfg, classes, cfg.batch, true, false);
+    loader_ = std::make_unique<data::Loader>(
+        train_set, cfg.batch, data::Preprocess::for_dataset(cfg.dataset, cfg.preset.input_size, false),
+        cfg.seed ^ 0xb17a5ULL, true);
+  }
+
+  // The recomputed statistics replace the trainer's moving averages (so they stay in the
+  // checkpoints); nothing when the run evaluates with the moving averages.
+  void refresh(Trainer& trainer, int64_t epoch, Backend& backend) const {
+    if (!loader_) return;
+    const nn::TensorMap stats = recompute_batch_norm_statistics(
+        *forward_, trainer.values(), [&](int64_t b) { return loader_->get(epoch, b).batch; },
+        std::min(batches_, loader_->batches_per_epoch()), backend);
+    trainer.load_state(stats, {});
+  }
+
+ private:
+  int64_t batches_;
+  std::unique_ptr<StepGraph> forward_;
+  std::unique_ptr<data::Loader> loader_;
+};
+
+// A checkpoint of the trainer's parameters and optimizer slots, as host copies (the file
+// is the same whichever backend trained), with `metadata`.
+void save_run_checkpoint(const std::string& path, const Trainer& trainer, json metadata) {
+  io::Checkpoint ck;
+  const nn::TensorMap host = trainer.host_values();
+  for (const nn::ParamInfo& info : trainer.graph().params.all()) ck.tensors[info.name] = host.at(info.name);
+  for (const auto& [name, t] : trainer.host_slots()) ck.tensors["optimizer/" + name] = t;
+  ck.metadata = std::move(metadata);
+  io::save_checkpoint(path, ck);
+}
+
 }  // namespace
 
 json config_json(const RunConfig& c) {
@@ -344,39 +458,17 @@ RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& lo
   if (backend.device() != Device::cpu)
     log << "training on " << backend.name() << (cfg.graph_replay ? " (graph replay)" : "") << "\n";
   fs::create_directories(cfg.out);
-  std::ofstream metrics((fs::path(cfg.out) / "metrics.jsonl").string(), std::ios::app);
-  AGILENN_CHECK(metrics, "cannot write metrics in '" << cfg.out << "'");
-  io::EventWriter events((fs::path(cfg.out) / "tensorboard").string());
-
-  // Host copies, so the file is the same whichever backend trained.
+  RunLog run_log(cfg, per_epoch);
+  const EvalBatchNorm eval_bn(cfg, classes, train_set);
   auto save = [&](const std::string& path, int64_t step_count, const json& extra) {
-    io::Checkpoint ck;
-    const nn::TensorMap host = trainer.host_values();
-    for (const nn::ParamInfo& info : trainer.graph().params.all()) ck.tensors[info.name] = host.at(info.name);
-    for (const auto& [name, t] : trainer.host_slots()) ck.tensors["optimizer/" + name] = t;
-    ck.metadata = {{"config", config_json(cfg)}, {"step", step_count},   {"epoch", step_count / per_epoch},
-                   {"best_accuracy", best},      {"classes", classes},   {"engine_version", io::kEngineVersion},
-                   {"metrics", extra}};
-    io::save_checkpoint(path, ck);
+    save_run_checkpoint(path, trainer,
+                        {{"config", config_json(cfg)}, {"step", step_count},   {"epoch", step_count / per_epoch},
+                         {"best_accuracy", best},      {"classes", classes},   {"engine_version", io::kEngineVersion},
+                         {"metrics", extra}});
   };
-
-  // Batch-norm statistics for evaluation, when the run recomputes them: a train-mode
-  // forward without gradients, over unaugmented training images (what the test split
-  // looks like), in an order that changes with the epoch.
-  const int64_t bn_batches = eval_bn_batches(cfg);
-  std::unique_ptr<StepGraph> bn_forward;
-  std::unique_ptr<data::Loader> bn_loader;
-  if (bn_batches > 0) {
-    bn_forward = build_step(cfg, classes, cfg.batch, true, false);
-    bn_loader = std::make_unique<data::Loader>(
-        train_set, cfg.batch, data::Preprocess::for_dataset(cfg.dataset, cfg.preset.input_size, false),
-        cfg.seed ^ 0xb17a5ULL, true);
-  }
 
   RunSummary summary;
   const int64_t stop = cfg.max_steps > 0 ? std::min(total, cfg.max_steps) : total;
-  auto epoch_start = std::chrono::steady_clock::now();
-  double sum_loss = 0, sum_acc = 0, sum_skew = 0, in_epoch = 0;
   // The batch of step s + 1 is taken from the loader before step s, so that its upload to
   // the backend overlaps step s (batches are a pure function of epoch and index).
   std::optional<data::Loader::LoadedBatch> ahead;
@@ -385,27 +477,6 @@ RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& lo
   constexpr double kCollectSeconds = 0.5;
   auto last_collect = std::chrono::steady_clock::now();
   std::optional<Progress> progress;
-  auto progress_fields = [&] {
-    std::ostringstream f;
-    if (in_epoch > 0) {
-      f << std::fixed << std::setprecision(4) << "loss " << sum_loss / in_epoch << "  acc " << sum_acc / in_epoch;
-      if (cfg.mode == RunMode::agilenn && cfg.attribution) f << "  skew " << sum_skew / in_epoch;
-    }
-    return f.str();
-  };
-  auto record = [&](const StepResult& r) {
-    const int64_t epoch = r.step / per_epoch;
-    const double acc = r.metrics.at("correct") / static_cast<double>(cfg.batch);
-    const double skew = r.metrics.count("skewness") ? r.metrics.at("skewness") : 0.0;
-    json line = {{"step", r.step + 1}, {"epoch", epoch}, {"loss", r.loss}, {"accuracy", acc}};
-    for (const auto& [k, v] : r.metrics)
-      if (k != "correct") line[k] = v;
-    line["lr"] = trainer.optimizer().learning_rate(r.step);
-    metrics << line.dump() << "\n";
-    for (const auto& [k, v] : line.items())
-      if (k != "step" && k != "epoch") events.scalar("train/" + k, v.get<double>(), r.step + 1);
-    sum_loss += r.loss, sum_acc += acc, sum_skew += skew, in_epoch += 1;
-  };
   for (int64_t s = done; s < stop; ++s) {
     const int64_t epoch = s / per_epoch, index = s % per_epoch;
     const data::Loader::LoadedBatch lb = ahead ? std::move(*ahead) : loader.next(epoch, index);
@@ -423,7 +494,7 @@ RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& lo
       trainer.enqueue(lb.batch.images, lb.batch.labels, s, ahead ? &ahead->batch : nullptr);
       const auto now = std::chrono::steady_clock::now();
       if (epoch_end || last || std::chrono::duration<double>(now - last_collect).count() >= kCollectSeconds) {
-        for (const StepResult& r : trainer.collect()) record(r);
+        for (const StepResult& r : trainer.collect()) run_log.step(r, trainer.optimizer().learning_rate(r.step));
         last_collect = now;
       }
     } catch (const Error& e) {
@@ -433,35 +504,14 @@ RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& lo
     const std::vector<std::string> notes = backend.take_notes();
     if (!notes.empty()) progress->clear();
     for (const std::string& n : notes) log << "note: " << n << "\n";
-    progress->update(index + 1, progress_fields());
+    progress->update(index + 1, run_log.running_means());
     if (!epoch_end && !last) continue;
 
     progress.reset();
-    if (bn_loader) {
-      // The recomputed statistics replace the moving averages and so stay in the checkpoints.
-      const nn::TensorMap stats = recompute_batch_norm_statistics(
-          *bn_forward, trainer.values(), [&](int64_t b) { return bn_loader->get(epoch, b).batch; },
-          std::min(bn_batches, bn_loader->batches_per_epoch()), backend);
-      trainer.load_state(stats, {});
-    }
+    eval_bn.refresh(trainer, epoch, backend);
     // Test batches are 4× the training batch, as the seed's.
     const Evaluation ev = evaluate(cfg, classes, test_set, trainer.values(), table, 4 * cfg.batch, backend, log);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
-    const double rate = in_epoch / secs;
-    log << "epoch " << epoch + 1 << "/" << cfg.epochs << "  step " << s + 1 << "/" << total << "  " << std::fixed
-        << std::setprecision(2) << rate << " steps/s  ETA " << Progress::duration(static_cast<double>(stop - s - 1) / rate)
-        << "  loss " << std::setprecision(4) << sum_loss / in_epoch << "  acc " << sum_acc / in_epoch;
-    const bool skewness = cfg.mode == RunMode::agilenn && cfg.attribution;
-    if (skewness) log << "  skew " << sum_skew / in_epoch;
-    log << "  | test acc " << ev.accuracy;
-    if (skewness) log << "  skew " << ev.skewness;
-    log << std::endl;
-    metrics << json{{"step", s + 1}, {"epoch", epoch}, {"test_accuracy", ev.accuracy}, {"test_skewness", ev.skewness}}.dump()
-            << "\n";
-    metrics.flush();
-    events.scalar("test/accuracy", ev.accuracy, s + 1);
-    if (skewness) events.scalar("test/skewness", ev.skewness, s + 1);
-    events.flush();
+    run_log.epoch_end(log, s, stop, total, ev);
     const json extra = {{"test_accuracy", ev.accuracy}, {"test_skewness", ev.skewness}};
     if (ev.accuracy > best || !fs::exists(best_path)) {
       best = std::max(best, ev.accuracy);
@@ -472,9 +522,6 @@ RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& lo
     summary.test_skewness = ev.skewness;
     summary.bits_per_image = ev.raw_bits;
     summary.entropy_bits_per_image = ev.entropy_bits;
-    epoch_start = std::chrono::steady_clock::now();
-    sum_loss = sum_acc = sum_skew = 0;
-    in_epoch = 0;
   }
   summary.steps = stop;
   summary.best_accuracy = best;
