@@ -121,67 +121,52 @@ void conv_backward_filter_gemm(const ConvGeometry& g, const T* x, const T* gy, T
 
 template <class T>
 void conv_forward_depthwise(const ConvGeometry& g, const T* x, const T* w, T* y) {
-  const int64_t m = g.cout_g();
+  const kernels::DepthwiseGeometry dg = kernels::depthwise_geometry(g);
+  const int64_t m = dg.m;
   parallel_for(g.n * g.oh, g.n * g.oh * g.ow * g.cout * g.kh * g.kw, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t n = r / g.oh, oh = r % g.oh;
       for (int64_t ow = 0; ow < g.ow; ++ow) {
         T* yp = y + (r * g.ow + ow) * g.cout;
         std::fill(yp, yp + g.cout, T(0));
-        for (int64_t kh = 0; kh < g.kh; ++kh) {
-          const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
-          if (ih < 0 || ih >= g.h) continue;
-          for (int64_t kw = 0; kw < g.kw; ++kw) {
-            const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
-            if (iw < 0 || iw >= g.w) continue;
-            const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
-            const T* wp = w + (kh * g.kw + kw) * g.cout;
-            if (m == 1) {
-              for (int64_t c = 0; c < g.c; ++c) yp[c] += xp[c] * wp[c];
-            } else {
-              for (int64_t c = 0; c < g.c; ++c)
-                for (int64_t j = 0; j < m; ++j) yp[c * m + j] += xp[c] * wp[c * m + j];
-            }
+        kernels::for_each_window_tap(dg, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+          const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
+          const T* wp = w + (kh * g.kw + kw) * g.cout;
+          if (m == 1) {
+            for (int64_t c = 0; c < g.c; ++c) yp[c] += xp[c] * wp[c];
+          } else {
+            for (int64_t c = 0; c < g.c; ++c)
+              for (int64_t j = 0; j < m; ++j) yp[c * m + j] += xp[c] * wp[c * m + j];
           }
-        }
+        });
       }
     }
   });
 }
 
-// Gathers, for each input pixel, the output pixels whose windows touch it: no races.
 template <class T>
 void conv_backward_input_depthwise(const ConvGeometry& g, const T* gy, const T* w, T* dx) {
-  const int64_t m = g.cout_g();
+  const kernels::DepthwiseGeometry dg = kernels::depthwise_geometry(g);
+  const int64_t m = dg.m;
   parallel_for(g.n * g.h, g.n * g.h * g.w * g.cout * g.kh * g.kw, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t n = r / g.h, ih = r % g.h;
       for (int64_t iw = 0; iw < g.w; ++iw) {
         T* dxp = dx + (r * g.w + iw) * g.c;
         std::fill(dxp, dxp + g.c, T(0));
-        for (int64_t kh = 0; kh < g.kh; ++kh) {
-          const int64_t th = ih + g.pad_top - kh * g.dil_h;
-          if (th < 0 || th % g.stride_h) continue;
-          const int64_t oh = th / g.stride_h;
-          if (oh >= g.oh) continue;
-          for (int64_t kw = 0; kw < g.kw; ++kw) {
-            const int64_t tw = iw + g.pad_left - kw * g.dil_w;
-            if (tw < 0 || tw % g.stride_w) continue;
-            const int64_t ow = tw / g.stride_w;
-            if (ow >= g.ow) continue;
-            const T* gyp = gy + ((n * g.oh + oh) * g.ow + ow) * g.cout;
-            const T* wp = w + (kh * g.kw + kw) * g.cout;
-            if (m == 1) {
-              for (int64_t c = 0; c < g.c; ++c) dxp[c] += gyp[c] * wp[c];
-            } else {
-              for (int64_t c = 0; c < g.c; ++c) {
-                T s = 0;
-                for (int64_t j = 0; j < m; ++j) s += gyp[c * m + j] * wp[c * m + j];
-                dxp[c] += s;
-              }
+        kernels::for_each_window_reading(dg, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
+          const T* gyp = gy + ((n * g.oh + oh) * g.ow + ow) * g.cout;
+          const T* wp = w + (kh * g.kw + kw) * g.cout;
+          if (m == 1) {
+            for (int64_t c = 0; c < g.c; ++c) dxp[c] += gyp[c] * wp[c];
+          } else {
+            for (int64_t c = 0; c < g.c; ++c) {
+              T s = 0;
+              for (int64_t j = 0; j < m; ++j) s += gyp[c * m + j] * wp[c * m + j];
+              dxp[c] += s;
             }
           }
-        }
+        });
       }
     }
   });
@@ -191,7 +176,8 @@ void conv_backward_input_depthwise(const ConvGeometry& g, const T* gy, const T* 
 // depend on the thread count.
 template <class T>
 void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* gy, T* dw) {
-  const int64_t m = g.cout_g(), rows = g.n * g.oh, wsize = g.kh * g.kw * g.cout;
+  const kernels::DepthwiseGeometry dg = kernels::depthwise_geometry(g);
+  const int64_t m = dg.m, rows = g.n * g.oh, wsize = g.kh * g.kw * g.cout;
   const int64_t blocks = std::min(rows, kRowBlocks);
   std::vector<T> partial(static_cast<size_t>(blocks * wsize), T(0));
   parallel_for(blocks, rows * g.ow * wsize, [&](int64_t begin, int64_t end) {
@@ -201,22 +187,16 @@ void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* 
         const int64_t n = r / g.oh, oh = r % g.oh;
         for (int64_t ow = 0; ow < g.ow; ++ow) {
           const T* gyp = gy + (r * g.ow + ow) * g.cout;
-          for (int64_t kh = 0; kh < g.kh; ++kh) {
-            const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
-            if (ih < 0 || ih >= g.h) continue;
-            for (int64_t kw = 0; kw < g.kw; ++kw) {
-              const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
-              if (iw < 0 || iw >= g.w) continue;
-              const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
-              T* ap = acc + (kh * g.kw + kw) * g.cout;
-              if (m == 1) {
-                for (int64_t c = 0; c < g.c; ++c) ap[c] += xp[c] * gyp[c];
-              } else {
-                for (int64_t c = 0; c < g.c; ++c)
-                  for (int64_t j = 0; j < m; ++j) ap[c * m + j] += xp[c] * gyp[c * m + j];
-              }
+          kernels::for_each_window_tap(dg, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+            const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
+            T* ap = acc + (kh * g.kw + kw) * g.cout;
+            if (m == 1) {
+              for (int64_t c = 0; c < g.c; ++c) ap[c] += xp[c] * gyp[c];
+            } else {
+              for (int64_t c = 0; c < g.c; ++c)
+                for (int64_t j = 0; j < m; ++j) ap[c * m + j] += xp[c] * gyp[c * m + j];
             }
-          }
+          });
         }
       }
     }

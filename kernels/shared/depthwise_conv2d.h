@@ -28,6 +28,34 @@ struct DepthwiseGeometry {
   AGILENN_HD int64_t filter_size() const { return kh * kw * c * m; }
 };
 
+// The taps (kh, kw) of output pixel (oh, ow)'s window that fall inside the input, in tap
+// order, each with the input pixel it reads: f(kh, kw, ih, iw).
+template <class F>
+AGILENN_HD void for_each_window_tap(const DepthwiseGeometry& g, int64_t oh, int64_t ow, F&& f) {
+  for (int64_t kh = 0; kh < g.kh; ++kh) {
+    const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+    if (ih < 0 || ih >= g.h) continue;
+    for (int64_t kw = 0; kw < g.kw; ++kw) {
+      const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
+      if (iw >= 0 && iw < g.w) f(kh, kw, ih, iw);
+    }
+  }
+}
+
+// The output pixels whose windows read input pixel (ih, iw), in tap order, each with the
+// tap that reads it (tap kh reads it when oh·stride = ih + pad − kh·dil): f(kh, kw, oh, ow).
+template <class F>
+AGILENN_HD void for_each_window_reading(const DepthwiseGeometry& g, int64_t ih, int64_t iw, F&& f) {
+  for (int64_t kh = 0; kh < g.kh; ++kh) {
+    const int64_t th = ih + g.pad_top - kh * g.dil_h;
+    if (th < 0 || th % g.stride_h != 0 || th / g.stride_h >= g.oh) continue;
+    for (int64_t kw = 0; kw < g.kw; ++kw) {
+      const int64_t tw = iw + g.pad_left - kw * g.dil_w;
+      if (tw >= 0 && tw % g.stride_w == 0 && tw / g.stride_w < g.ow) f(kh, kw, th / g.stride_h, tw / g.stride_w);
+    }
+  }
+}
+
 // Output element i of y [N,OH,OW,C*m]: the window sum over the taps inside the input.
 template <class T>
 AGILENN_HD T depthwise_forward_at(const DepthwiseGeometry& g, const T* x, const T* w, int64_t i) {
@@ -39,21 +67,15 @@ AGILENN_HD T depthwise_forward_at(const DepthwiseGeometry& g, const T* x, const 
   const int64_t oh = r % g.oh, n = r / g.oh;
   const int64_t c = co / g.m;
   T acc = T(0);
-  for (int64_t kh = 0; kh < g.kh; ++kh) {
-    const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
-    if (ih < 0 || ih >= g.h) continue;
-    for (int64_t kw = 0; kw < g.kw; ++kw) {
-      const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
-      if (iw < 0 || iw >= g.w) continue;
-      acc += x[((n * g.h + ih) * g.w + iw) * g.c + c] * w[(kh * g.kw + kw) * cout + co];
-    }
-  }
+  for_each_window_tap(g, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+    acc += x[((n * g.h + ih) * g.w + iw) * g.c + c] * w[(kh * g.kw + kw) * cout + co];
+  });
   return acc;
 }
 
 // Input-gradient element i of dx [N,H,W,C]: gathers the output pixels whose windows read
-// input pixel (ih, iw) (tap kh reads it when oh*stride = ih + pad - kh*dil), so every
-// element is written by one thread and no atomics are needed.
+// input pixel (ih, iw), so every element is written by one thread and no atomics are
+// needed.
 template <class T>
 AGILENN_HD T depthwise_input_grad_at(const DepthwiseGeometry& g, const T* gy, const T* w, int64_t i) {
   const int64_t cout = g.cout();
@@ -63,21 +85,11 @@ AGILENN_HD T depthwise_input_grad_at(const DepthwiseGeometry& g, const T* gy, co
   r /= g.w;
   const int64_t ih = r % g.h, n = r / g.h;
   T acc = T(0);
-  for (int64_t kh = 0; kh < g.kh; ++kh) {
-    const int64_t th = ih + g.pad_top - kh * g.dil_h;
-    if (th < 0 || th % g.stride_h != 0) continue;
-    const int64_t oh = th / g.stride_h;
-    if (oh >= g.oh) continue;
-    for (int64_t kw = 0; kw < g.kw; ++kw) {
-      const int64_t tw = iw + g.pad_left - kw * g.dil_w;
-      if (tw < 0 || tw % g.stride_w != 0) continue;
-      const int64_t ow = tw / g.stride_w;
-      if (ow >= g.ow) continue;
-      const T* gyp = gy + ((n * g.oh + oh) * g.ow + ow) * cout + c * g.m;
-      const T* wp = w + (kh * g.kw + kw) * cout + c * g.m;
-      for (int64_t j = 0; j < g.m; ++j) acc += gyp[j] * wp[j];
-    }
-  }
+  for_each_window_reading(g, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
+    const T* gyp = gy + ((n * g.oh + oh) * g.ow + ow) * cout + c * g.m;
+    const T* wp = w + (kh * g.kw + kw) * cout + c * g.m;
+    for (int64_t j = 0; j < g.m; ++j) acc += gyp[j] * wp[j];
+  });
   return acc;
 }
 
