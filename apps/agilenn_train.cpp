@@ -116,13 +116,22 @@ int main(int argc, char** argv) {
   train->add_flag("--plain", plain,
                   "train the same model without the attribution losses (loss = cross-entropy, no IG, no --reference): "
                   "the baseline for AgileNN's accuracy");
+  train->add_option("--figure-samples", cfg.figure_samples,
+                    "test images pictured in TensorBoard at each evaluation: the image and its importance over the "
+                    "local and the remote channels (0: none)")
+      ->capture_default_str();
 
-  std::string checkpoint, eval_dir;
-  int64_t eval_batch = 64;
+  std::string checkpoint;
+  agilenn::train::EvaluateOptions eval;
   CLI::App* evaluate = app.add_subcommand("evaluate", "evaluate a checkpoint on the test split");
   evaluate->add_option("checkpoint", checkpoint, "a .safetensors checkpoint written by agilenn-train")->required();
-  evaluate->add_option("--data-dir", eval_dir, "directory holding the dataset's official files");
-  evaluate->add_option("--batch-size", eval_batch, "evaluation batch")->capture_default_str()->check(CLI::PositiveNumber);
+  evaluate->add_option("--data-dir", eval.data_dir, "directory holding the dataset's official files");
+  evaluate->add_option("--batch-size", eval.batch, "evaluation batch")->capture_default_str();
+  evaluate->add_option("--figures", eval.figures_dir,
+                       "write PNG figures here: test images with their importance over the local and remote "
+                       "channels, and the mean importance per channel (AgileNN checkpoints)");
+  evaluate->add_option("--figure-samples", eval.figure_samples, "with --figures: test images pictured")
+      ->capture_default_str();
   DeviceFlags eval_device;
   evaluate->add_option("--device", eval_device.device, "cpu, or cuda (the first GPU; needs a build with CUDA)")
       ->capture_default_str();
@@ -130,8 +139,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (*evaluate) {
-      agilenn::train::evaluate_checkpoint(checkpoint, eval_dir, eval_batch, open_device(eval_device, std::cout),
-                                          std::cout);
+      agilenn::train::evaluate_checkpoint(checkpoint, eval, open_device(eval_device, std::cout), std::cout);
       return 0;
     }
     const bool agilenn = static_cast<bool>(*train);

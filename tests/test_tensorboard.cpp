@@ -6,6 +6,7 @@
 
 #include <bit>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -18,7 +19,9 @@
 #include <vector>
 
 #include "engine/core/error.h"
+#include "engine/io/png.h"
 #include "engine/io/tensorboard.h"
+#include "engine/train/figures.h"
 
 namespace agilenn {
 namespace {
@@ -284,6 +287,114 @@ TEST_F(TensorBoardWriter, AnUncreatableDirectoryThrowsNamingIt) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace agilenn
+
+namespace agilenn {
+namespace {
+
+// ---- histograms, PNG images and the evaluation's pictures (engine/train/figures.h)
+
+TEST(TensorBoardHistogram, SummarisesValuesIntoEqualBuckets) {
+  const io::Histogram h = io::Histogram::of({1, 2, 2, 3, 5}, 4);
+  EXPECT_EQ(h.min, 1);
+  EXPECT_EQ(h.max, 5);
+  EXPECT_EQ(h.num, 5);
+  EXPECT_EQ(h.sum, 13);
+  EXPECT_EQ(h.sum_squares, 43);
+  EXPECT_EQ(h.limits, (std::vector<double>{2, 3, 4, 5}));
+  EXPECT_EQ(h.counts, (std::vector<double>{1, 2, 1, 1}));  // [1,2) [2,3) [3,4) [4,5]
+  const io::Histogram one = io::Histogram::of({0.25, 0.25}, 3);
+  EXPECT_EQ(one.num, 2);
+  EXPECT_EQ(one.counts, (std::vector<double>{2, 0, 0}));
+}
+
+TEST(TensorBoardHistogram, CountsPerIntegerValue) {
+  // Codes 0..3 taken 0, 4, 1 and 2 times.
+  const io::Histogram h = io::Histogram::of_counts({0, 4, 1, 2});
+  EXPECT_EQ(h.min, 1);
+  EXPECT_EQ(h.max, 3);
+  EXPECT_EQ(h.num, 7);
+  EXPECT_EQ(h.sum, 4 * 1 + 1 * 2 + 2 * 3);
+  EXPECT_EQ(h.sum_squares, 4 * 1 + 1 * 4 + 2 * 9);
+  EXPECT_EQ(h.limits, (std::vector<double>{0.5, 1.5, 2.5, 3.5}));
+}
+
+bool have_pillow() { return std::system("python3 -c 'import PIL' >/dev/null 2>&1") == 0; }
+
+// An RGB and a grey image through encode_png, decoded by Pillow: every pixel back.
+TEST(Png, PillowDecodesEveryPixel) {
+  if (!have_pillow()) GTEST_SKIP() << "python3 with Pillow is not installed (tools/setup.sh installs it)";
+  const fs::path dir = fs::temp_directory_path() / ("agilenn-png-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::mt19937 rng(5);
+  for (int channels : {3, 1}) {
+    io::Image img(7, 5, channels);
+    for (uint8_t& p : img.pixels) p = static_cast<uint8_t>(rng());
+    const fs::path file = dir / ("x" + std::to_string(channels) + ".png");
+    io::write_png(file.string(), img);
+    const fs::path dump = dir / "dump.txt";
+    const std::string cmd = "python3 -c \"from PIL import Image; im = Image.open('" + file.string() +
+                            "'); print(im.mode, im.size[0], im.size[1], *im.tobytes())\" > " + dump.string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    std::ifstream in(dump);
+    std::string mode;
+    int64_t w = 0, h = 0;
+    in >> mode >> w >> h;
+    EXPECT_EQ(mode, channels == 3 ? "RGB" : "L");
+    EXPECT_EQ(w, 7);
+    EXPECT_EQ(h, 5);
+    std::vector<uint8_t> back;
+    for (int v; in >> v;) back.push_back(static_cast<uint8_t>(v));
+    EXPECT_EQ(back, img.pixels) << channels << " channels";
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Png, ABadImageIsRefused) {
+  io::Image img(4, 4, 3);
+  img.pixels.pop_back();
+  EXPECT_THROW(io::encode_png(img), Error);
+  EXPECT_THROW(io::encode_png(io::Image(3, 3, 2)), Error);
+}
+
+// One sample, a 2×2 map of 3 channels, one local: the local map is channel 0, the remote
+// one channels 1 + 2; both share one scale, whose top (the largest position of either map)
+// is white and whose zero is black, and each map covers the picture by nearest neighbour.
+TEST(Figures, HeatmapsShareOneScaleAcrossLocalAndRemote) {
+  // positions (0,0) (0,1) (1,0) (1,1); channels [local | remote remote]
+  const Tensor a = Tensor::from_vector({1, 2, 2, 3}, {4, 1, 1,  //
+                                                      0, 0, 0,  //
+                                                      2, 3, 5,  //
+                                                      1, 0, 0},
+                                       DType::f32);
+  const auto [local, remote] = train::importance_heatmaps(a, 0, 1, 4, 4);
+  ASSERT_EQ(local.width, 4);
+  ASSERT_EQ(remote.height, 4);
+  // The top is the remote 8 at (1,0): white; the local 4 at (0,0) is half of it.
+  EXPECT_EQ(std::vector<uint8_t>(remote.at(0, 2), remote.at(0, 2) + 3), (std::vector<uint8_t>{255, 255, 255}));
+  EXPECT_EQ(std::vector<uint8_t>(remote.at(3, 3), remote.at(3, 3) + 3), (std::vector<uint8_t>{0, 0, 0}));
+  // t = 0.5 on the hot ramp: red full, green half, no blue.
+  EXPECT_EQ(std::vector<uint8_t>(local.at(1, 1), local.at(1, 1) + 3), (std::vector<uint8_t>{255, 128, 0}));
+  EXPECT_EQ(std::vector<uint8_t>(local.at(2, 0), local.at(2, 0) + 3), (std::vector<uint8_t>{0, 0, 0}));
+  // All zero: black, no division by zero.
+  const auto [zl, zr] = train::importance_heatmaps(Tensor::zeros({1, 2, 2, 3}, DType::f32), 0, 1, 2, 2);
+  for (uint8_t p : zl.pixels) EXPECT_EQ(p, 0);
+  for (uint8_t p : zr.pixels) EXPECT_EQ(p, 0);
+}
+
+TEST(Figures, ChannelChartDrawsABarPerChannelInTheSideColours) {
+  const io::Image chart = train::channel_chart({0.5, 0.25, 0.0, 0.25}, 1);
+  EXPECT_EQ(chart.width, 4 * 10 + 2);
+  EXPECT_EQ(chart.height, 72);
+  auto colour = [&](int64_t x, int64_t y) { return std::vector<uint8_t>(chart.at(x, y), chart.at(x, y) + 3); };
+  const int64_t bottom = 4 + 64 - 1;
+  EXPECT_EQ(colour(2, 4), (std::vector<uint8_t>{230, 120, 30}));       // the local bar, full height
+  EXPECT_EQ(colour(12, 4), (std::vector<uint8_t>{255, 255, 255}));     // a remote bar of half height
+  EXPECT_EQ(colour(12, bottom), (std::vector<uint8_t>{60, 110, 200}));
+  EXPECT_EQ(colour(22, bottom), (std::vector<uint8_t>{255, 255, 255}));  // a zero bar
 }
 
 }  // namespace

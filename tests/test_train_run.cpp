@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include "engine/runtime/executor.h"
 #include "engine/train/bn_statistics.h"
 #include "engine/train/run.h"
+#include "engine/train/step.h"
 
 namespace agilenn {
 namespace {
@@ -297,7 +299,7 @@ TEST(TrainingRun, CheckpointsHoldTheStatisticsTheEvaluationUsed) {
     c.test_limit = 0;  // the whole split, as `evaluate` takes it
     const train::RunSummary s = train::run_training(c, cpu_backend(), log);
     saved[batches] = tensors_of(c.out + "/latest.safetensors");
-    const train::RunSummary e = train::evaluate_checkpoint(c.out + "/latest.safetensors", "", 128, cpu_backend(), log);
+    const train::RunSummary e = train::evaluate_checkpoint(c.out + "/latest.safetensors", {.batch = 128}, cpu_backend(), log);
     EXPECT_EQ(e.test_accuracy, s.test_accuracy) << batches;
   }
   // Same seed, same steps: the parameters agree, the statistics do not.
@@ -310,6 +312,118 @@ TEST(TrainingRun, CheckpointsHoldTheStatisticsTheEvaluationUsed) {
     if (name.find("moving_var") != std::string::npos && name.rfind("optimizer/", 0) != 0)
       for (size_t i = 0; i < v.size(); ++i) apart += std::abs(v[i] - saved[0].at(name)[i]), recomputed += v[i];
   EXPECT_GT(apart, 0.05 * recomputed);
+}
+
+// ---- figures: what TensorBoard shows and `evaluate --figures` writes
+
+bool have_python(const std::string& modules) {
+  return std::system(("python3 -c 'import " + modules + "' >/dev/null 2>&1").c_str()) == 0;
+}
+
+// Runs a Python script; its stdout (the test's verdicts) comes back.
+std::string run_python(const fs::path& dir, const std::string& script) {
+  const fs::path file = dir / "check.py", out = dir / "check.out";
+  std::ofstream(file) << script;
+  const int rc = std::system(("python3 " + file.string() + " > " + out.string() + " 2>&1").c_str());
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(rc, 0) << text.str();
+  return text.str();
+}
+
+// The events of a short AgileNN run read back by TensorBoard's own event accumulator: the
+// pictured samples' three images each, decoding (Pillow) to the test images' size; the
+// channel chart; the histograms, whose counts are the test samples (skewness) and the
+// remote elements (codes); a scalar per centroid.
+TEST(Figures, TensorBoardReadsTheImagesHistogramsAndCentroidsOfEachEvaluation) {
+  if (!have_python("tensorboard, PIL"))
+    GTEST_SKIP() << "python3 with tensorboard and Pillow is not installed (tools/setup.sh installs them)";
+  const ScratchDir d("figures-tb");
+  std::ostringstream log;
+  train::RunConfig ref = small_run(d / "ref", train::RunMode::reference);
+  ref.epochs = 1;
+  train::run_training(ref, cpu_backend(), log);
+  train::RunConfig c = small_run(d / "agilenn", train::RunMode::agilenn);
+  c.reference = (d / "ref" / "latest.safetensors").string();
+  c.figure_samples = 3;
+  train::run_training(c, cpu_backend(), log);
+  const models::AgileNNPreset& p = c.preset;
+  std::ostringstream script;
+  script << "import io\n"
+            "from PIL import Image\n"
+            "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n"
+            "ea = EventAccumulator('" << (d / "agilenn" / "tensorboard").string()
+         << "', size_guidance={'images': 0, 'histograms': 0, 'scalars': 0})\n"
+            "ea.Reload()\n"
+            "tags = ea.Tags()\n"
+            "for tag in sorted(tags['images']):\n"
+            "    events = ea.Images(tag)\n"
+            "    im = Image.open(io.BytesIO(events[-1].encoded_image_string))\n"
+            "    print('image', tag, len(events), events[-1].width, events[-1].height, im.size[0], im.size[1], im.mode)\n"
+            "for tag in sorted(tags['histograms']):\n"
+            "    h = ea.Histograms(tag)[-1].histogram_value\n"
+            "    print('histogram', tag, round(h.num), len(h.bucket), round(sum(h.bucket)))\n"
+            "print('centroids', len([t for t in tags['scalars'] if t.startswith('quantizer/centroid_')]))\n";
+  const std::string out = run_python(d, script.str());
+  train::AgileNNStepOptions one;
+  one.preset = p;
+  one.batch = 1;
+  one.training = one.attribution = false;
+  const int64_t codes = 40 * numel(train::build_agilenn_step(one)->quantized.shape());  // 40 test images
+  // Two evaluations (two epochs) of each tag; the synthetic test images are 32×32 RGB.
+  for (int64_t i = 0; i < 3; ++i)
+    for (const char* kind : {"input", "local_importance", "remote_importance"})
+      EXPECT_THAT(out, ::testing::ContainsRegex("image samples/" + std::to_string(i) + "_label_[0-9]+/" + kind +
+                                              " 2 32 32 32 32 RGB"));
+  EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr("samples/3_")));
+  EXPECT_THAT(out, ::testing::HasSubstr("image importance/channels 2 " + std::to_string(p.feature_channels * 10 + 2)));
+  EXPECT_THAT(out, ::testing::HasSubstr("histogram test/skewness 40 30 40"));
+  EXPECT_THAT(out, ::testing::HasSubstr("histogram quantizer/codes " + std::to_string(codes) + " " +
+                                      std::to_string(p.num_centroids) + " " + std::to_string(codes)));
+  EXPECT_THAT(out, ::testing::HasSubstr("histogram importance/channels 1 " + std::to_string(p.feature_channels)));
+  EXPECT_THAT(out, ::testing::HasSubstr("centroids " + std::to_string(p.num_centroids)));
+}
+
+// `evaluate --figures DIR` writes the same pictures as PNG files, which an independent
+// decoder reads at the stated sizes; a reference-net checkpoint has none to write.
+TEST(Figures, EvaluateWritesThePngFilesAndRefusesAReferenceNet) {
+  const ScratchDir d("figures-png");
+  std::ostringstream log;
+  train::RunConfig ref = small_run(d / "ref", train::RunMode::reference);
+  ref.epochs = 1;
+  train::run_training(ref, cpu_backend(), log);
+  train::RunConfig c = small_run(d / "agilenn", train::RunMode::agilenn);
+  c.epochs = 1;
+  c.reference = (d / "ref" / "latest.safetensors").string();
+  c.figure_samples = 0;
+  train::run_training(c, cpu_backend(), log);
+  const std::string figures = (d / "figures").string();
+  train::evaluate_checkpoint(c.out + "/latest.safetensors", {.figures_dir = figures, .figure_samples = 2},
+                             cpu_backend(), log);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(figures)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  ASSERT_EQ(names.size(), 7u);
+  EXPECT_EQ(names[0], "channel_importance.png");
+  EXPECT_THAT(names[1], ::testing::MatchesRegex("sample_0_label_[0-9]+_pred_[0-9]+_input.png"));
+  EXPECT_THAT(names[6], ::testing::MatchesRegex("sample_1_label_[0-9]+_pred_[0-9]+_remote_importance.png"));
+  if (have_python("PIL")) {
+    const std::string out = run_python(d, "import sys, glob, os\nfrom PIL import Image\n"
+                                          "for f in sorted(glob.glob('" + figures + "/*.png')):\n"
+                                          "    im = Image.open(f); im.load()\n"
+                                          "    print(os.path.basename(f), im.size[0], im.size[1], im.mode)\n");
+    EXPECT_THAT(out, ::testing::ContainsRegex("sample_0_label_[0-9]+_pred_[0-9]+_input.png 32 32 RGB"));
+    EXPECT_THAT(out, ::testing::ContainsRegex("sample_1_label_[0-9]+_pred_[0-9]+_local_importance.png 32 32 RGB"));
+    EXPECT_THAT(out, ::testing::HasSubstr("channel_importance.png " + std::to_string(c.preset.feature_channels * 10 + 2) +
+                                        " 72 RGB"));
+  }
+  const std::string error = error_of([&] {
+    train::evaluate_checkpoint(ref.out + "/latest.safetensors", {.figures_dir = (d / "none").string()}, cpu_backend(),
+                               log);
+  });
+  EXPECT_THAT(error, ::testing::HasSubstr("--figures"));
+  EXPECT_FALSE(fs::exists(d / "none"));
 }
 
 // ---- the run's configuration

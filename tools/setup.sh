@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config patchelf xz-utils
   libopenblas-dev libomp-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev nlohmann-json3-dev zlib1g-dev libjpeg-dev
+  libcli11-dev nlohmann-json3-dev zlib1g-dev libjpeg-dev libpng-dev
   dataset-fashion-mnist
 )
 
@@ -27,7 +27,9 @@ else
   echo "setup: all packages present"
 fi
 
-# The checkpoint test reads our files back with the reference safetensors package.
-if ! python3 -c 'import safetensors, numpy' >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check safetensors numpy || echo "setup: safetensors unavailable; that test will skip"
+# Tests read our files back with the reference readers: safetensors (checkpoints),
+# tensorboard's event accumulator (event files) and Pillow (PNG figures).
+if ! python3 -c 'import safetensors, numpy, tensorboard, PIL' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check safetensors numpy tensorboard pillow ||
+    echo "setup: safetensors, tensorboard or Pillow unavailable; the tests that need them will skip"
 fi

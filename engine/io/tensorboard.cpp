@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cerrno>
@@ -11,6 +12,7 @@
 #include <system_error>
 
 #include "engine/core/error.h"
+#include "engine/io/png.h"
 
 namespace agilenn::io {
 
@@ -87,6 +89,25 @@ std::string host_name() {
   return name;
 }
 
+// Summary.Value's tag (1), checked non-empty.
+std::vector<uint8_t> tagged(const std::string& tag, const std::string& path) {
+  AGILENN_CHECK(!tag.empty(), "tensorboard: empty tag for '" << path << "'");
+  std::vector<uint8_t> v;
+  put_bytes(v, 1, tag);
+  return v;
+}
+
+void put_double(std::vector<uint8_t>& out, uint32_t field, double v) {
+  put_key(out, field, kFixed64);
+  put_le(out, std::bit_cast<uint64_t>(v), 8);
+}
+
+void put_packed_doubles(std::vector<uint8_t>& out, uint32_t field, const std::vector<double>& v) {
+  std::vector<uint8_t> packed;
+  for (double d : v) put_le(packed, std::bit_cast<uint64_t>(d), 8);
+  put_bytes(out, field, packed);
+}
+
 }  // namespace
 
 uint32_t crc32c(const uint8_t* data, size_t n) {
@@ -129,15 +150,87 @@ EventWriter::~EventWriter() {
   std::fclose(file_);
 }
 
+Histogram Histogram::of(const std::vector<double>& values, int buckets) {
+  AGILENN_CHECK(buckets > 0, "histogram: " << buckets << " buckets");
+  Histogram h;
+  if (values.empty()) return h;
+  h.min = h.max = values[0];
+  for (double v : values) {
+    h.min = std::min(h.min, v), h.max = std::max(h.max, v);
+    h.num += 1, h.sum += v, h.sum_squares += v * v;
+  }
+  const double width = h.max > h.min ? (h.max - h.min) / buckets : 1.0;
+  h.counts.assign(static_cast<size_t>(buckets), 0.0);
+  for (int i = 0; i < buckets; ++i) h.limits.push_back(h.min + width * (i + 1));
+  for (double v : values)
+    h.counts[static_cast<size_t>(std::clamp(static_cast<int>((v - h.min) / width), 0, buckets - 1))] += 1;
+  return h;
+}
+
+Histogram Histogram::of_counts(const std::vector<double>& counts) {
+  Histogram h;
+  h.counts = counts;
+  bool any = false;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    h.limits.push_back(static_cast<double>(i) + 0.5);
+    if (counts[i] <= 0) continue;
+    const double v = static_cast<double>(i);
+    h.min = any ? std::min(h.min, v) : v;
+    h.max = any ? std::max(h.max, v) : v;
+    any = true;
+    h.num += counts[i], h.sum += counts[i] * v, h.sum_squares += counts[i] * v * v;
+  }
+  return h;
+}
+
 void EventWriter::scalar(const std::string& tag, double value, int64_t step) {
-  AGILENN_CHECK(!tag.empty(), "tensorboard: empty scalar tag for '" << path_ << "'");
-  std::vector<uint8_t> summary_value;
-  put_bytes(summary_value, 1, tag);
-  put_key(summary_value, 2, kFixed32);
-  put_le(summary_value, std::bit_cast<uint32_t>(static_cast<float>(value)), 4);
+  std::vector<uint8_t> v = tagged(tag, path_);
+  put_key(v, 2, kFixed32);
+  put_le(v, std::bit_cast<uint32_t>(static_cast<float>(value)), 4);
+  write_value(v, step);
+}
+
+void EventWriter::image(const std::string& tag, const Image& image, int64_t step, const std::string& description) {
+  std::vector<uint8_t> img;
+  put_key(img, 1, kVarint);
+  put_varint(img, static_cast<uint64_t>(image.height));
+  put_key(img, 2, kVarint);
+  put_varint(img, static_cast<uint64_t>(image.width));
+  put_key(img, 3, kVarint);
+  put_varint(img, static_cast<uint64_t>(image.channels));
+  put_bytes(img, 4, encode_png(image));
+  // SummaryMetadata: plugin_data (1) naming the images plugin (TensorBoard asks that of
+  // any value with metadata), summary_description (3).
+  std::vector<uint8_t> plugin, metadata;
+  put_bytes(plugin, 1, std::string("images"));
+  put_bytes(metadata, 1, plugin);
+  if (!description.empty()) put_bytes(metadata, 3, description);
+  std::vector<uint8_t> v = tagged(tag, path_);
+  put_bytes(v, 9, metadata);
+  put_bytes(v, 4, img);
+  write_value(v, step);
+}
+
+void EventWriter::histogram(const std::string& tag, const Histogram& h, int64_t step) {
+  AGILENN_CHECK(h.limits.size() == h.counts.size(),
+                "tensorboard: histogram '" << tag << "' has " << h.limits.size() << " limits and " << h.counts.size()
+                                           << " counts");
+  std::vector<uint8_t> histo;
+  put_double(histo, 1, h.min);
+  put_double(histo, 2, h.max);
+  put_double(histo, 3, h.num);
+  put_double(histo, 4, h.sum);
+  put_double(histo, 5, h.sum_squares);
+  put_packed_doubles(histo, 6, h.limits);
+  put_packed_doubles(histo, 7, h.counts);
+  std::vector<uint8_t> v = tagged(tag, path_);
+  put_bytes(v, 5, histo);
+  write_value(v, step);
+}
+
+void EventWriter::write_value(const std::vector<uint8_t>& summary_value, int64_t step) {
   std::vector<uint8_t> summary;
   put_bytes(summary, 1, summary_value);
-
   std::vector<uint8_t> ev = event_header(step);
   put_bytes(ev, 5, summary);
   write_record(ev);

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iomanip>
 #include <optional>
+#include <tuple>
 #include <ostream>
 #include <sstream>
 
@@ -16,6 +17,7 @@
 #include "engine/io/checkpoint.h"
 #include "engine/io/tensorboard.h"
 #include "engine/train/bn_statistics.h"
+#include "engine/train/figures.h"
 #include "engine/train/trainer.h"
 #include "engine/xai/channel_remap.h"
 
@@ -83,9 +85,11 @@ std::unique_ptr<StepGraph> build_step(const RunConfig& c, int64_t classes, int64
   return build_agilenn_step(o);
 }
 
-// Accuracy, skewness and code statistics over the whole test split (padded last batch).
+// Accuracy, skewness and code statistics over the whole test split (padded last batch),
+// and, for AgileNN, the figures of where the importance sits.
 struct Evaluation {
   double accuracy = 0, skewness = 0, entropy_bits = 0, raw_bits = 0;
+  EvaluationFigures figures;
 };
 
 // A tensor in the backend's memory (uploaded once when it is a host tensor).
@@ -93,15 +97,21 @@ Tensor on(Backend& backend, const Tensor& t) { return t.device() == backend.devi
 
 // The attribution statistics are per sample, so the batch size does not change them.
 // `values` and `table` may be in the backend's memory already (a trainer's) or on the host.
+// The figures show the first `figure_samples` test images (those of the first batch).
 Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDataset& test, const nn::TensorMap& values,
-                    const Tensor& table, int64_t eval_batch, Backend& backend, std::ostream& log) {
+                    const Tensor& table, int64_t eval_batch, int64_t figure_samples, Backend& backend,
+                    std::ostream& log) {
   const int64_t batch = std::min(eval_batch, test.size());
   auto step = build_step(c, classes, batch, false);
+  const bool agilenn = c.mode == RunMode::agilenn;
+  const bool attribution = agilenn && c.attribution;
+  // Outputs: per-sample correct (and skewness); AgileNN: the codes, the centroids, the
+  // logits; with attribution: the channel importance and the attribution map.
   std::vector<NodeId> outs;
   for (const auto& [name, v] : step->per_sample) outs.push_back(v.id());
-  const bool agilenn = c.mode == RunMode::agilenn;
-  const bool skewness = agilenn && c.attribution;
-  if (agilenn) outs.push_back(step->quantized.id()), outs.push_back(step->centroids.id());
+  const size_t codes_at = outs.size();
+  if (agilenn) outs.insert(outs.end(), {step->quantized.id(), step->centroids.id(), step->logits.id()});
+  if (attribution) outs.insert(outs.end(), {step->channel_importance.id(), step->attribution.id()});
   Executor ex(step->graph, compile(step->graph, outs), backend);
   ex.set_graph_replay(c.graph_replay);
   Feeds feeds;
@@ -109,7 +119,12 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
   if (!step->zero_point_table.empty()) feeds[step->zero_point_table] = on(backend, table);
   data::Loader loader(test, batch, data::Preprocess::for_dataset(c.dataset, c.preset.input_size, false), c.seed, false);
   Evaluation e;
-  std::vector<double> histogram(static_cast<size_t>(c.preset.num_centroids), 0.0);
+  EvaluationFigures& fig = e.figures;
+  fig.local_channels = c.preset.local_channels();
+  std::vector<double>& histogram = fig.code_counts;
+  if (agilenn) histogram.assign(static_cast<size_t>(c.preset.num_centroids), 0.0);
+  if (attribution) fig.channel_importance.assign(static_cast<size_t>(c.preset.feature_channels), 0.0);
+  const int64_t samples = attribution ? std::min({figure_samples, batch, test.size()}) : 0;
   int64_t seen = 0, codes_per_image = 0;
   Progress progress(log, Progress::mode_for(log), "evaluating", loader.batches_covering(),
                     static_cast<double>(batch), "images");
@@ -119,27 +134,52 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
     feeds["images"] = lb.batch.images;
     feeds["labels"] = lb.batch.labels;
     std::vector<Tensor> r = ex.run(feeds);
-    for (Tensor& t : r) t = backend.to_host(t);
+    // The attribution map and the logits come to the host only for the pictured samples.
+    for (size_t i = 0; i < r.size(); ++i)
+      if (b == 0 || (i != codes_at + 2 && i != codes_at + 4)) r[i] = backend.to_host(r[i]);
     ex.check_faults();
-    const size_t codes = skewness ? 2 : 1;
     for (int64_t i = 0; i < lb.valid; ++i) {
       e.accuracy += r[0].item(i);
-      if (skewness) e.skewness += r[1].item(i);
+      if (attribution) fig.skewness.push_back(r[1].item(i));
     }
     if (agilenn) {
-      const Tensor& q = r[codes];
-      const Tensor& cv = r[codes + 1];
+      const Tensor& q = r[codes_at];
+      const Tensor& cv = r[codes_at + 1];
       codes_per_image = q.numel() / batch;
       for (int64_t i = 0; i < lb.valid * codes_per_image; ++i) {
         int64_t k = 0;
         while (k + 1 < cv.numel() && cv.item(k) != q.item(i)) ++k;
         histogram[static_cast<size_t>(k)] += 1;
       }
+      if (b == 0) fig.centroids = cv.to_vector();
+    }
+    if (attribution) {
+      const Tensor& importance = r[codes_at + 3];
+      const int64_t channels = importance.dim(1);
+      for (int64_t i = 0; i < lb.valid; ++i) {
+        double total = 0;
+        for (int64_t ch = 0; ch < channels; ++ch) total += importance.item(i * channels + ch);
+        for (int64_t ch = 0; ch < channels && total > 0; ++ch)
+          fig.channel_importance[static_cast<size_t>(ch)] += importance.item(i * channels + ch) / total;
+      }
+    }
+    for (int64_t i = 0; i < (b == 0 ? samples : 0); ++i) {
+      const Tensor& logits = r[codes_at + 2];
+      SampleFigure f;
+      f.index = i;
+      f.label = test.labels[static_cast<size_t>(i)];
+      for (int64_t k = 1; k < classes; ++k)
+        if (logits.item(i * classes + k) > logits.item(i * classes + f.predicted)) f.predicted = static_cast<int32_t>(k);
+      f.input = image_of(test, i);
+      std::tie(f.local, f.remote) = importance_heatmaps(r[codes_at + 4], i, fig.local_channels, test.width, test.height);
+      fig.samples.push_back(std::move(f));
     }
     seen += lb.valid;
   }
   e.accuracy /= static_cast<double>(seen);
+  for (double v : fig.skewness) e.skewness += v;
   e.skewness /= static_cast<double>(seen);
+  for (double& v : fig.channel_importance) v /= static_cast<double>(seen);
   if (agilenn) {
     double total = 0, entropy = 0;
     for (double h : histogram) total += h;
@@ -286,6 +326,7 @@ class RunLog {
     metrics_.flush();
     events_.scalar("test/accuracy", ev.accuracy, s + 1);
     if (skewness()) events_.scalar("test/skewness", ev.skewness, s + 1);
+    ev.figures.write(events_, s + 1);
     events_.flush();
     epoch_start_ = std::chrono::steady_clock::now();
     sum_loss_ = sum_acc_ = sum_skew_ = in_epoch_ = 0;
@@ -404,6 +445,7 @@ void validate(const RunConfig& c) {
   AGILENN_CHECK(c.max_steps >= 0, "--max-steps " << c.max_steps << ": must be 0 (all epochs) or more");
   AGILENN_CHECK(c.train_limit >= 0, "--train-limit " << c.train_limit << ": must be 0 (all) or more");
   AGILENN_CHECK(c.test_limit >= 0, "--test-limit " << c.test_limit << ": must be 0 (all) or more");
+  AGILENN_CHECK(c.figure_samples >= 0, "--figure-samples " << c.figure_samples << ": must be 0 (none) or more");
   const models::AgileNNPreset& p = c.preset;
   const int64_t k = p.local_channels();
   AGILENN_CHECK(k >= 1 && k < p.feature_channels,
@@ -510,7 +552,8 @@ RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& lo
     progress.reset();
     eval_bn.refresh(trainer, epoch, backend);
     // Test batches are 4× the training batch, as the seed's.
-    const Evaluation ev = evaluate(cfg, classes, test_set, trainer.values(), table, 4 * cfg.batch, backend, log);
+    const Evaluation ev = evaluate(cfg, classes, test_set, trainer.values(), table, 4 * cfg.batch,
+                                   cfg.figure_samples, backend, log);
     run_log.epoch_end(log, s, stop, total, ev);
     const json extra = {{"test_accuracy", ev.accuracy}, {"test_skewness", ev.skewness}};
     if (ev.accuracy > best || !fs::exists(best_path)) {
@@ -528,18 +571,28 @@ RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& lo
   return summary;
 }
 
-RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string& data_dir, int64_t batch,
-                               Backend& backend, std::ostream& log) {
+RunSummary evaluate_checkpoint(const std::string& checkpoint, const EvaluateOptions& options, Backend& backend,
+                               std::ostream& log) {
+  AGILENN_CHECK(options.batch > 0, "--batch-size " << options.batch << ": must be positive");
+  AGILENN_CHECK(options.figure_samples >= 0, "--figure-samples " << options.figure_samples << ": must be 0 or more");
   const io::Checkpoint ck = io::load_checkpoint(checkpoint);
   RunConfig cfg = config_from_json(ck.metadata.at("config"));
-  cfg.data_dir = data_dir;
-  cfg.batch = batch;
-  const data::ImageDataset test = data::load_dataset(cfg.dataset, data_dir, data::Split::test);
+  cfg.data_dir = options.data_dir;
+  const int64_t batch = cfg.batch = options.batch;
+  AGILENN_CHECK(options.figures_dir.empty() || (cfg.mode == RunMode::agilenn && cfg.attribution),
+                "--figures: '" << checkpoint << "' is not an AgileNN model trained with the attribution losses: it "
+                               << "has no importance to picture");
+  const data::ImageDataset test = data::load_dataset(cfg.dataset, options.data_dir, data::Split::test);
   const int64_t classes = ck.metadata.at("classes").get<int64_t>();
   auto step = build_step(cfg, classes, batch, false);
   io::check_against(ck, step->params, checkpoint);
   const Tensor table = step->zero_point_table.empty() ? Tensor() : compute_zero_point_table(cfg.preset, classes, ck.tensors, DType::f32, backend);
-  const Evaluation ev = evaluate(cfg, classes, test, ck.tensors, table, batch, backend, log);
+  const Evaluation ev = evaluate(cfg, classes, test, ck.tensors, table, batch,
+                                 options.figures_dir.empty() ? 0 : options.figure_samples, backend, log);
+  if (!options.figures_dir.empty()) {
+    ev.figures.write_png(options.figures_dir);
+    log << "figures: " << options.figures_dir << "\n";
+  }
   RunSummary s;
   s.steps = ck.metadata.at("step").get<int64_t>();
   s.test_accuracy = ev.accuracy;

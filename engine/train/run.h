@@ -41,6 +41,9 @@ struct RunConfig {
   int64_t train_limit = 0;      // use only the first N training samples (0 = all)
   int64_t test_limit = 0;       // evaluate on the first N test samples (0 = all)
   bool graph_replay = false;    // record each step's kernels once and replay them (CUDA graphs)
+  // AgileNN with attribution: the test images each evaluation pictures in TensorBoard
+  // (engine/train/figures.h); an output option, not part of the run's configuration JSON.
+  int64_t figure_samples = 8;
 };
 
 // The configuration as checkpoints record it (metadata "config"; a resumed run must match
@@ -69,8 +72,16 @@ struct RunSummary {
 // the same file whichever backend wrote it (a run may resume on another backend).
 RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& log);
 
+// What evaluate_checkpoint reads and writes besides the checkpoint.
+struct EvaluateOptions {
+  std::string data_dir;      // "" = the dataset's default place
+  int64_t batch = 64;
+  std::string figures_dir;   // "": no figures; else the PNG files of EvaluationFigures::write_png
+  int64_t figure_samples = 8;
+};
+
 // Evaluates a checkpoint written by run_training on the test split, on `backend`.
-RunSummary evaluate_checkpoint(const std::string& checkpoint, const std::string& data_dir, int64_t batch,
-                               Backend& backend, std::ostream& log);
+RunSummary evaluate_checkpoint(const std::string& checkpoint, const EvaluateOptions& options, Backend& backend,
+                               std::ostream& log);
 
 }  // namespace agilenn::train

@@ -48,6 +48,7 @@ std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt) {
   const models::AgileNNOutputs out = models::agilenn_forward(root, s->images, p, opt.classes, opt.quantizer);
   Value ce = ops::mean(ops::cross_entropy(out.logits, s->labels));
   Value right = correct(out.logits, s->labels);
+  s->logits = out.logits;
   s->quantized = out.quantized;
   s->centroids = models::centroid_values(root.child("quantizer"), p);
   s->loss = ce;
@@ -63,7 +64,8 @@ std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt) {
     const xai::IgTerms ig =
         xai::integrated_gradients(out.features, s->labels, frozen_reference(root, p, opt.classes), opt.ig, {}, table);
     const xai::AttributionLosses att = xai::attribution_losses(ig, p.local_channels(), p.rho, opt.fused);
-    s->channel_importance = ops::sum(ops::abs(ig.delta * ig.a), {1, 2});
+    s->attribution = ops::abs(ig.delta * ig.a);
+    s->channel_importance = ops::sum(s->attribution, {1, 2});
     s->loss = ce * p.lambda + (att.skew_loss + att.disorder_loss) * (1.0 - p.lambda);
     s->metrics.insert(s->metrics.end(), {{"skew_loss", att.skew_loss},
                                          {"disorder_loss", att.disorder_loss},
@@ -86,10 +88,10 @@ std::unique_ptr<StepGraph> build_reference_step(const models::AgileNNPreset& p, 
     s->dropout_counter = "dropout_counter";
     counter = ops::leaf(g, s->dropout_counter, {}, DType::i32);
   }
-  Value logits = models::reference_net(root.child("ref"), s->images, p, classes, counter);
-  s->loss = ops::mean(ops::cross_entropy(logits, s->labels));
-  s->metrics = {{"ce", s->loss}, {"correct", ops::sum(correct(logits, s->labels))}};
-  s->per_sample = {{"correct", correct(logits, s->labels)}};
+  s->logits = models::reference_net(root.child("ref"), s->images, p, classes, counter);
+  s->loss = ops::mean(ops::cross_entropy(s->logits, s->labels));
+  s->metrics = {{"ce", s->loss}, {"correct", ops::sum(correct(s->logits, s->labels))}};
+  s->per_sample = {{"correct", correct(s->logits, s->labels)}};
   finish(*s, root, training, gradients);
   return s;
 }

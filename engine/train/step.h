@@ -17,7 +17,9 @@ struct StepGraph {
   nn::ParamSet params;
   Value images, labels;
   Value loss;
-  Value channel_importance;  // AgileNN steps: P = Σ_{h,w} |(f − b) ⊙ A| per sample [B,C]
+  Value logits;              // [B, classes]
+  Value attribution;         // AgileNN steps: |(f − b) ⊙ A| per feature element [B,h,w,C]
+  Value channel_importance;  // AgileNN steps: P = Σ_{h,w} attribution per sample [B,C]
   Value quantized;           // AgileNN steps: the remote features after quantization
   Value centroids;           // AgileNN steps: the centroid values 6·sigmoid(raw)
   // Per-sample values [B] (correct as 0/1, skewness), for evaluation over padded batches.
