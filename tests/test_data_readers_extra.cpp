@@ -1,4 +1,5 @@
-// SVHN (MAT v5) and Tiny-ImageNet (JPEG tree) readers on small files written here in the published layouts.
+// The IDX (MNIST, Fashion-MNIST), CIFAR-10/100, SVHN (MAT v5) and Tiny-ImageNet (JPEG tree)
+// readers on small files written here in the published layouts, whole, truncated and corrupt.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <zlib.h>
@@ -460,6 +461,174 @@ TEST_F(TinyImageNetReader, WrongSizeIsRefused) {
   write_jpeg(file, 32, 3, tiny_image(0, 2));
   EXPECT_THAT(error_of([&] { read_tiny_imagenet(root(), Split::train); }),
               AllOf(HasSubstr(file.string()), HasSubstr("is 32×32")));
+}
+
+// ---- IDX (MNIST / Fashion-MNIST), raw and gzip-compressed ----
+
+void put_be32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<uint8_t>(v >> s));
+}
+
+std::vector<uint8_t> idx_images(uint32_t n, uint32_t h, uint32_t w, size_t pixel_bytes) {
+  std::vector<uint8_t> f;
+  put_be32(f, 0x00000803);
+  put_be32(f, n);
+  put_be32(f, h);
+  put_be32(f, w);
+  for (size_t i = 0; i < pixel_bytes; ++i) f.push_back(static_cast<uint8_t>(i * 7));
+  return f;
+}
+
+std::vector<uint8_t> idx_labels(const std::vector<uint8_t>& labels) {
+  std::vector<uint8_t> f;
+  put_be32(f, 0x00000801);
+  put_be32(f, static_cast<uint32_t>(labels.size()));
+  f.insert(f.end(), labels.begin(), labels.end());
+  return f;
+}
+
+// A gzip file (zlib's deflate with the gzip wrapper), as the official .gz files are.
+std::vector<uint8_t> gzipped(const std::vector<uint8_t>& raw) {
+  z_stream zs{};
+  EXPECT_EQ(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::vector<uint8_t> out(deflateBound(&zs, static_cast<uLong>(raw.size())) + 32);
+  zs.next_in = const_cast<Bytef*>(raw.data());
+  zs.avail_in = static_cast<uInt>(raw.size());
+  zs.next_out = out.data();
+  zs.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+class IdxReader : public ::testing::Test {
+ protected:
+  void write(const std::vector<uint8_t>& images, const std::vector<uint8_t>& labels, bool gzip = false) {
+    write_bytes(images_, gzip ? gzipped(images) : images);
+    write_bytes(labels_, gzip ? gzipped(labels) : labels);
+  }
+  ImageDataset read() { return read_idx(images_.string(), labels_.string(), 10, "idx-test"); }
+
+  TempDir dir_;
+  fs::path images_ = dir_.path() / "images-idx3-ubyte", labels_ = dir_.path() / "labels-idx1-ubyte";
+};
+
+TEST_F(IdxReader, RawAndGzipReadTheSameImagesAndLabels) {
+  for (bool gzip : {false, true}) {
+    write(idx_images(3, 2, 4, 24), idx_labels({7, 0, 9}), gzip);
+    const ImageDataset ds = read();
+    EXPECT_EQ(ds.size(), 3);
+    EXPECT_EQ(ds.height, 2);
+    EXPECT_EQ(ds.width, 4);
+    EXPECT_EQ(ds.channels, 1);
+    EXPECT_EQ(ds.labels, (std::vector<int32_t>{7, 0, 9}));
+    EXPECT_EQ(ds.image(2)[3], static_cast<uint8_t>((16 + 3) * 7)) << (gzip ? "gzip" : "raw");
+  }
+}
+
+TEST_F(IdxReader, TruncatedOrPaddedFilesAreRefusedNamingTheFile) {
+  for (bool gzip : {false, true}) {
+    SCOPED_TRACE(gzip ? "gzip" : "raw");
+    std::vector<uint8_t> images = idx_images(3, 2, 4, 24);
+    write(std::vector<uint8_t>(images.begin(), images.end() - 1), idx_labels({1, 2, 3}), gzip);
+    EXPECT_THAT(error_of([&] { read(); }), AllOf(HasSubstr("images-idx3-ubyte"), HasSubstr("promises 3")));
+    write(idx_images(3, 2, 4, 25), idx_labels({1, 2, 3}), gzip);
+    EXPECT_THAT(error_of([&] { read(); }), HasSubstr("images-idx3-ubyte"));
+    write(idx_images(3, 2, 4, 24), idx_labels({1, 2}), gzip);
+    EXPECT_THAT(error_of([&] { read(); }), AllOf(HasSubstr("labels-idx1-ubyte"), HasSubstr("2 labels for 3")));
+    write(std::vector<uint8_t>(images.begin(), images.begin() + 10), idx_labels({1, 2, 3}), gzip);
+    EXPECT_THAT(error_of([&] { read(); }), HasSubstr("not an IDX image file"));
+  }
+}
+
+TEST_F(IdxReader, AHeaderWhoseSizeOverflowsIsRefused) {
+  write(idx_images(0xffffffffu, 0xffffffffu, 0xffffffffu, 8), idx_labels({1}));
+  EXPECT_THAT(error_of([&] { read(); }), AllOf(HasSubstr("images-idx3-ubyte"), HasSubstr("corrupt header")));
+}
+
+TEST_F(IdxReader, ALabelOutOfRangeNamesTheRecord) {
+  write(idx_images(3, 2, 4, 24), idx_labels({1, 10, 3}));
+  EXPECT_THAT(error_of([&] { read(); }), AllOf(HasSubstr("labels-idx1-ubyte"), HasSubstr("record 1: label 10")));
+}
+
+// A gzip file cut short, with a flipped byte, or with bytes after its stream; and one whose
+// trailer declares less than it inflates to (a bomb dressed as a small file).
+TEST_F(IdxReader, CorruptGzipIsRefused) {
+  const std::vector<uint8_t> good = gzipped(idx_images(3, 2, 4, 24));
+  write_bytes(labels_, idx_labels({1, 2, 3}));
+  auto refused = [&](const std::vector<uint8_t>& packed, const std::string& why) {
+    write_bytes(images_, packed);
+    EXPECT_THAT(error_of([&] { read(); }), AllOf(HasSubstr("images-idx3-ubyte"), HasSubstr(why)));
+  };
+  refused(std::vector<uint8_t>(good.begin(), good.end() - 6), "");
+  std::vector<uint8_t> flipped = good;
+  flipped[good.size() / 2] ^= 0x55;
+  refused(flipped, "");
+  std::vector<uint8_t> trailing = good;
+  trailing.push_back(0);
+  refused(trailing, "");
+  const std::vector<uint8_t> big = gzipped(idx_images(1000, 28, 28, 1000 * 28 * 28));
+  std::vector<uint8_t> small_declared = big;
+  small_declared[big.size() - 4] = 100, small_declared[big.size() - 3] = 0;
+  small_declared[big.size() - 2] = 0, small_declared[big.size() - 1] = 0;
+  refused(small_declared, "inflates past the 100 bytes its gzip trailer declares");
+}
+
+// ---- CIFAR-10 / CIFAR-100 binary versions ----
+
+// n records of `label_bytes` label bytes then 3072 pixel bytes (R, G, B planes of 32×32).
+std::vector<uint8_t> cifar_records(const std::vector<std::vector<uint8_t>>& labels) {
+  std::vector<uint8_t> f;
+  for (size_t r = 0; r < labels.size(); ++r) {
+    f.insert(f.end(), labels[r].begin(), labels[r].end());
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < 1024; ++p) f.push_back(static_cast<uint8_t>(r * 50 + c * 10 + p % 7));
+  }
+  return f;
+}
+
+TEST(CifarReader, Cifar10ReadsTheFiveTrainBatchesInOrderAndTheTestBatch) {
+  TempDir dir;
+  for (int b = 1; b <= 5; ++b)
+    write_bytes(dir.path() / ("data_batch_" + std::to_string(b) + ".bin"),
+                cifar_records({{static_cast<uint8_t>(b)}, {static_cast<uint8_t>(9 - b)}}));
+  write_bytes(dir.path() / "test_batch.bin", cifar_records({{3}}));
+  const ImageDataset train = read_cifar10(dir.path().string(), Split::train);
+  EXPECT_EQ(train.size(), 10);
+  EXPECT_EQ(train.labels, (std::vector<int32_t>{1, 8, 2, 7, 3, 6, 4, 5, 5, 4}));
+  EXPECT_EQ(train.height, 32);
+  EXPECT_EQ(train.channels, 3);
+  // Planes become NHWC: pixel p of record 1 is (R, G, B) = (50 + p%7, 60 + p%7, 70 + p%7).
+  EXPECT_EQ(train.image(1)[5 * 3 + 0], 50 + 5);
+  EXPECT_EQ(train.image(1)[5 * 3 + 1], 60 + 5);
+  EXPECT_EQ(train.image(1)[5 * 3 + 2], 70 + 5);
+  EXPECT_EQ(read_cifar10(dir.path().string(), Split::test).labels, (std::vector<int32_t>{3}));
+}
+
+TEST(CifarReader, Cifar100TakesTheFineOrTheCoarseLabel) {
+  TempDir dir;
+  write_bytes(dir.path() / "train.bin", cifar_records({{4, 87}, {19, 3}}));
+  EXPECT_EQ(read_cifar100(dir.path().string(), Split::train, true).labels, (std::vector<int32_t>{87, 3}));
+  EXPECT_EQ(read_cifar100(dir.path().string(), Split::train, false).labels, (std::vector<int32_t>{4, 19}));
+  EXPECT_EQ(read_cifar100(dir.path().string(), Split::train, true).classes, 100);
+}
+
+TEST(CifarReader, TruncatedMissingOrMislabelledFilesAreRefusedNamingThem) {
+  TempDir dir;
+  std::vector<uint8_t> one = cifar_records({{2}, {3}});
+  write_bytes(dir.path() / "test_batch.bin", std::vector<uint8_t>(one.begin(), one.end() - 1));
+  EXPECT_THAT(error_of([&] { read_cifar10(dir.path().string(), Split::test); }),
+              AllOf(HasSubstr("test_batch.bin"), HasSubstr("not a whole number of 3073-byte records")));
+  write_bytes(dir.path() / "test_batch.bin", {});
+  EXPECT_THAT(error_of([&] { read_cifar10(dir.path().string(), Split::test); }), HasSubstr("test_batch.bin"));
+  write_bytes(dir.path() / "test_batch.bin", cifar_records({{2}, {10}}));
+  EXPECT_THAT(error_of([&] { read_cifar10(dir.path().string(), Split::test); }),
+              AllOf(HasSubstr("test_batch.bin"), HasSubstr("record 1: label 10 outside [0, 10)")));
+  EXPECT_THAT(error_of([&] { read_cifar10(dir.path().string(), Split::train); }), HasSubstr("data_batch_1.bin"));
+  write_bytes(dir.path() / "test.bin", cifar_records({{20, 5}}));
+  EXPECT_THAT(error_of([&] { read_cifar100(dir.path().string(), Split::test, false); }),
+              AllOf(HasSubstr("test.bin"), HasSubstr("label 20 outside [0, 20)")));
 }
 
 }  // namespace

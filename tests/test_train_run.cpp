@@ -143,6 +143,52 @@ TEST(Checkpoint, TruncatedOrCorruptFilesAreRefusedNamingTheProblem) {
               HasSubstr("'a.weight' is [2,3], the model needs [3,2]"));
 }
 
+// The file checksum covers the header and the metadata too: a flipped digit of the step
+// count (which stays valid JSON) or of a shape is caught, naming what is corrupt; a file
+// of the older format (data checksum only) still loads.
+TEST(Checkpoint, TheChecksumCoversHeaderAndMetadata) {
+  const ScratchDir d("ckpt-header");
+  const std::string good = (d / "good.safetensors").string(), bad = (d / "bad.safetensors").string();
+  io::save_checkpoint(good, sample_checkpoint());
+  std::ifstream in(good, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string b = bytes;
+    const size_t at = b.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    b.replace(at, from.size(), to);
+    std::ofstream(bad, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
+    return error_of([&] { io::load_checkpoint(bad); });
+  };
+  EXPECT_THAT(with("\\\"step\\\":12", "\\\"step\\\":13"), HasSubstr("the header or the metadata is corrupt"));
+  EXPECT_THAT(with("\"shape\":[2,3]", "\"shape\":[3,2]"), HasSubstr("the header or the metadata is corrupt"));
+  // The older format: no file_crc32 (the same length of padding in its place).
+  const std::string key = ",\"file_crc32\":\"";
+  const size_t at = bytes.find(key);
+  ASSERT_NE(at, std::string::npos);
+  std::string old = bytes;
+  old.replace(at, key.size() + 9, std::string(key.size() + 9, ' '));
+  std::ofstream(bad, std::ios::binary).write(old.data(), static_cast<std::streamsize>(old.size()));
+  EXPECT_EQ(io::load_checkpoint(bad).metadata.at("step").get<int>(), 12);
+}
+
+// A shape whose element count overflows is refused naming the tensor, before any
+// allocation or checksum.
+TEST(Checkpoint, AnOverflowingShapeIsRefusedNamingTheTensor) {
+  const ScratchDir d("ckpt-overflow");
+  const std::string path = (d / "x.safetensors").string();
+  const std::string json =
+      R"({"big":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]},)"
+      R"("__metadata__":{"crc32":"00000000","agilenn":"{}","format":"agilenn"}})";
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[static_cast<size_t>(i)] = static_cast<char>((json.size() >> (8 * i)) & 0xff);
+  bytes += json + std::string(4, '\0');
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  const std::string error = error_of([&] { io::load_checkpoint(path); });
+  EXPECT_THAT(error, HasSubstr("tensor 'big'"));
+  EXPECT_THAT(error, HasSubstr("more elements than int64 holds"));
+}
+
 TEST(Checkpoint, AnInterruptedWriteLeavesThePreviousFileLoadable) {
   const ScratchDir d("ckpt-atomic");
   const std::string path = (d / "latest.safetensors").string();

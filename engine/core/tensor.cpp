@@ -36,8 +36,18 @@ const char* device_name(Device d) { return d == Device::cpu ? "cpu" : "cuda"; }
 
 int64_t numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s) {
+    AGILENN_CHECK(d >= 0, "shape " << shape_str(s) << " has a negative dimension");
+    AGILENN_CHECK(!__builtin_mul_overflow(n, d, &n), "shape " << shape_str(s) << " has more elements than int64 holds");
+  }
   return n;
+}
+
+size_t bytes_of(const Shape& s, DType t) {
+  const int64_t n = numel(s);
+  AGILENN_CHECK(static_cast<uint64_t>(n) <= (uint64_t{1} << 62) / dtype_size(t),
+                "shape " << shape_str(s) << " " << dtype_name(t) << " is larger than any memory");
+  return static_cast<size_t>(n) * dtype_size(t);
 }
 
 std::string shape_str(const Shape& s) {
@@ -82,16 +92,15 @@ std::shared_ptr<Storage> Storage::allocate_host(size_t bytes) {
 }
 
 Tensor::Tensor(Shape shape, DType dtype, std::shared_ptr<Storage> storage, size_t offset_bytes)
-    : shape_(std::move(shape)), dtype_(dtype), storage_(std::move(storage)), offset_(offset_bytes) {
-  for (int64_t d : shape_)
-    AGILENN_CHECK(d >= 0, "negative dimension in shape " << shape_str(shape_));
-  AGILENN_CHECK(storage_ && offset_ + nbytes() <= storage_->bytes(),
+    : shape_(std::move(shape)), numel_(agilenn::numel(shape_)), dtype_(dtype), storage_(std::move(storage)),
+      offset_(offset_bytes) {
+  AGILENN_CHECK(storage_ && bytes_of(shape_, dtype_) <= storage_->bytes() && offset_ <= storage_->bytes() - nbytes(),
                 "tensor of shape " << shape_str(shape_) << " " << dtype_name(dtype_)
                                    << " does not fit its storage");
 }
 
 Tensor Tensor::zeros(Shape shape, DType dtype) {
-  size_t bytes = static_cast<size_t>(agilenn::numel(shape)) * dtype_size(dtype);
+  const size_t bytes = bytes_of(shape, dtype);
   auto st = Storage::allocate_host(bytes);
   std::memset(st->data(), 0, st->bytes());
   return Tensor(std::move(shape), dtype, std::move(st));

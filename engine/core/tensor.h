@@ -42,7 +42,10 @@ const char* device_name(Device d);
 
 using Shape = std::vector<int64_t>;
 
+// Throws on a negative dimension or a count past int64 (shapes may come from files).
 int64_t numel(const Shape& s);
+// numel(s) · dtype_size(t), throwing when it does not fit in memory's address range.
+size_t bytes_of(const Shape& s, DType t);
 std::string shape_str(const Shape& s);
 // Row-major strides in elements.
 std::vector<int64_t> contiguous_strides(const Shape& s);
@@ -88,8 +91,8 @@ class Tensor {
   size_t rank() const { return shape_.size(); }
   DType dtype() const { return dtype_; }
   Device device() const { return storage_ ? storage_->device() : Device::cpu; }
-  int64_t numel() const { return agilenn::numel(shape_); }
-  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
+  int64_t numel() const { return numel_; }
+  size_t nbytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
   bool defined() const { return storage_ != nullptr; }
 
   void* raw() const;
@@ -113,6 +116,7 @@ class Tensor {
 
  private:
   Shape shape_;
+  int64_t numel_ = 1;  // of shape_, checked once
   DType dtype_ = DType::f32;
   std::shared_ptr<Storage> storage_;
   size_t offset_ = 0;

@@ -1,5 +1,6 @@
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -29,29 +30,47 @@ std::vector<uint8_t> read_raw(const std::string& path) {
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+// Inflates a gzip file. The output is bounded by the size the gzip trailer declares
+// (ISIZE: the size mod 2^32, so files that inflate past 4 GiB are refused), so a small
+// file cannot expand without limit; zlib checks the trailer's CRC and length at the end.
+// Input goes to zlib in pieces its 32-bit counters hold.
 std::vector<uint8_t> gunzip(const std::vector<uint8_t>& packed, const std::string& path) {
+  AGILENN_CHECK(packed.size() >= 18, "'" << path << "' is truncated: " << packed.size() << " bytes, too short for gzip");
+  const uint8_t* tail = packed.data() + packed.size() - 4;
+  const size_t declared = uint32_t{tail[0]} | (uint32_t{tail[1]} << 8) | (uint32_t{tail[2]} << 16) | (uint32_t{tail[3]} << 24);
   z_stream zs{};
   AGILENN_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, "zlib could not start for '" << path << "'");
-  zs.next_in = const_cast<Bytef*>(packed.data());
-  zs.avail_in = static_cast<uInt>(packed.size());
   std::vector<uint8_t> out;
+  out.reserve(declared);
   uint8_t chunk[1 << 16];
+  size_t fed = 0;
   int status = Z_OK;
+  auto fail = [&](const std::string& why) {
+    inflateEnd(&zs);
+    AGILENN_THROW("'" << path << "' " << why);
+  };
   while (status != Z_STREAM_END) {
+    if (zs.avail_in == 0 && fed < packed.size()) {
+      const size_t piece = std::min<size_t>(packed.size() - fed, size_t{1} << 30);
+      zs.next_in = const_cast<Bytef*>(packed.data() + fed);
+      zs.avail_in = static_cast<uInt>(piece);
+      fed += piece;
+    }
     zs.next_out = chunk;
     zs.avail_out = sizeof(chunk);
     status = inflate(&zs, Z_NO_FLUSH);
-    if (status != Z_OK && status != Z_STREAM_END) {
-      inflateEnd(&zs);
-      AGILENN_THROW("'" << path << "' is not a valid gzip stream (zlib: " << (zs.msg ? zs.msg : "truncated") << ")");
-    }
-    out.insert(out.end(), chunk, chunk + (sizeof(chunk) - zs.avail_out));
-    if (status != Z_STREAM_END && zs.avail_in == 0 && zs.avail_out != 0) {
-      inflateEnd(&zs);
-      AGILENN_THROW("'" << path << "' is truncated: the gzip stream ends early");
-    }
+    if (status != Z_OK && status != Z_STREAM_END)
+      fail(std::string("is not a valid gzip stream (zlib: ") + (zs.msg ? zs.msg : "truncated") + ")");
+    const size_t produced = sizeof(chunk) - zs.avail_out;
+    if (out.size() + produced > declared)
+      fail("inflates past the " + std::to_string(declared) + " bytes its gzip trailer declares");
+    out.insert(out.end(), chunk, chunk + produced);
+    if (status != Z_STREAM_END && zs.avail_in == 0 && fed == packed.size() && zs.avail_out != 0)
+      fail("is truncated: the gzip stream ends early");
   }
+  const bool trailing = zs.avail_in > 0 || fed < packed.size();
   inflateEnd(&zs);
+  AGILENN_CHECK(!trailing, "'" << path << "' has bytes after its gzip stream");
   return out;
 }
 
@@ -119,7 +138,11 @@ ImageDataset read_idx(const std::string& images_path, const std::string& labels_
   AGILENN_CHECK(lab.size() >= 8 && big_endian32(lab.data()) == 0x00000801,
                 "'" << labels_path << "' is not an IDX label file (magic 0x00000801 expected)");
   const int64_t n = big_endian32(img.data() + 4), h = big_endian32(img.data() + 8), w = big_endian32(img.data() + 12);
-  AGILENN_CHECK(static_cast<int64_t>(img.size()) == 16 + n * h * w,
+  int64_t pixels = 0;
+  const bool overflow = __builtin_mul_overflow(n, h, &pixels) || __builtin_mul_overflow(pixels, w, &pixels);
+  AGILENN_CHECK(!overflow && h > 0 && w > 0,
+                "'" << images_path << "' has a corrupt header: " << n << " images of " << h << "×" << w);
+  AGILENN_CHECK(static_cast<int64_t>(img.size()) - 16 == pixels,
                 "'" << images_path << "' holds " << img.size() - 16 << " pixel bytes, its header promises " << n << "×"
                     << h << "×" << w);
   const int64_t nl = big_endian32(lab.data() + 4);

@@ -42,6 +42,24 @@ uint32_t crc_of(const char* data, size_t n) {
   return static_cast<uint32_t>(crc);
 }
 
+std::string hex_crc(uint32_t crc) {
+  char text[16];
+  std::snprintf(text, sizeof(text), "%08x", crc);
+  return text;
+}
+
+// Where the 8 hex digits of the metadata's file_crc32 start in a checkpoint's bytes: the
+// one place in the header (bytes [8, header_end)) where the key appears with its quotes
+// unescaped, which no JSON string (tensor name or metadata) can contain.
+size_t file_crc_position(const std::string& bytes, size_t header_end, const std::string& path) {
+  static const std::string key = "\"file_crc32\":\"";
+  const size_t at = bytes.find(key, 8);
+  AGILENN_CHECK(at != std::string::npos && at + key.size() + 8 <= header_end &&
+                    bytes.find(key, at + 1) >= header_end,
+                "'" << path << "' has a corrupt header: file_crc32 is not where it belongs");
+  return at + key.size();
+}
+
 void write_all(int fd, const char* data, size_t n, const std::string& path) {
   while (n > 0) {
     const ssize_t w = ::write(fd, data, n);
@@ -97,9 +115,10 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   std::string data;
   data.reserve(offset);
   for (const auto& [name, t] : ckpt.tensors) data.append(static_cast<const char*>(t.raw()), t.nbytes());
-  char crc[16];
-  std::snprintf(crc, sizeof(crc), "%08x", crc_of(data.data(), data.size()));
-  header["__metadata__"] = {{"format", "agilenn"}, {"agilenn", ckpt.metadata.dump()}, {"crc32", crc}};
+  header["__metadata__"] = {{"format", "agilenn"},
+                            {"agilenn", ckpt.metadata.dump()},
+                            {"crc32", hex_crc(crc_of(data.data(), data.size()))},
+                            {"file_crc32", hex_crc(0)}};
   std::string json = header.dump();
   json.append((8 - json.size() % 8) % 8, ' ');  // keep the data section 8-byte aligned
   std::string bytes(8, '\0');
@@ -107,6 +126,8 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   for (int i = 0; i < 8; ++i) bytes[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
   bytes += json;
   bytes += data;
+  const size_t at = file_crc_position(bytes, 8 + n, path);
+  bytes.replace(at, 8, hex_crc(crc_of(bytes.data(), bytes.size())));
   write_file_atomically(path, bytes);
 }
 
@@ -135,7 +156,12 @@ Checkpoint load_checkpoint(const std::string& path) {
       const DType t = parse_dtype(entry.at("dtype").get<std::string>(), path, name);
       const Shape shape = entry.at("shape").get<Shape>();
       const size_t begin = entry.at("data_offsets").at(0).get<size_t>(), end = entry.at("data_offsets").at(1).get<size_t>();
-      const size_t want = static_cast<size_t>(numel(shape)) * dtype_size(t);
+      size_t want = 0;
+      try {
+        want = bytes_of(shape, t);
+      } catch (const Error& e) {
+        AGILENN_THROW("'" << path << "': tensor '" << name << "': " << e.what());
+      }
       AGILENN_CHECK(begin <= end && end <= data_size, "'" << path << "': tensor '" << name << "' lies outside the file (bytes "
                                                           << begin << ".." << end << " of " << data_size
                                                           << "); the file is truncated");
@@ -151,12 +177,23 @@ Checkpoint load_checkpoint(const std::string& path) {
   }
   AGILENN_CHECK(covered == data_size, "'" << path << "': tensors cover " << covered << " of " << data_size << " data bytes");
   const auto meta = header.find("__metadata__");
-  AGILENN_CHECK(meta != header.end() && meta->contains("crc32") && meta->contains("agilenn"),
+  AGILENN_CHECK(meta != header.end() && meta->is_object() && meta->contains("crc32") && meta->contains("agilenn"),
                 "'" << path << "' is not an agilenn checkpoint (no __metadata__ with crc32 and agilenn)");
-  char crc[16];
-  std::snprintf(crc, sizeof(crc), "%08x", crc_of(bytes.data() + base, data_size));
-  AGILENN_CHECK(meta->at("crc32").get<std::string>() == crc, "'" << path << "' fails its checksum: tensor data is corrupt");
-  ckpt.metadata = nlohmann::json::parse(meta->at("agilenn").get<std::string>());
+  try {
+    AGILENN_CHECK(meta->at("crc32").get<std::string>() == hex_crc(crc_of(bytes.data() + base, data_size)),
+                  "'" << path << "' fails its checksum: tensor data is corrupt");
+    // Files written since 2026-11-30 also carry a checksum of the whole file (header and
+    // metadata too), computed with its own 8 digits as zeros.
+    if (meta->contains("file_crc32")) {
+      std::string zeroed = bytes;
+      zeroed.replace(file_crc_position(bytes, base, path), 8, hex_crc(0));
+      AGILENN_CHECK(meta->at("file_crc32").get<std::string>() == hex_crc(crc_of(zeroed.data(), zeroed.size())),
+                    "'" << path << "' fails its checksum: the header or the metadata is corrupt");
+    }
+    ckpt.metadata = nlohmann::json::parse(meta->at("agilenn").get<std::string>());
+  } catch (const nlohmann::json::exception& e) {
+    AGILENN_THROW("'" << path << "' has corrupt metadata: " << e.what());
+  }
   return ckpt;
 }
 
