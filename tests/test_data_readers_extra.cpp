@@ -444,6 +444,16 @@ TEST_F(TinyImageNetReader, MissingJpegIsNamed) {
               AllOf(HasSubstr("cannot open"), HasSubstr(file.string())));
 }
 
+// Found by fuzzing (tests/fuzz/regressions/tiny_imagenet): an annotation naming a
+// directory used to escape as a std::ios_base::failure from reading it.
+TEST_F(TinyImageNetReader, AnImageThatIsADirectoryIsNamed) {
+  const fs::path file = dir_.path() / "val" / "images" / "val_1.JPEG";
+  fs::remove(file);
+  fs::create_directories(file);
+  EXPECT_THAT(error_of([&] { read_tiny_imagenet(root(), Split::test); }),
+              AllOf(HasSubstr("is a directory"), HasSubstr(file.string())));
+}
+
 TEST_F(TinyImageNetReader, TruncatedJpegIsRefused) {
   const fs::path file = dir_.path() / "train" / "n003" / "images" / "n003_1.JPEG";
   std::vector<uint8_t> bytes = read_bytes(file);
@@ -573,6 +583,17 @@ TEST_F(IdxReader, CorruptGzipIsRefused) {
   small_declared[big.size() - 4] = 100, small_declared[big.size() - 3] = 0;
   small_declared[big.size() - 2] = 0, small_declared[big.size() - 1] = 0;
   refused(small_declared, "inflates past the 100 bytes its gzip trailer declares");
+}
+
+// Found by fuzzing (tests/fuzz/regressions/idx): a gzip trailer declaring 4 GiB made the
+// reader reserve that much before inflating anything; now the reservation is bounded by
+// what the input can inflate to, and the lie is refused.
+TEST_F(IdxReader, AGzipTrailerDeclaringMoreThanTheStreamHoldsIsRefused) {
+  std::vector<uint8_t> packed = gzipped(idx_images(3, 2, 4, 24));
+  for (size_t i = packed.size() - 4; i < packed.size(); ++i) packed[i] = 0xff;
+  write_bytes(images_, packed);
+  write_bytes(labels_, idx_labels({1, 2, 3}));
+  EXPECT_THAT(error_of([&] { read(); }), AllOf(HasSubstr("images-idx3-ubyte"), HasSubstr("not a valid gzip stream")));
 }
 
 // ---- CIFAR-10 / CIFAR-100 binary versions ----

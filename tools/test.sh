@@ -4,7 +4,8 @@
 # build under AddressSanitizer and UndefinedBehaviorSanitizer with the unit, gradcheck and
 # synthetic end-to-end tests (any finding fails its test), so neither configuration can
 # rot and memory safety is tested, not assumed. agilenn-bench is left out of that build:
-# GCC 12 misreports std::regex under the sanitizers (-Wmaybe-uninitialized).
+# GCC 12 misreports std::regex under the sanitizers (-Wmaybe-uninitialized). Last, the
+# fuzz gate.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/tools/setup.sh"
@@ -15,3 +16,8 @@ ctest --test-dir "$root/build" --output-on-failure -j "$(nproc)"
 "$root/tools/build.sh" "$root/build-cpu-asan" -DAGILENN_CUDA=OFF -DAGILENN_SANITIZE=ON -DAGILENN_BUILD_BENCH=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ctest --test-dir "$root/build-cpu-asan" --output-on-failure -j "$(nproc)" -L "unit|gradcheck|e2e" -E FashionMnist
+
+# The fuzz gate: every reader's libFuzzer target (clang, ASan + UBSan) replays its seeds
+# and the inputs that once found a bug (tests/fuzz/regressions), then fuzzes for a few
+# seconds. The long runs behind tests/fuzz/RESULTS.md are `tools/fuzz.sh` without FUZZ_SECONDS.
+FUZZ_SECONDS=5 "$root/tools/fuzz.sh"

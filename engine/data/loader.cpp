@@ -23,9 +23,9 @@ Preprocess Preprocess::for_dataset(const std::string& dataset, int64_t output_si
   check_dataset(dataset);
   Preprocess p;
   p.output_size = output_size;
-  auto set = [&p](std::array<float, 3> mean, std::array<float, 3> std) {
-    p.mean = mean;
-    p.std = std;
+  auto set = [&p](std::array<float, 3> channel_mean, std::array<float, 3> channel_std) {
+    p.mean = channel_mean;
+    p.std = channel_std;
   };
   if (dataset == "cifar10") {
     set({0.4914f, 0.4822f, 0.4465f}, {0.2023f, 0.1994f, 0.2010f});

@@ -25,6 +25,7 @@ void ImageDataset::validate() const {
 namespace {
 
 std::vector<uint8_t> read_raw(const std::string& path) {
+  AGILENN_CHECK(!std::filesystem::is_directory(path), "'" << path << "' is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   AGILENN_CHECK(in, "cannot open '" << path << "'");
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
@@ -41,7 +42,8 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& packed, const std::strin
   z_stream zs{};
   AGILENN_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, "zlib could not start for '" << path << "'");
   std::vector<uint8_t> out;
-  out.reserve(declared);
+  // deflate expands at most 1032-fold: reserve no more than the input can give.
+  out.reserve(std::min(declared, packed.size() * 1032));
   uint8_t chunk[1 << 16];
   size_t fed = 0;
   int status = Z_OK;

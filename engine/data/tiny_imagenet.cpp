@@ -85,6 +85,7 @@ JpegStatus decode_jpeg(const uint8_t* data, size_t size, uint8_t* dst, JpegError
 }
 
 void read_image(const fs::path& file, uint8_t* dst) {
+  AGILENN_CHECK(!fs::is_directory(file), "'" << file.string() << "' is a directory, not a JPEG file");
   std::ifstream in(file, std::ios::binary);
   AGILENN_CHECK(in, "cannot open '" << file.string() << "'");
   const std::vector<uint8_t> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};

@@ -132,6 +132,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
+  AGILENN_CHECK(!std::filesystem::is_directory(path), "checkpoint '" << path << "' is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   AGILENN_CHECK(in, "cannot open checkpoint '" << path << "'");
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
