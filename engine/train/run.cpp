@@ -271,6 +271,24 @@ void remap_channels(const RunConfig& cfg, int64_t classes, nn::TensorMap& values
 }
 
 
+// A resumed run redoes the steps after its checkpoint: metrics.jsonl keeps the lines of
+// steps up to `done` and loses the rest, a line cut short by a crash included, so the
+// file ends as an uninterrupted run's would.
+void trim_metrics(const std::string& path, int64_t done) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return;
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string kept;
+  for (size_t begin = 0, end; (end = text.find('\n', begin)) != std::string::npos; begin = end + 1) {
+    const std::string line = text.substr(begin, end - begin);
+    const json j = json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+        j["step"].get<int64_t>() <= done)
+      kept += line + "\n";
+  }
+  if (kept.size() != text.size()) io::write_file_atomically(path, kept);
+}
+
 // What a run writes about itself as it trains: a line per step and per evaluation in
 // metrics.jsonl, the same scalars as TensorBoard events, and the epoch's running means for
 // the progress line and the epoch's summary line.
@@ -500,6 +518,7 @@ RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& lo
   if (backend.device() != Device::cpu)
     log << "training on " << backend.name() << (cfg.graph_replay ? " (graph replay)" : "") << "\n";
   fs::create_directories(cfg.out);
+  if (cfg.resume) trim_metrics((fs::path(cfg.out) / "metrics.jsonl").string(), done);
   RunLog run_log(cfg, per_epoch);
   const EvalBatchNorm eval_bn(cfg, classes, train_set);
   auto save = [&](const std::string& path, int64_t step_count, const json& extra) {

@@ -1,0 +1,154 @@
+// Nothing a user trained is lost: agilenn-train killed with SIGKILL at random moments (and
+// right while it writes a checkpoint) and resumed each time ends bit-equal to a run never
+// interrupted, and no kill leaves an unloadable checkpoint; a full disk stops a run with a
+// clear error and leaves the previous checkpoint as it was.
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/io/checkpoint.h"
+
+namespace agilenn {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+fs::path scratch(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("agilenn-crash-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+// A small synthetic reference-net run: 3 steps an epoch, a checkpoint (latest and maybe
+// best) at each of 6 epoch ends.
+std::vector<std::string> run_args(const fs::path& out) {
+  return {AGILENN_TRAIN_BINARY, "reference", "--dataset",  "synthetic", "--epochs", "6", "--train-limit", "48",
+          "--test-limit",       "40",        "--batch-size", "16",      "--seed",   "3", "--resume",      "--out",
+          out.string()};
+}
+
+// Starts the program with `args`, output to `log`; RLIMIT_FSIZE `fsize` bytes, with SIGXFSZ
+// ignored so an oversized write fails with EFBIG instead of killing it.
+pid_t start(const std::vector<std::string>& args, const fs::path& log, rlim_t fsize = RLIM_INFINITY) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const std::string out = log.string();
+    std::FILE* f = std::freopen(out.c_str(), "a", stdout);
+    if (f) ::dup2(::fileno(stdout), 2);
+    if (fsize != RLIM_INFINITY) {
+      ::signal(SIGXFSZ, SIG_IGN);
+      const rlimit limit{fsize, fsize};
+      ::setrlimit(RLIMIT_FSIZE, &limit);
+    }
+    std::vector<char*> argv;
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// The exit code, or 128 + the signal that ended it.
+int wait_for(pid_t pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool writing_a_checkpoint(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().filename().string().find(".tmp-") != std::string::npos) return true;
+  return false;
+}
+
+std::map<std::string, std::vector<double>> tensors_of(const fs::path& file) {
+  std::map<std::string, std::vector<double>> out;
+  for (const auto& [name, t] : io::load_checkpoint(file.string()).tensors) out[name] = t.to_vector();
+  return out;
+}
+
+std::string text_of(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+TEST(CrashSafety, KilledAtRandomAndResumedEndsBitEqualToAnUninterruptedRun) {
+  const fs::path d = scratch("kill");
+  const auto t0 = Clock::now();
+  ASSERT_EQ(wait_for(start(run_args(d / "straight"), d / "straight.log")), 0) << text_of(d / "straight.log");
+  const double run_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+
+  const fs::path out = d / "killed";
+  fs::create_directories(out);
+  std::mt19937 rng(20261130);
+  int kills = 0, during_writes = 0;
+  for (int attempt = 0;; ++attempt) {
+    const pid_t pid = start(run_args(out), d / "killed.log");
+    if (attempt >= 24) {  // enough kills: let it finish
+      ASSERT_EQ(wait_for(pid), 0) << text_of(d / "killed.log");
+      break;
+    }
+    // Half the kills at a random moment of a run's length; the rest as soon as a checkpoint
+    // is being written (its temporary file exists), or at the same random moment at latest.
+    const auto deadline =
+        Clock::now() + std::chrono::microseconds(static_cast<int64_t>(std::uniform_real_distribution<>(0.05, 1.0)(rng) *
+                                                                      run_ms * 1000));
+    const bool at_write = attempt % 2 == 1;
+    bool writing = false;
+    while (Clock::now() < deadline && !(at_write && (writing = writing_a_checkpoint(out))))
+      std::this_thread::sleep_for(std::chrono::microseconds(at_write ? 50 : 1000));
+    ::kill(pid, SIGKILL);
+    const int code = wait_for(pid);
+    if (code == 128 + SIGKILL) ++kills, during_writes += writing;
+    for (const char* name : {"latest.safetensors", "best.safetensors"}) {
+      if (fs::exists(out / name)) {
+        EXPECT_NO_THROW(io::load_checkpoint((out / name).string())) << name << " after kill " << kills;
+      }
+    }
+  }
+  EXPECT_GE(kills, 20);
+  std::cout << "[          ] " << kills << " kills, " << during_writes << " while a checkpoint was being written\n";
+  for (const char* name : {"latest.safetensors", "best.safetensors"})
+    EXPECT_EQ(tensors_of(out / name), tensors_of(d / "straight" / name)) << name;
+  EXPECT_EQ(text_of(out / "metrics.jsonl"), text_of(d / "straight" / "metrics.jsonl"));
+  fs::remove_all(d);
+}
+
+TEST(CrashSafety, AFullDiskStopsTheRunNamingTheFileAndKeepsThePreviousCheckpoint) {
+  const fs::path d = scratch("disk");
+  const std::vector<std::string> args = run_args(d / "run");
+  std::vector<std::string> first = args;
+  first.insert(first.end(), {"--max-steps", "3"});  // the first epoch, then a checkpoint
+  ASSERT_EQ(wait_for(start(first, d / "first.log")), 0) << text_of(d / "first.log");
+  const fs::path latest = d / "run" / "latest.safetensors";
+  const std::string before = text_of(latest);
+  const int code = wait_for(start(args, d / "full.log", before.size() - 1));
+  const std::string log = text_of(d / "full.log");
+  EXPECT_NE(code, 0) << log;
+  EXPECT_THAT(log, ::testing::HasSubstr("File too large")) << log;
+  EXPECT_THAT(log, ::testing::HasSubstr("latest.safetensors")) << log;
+  EXPECT_EQ(text_of(latest), before);
+  EXPECT_NO_THROW(io::load_checkpoint(latest.string()));
+  fs::remove_all(d);
+}
+
+}  // namespace
+}  // namespace agilenn
