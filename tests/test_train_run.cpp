@@ -378,6 +378,16 @@ std::string run_python(const fs::path& dir, const std::string& script) {
   return text.str();
 }
 
+// A small AgileNN run in d/agilenn whose reference net (d/ref, one epoch) is trained here.
+train::RunConfig agilenn_run_after_a_reference(const ScratchDir& d, std::ostream& log) {
+  train::RunConfig ref = small_run(d / "ref", train::RunMode::reference);
+  ref.epochs = 1;
+  train::run_training(ref, cpu_backend(), log);
+  train::RunConfig c = small_run(d / "agilenn", train::RunMode::agilenn);
+  c.reference = (d / "ref" / "latest.safetensors").string();
+  return c;
+}
+
 // The events of a short AgileNN run read back by TensorBoard's own event accumulator: the
 // pictured samples' three images each, decoding (Pillow) to the test images' size; the
 // channel chart; the histograms, whose counts are the test samples (skewness) and the
@@ -387,11 +397,7 @@ TEST(Figures, TensorBoardReadsTheImagesHistogramsAndCentroidsOfEachEvaluation) {
     GTEST_SKIP() << "python3 with tensorboard and Pillow is not installed (tools/setup.sh installs them)";
   const ScratchDir d("figures-tb");
   std::ostringstream log;
-  train::RunConfig ref = small_run(d / "ref", train::RunMode::reference);
-  ref.epochs = 1;
-  train::run_training(ref, cpu_backend(), log);
-  train::RunConfig c = small_run(d / "agilenn", train::RunMode::agilenn);
-  c.reference = (d / "ref" / "latest.safetensors").string();
+  train::RunConfig c = agilenn_run_after_a_reference(d, log);
   c.figure_samples = 3;
   train::run_training(c, cpu_backend(), log);
   const models::AgileNNPreset& p = c.preset;
@@ -436,12 +442,8 @@ TEST(Figures, TensorBoardReadsTheImagesHistogramsAndCentroidsOfEachEvaluation) {
 TEST(Figures, EvaluateWritesThePngFilesAndRefusesAReferenceNet) {
   const ScratchDir d("figures-png");
   std::ostringstream log;
-  train::RunConfig ref = small_run(d / "ref", train::RunMode::reference);
-  ref.epochs = 1;
-  train::run_training(ref, cpu_backend(), log);
-  train::RunConfig c = small_run(d / "agilenn", train::RunMode::agilenn);
+  train::RunConfig c = agilenn_run_after_a_reference(d, log);
   c.epochs = 1;
-  c.reference = (d / "ref" / "latest.safetensors").string();
   c.figure_samples = 0;
   train::run_training(c, cpu_backend(), log);
   const std::string figures = (d / "figures").string();
@@ -465,7 +467,7 @@ TEST(Figures, EvaluateWritesThePngFilesAndRefusesAReferenceNet) {
                                         " 72 RGB"));
   }
   const std::string error = error_of([&] {
-    train::evaluate_checkpoint(ref.out + "/latest.safetensors", {.figures_dir = (d / "none").string()}, cpu_backend(),
+    train::evaluate_checkpoint((d / "ref" / "latest.safetensors").string(), {.figures_dir = (d / "none").string()}, cpu_backend(),
                                log);
   });
   EXPECT_THAT(error, ::testing::HasSubstr("--figures"));
