@@ -10,6 +10,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -72,10 +73,12 @@ int wait_for(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-bool writing_a_checkpoint(const fs::path& dir) {
+// Whether process `pid` is writing a checkpoint: its temporary file exists.
+bool writing_a_checkpoint(const fs::path& dir, pid_t pid) {
+  const std::string mark = ".tmp-" + std::to_string(pid);
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.path().filename().string().find(".tmp-") != std::string::npos) return true;
+    if (e.path().filename().string().ends_with(mark)) return true;
   return false;
 }
 
@@ -100,31 +103,38 @@ TEST(CrashSafety, KilledAtRandomAndResumedEndsBitEqualToAnUninterruptedRun) {
   fs::create_directories(out);
   std::mt19937 rng(20261130);
   int kills = 0, during_writes = 0;
-  for (int attempt = 0;; ++attempt) {
+  for (int attempt = 0; kills < 20 && attempt < 400; ++attempt) {
     const pid_t pid = start(run_args(out), d / "killed.log");
-    if (attempt >= 24) {  // enough kills: let it finish
-      ASSERT_EQ(wait_for(pid), 0) << text_of(d / "killed.log");
-      break;
-    }
-    // Half the kills at a random moment of a run's length; the rest as soon as a checkpoint
-    // is being written (its temporary file exists), or at the same random moment at latest.
-    const auto deadline =
-        Clock::now() + std::chrono::microseconds(static_cast<int64_t>(std::uniform_real_distribution<>(0.05, 1.0)(rng) *
-                                                                      run_ms * 1000));
+    ASSERT_GT(pid, 0) << "fork failed";
+    // Half the kills at a random moment of a run's length; the rest as soon as this process
+    // writes a checkpoint (its temporary file exists), which it does before a run's length.
     const bool at_write = attempt % 2 == 1;
+    const double share = at_write ? 1.5 : std::uniform_real_distribution<>(0.05, 1.0)(rng);
+    const auto deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(share * run_ms * 1000));
     bool writing = false;
-    while (Clock::now() < deadline && !(at_write && (writing = writing_a_checkpoint(out))))
+    while (Clock::now() < deadline && !(at_write && (writing = writing_a_checkpoint(out, pid))))
       std::this_thread::sleep_for(std::chrono::microseconds(at_write ? 50 : 1000));
     ::kill(pid, SIGKILL);
     const int code = wait_for(pid);
-    if (code == 128 + SIGKILL) ++kills, during_writes += writing;
+    if (code == 128 + SIGKILL) {
+      ++kills, during_writes += writing;
+    } else {
+      // It finished before the kill: start the run over, so later kills land in it.
+      ASSERT_EQ(code, 0) << text_of(d / "killed.log");
+      fs::remove_all(out);
+      fs::create_directories(out);
+    }
     for (const char* name : {"latest.safetensors", "best.safetensors"}) {
       if (fs::exists(out / name)) {
         EXPECT_NO_THROW(io::load_checkpoint((out / name).string())) << name << " after kill " << kills;
       }
     }
   }
+  const pid_t last = start(run_args(out), d / "killed.log");
+  ASSERT_GT(last, 0) << "fork failed";
+  ASSERT_EQ(wait_for(last), 0) << text_of(d / "killed.log");
   EXPECT_GE(kills, 20);
+  EXPECT_GT(during_writes, 0);
   std::cout << "[          ] " << kills << " kills, " << during_writes << " while a checkpoint was being written\n";
   for (const char* name : {"latest.safetensors", "best.safetensors"})
     EXPECT_EQ(tensors_of(out / name), tensors_of(d / "straight" / name)) << name;
@@ -138,14 +148,20 @@ TEST(CrashSafety, AFullDiskStopsTheRunNamingTheFileAndKeepsThePreviousCheckpoint
   std::vector<std::string> first = args;
   first.insert(first.end(), {"--max-steps", "3"});  // the first epoch, then a checkpoint
   ASSERT_EQ(wait_for(start(first, d / "first.log")), 0) << text_of(d / "first.log");
-  const fs::path latest = d / "run" / "latest.safetensors";
-  const std::string before = text_of(latest);
-  const int code = wait_for(start(args, d / "full.log", before.size() - 1));
+  const fs::path latest = d / "run" / "latest.safetensors", best = d / "run" / "best.safetensors";
+  const std::string before = text_of(latest), best_before = text_of(best);
+  const pid_t pid = start(args, d / "full.log", std::min(before.size(), best_before.size()) - 1);
+  ASSERT_GT(pid, 0) << "fork failed";
+  const int code = wait_for(pid);
   const std::string log = text_of(d / "full.log");
   EXPECT_NE(code, 0) << log;
-  EXPECT_THAT(log, ::testing::HasSubstr("File too large")) << log;
-  EXPECT_THAT(log, ::testing::HasSubstr("latest.safetensors")) << log;
+  const size_t at = log.find("agilenn-train: error:");
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::string error = log.substr(at, log.find('\n', at) - at);
+  EXPECT_THAT(error, ::testing::HasSubstr("File too large"));
+  EXPECT_THAT(error, ::testing::ContainsRegex("(best|latest)\\.safetensors"));
   EXPECT_EQ(text_of(latest), before);
+  EXPECT_EQ(text_of(best), best_before);
   EXPECT_NO_THROW(io::load_checkpoint(latest.string()));
   fs::remove_all(d);
 }

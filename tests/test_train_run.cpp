@@ -189,6 +189,32 @@ TEST(Checkpoint, AnOverflowingShapeIsRefusedNamingTheTensor) {
   EXPECT_THAT(error, HasSubstr("more elements than int64 holds"));
 }
 
+// Found by fuzzing (tests/fuzz/regressions/checkpoint): a shape or offset written as a
+// float (here -2.5e89) went through nlohmann's unchecked float-to-integer conversion,
+// undefined behaviour; so did a float in the metadata that later reads take as a count.
+TEST(Checkpoint, NumbersOfTheWrongKindAreRefused) {
+  const ScratchDir d("ckpt-types");
+  const std::string good = (d / "good.safetensors").string(), bad = (d / "bad.safetensors").string();
+  io::save_checkpoint(good, sample_checkpoint());
+  std::ifstream in(good, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string b = bytes;
+    const size_t at = b.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    b.replace(at, from.size(), to);
+    std::ofstream(bad, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
+    return error_of([&] { io::load_checkpoint(bad); });
+  };
+  EXPECT_THAT(with("\"shape\":[2,3]", "\"shape\":[-2e89]"), HasSubstr("not a list of integers"));
+  EXPECT_THAT(with("\"data_offsets\":[0,24]", "\"data_offsets\":[0.0,24]"), HasSubstr("not two byte offsets"));
+  // Same length, so only the checksums would catch it: the number is refused first.
+  io::Checkpoint ck = sample_checkpoint();
+  ck.metadata["step"] = 1e300;
+  io::save_checkpoint(bad, ck);
+  EXPECT_THAT(error_of([&] { io::load_checkpoint(bad); }), HasSubstr("out of range"));
+}
+
 TEST(Checkpoint, AnInterruptedWriteLeavesThePreviousFileLoadable) {
   const ScratchDir d("ckpt-atomic");
   const std::string path = (d / "latest.safetensors").string();
@@ -433,7 +459,7 @@ TEST(Figures, TensorBoardReadsTheImagesHistogramsAndCentroidsOfEachEvaluation) {
   EXPECT_THAT(out, ::testing::HasSubstr("histogram test/skewness 40 30 40"));
   EXPECT_THAT(out, ::testing::HasSubstr("histogram quantizer/codes " + std::to_string(codes) + " " +
                                       std::to_string(p.num_centroids) + " " + std::to_string(codes)));
-  EXPECT_THAT(out, ::testing::HasSubstr("histogram importance/channels 1 " + std::to_string(p.feature_channels)));
+  EXPECT_THAT(out, ::testing::HasSubstr("histogram importance/channel_shares 1 " + std::to_string(p.feature_channels)));
   EXPECT_THAT(out, ::testing::HasSubstr("centroids " + std::to_string(p.num_centroids)));
 }
 

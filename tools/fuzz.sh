@@ -38,7 +38,7 @@ status=0
 for t in "${targets[@]}"; do
   corpus="$build/corpus/$t"
   mkdir -p "$corpus"
-  cp -n "$seeds/$t"/* "$corpus"/
+  cp -n "$seeds/$t"/* "$corpus"/ 2>/dev/null || true
   limit=(-runs="$runs")
   [[ -n "${FUZZ_SECONDS:-}" ]] && limit=(-max_total_time="$FUZZ_SECONDS")
   log="$build/$t.log"
@@ -51,7 +51,7 @@ for t in "${targets[@]}"; do
      -print_final_stats=1 "$corpus" "${extra[@]}" >"$log" 2>&1) || rc=$?
   secs=$(( $(date +%s) - start ))
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")
-  cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | sed 's/cov: //; s/ ft: / \/ /')
+  cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | sed 's/cov: //; s/ ft: / \/ /' || true)
   size=$(ls "$corpus" | wc -l)
   finding=0
   [[ $rc -ne 0 ]] && finding="1 (exit $rc, see $log)" && status=1

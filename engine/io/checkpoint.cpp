@@ -4,6 +4,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -58,6 +60,18 @@ size_t file_crc_position(const std::string& bytes, size_t header_end, const std:
                     bytes.find(key, at + 1) >= header_end,
                 "'" << path << "' has a corrupt header: file_crc32 is not where it belongs");
   return at + key.size();
+}
+
+// The metadata's readers take counts and steps with nlohmann's get<int64_t>, which converts
+// a float unchecked: a float outside ±2^31 (no value agilenn writes comes near) is refused.
+void check_metadata_numbers(const nlohmann::json& j, const std::string& path) {
+  if (j.is_number_float()) {
+    const double v = j.get<double>();
+    AGILENN_CHECK(std::isfinite(v) && std::abs(v) < 2147483648.0,
+                  "'" << path << "' has corrupt metadata: the number " << v << " is out of range");
+  }
+  if (j.is_structured())
+    for (const auto& item : j) check_metadata_numbers(item, path);
 }
 
 void write_all(int fd, const char* data, size_t n, const std::string& path) {
@@ -155,8 +169,16 @@ Checkpoint load_checkpoint(const std::string& path) {
     if (name == "__metadata__") continue;
     try {
       const DType t = parse_dtype(entry.at("dtype").get<std::string>(), path, name);
-      const Shape shape = entry.at("shape").get<Shape>();
-      const size_t begin = entry.at("data_offsets").at(0).get<size_t>(), end = entry.at("data_offsets").at(1).get<size_t>();
+      const nlohmann::json& dims = entry.at("shape");
+      const nlohmann::json& offsets = entry.at("data_offsets");
+      // Typed before they are read: nlohmann converts a float to an integer unchecked.
+      AGILENN_CHECK(dims.is_array() && std::all_of(dims.begin(), dims.end(), [](const auto& d) { return d.is_number_integer(); }),
+                    "'" << path << "': tensor '" << name << "' has a shape that is not a list of integers");
+      AGILENN_CHECK(offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() &&
+                        offsets[1].is_number_unsigned(),
+                    "'" << path << "': tensor '" << name << "' has data_offsets that are not two byte offsets");
+      const Shape shape = dims.get<Shape>();
+      const size_t begin = offsets[0].get<size_t>(), end = offsets[1].get<size_t>();
       size_t want = 0;
       try {
         want = bytes_of(shape, t);
@@ -192,6 +214,7 @@ Checkpoint load_checkpoint(const std::string& path) {
                     "'" << path << "' fails its checksum: the header or the metadata is corrupt");
     }
     ckpt.metadata = nlohmann::json::parse(meta->at("agilenn").get<std::string>());
+    check_metadata_numbers(ckpt.metadata, path);
   } catch (const nlohmann::json::exception& e) {
     AGILENN_THROW("'" << path << "' has corrupt metadata: " << e.what());
   }

@@ -4,6 +4,7 @@
 
 #include <csetjmp>
 #include <cstdio>
+#include <new>
 
 #include "engine/core/error.h"
 #include "engine/io/checkpoint.h"
@@ -13,18 +14,24 @@ namespace {
 
 constexpr size_t kErrorBytes = 256;
 
+// No exception may cross libpng's C frames: running out of memory becomes a libpng error.
 void append(png_structp png, png_bytep data, png_size_t n) {
   auto* out = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(png));
-  out->insert(out->end(), data, data + n);
+  try {
+    out->insert(out->end(), data, data + n);
+  } catch (const std::bad_alloc&) {
+    png_error(png, "out of memory");
+  }
 }
 
 void no_flush(png_structp) {}
 
 // libpng reports an error by longjmp to the setjmp of write_image; the message is kept
 // for the exception thrown after it.
-void keep_error(png_structp png, png_const_charp message) {
+[[noreturn]] void keep_error(png_structp png, png_const_charp message) {
   auto* error = static_cast<char*>(png_get_error_ptr(png));
   std::snprintf(error, kErrorBytes, "%s", message);
+  png_longjmp(png, 1);
 }
 
 void ignore_warning(png_structp, png_const_charp) {}

@@ -7,6 +7,7 @@
 #include <bit>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
@@ -153,17 +154,20 @@ EventWriter::~EventWriter() {
 Histogram Histogram::of(const std::vector<double>& values, int buckets) {
   AGILENN_CHECK(buckets > 0, "histogram: " << buckets << " buckets");
   Histogram h;
-  if (values.empty()) return h;
-  h.min = h.max = values[0];
-  for (double v : values) {
+  std::vector<double> finite;
+  for (double v : values)
+    if (std::isfinite(v)) finite.push_back(v);
+  if (finite.empty()) return h;
+  h.min = h.max = finite[0];
+  for (double v : finite) {
     h.min = std::min(h.min, v), h.max = std::max(h.max, v);
     h.num += 1, h.sum += v, h.sum_squares += v * v;
   }
-  const double width = h.max > h.min ? (h.max - h.min) / buckets : 1.0;
+  const double width = h.max > h.min && std::isfinite(h.max - h.min) ? (h.max - h.min) / buckets : 1.0;
   h.counts.assign(static_cast<size_t>(buckets), 0.0);
   for (int i = 0; i < buckets; ++i) h.limits.push_back(h.min + width * (i + 1));
-  for (double v : values)
-    h.counts[static_cast<size_t>(std::clamp(static_cast<int>((v - h.min) / width), 0, buckets - 1))] += 1;
+  for (double v : finite)
+    h.counts[static_cast<size_t>(std::clamp((v - h.min) / width, 0.0, buckets - 1.0))] += 1;
   return h;
 }
 

@@ -19,7 +19,8 @@ struct Histogram {
   double min = 0, max = 0, num = 0, sum = 0, sum_squares = 0;
   std::vector<double> limits, counts;
 
-  // `values` in `buckets` equal-width buckets over [min, max] of the values.
+  // The finite `values` in `buckets` equal-width buckets over [min, max] of them (NaN and
+  // infinities are left out: a histogram has no place for them).
   static Histogram of(const std::vector<double>& values, int buckets);
   // counts[i] values equal to i (i = 0, 1, ...): a bucket per integer, e.g. how often each
   // quantizer code occurs.

@@ -82,7 +82,7 @@ void EvaluationFigures::write(io::EventWriter& events, int64_t step) const {
     events.image("importance/channels", channel_chart(channel_importance, local_channels), step,
                  "mean share of each channel in a sample's importance; the first " + std::to_string(local_channels) +
                      " (orange) stay on the device");
-    events.histogram("importance/channels", io::Histogram::of_counts(channel_importance), step);
+    events.histogram("importance/channel_shares", io::Histogram::of_counts(channel_importance), step);
   }
   if (!skewness.empty()) events.histogram("test/skewness", io::Histogram::of(skewness, 30), step);
   if (!code_counts.empty()) events.histogram("quantizer/codes", io::Histogram::of_counts(code_counts), step);

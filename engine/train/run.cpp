@@ -470,7 +470,9 @@ void validate(const RunConfig& c) {
                 "--split-ratio " << p.split_ratio << ": keeps " << k << " of preset " << p.name << "'s "
                                  << p.feature_channels << " feature channels on the device; it needs 1 to "
                                  << p.feature_channels - 1);
-  AGILENN_CHECK(p.num_centroids >= 2, "--num-centroids " << p.num_centroids << ": the quantizer needs at least 2");
+  AGILENN_CHECK(p.num_centroids >= 2 && p.num_centroids <= 64,
+                "--num-centroids " << p.num_centroids << ": the quantizer takes 2 to 64 (the CUDA kernels keep a "
+                                   << "thread's weights of every centroid in registers)");
   AGILENN_CHECK(p.rho >= 0 && p.rho <= 1, "--rho " << p.rho << ": the target skewness must be in [0, 1]");
   AGILENN_CHECK(p.lambda >= 0 && p.lambda <= 1,
                 "--lambda " << p.lambda << ": the classification loss's weight must be in [0, 1]");
@@ -518,6 +520,10 @@ RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& lo
   if (backend.device() != Device::cpu)
     log << "training on " << backend.name() << (cfg.graph_replay ? " (graph replay)" : "") << "\n";
   fs::create_directories(cfg.out);
+  // A run killed while writing a file leaves its temporary sibling (io::write_file_atomically).
+  for (const auto& entry : fs::directory_iterator(cfg.out))
+    if (const std::string name = entry.path().filename().string(); name.starts_with(".") && name.find(".tmp-") != std::string::npos)
+      fs::remove(entry.path());
   if (cfg.resume) trim_metrics((fs::path(cfg.out) / "metrics.jsonl").string(), done);
   RunLog run_log(cfg, per_epoch);
   const EvalBatchNorm eval_bn(cfg, classes, train_set);

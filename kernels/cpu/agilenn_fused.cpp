@@ -1,8 +1,10 @@
 // Fused ops of the AgileNN step: quantize and attribution_stats, and their vjps
 // (quantize_backward, attribution_stats_backward), over the per-element math of
 // kernels/shared/agilenn_fused.h. Each computes what its reference decomposition
-// (engine/autodiff/fused_vjps.h, engine/ir/ops.cpp) computes, with the same float
-// operations in the same order, so the results are bit-identical to the decomposition's.
+// (engine/autodiff/fused_vjps.h, engine/ir/ops.cpp) computes. quantize and the vjps do the
+// decomposition's float operations in its order, so they equal it bit for bit;
+// attribution_stats sums each sample's elements in one pass where the decomposition sums
+// per channel first, so it agrees to rounding.
 #include <algorithm>
 #include <vector>
 

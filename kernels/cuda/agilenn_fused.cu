@@ -134,8 +134,9 @@ __global__ void quantize_backward_c_partial_kernel(const float* x, int64_t n, co
        i += static_cast<int64_t>(gridDim.x) * kThreads) {
     float exps[kMaxCentroids];
     kernels::quantize_soft_grad(x[i], c, j, g[i], exps, [&](int64_t k, float gp, float gd) {
+      if (k < k0 || k >= k0 + kn) return;
       float& acc = sh[(k - k0) * kThreads + t];
-      if (k >= k0 && k < k0 + kn) acc = add(acc, kernels::rn::sub(gp, gd));
+      acc = add(acc, kernels::rn::sub(gp, gd));
     });
   }
   __syncthreads();

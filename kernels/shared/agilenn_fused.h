@@ -1,10 +1,11 @@
 // Per-element math of the fused AgileNN ops (quantize, attribution_stats and their vjps),
 // over one precision T: the CPU backend (kernels/cpu/agilenn_fused.cpp, float and double)
-// and the CUDA kernels (kernels/cuda/agilenn_fused.cu, float) call these functions, which
-// do the float operations of each op's reference decomposition in its order. So the CPU
-// backend equals the decomposition bit for bit, and a GPU result differs from the CPU's
-// only in how sums over elements are ordered and, where exp is called, by the device
-// expf's last-ulp differences from the host's.
+// and the CUDA kernels (kernels/cuda/agilenn_fused.cu, float) call these functions. Those
+// of quantize and the vjps do the float operations of the op's reference decomposition in
+// its order, so the CPU backend equals the decomposition bit for bit there (the forward
+// attribution_stats sums in another order, to rounding). A GPU result differs from the
+// CPU's only in how sums over elements are ordered and, where exp is called, by the
+// device expf's last-ulp differences from the host's.
 #pragma once
 
 #include <math.h>

@@ -1,9 +1,9 @@
 // Explicitly rounded float and double operations for the shared per-element math. On the
 // GPU each is a round-to-nearest intrinsic (__fadd_rn, __fmul_rn, ...): nvcc never
 // contracts those into fused multiply-adds, and division and square root are the IEEE
-// ones. On the host they are plain operators, which GCC does not contract in ISO C++ mode
-// (-std=c++20 implies -ffp-contract=off). So the CPU backend and a CUDA kernel round
-// alike. The math functions are overloaded per precision, so a template calls expf for
+// ones. On the host they are plain operators, and the build passes -ffp-contract=off
+// (CMakeLists.txt), so no compiler fuses them either. So the CPU backend and a CUDA kernel
+// round alike. The math functions are overloaded per precision, so a template calls expf for
 // float on both sides (the host's std::exp(float) is the same expf).
 #pragma once
 
