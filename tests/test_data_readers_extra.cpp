@@ -290,6 +290,10 @@ TEST(SvhnReader, DimsAndCountsMustAgree) {
   write_bytes(file, svhn_mat({.x_dims = {32, 32, 3, 4}}));  // dims promise more than the data hold
   EXPECT_THAT(error_of([&] { read_svhn_mat(file.string(), "svhn/test"); }),
               AllOf(HasSubstr(file.string()), HasSubstr("holds 9216 values")));
+  // Dims whose product overflows int64: refused before any size is computed from them.
+  write_bytes(file, svhn_mat({.x_dims = {2147483647, 2147483647, 2147483647, 3}}));
+  EXPECT_THAT(error_of([&] { read_svhn_mat(file.string(), "svhn/test"); }),
+              AllOf(HasSubstr(file.string()), HasSubstr("variable X"), HasSubstr("more elements than int64 holds")));
   write_bytes(file, svhn_mat({.labels = {1, 2}}));
   EXPECT_THAT(error_of([&] { read_svhn_mat(file.string(), "svhn/test"); }),
               AllOf(HasSubstr(file.string()), HasSubstr("2 labels in y for 3 images")));

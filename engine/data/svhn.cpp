@@ -108,11 +108,7 @@ struct MatArray {
   std::vector<int64_t> dims;
   Element real;
 
-  int64_t numel() const {
-    int64_t n = 1;
-    for (int64_t d : dims) n *= d;
-    return n;
-  }
+  int64_t numel() const { return agilenn::numel(dims); }  // checked by parse_matrix
 };
 
 size_t type_bytes(uint32_t type) {
@@ -181,6 +177,11 @@ std::optional<MatArray> parse_matrix(std::span<const uint8_t> m, const std::stri
     const int32_t d = little<int32_t>(dims.data.data() + i);
     AGILENN_CHECK(d >= 0, "'" << path << "': variable " << a.name << " has negative dimension " << d);
     a.dims.push_back(d);
+  }
+  try {
+    agilenn::numel(a.dims);
+  } catch (const Error& e) {
+    AGILENN_THROW("'" << path << "': variable " << a.name << ": " << e.what());
   }
   a.real = next_element(m, pos, path, where + " " + a.name);
   const size_t width = type_bytes(a.real.type);
