@@ -22,6 +22,7 @@
 #include "engine/io/png.h"
 #include "engine/io/tensorboard.h"
 #include "engine/train/figures.h"
+#include "tests/test_util.h"
 
 namespace agilenn {
 namespace {
@@ -322,11 +323,9 @@ TEST(TensorBoardHistogram, CountsPerIntegerValue) {
   EXPECT_EQ(h.limits, (std::vector<double>{0.5, 1.5, 2.5, 3.5}));
 }
 
-bool have_pillow() { return std::system("python3 -c 'import PIL' >/dev/null 2>&1") == 0; }
-
 // An RGB and a grey image through encode_png, decoded by Pillow: every pixel back.
 TEST(Png, PillowDecodesEveryPixel) {
-  if (!have_pillow()) GTEST_SKIP() << "python3 with Pillow is not installed (tools/setup.sh installs it)";
+  if (!testing::have_python("PIL")) GTEST_SKIP() << "python3 with Pillow is not installed (tools/setup.sh installs it)";
   const fs::path dir = fs::temp_directory_path() / ("agilenn-png-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::mt19937 rng(5);

@@ -45,6 +45,7 @@ class ScratchDir {
 };
 
 using testing::error_of;
+using testing::have_python;
 
 // ---- loader
 
@@ -111,7 +112,7 @@ TEST(Checkpoint, RoundTripsTensorsAndMetadata) {
 }
 
 TEST(Checkpoint, IsReadableByThePythonSafetensorsPackage) {
-  if (std::system("python3 -c 'import safetensors, numpy' >/dev/null 2>&1") != 0)
+  if (!have_python("safetensors, numpy"))
     GTEST_SKIP() << "python3 with safetensors and numpy is not installed (tools/setup.sh installs them)";
   const ScratchDir d("ckpt-py");
   const std::string path = (d / "x.safetensors").string();
@@ -121,21 +122,51 @@ TEST(Checkpoint, IsReadableByThePythonSafetensorsPackage) {
   EXPECT_EQ(std::system(cmd.c_str()), 0);
 }
 
+// The sample checkpoint saved as d/good.safetensors, its bytes, and edited copies of them
+// written to d/bad.safetensors and loaded.
+class EditedCheckpoint {
+ public:
+  explicit EditedCheckpoint(const ScratchDir& d)
+      : good_((d / "good.safetensors").string()), bad_((d / "bad.safetensors").string()) {
+    io::save_checkpoint(good_, sample_checkpoint());
+    std::ifstream in(good_, std::ios::binary);
+    bytes_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const std::string& good() const { return good_; }
+  const std::string& bad() const { return bad_; }
+  const std::string& bytes() const { return bytes_; }
+
+  // Writes `b` as the bad file.
+  void write(const std::string& b) const {
+    std::ofstream(bad_, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
+  }
+  // The error of loading `b` as the bad file ("" and a failure when it loads).
+  std::string error_loading(const std::string& b) const {
+    write(b);
+    return error_of([&] { io::load_checkpoint(bad_); });
+  }
+  // The same, for the good bytes with their first `from` replaced by `to`.
+  std::string error_replacing(const std::string& from, const std::string& to) const {
+    std::string b = bytes_;
+    const size_t at = b.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return error_loading(b.replace(at, from.size(), to));
+  }
+
+ private:
+  std::string good_, bad_, bytes_;
+};
+
 TEST(Checkpoint, TruncatedOrCorruptFilesAreRefusedNamingTheProblem) {
   const ScratchDir d("ckpt-bad");
-  const std::string good = (d / "good.safetensors").string();
-  io::save_checkpoint(good, sample_checkpoint());
-  std::ifstream in(good, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::string bad = (d / "bad.safetensors").string();
-  for (size_t cut : {size_t{0}, size_t{4}, size_t{8}, size_t{20}, bytes.size() / 2, bytes.size() - 1}) {
-    std::ofstream(bad, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(cut));
-    EXPECT_THAT(error_of([&] { io::load_checkpoint(bad); }), HasSubstr("bad.safetensors")) << "cut at " << cut;
-  }
+  const EditedCheckpoint ck(d);
+  const std::string& good = ck.good();
+  const std::string& bytes = ck.bytes();
+  for (size_t cut : {size_t{0}, size_t{4}, size_t{8}, size_t{20}, bytes.size() / 2, bytes.size() - 1})
+    EXPECT_THAT(ck.error_loading(bytes.substr(0, cut)), HasSubstr("bad.safetensors")) << "cut at " << cut;
   std::string flipped = bytes;
   flipped[bytes.size() - 3] ^= 0x40;
-  std::ofstream(bad, std::ios::binary).write(flipped.data(), static_cast<std::streamsize>(flipped.size()));
-  EXPECT_THAT(error_of([&] { io::load_checkpoint(bad); }), HasSubstr("checksum"));
+  EXPECT_THAT(ck.error_loading(flipped), HasSubstr("checksum"));
 
   nn::ParamSet expected;
   expected.declare({"a.weight", {3, 2}, nn::Init::Zeros()});
@@ -148,28 +179,18 @@ TEST(Checkpoint, TruncatedOrCorruptFilesAreRefusedNamingTheProblem) {
 // of the older format (data checksum only) still loads.
 TEST(Checkpoint, TheChecksumCoversHeaderAndMetadata) {
   const ScratchDir d("ckpt-header");
-  const std::string good = (d / "good.safetensors").string(), bad = (d / "bad.safetensors").string();
-  io::save_checkpoint(good, sample_checkpoint());
-  std::ifstream in(good, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto with = [&](const std::string& from, const std::string& to) {
-    std::string b = bytes;
-    const size_t at = b.find(from);
-    EXPECT_NE(at, std::string::npos) << from;
-    b.replace(at, from.size(), to);
-    std::ofstream(bad, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
-    return error_of([&] { io::load_checkpoint(bad); });
-  };
-  EXPECT_THAT(with("\\\"step\\\":12", "\\\"step\\\":13"), HasSubstr("the header or the metadata is corrupt"));
-  EXPECT_THAT(with("\"shape\":[2,3]", "\"shape\":[3,2]"), HasSubstr("the header or the metadata is corrupt"));
+  const EditedCheckpoint ck(d);
+  EXPECT_THAT(ck.error_replacing("\\\"step\\\":12", "\\\"step\\\":13"),
+              HasSubstr("the header or the metadata is corrupt"));
+  EXPECT_THAT(ck.error_replacing("\"shape\":[2,3]", "\"shape\":[3,2]"), HasSubstr("the header or the metadata is corrupt"));
   // The older format: no file_crc32 (the same length of padding in its place).
   const std::string key = ",\"file_crc32\":\"";
-  const size_t at = bytes.find(key);
+  const size_t at = ck.bytes().find(key);
   ASSERT_NE(at, std::string::npos);
-  std::string old = bytes;
+  std::string old = ck.bytes();
   old.replace(at, key.size() + 9, std::string(key.size() + 9, ' '));
-  std::ofstream(bad, std::ios::binary).write(old.data(), static_cast<std::streamsize>(old.size()));
-  EXPECT_EQ(io::load_checkpoint(bad).metadata.at("step").get<int>(), 12);
+  ck.write(old);
+  EXPECT_EQ(io::load_checkpoint(ck.bad()).metadata.at("step").get<int>(), 12);
 }
 
 // A shape whose element count overflows is refused naming the tensor, before any
@@ -194,25 +215,15 @@ TEST(Checkpoint, AnOverflowingShapeIsRefusedNamingTheTensor) {
 // undefined behaviour; so did a float in the metadata that later reads take as a count.
 TEST(Checkpoint, NumbersOfTheWrongKindAreRefused) {
   const ScratchDir d("ckpt-types");
-  const std::string good = (d / "good.safetensors").string(), bad = (d / "bad.safetensors").string();
-  io::save_checkpoint(good, sample_checkpoint());
-  std::ifstream in(good, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto with = [&](const std::string& from, const std::string& to) {
-    std::string b = bytes;
-    const size_t at = b.find(from);
-    EXPECT_NE(at, std::string::npos) << from;
-    b.replace(at, from.size(), to);
-    std::ofstream(bad, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
-    return error_of([&] { io::load_checkpoint(bad); });
-  };
-  EXPECT_THAT(with("\"shape\":[2,3]", "\"shape\":[-2e89]"), HasSubstr("not a list of integers"));
-  EXPECT_THAT(with("\"data_offsets\":[0,24]", "\"data_offsets\":[0.0,24]"), HasSubstr("not two byte offsets"));
-  // Same length, so only the checksums would catch it: the number is refused first.
-  io::Checkpoint ck = sample_checkpoint();
-  ck.metadata["step"] = 1e300;
-  io::save_checkpoint(bad, ck);
-  EXPECT_THAT(error_of([&] { io::load_checkpoint(bad); }), HasSubstr("out of range"));
+  const EditedCheckpoint ck(d);
+  EXPECT_THAT(ck.error_replacing("\"shape\":[2,3]", "\"shape\":[-2e89]"), HasSubstr("not a list of integers"));
+  EXPECT_THAT(ck.error_replacing("\"data_offsets\":[0,24]", "\"data_offsets\":[0.0,24]"),
+              HasSubstr("not two byte offsets"));
+  // Checksums intact: the number itself is refused.
+  io::Checkpoint big_step = sample_checkpoint();
+  big_step.metadata["step"] = 1e300;
+  io::save_checkpoint(ck.bad(), big_step);
+  EXPECT_THAT(error_of([&] { io::load_checkpoint(ck.bad()); }), HasSubstr("out of range"));
 }
 
 TEST(Checkpoint, AnInterruptedWriteLeavesThePreviousFileLoadable) {
@@ -387,10 +398,6 @@ TEST(TrainingRun, CheckpointsHoldTheStatisticsTheEvaluationUsed) {
 }
 
 // ---- figures: what TensorBoard shows and `evaluate --figures` writes
-
-bool have_python(const std::string& modules) {
-  return std::system(("python3 -c 'import " + modules + "' >/dev/null 2>&1").c_str()) == 0;
-}
 
 // Runs a Python script; its stdout (the test's verdicts) comes back.
 std::string run_python(const fs::path& dir, const std::string& script) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>
@@ -21,6 +22,12 @@ inline Tensor random_tensor(const Shape& s, DType dtype, std::mt19937_64& rng, d
 inline Tensor random_tensor(const Shape& s, DType dtype, uint64_t seed, double lo = -1, double hi = 1) {
   std::mt19937_64 rng(seed);
   return random_tensor(s, dtype, rng, lo, hi);
+}
+
+// Whether python3 imports `modules` (e.g. "tensorboard, PIL"): the tests that read our
+// files back with reference readers skip without them (tools/setup.sh installs them).
+inline bool have_python(const std::string& modules) {
+  return std::system(("python3 -c 'import " + modules + "' >/dev/null 2>&1").c_str()) == 0;
 }
 
 // The message of the agilenn::Error that f throws, or "" when it throws none.
