@@ -11,10 +11,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FUZZ_BUILD:-"$root/build-fuzz"}
 runs=${1:-1000000}
 targets=(idx cifar svhn tiny_imagenet checkpoint)
-export CCACHE_DIR=${CCACHE_DIR:-"$HOME/.cache/agilenn-ccache"} CCACHE_BASEDIR=${CCACHE_BASEDIR:-"$root"} CCACHE_NOHASHDIR=1
-CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAGILENN_CUDA=OFF \
-  -DAGILENN_FUZZ=ON -DAGILENN_BUILD_TESTS=OFF -DAGILENN_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" -j "$(nproc)" --target fuzz_seeds "${targets[@]/#/fuzz_}"
+CC=clang CXX=clang++ "$root/tools/build.sh" "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAGILENN_CUDA=OFF \
+  -DAGILENN_FUZZ=ON -DAGILENN_BUILD_TESTS=OFF -DAGILENN_BUILD_BENCH=OFF
 
 seeds="$build/seeds"
 rm -rf "$seeds"
