@@ -93,6 +93,37 @@ int main(int argc, char** argv) {
   CLI::App* reference = app.add_subcommand("reference", "train the reference net (with its stem) on images");
   add_common(reference, ref_cfg, ref_preset, ref_device);
 
+  reference->add_option("--input-size", ref_cfg.preset.input_size,
+                        "images are resized to this square size (default: the preset's, tiny 28, paper 96; the "
+                        "seed fine-tunes pretrained weights at 224)");
+  reference->add_option("--init", ref_cfg.init,
+                        "start from this reference-net checkpoint (e.g. from import-reference) instead of a fresh "
+                        "initialisation");
+  reference->add_option("--normalization", ref_cfg.normalization,
+                        "input normalisation: dataset (its mean and std), signed (2x - 1, Keras weights) or imagenet "
+                        "(torchvision weights); default: the --init checkpoint's, else dataset");
+
+  agilenn::train::ImportConfig import_cfg;
+  std::string import_format;
+  CLI::App* import = app.add_subcommand(
+      "import-reference", "turn pretrained EfficientNetV2-S weights (safetensors) into a reference-net checkpoint");
+  import->add_option("weights", import_cfg.weights,
+                     "safetensors file: a torchvision efficientnet_v2_s state dict, or the Keras application's "
+                     "weights by name")
+      ->required();
+  import->add_option("--format", import_format, "torchvision or keras")
+      ->required()
+      ->check(CLI::IsMember({"torchvision", "keras"}));
+  import->add_option("--dataset", import_cfg.dataset, "the dataset to fine-tune on: its classes size the classifier")
+      ->capture_default_str();
+  import->add_option("--preset", import_cfg.preset, "model preset whose reference net the weights fill")
+      ->capture_default_str()
+      ->check(CLI::IsMember(agilenn::models::preset_names()));
+  import->add_flag("--keep-classifier", import_cfg.keep_classifier,
+                   "keep the file's classifier (its classes must be the dataset's); default: a new one");
+  import->add_option("--seed", import_cfg.seed, "seed of the new classifier's initialisation")->capture_default_str();
+  import->add_option("--out", import_cfg.out, "the checkpoint to write")->required();
+
   CLI::App* train = app.add_subcommand("train", "train AgileNN with a frozen, pretrained reference net");
   add_common(train, cfg, preset, device);
   train->add_option("--reference", cfg.reference, "checkpoint of the reference net (from `agilenn-train reference`)");
@@ -138,6 +169,11 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
+    if (*import) {
+      import_cfg.format = agilenn::models::parse_weights_format(import_format);
+      agilenn::train::import_reference(import_cfg, std::cout);
+      return 0;
+    }
     if (*evaluate) {
       agilenn::train::evaluate_checkpoint(checkpoint, eval, open_device(eval_device, std::cout), std::cout);
       return 0;
@@ -145,7 +181,9 @@ int main(int argc, char** argv) {
     const bool agilenn = static_cast<bool>(*train);
     RunConfig& c = agilenn ? cfg : ref_cfg;
     const DeviceFlags& dev = agilenn ? device : ref_device;
+    const int64_t input_size = c.preset.input_size;
     c.preset = agilenn::models::preset(agilenn ? preset : ref_preset);
+    if (!agilenn && reference->count("--input-size") > 0) c.preset.input_size = input_size;
     if (dev.augment_flag->count() > 0) c.augment = dev.augment ? 1 : 0;
     if (agilenn) {
       c.attribution = !plain;

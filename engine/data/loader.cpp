@@ -19,8 +19,22 @@ void check_dataset(const std::string& dataset) {
   AGILENN_THROW("unknown dataset '" << dataset << "' (" << names.str() << ")");
 }
 
-Preprocess Preprocess::for_dataset(const std::string& dataset, int64_t output_size, bool train) {
+int64_t dataset_classes(const std::string& dataset) {
   check_dataset(dataset);
+  if (dataset == "cifar100") return 100;
+  if (dataset == "tiny-imagenet") return 200;
+  return 10;
+}
+
+void check_normalization(const std::string& normalization) {
+  AGILENN_CHECK(normalization == "dataset" || normalization == "signed" || normalization == "imagenet",
+                "unknown normalization '" << normalization << "' (dataset, signed, imagenet)");
+}
+
+Preprocess Preprocess::for_dataset(const std::string& dataset, int64_t output_size, bool train,
+                                   const std::string& normalization) {
+  check_dataset(dataset);
+  check_normalization(normalization);
   Preprocess p;
   p.output_size = output_size;
   auto set = [&p](std::array<float, 3> channel_mean, std::array<float, 3> channel_std) {
@@ -40,6 +54,8 @@ Preprocess Preprocess::for_dataset(const std::string& dataset, int64_t output_si
   } else if (dataset == "synthetic") {
     set({0.5f, 0.5f, 0.5f}, {0.2f, 0.2f, 0.2f});
   }
+  if (normalization == "signed") set({0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f});
+  if (normalization == "imagenet") set({0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f});
   if (train) {
     // The seed flips and pad-4-crops CIFAR and SVHN and only flips Tiny-ImageNet; digits
     // are not flipped; 28-pixel images get a 2-pixel pad.
@@ -159,7 +175,7 @@ ImageDataset load_dataset(const std::string& dataset, const std::string& dir, Sp
   if (dataset == "cifar100") return read_cifar100(dir, split, true);
   if (dataset == "svhn") return read_svhn(dir, split);
   if (dataset == "tiny-imagenet") return read_tiny_imagenet(dir, split);
-  if (dataset == "synthetic") return synthetic_images(10, split == Split::train ? 2048 : 512, 32, split == Split::train ? 1 : 2);
+  if (dataset == "synthetic") return synthetic_images(dataset_classes(dataset), split == Split::train ? 2048 : 512, 32, split == Split::train ? 1 : 2);
   AGILENN_THROW("no reader for dataset '" << dataset << "'");
 }
 

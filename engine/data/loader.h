@@ -25,9 +25,16 @@ struct Preprocess {
   int64_t output_size = 0;  // bilinear resize target (square); 0 keeps the stored size
 
   // The seed's preprocessing for `dataset` (cifar10, cifar100, svhn, tiny-imagenet,
-  // mnist, fashion-mnist, synthetic); augmentation only when `train`.
-  static Preprocess for_dataset(const std::string& dataset, int64_t output_size, bool train);
+  // mnist, fashion-mnist, synthetic); augmentation only when `train`. `normalization`:
+  // "dataset" (its own mean and std, as the seed's AgileNN), or what pretrained weights
+  // expect: "signed" (2x − 1, Keras' EfficientNetV2) or "imagenet" (torchvision's mean
+  // and std).
+  static Preprocess for_dataset(const std::string& dataset, int64_t output_size, bool train,
+                                const std::string& normalization = "dataset");
 };
+
+// Throws, naming the choices, unless `normalization` is one Preprocess::for_dataset takes.
+void check_normalization(const std::string& normalization);
 
 class Loader {
  public:
@@ -77,6 +84,8 @@ ImageDataset synthetic_images(int64_t classes, int64_t size, int64_t side, uint6
 // Throws, naming the known datasets, unless `dataset` is one of those load_dataset and
 // Preprocess::for_dataset take.
 void check_dataset(const std::string& dataset);
+// The classes of a dataset load_dataset reads (synthetic: the 10 it makes).
+int64_t dataset_classes(const std::string& dataset);
 
 // Loads `dataset` ("fashion-mnist", "cifar10", ...) from `dir` ("" for the default place).
 ImageDataset load_dataset(const std::string& dataset, const std::string& dir, Split split);

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <map>
 
 #include "engine/core/error.h"
 
@@ -145,30 +147,63 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   write_file_atomically(path, bytes);
 }
 
-Checkpoint load_checkpoint(const std::string& path) {
-  AGILENN_CHECK(!std::filesystem::is_directory(path), "checkpoint '" << path << "' is a directory, not a file");
+namespace {
+
+std::string read_whole_file(const std::string& path, const char* what) {
+  AGILENN_CHECK(!std::filesystem::is_directory(path), what << " '" << path << "' is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
-  AGILENN_CHECK(in, "cannot open checkpoint '" << path << "'");
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  AGILENN_CHECK(in, "cannot open " << what << " '" << path << "'");
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Bytes per element of a safetensors dtype name; 0 for a name the format does not have.
+size_t element_bytes(const std::string& dtype) {
+  static const std::map<std::string, size_t> sizes{
+      {"F64", 8}, {"I64", 8}, {"U64", 8}, {"F32", 4}, {"I32", 4}, {"U32", 4}, {"F16", 2}, {"BF16", 2},
+      {"I16", 2}, {"U16", 2}, {"I8", 1},  {"U8", 1},  {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
+  const auto it = sizes.find(dtype);
+  return it == sizes.end() ? 0 : it->second;
+}
+
+// One tensor entry of a safetensors header, checked against the file's data section.
+struct Entry {
+  std::string name, dtype;
+  Shape shape;
+  const char* data;
+  size_t bytes;
+};
+
+// The header of a safetensors file and its entries (every one checked: typed shape and
+// offsets, inside the data, the size its dtype and shape need; together they cover the
+// data exactly); errors name the file and the tensor.
+struct Parsed {
+  nlohmann::json header;
+  std::vector<Entry> entries;
+  size_t data_begin = 0;
+};
+
+Parsed parse_safetensors(const std::string& bytes, const std::string& path) {
   AGILENN_CHECK(bytes.size() >= 8, "'" << path << "' is truncated: " << bytes.size() << " bytes, no header");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
   AGILENN_CHECK(n <= bytes.size() - 8, "'" << path << "' is truncated: header of " << n << " bytes, file of "
                                            << bytes.size());
-  nlohmann::json header;
+  Parsed p;
   try {
-    header = nlohmann::json::parse(bytes.substr(8, n));
+    p.header = nlohmann::json::parse(bytes.substr(8, n));
   } catch (const std::exception& e) {
     AGILENN_THROW("'" << path << "' has a corrupt header: " << e.what());
   }
-  AGILENN_CHECK(header.is_object(), "'" << path << "' has a corrupt header: not a JSON object");
-  const size_t base = 8 + n, data_size = bytes.size() - base;
-  Checkpoint ckpt;
+  AGILENN_CHECK(p.header.is_object(), "'" << path << "' has a corrupt header: not a JSON object");
+  p.data_begin = 8 + n;
+  const size_t data_size = bytes.size() - p.data_begin;
   size_t covered = 0;
-  for (const auto& [name, entry] : header.items()) {
+  for (const auto& [name, entry] : p.header.items()) {
     if (name == "__metadata__") continue;
     try {
-      const DType t = parse_dtype(entry.at("dtype").get<std::string>(), path, name);
+      const std::string dtype = entry.at("dtype").get<std::string>();
+      const size_t element = element_bytes(dtype);
+      AGILENN_CHECK(element > 0, "'" << path << "': tensor '" << name << "' has unknown dtype '" << dtype << "'");
       const nlohmann::json& dims = entry.at("shape");
       const nlohmann::json& offsets = entry.at("data_offsets");
       // Typed before they are read: nlohmann converts a float to an integer unchecked.
@@ -181,7 +216,9 @@ Checkpoint load_checkpoint(const std::string& path) {
       const size_t begin = offsets[0].get<size_t>(), end = offsets[1].get<size_t>();
       size_t want = 0;
       try {
-        want = bytes_of(shape, t);
+        want = bytes_of(shape, DType::u8);
+        AGILENN_CHECK(want <= std::numeric_limits<size_t>::max() / element, "its size overflows");
+        want *= element;
       } catch (const Error& e) {
         AGILENN_THROW("'" << path << "': tensor '" << name << "': " << e.what());
       }
@@ -190,18 +227,83 @@ Checkpoint load_checkpoint(const std::string& path) {
                                                           << "); the file is truncated");
       AGILENN_CHECK(end - begin == want, "'" << path << "': tensor '" << name << "' has " << end - begin
                                              << " bytes, its shape " << shape_str(shape) << " needs " << want);
-      Tensor tensor = Tensor::zeros(shape, t);
-      std::memcpy(tensor.raw(), bytes.data() + base + begin, want);
-      ckpt.tensors.emplace(name, tensor);
+      p.entries.push_back({name, dtype, shape, bytes.data() + p.data_begin + begin, want});
       covered += want;
     } catch (const nlohmann::json::exception& e) {
       AGILENN_THROW("'" << path << "': entry '" << name << "' is malformed: " << e.what());
     }
   }
   AGILENN_CHECK(covered == data_size, "'" << path << "': tensors cover " << covered << " of " << data_size << " data bytes");
-  const auto meta = header.find("__metadata__");
-  AGILENN_CHECK(meta != header.end() && meta->is_object() && meta->contains("crc32") && meta->contains("agilenn"),
+  return p;
+}
+
+Tensor copy_of(const Entry& e, DType t) {
+  Tensor tensor = Tensor::zeros(e.shape, t);
+  std::memcpy(tensor.raw(), e.data, e.bytes);
+  return tensor;
+}
+
+// IEEE binary16 and bfloat16 bit patterns, widened exactly to float.
+float half_to_float(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+  float magnitude;
+  if (exponent == 0) {
+    magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+  } else if (exponent == 31) {
+    magnitude = mantissa == 0 ? std::numeric_limits<float>::infinity() : std::numeric_limits<float>::quiet_NaN();
+  } else {
+    magnitude = std::ldexp(static_cast<float>(mantissa | 0x400u), static_cast<int>(exponent) - 25);
+  }
+  return sign ? -magnitude : magnitude;
+}
+
+float bfloat16_to_float(uint16_t b) {
+  const uint32_t bits = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+Tensor widened(const Entry& e, float (*widen)(uint16_t)) {
+  Tensor tensor = Tensor::zeros(e.shape, DType::f32);
+  float* out = tensor.data<float>();
+  for (size_t i = 0; i < e.bytes / 2; ++i) {
+    uint16_t v;
+    std::memcpy(&v, e.data + 2 * i, 2);  // safetensors is little-endian, as every x86 and Arm host here
+    out[i] = widen(v);
+  }
+  return tensor;
+}
+
+}  // namespace
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  const std::string bytes = read_whole_file(path, "safetensors file");
+  const Parsed p = parse_safetensors(bytes, path);
+  SafetensorsFile file;
+  for (const Entry& e : p.entries) {
+    if (e.dtype == "F32" || e.dtype == "F64" || e.dtype == "I32" || e.dtype == "U8") {
+      file.tensors.emplace(e.name, copy_of(e, parse_dtype(e.dtype, path, e.name)));
+    } else if (e.dtype == "F16" || e.dtype == "BF16") {
+      file.tensors.emplace(e.name, widened(e, e.dtype == "F16" ? half_to_float : bfloat16_to_float));
+    } else {
+      file.other_dtypes.emplace(e.name, e.dtype);
+    }
+  }
+  const auto meta = p.header.find("__metadata__");
+  if (meta != p.header.end()) file.metadata = *meta;
+  return file;
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  const std::string bytes = read_whole_file(path, "checkpoint");
+  const Parsed p = parse_safetensors(bytes, path);
+  Checkpoint ckpt;
+  for (const Entry& e : p.entries) ckpt.tensors.emplace(e.name, copy_of(e, parse_dtype(e.dtype, path, e.name)));
+  const auto meta = p.header.find("__metadata__");
+  AGILENN_CHECK(meta != p.header.end() && meta->is_object() && meta->contains("crc32") && meta->contains("agilenn"),
                 "'" << path << "' is not an agilenn checkpoint (no __metadata__ with crc32 and agilenn)");
+  const size_t base = p.data_begin, data_size = bytes.size() - base;
   try {
     AGILENN_CHECK(meta->at("crc32").get<std::string>() == hex_crc(crc_of(bytes.data() + base, data_size)),
                   "'" << path << "' fails its checksum: tensor data is corrupt");

@@ -5,6 +5,7 @@
 // never leaves a broken file under the final name.
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -23,6 +24,17 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt);
 // Throws an Error naming the file (and the tensor) if anything is missing, truncated,
 // inconsistent or fails the checksum.
 Checkpoint load_checkpoint(const std::string& path);
+
+// A safetensors file written by anyone (PyTorch's or Keras' weights, say): its tensors of
+// the dtypes the engine holds (F32, F64, I32, U8; F16 and BF16 widened to f32 exactly),
+// the names and dtypes of the others (PyTorch's I64 batch-norm counters, say), and its
+// __metadata__ (an object of strings, or empty). The file is checked as a checkpoint's is.
+struct SafetensorsFile {
+  nn::TensorMap tensors;
+  std::map<std::string, std::string> other_dtypes;
+  nlohmann::json metadata = nlohmann::json::object();
+};
+SafetensorsFile read_safetensors(const std::string& path);
 
 // Checks that `ckpt` holds every tensor of `expected` with its shape (and nothing of
 // another shape); names the first mismatch.

@@ -1,5 +1,7 @@
 #include "engine/ir/ops.h"
 
+#include <array>
+
 #include "engine/core/error.h"
 #include "engine/ir/shape_util.h"
 
@@ -151,12 +153,23 @@ Value concat(const std::vector<Value>& xs, int64_t axis) {
 
 Value conv2d(const Value& x, const Value& w, const Conv2dOptions& opt) {
   std::vector<int64_t> pads{0, 0, 0, 0};
-  if (opt.padding == Padding::same) {
+  if (opt.padding != Padding::valid) {
     AGILENN_CHECK(x.rank() == 4 && w.rank() == 4 && opt.stride.size() == 2 && opt.dilation.size() == 2,
-                  "conv2d: same padding needs NHWC input, HWIO filter and 2-value stride/dilation");
-    auto ph = same_padding(x.dim(1), w.dim(0), opt.stride[0], opt.dilation[0]);
-    auto pw = same_padding(x.dim(2), w.dim(1), opt.stride[1], opt.dilation[1]);
-    pads = {ph[0], ph[1], pw[0], pw[1]};
+                  "conv2d: same or symmetric padding needs NHWC input, HWIO filter and 2-value stride/dilation");
+    for (int axis : {0, 1}) {
+      const int64_t span = (w.dim(axis) - 1) * opt.dilation[static_cast<size_t>(axis)];
+      std::array<int64_t, 2> p{};
+      if (opt.padding == Padding::same) {
+        p = same_padding(x.dim(axis + 1), w.dim(axis), opt.stride[static_cast<size_t>(axis)],
+                         opt.dilation[static_cast<size_t>(axis)]);
+      } else {
+        AGILENN_CHECK(span % 2 == 0, "conv2d: symmetric padding needs an odd kernel extent, got "
+                                         << w.dim(axis) << " with dilation " << opt.dilation[static_cast<size_t>(axis)]);
+        p = {span / 2, span / 2};
+      }
+      pads[static_cast<size_t>(2 * axis)] = p[0];
+      pads[static_cast<size_t>(2 * axis + 1)] = p[1];
+    }
   }
   Attrs a{{"stride", opt.stride}, {"dilation", opt.dilation}, {"groups", opt.groups}, {"pads", pads}};
   return make(x.graph(), "conv2d", {x, w}, std::move(a));

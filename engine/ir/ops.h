@@ -68,7 +68,9 @@ Value pad(const Value& x, std::vector<int64_t> before, std::vector<int64_t> afte
 Value concat(const std::vector<Value>& xs, int64_t axis);
 
 // ---- convolution family: NHWC input, HWIO filter [KH,KW,C/groups,Cout]
-enum class Padding { same, valid };
+// same: TensorFlow's rule (out = ceil(in / stride), the odd pixel of padding after);
+// symmetric: (k − 1)·dilation / 2 on each side, PyTorch's convention for odd kernels.
+enum class Padding { same, valid, symmetric };
 struct Conv2dOptions {
   std::vector<int64_t> stride{1, 1};
   std::vector<int64_t> dilation{1, 1};

@@ -69,8 +69,9 @@ AgileNNOutputs agilenn_forward(const nn::Scope& s, const Value& images, const Ag
   return agilenn_heads(s, feature_extractor(s.child("fe"), images, p), p, classes, quantizer);
 }
 
-Value reference_body(const nn::Scope& s, const Value& features, const AgileNNPreset& p, int64_t classes,
+Value reference_body(const nn::Scope& scope, const Value& features, const AgileNNPreset& p, int64_t classes,
                      const Value& dropout_counter) {
+  const nn::Scope s = scope.with_conv_padding(p.reference.padding);
   const nn::BatchNormOptions bn = reference_bn(p);
   const ReferenceNetSpec& r = p.reference;
   Value h = features;
@@ -95,7 +96,7 @@ Value reference_body(const nn::Scope& s, const Value& features, const AgileNNPre
 Value reference_net(const nn::Scope& s, const Value& images, const AgileNNPreset& p, int64_t classes,
                     const Value& dropout_counter) {
   const ReferenceNetSpec& r = p.reference;
-  Value h = nn::conv2d(s.child("stem"), images, r.stem_channels, 3, r.stem_stride);
+  Value h = nn::conv2d(s.with_conv_padding(r.padding).child("stem"), images, r.stem_channels, 3, r.stem_stride);
   h = ops::silu(nn::batch_norm(s.child("stem_bn"), h, reference_bn(p)));
   return reference_body(s, h, p, classes, dropout_counter);
 }

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/core/tensor.h"
+#include "engine/ir/ops.h"
 
 namespace agilenn::models {
 
@@ -26,6 +26,9 @@ struct ReferenceNetSpec {
   int64_t head_channels;
   double dropout;
   double bn_momentum, bn_eps;
+  // How its convolutions pad: same (the seed's Keras rule), or symmetric for weights
+  // imported from PyTorch (a checkpoint records which; see engine/models/import_reference.h).
+  ops::Padding padding = ops::Padding::same;
 };
 
 // Initial raw centroids (the quantizer's values are 6·sigmoid(raw)): the seed's N(0, 0.05²),

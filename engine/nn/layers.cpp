@@ -7,9 +7,9 @@
 namespace agilenn::nn {
 namespace {
 
-ops::Conv2dOptions same(int64_t stride, int64_t dilation = 1, int64_t groups = 1) {
+ops::Conv2dOptions padded(const Scope& s, int64_t stride, int64_t dilation = 1, int64_t groups = 1) {
   ops::Conv2dOptions o;
-  o.padding = ops::Padding::same;
+  o.padding = s.conv_padding();
   o.stride = {stride, stride};
   o.dilation = {dilation, dilation};
   o.groups = groups;
@@ -27,7 +27,7 @@ Init glorot_conv(int64_t kh, int64_t kw, int64_t in, int64_t out) {
 Value conv2d(const Scope& s, const Value& x, int64_t filters, int64_t kernel, int64_t stride, bool bias) {
   const int64_t in = x.dim(-1);
   Value w = s.parameter("weight", {kernel, kernel, in, filters}, glorot_conv(kernel, kernel, in, filters));
-  Value y = ops::conv2d(x, w, same(stride));
+  Value y = ops::conv2d(x, w, padded(s, stride));
   if (bias) y = y + s.parameter("bias", {filters}, Init::Zeros());
   return y;
 }
@@ -37,7 +37,7 @@ Value depthwise_conv2d(const Scope& s, const Value& x, int64_t kernel, int64_t s
   // Keras stores depthwise kernels as [KH,KW,C,1]: fan_in = k²·C, fan_out = k²·1.
   Value w = s.parameter("weight", {kernel, kernel, 1, c},
                         Init::Glorot(static_cast<double>(kernel * kernel * c), static_cast<double>(kernel * kernel)));
-  return ops::conv2d(x, w, same(stride, dilation, c));
+  return ops::conv2d(x, w, padded(s, stride, dilation, c));
 }
 
 Value separable_conv2d(const Scope& s, const Value& x, int64_t filters, int64_t kernel, int64_t stride,

@@ -1,6 +1,6 @@
 // Layer builders: each creates its parameters through a Scope and appends graph nodes.
 // Conventions follow the seed (Keras): no conv biases unless said, Glorot-uniform
-// kernels, batch norm gamma 1 / beta 0, "same" padding.
+// kernels, batch norm gamma 1 / beta 0, "same" padding (or the scope's conv_padding).
 #pragma once
 
 #include "engine/nn/params.h"

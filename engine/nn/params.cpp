@@ -106,6 +106,12 @@ Scope Scope::with_training(bool training) const {
   return s;
 }
 
+Scope Scope::with_conv_padding(ops::Padding padding) const {
+  Scope s = *this;
+  s.conv_padding_ = padding;
+  return s;
+}
+
 Value Scope::leaf(const std::string& name, const Shape& shape, const Init& init, LeafKind kind) const {
   const std::string full = prefix_.empty() ? name : prefix_ + "." + name;
   params_->declare(ParamInfo{full, shape, init, kind, trainable_ && kind == LeafKind::parameter});

@@ -79,6 +79,10 @@ class Scope {
   Scope frozen() const;
   // Layers built through the returned scope run in inference mode (eval batch norm).
   Scope with_training(bool training) const;
+  // Convolution layers built through the returned scope pad this way (default: same, the
+  // seed's Keras convention; weights trained in PyTorch need symmetric).
+  Scope with_conv_padding(ops::Padding padding) const;
+  ops::Padding conv_padding() const { return conv_padding_; }
 
   struct Shared {
     std::vector<std::pair<std::string, Value>> state_updates;
@@ -97,6 +101,7 @@ class Scope {
   bool training_;
   bool trainable_ = true;
   DType dtype_;
+  ops::Padding conv_padding_ = ops::Padding::same;
 };
 
 }  // namespace agilenn::nn

@@ -16,6 +16,7 @@
 #include "engine/data/loader.h"
 #include "engine/io/checkpoint.h"
 #include "engine/io/tensorboard.h"
+#include "engine/models/import_reference.h"
 #include "engine/train/bn_statistics.h"
 #include "engine/train/figures.h"
 #include "engine/train/trainer.h"
@@ -50,6 +51,22 @@ std::string remapping(const RunConfig& c) {
   if (c.mode != RunMode::agilenn || !c.attribution) return "";
   const std::string m = c.channel_remapping.empty() ? c.preset.channel_remapping : c.channel_remapping;
   return m == "none" ? "" : m;
+}
+
+// The input normalisation: the dataset's, or (reference net) what its pretrained weights expect.
+std::string normalization(const RunConfig& c) {
+  return c.mode == RunMode::reference && !c.normalization.empty() ? c.normalization : "dataset";
+}
+
+data::Preprocess preprocess(const RunConfig& c, bool train) {
+  return data::Preprocess::for_dataset(c.dataset, c.preset.input_size, train, normalization(c));
+}
+
+const char* padding_name(ops::Padding p) { return p == ops::Padding::symmetric ? "symmetric" : "same"; }
+
+ops::Padding parse_padding(const std::string& name) {
+  AGILENN_CHECK(name == "same" || name == "symmetric", "unknown reference-net padding '" << name << "'");
+  return name == "same" ? ops::Padding::same : ops::Padding::symmetric;
 }
 
 int64_t eval_bn_batches(const RunConfig& c) {
@@ -117,7 +134,7 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
   Feeds feeds;
   for (const nn::ParamInfo& info : step->params.all()) feeds[info.name] = on(backend, values.at(info.name));
   if (!step->zero_point_table.empty()) feeds[step->zero_point_table] = on(backend, table);
-  data::Loader loader(test, batch, data::Preprocess::for_dataset(c.dataset, c.preset.input_size, false), c.seed, false);
+  data::Loader loader(test, batch, preprocess(c, false), c.seed, false);
   Evaluation e;
   EvaluationFigures& fig = e.figures;
   fig.local_channels = c.preset.local_channels();
@@ -212,6 +229,23 @@ void load_reference(const RunConfig& c, nn::TensorMap& values, const nn::ParamSe
   }
 }
 
+// The conventions a run takes from the reference-net checkpoint it builds on (--init, or
+// --reference for AgileNN): the reference net's padding and, for --init, the input
+// normalisation its weights expect.
+RunConfig with_inherited_conventions(RunConfig c) {
+  const std::string from = c.mode == RunMode::reference ? c.init : c.attribution ? c.reference : std::string();
+  if (from.empty()) return c;
+  const io::Checkpoint ck = io::load_checkpoint(from);
+  AGILENN_CHECK(ck.metadata.contains("config"), "'" << from << "' has no run configuration in its metadata");
+  const RunConfig origin = config_from_json(ck.metadata.at("config"));
+  AGILENN_CHECK(origin.mode == RunMode::reference && origin.preset.name == c.preset.name,
+                "'" << from << "' is not a reference-net checkpoint of preset '" << c.preset.name << "' (it holds "
+                    << mode_name(origin.mode) << " of preset '" << origin.preset.name << "')");
+  c.preset.reference.padding = origin.preset.reference.padding;
+  if (c.mode == RunMode::reference && c.normalization.empty()) c.normalization = normalization(origin);
+  return c;
+}
+
 // Where a run starts: fresh parameters (with the frozen reference net's body for AgileNN),
 // or everything from `latest` when resuming.
 struct StartState {
@@ -227,7 +261,7 @@ StartState start_or_resume(const RunConfig& cfg, const StepGraph& step, Optimize
   if (cfg.resume && std::filesystem::exists(latest)) {
     const io::Checkpoint ck = io::load_checkpoint(latest);
     io::check_against(ck, step.params, latest);
-    AGILENN_CHECK(ck.metadata.at("config") == config_json(cfg),
+    AGILENN_CHECK(config_json(config_from_json(ck.metadata.at("config"))) == config_json(cfg),
                   "'" << latest << "' was written with another configuration: " << ck.metadata.at("config").dump());
     for (const nn::ParamInfo& info : step.params.all()) s.values[info.name] = ck.tensors.at(info.name);
     for (const auto& [name, t] : ck.tensors)
@@ -237,6 +271,11 @@ StartState start_or_resume(const RunConfig& cfg, const StepGraph& step, Optimize
     log << "resuming from " << latest << " at step " << s.done << "\n";
   } else if (cfg.mode == RunMode::agilenn && cfg.attribution) {
     load_reference(cfg, s.values, step.params);
+  } else if (!cfg.init.empty()) {
+    const io::Checkpoint init = io::load_checkpoint(cfg.init);
+    io::check_against(init, step.params, cfg.init);
+    for (const nn::ParamInfo& info : step.params.all()) s.values[info.name] = init.tensors.at(info.name);
+    log << "starting from " << cfg.init << "\n";
   }
   return s;
 }
@@ -371,7 +410,7 @@ class EvalBatchNorm {
     if (batches_ <= 0) return;
     forward_ = build_step(cfg, classes, cfg.batch, true, false);
     loader_ = std::make_unique<data::Loader>(
-        train_set, cfg.batch, data::Preprocess::for_dataset(cfg.dataset, cfg.preset.input_size, false),
+        train_set, cfg.batch, preprocess(cfg, false),
         cfg.seed ^ 0xb17a5ULL, true);
   }
 
@@ -408,7 +447,13 @@ json config_json(const RunConfig& c) {
   return {{"mode", mode_name(c.mode)},
           {"dataset", c.dataset},
           {"preset",
-           {{"name", c.preset.name}, {"split_ratio", c.preset.split_ratio}, {"num_centroids", c.preset.num_centroids}}},
+           {{"name", c.preset.name},
+            {"split_ratio", c.preset.split_ratio},
+            {"num_centroids", c.preset.num_centroids},
+            {"input_size", c.preset.input_size},
+            {"reference_padding", padding_name(c.preset.reference.padding)}}},
+          {"normalization", normalization(c)},
+          {"init", c.init},
           {"epochs", c.epochs},
           {"batch", c.batch},
           {"lr", c.lr},
@@ -433,6 +478,12 @@ RunConfig config_from_json(const json& j) {
   c.preset = models::preset(p.at("name").get<std::string>());
   c.preset.split_ratio = p.at("split_ratio").get<double>();
   c.preset.num_centroids = p.at("num_centroids").get<int64_t>();
+  // Runs before these keys were written: the preset's input size, same padding, the
+  // dataset's normalisation, no initial checkpoint.
+  c.preset.input_size = p.value("input_size", c.preset.input_size);
+  c.preset.reference.padding = parse_padding(p.value("reference_padding", std::string("same")));
+  c.normalization = j.value("normalization", std::string("dataset"));
+  c.init = j.value("init", std::string());
   c.preset.rho = j.at("rho").get<double>();
   c.preset.lambda = j.at("lambda").get<double>();
   c.epochs = j.at("epochs").get<int64_t>();
@@ -476,6 +527,10 @@ void validate(const RunConfig& c) {
   AGILENN_CHECK(p.rho >= 0 && p.rho <= 1, "--rho " << p.rho << ": the target skewness must be in [0, 1]");
   AGILENN_CHECK(p.lambda >= 0 && p.lambda <= 1,
                 "--lambda " << p.lambda << ": the classification loss's weight must be in [0, 1]");
+  AGILENN_CHECK(p.input_size > 0, "--input-size " << p.input_size << ": must be positive");
+  if (!c.normalization.empty()) as_flag("--normalization", c.normalization, [&] { data::check_normalization(c.normalization); });
+  AGILENN_CHECK(c.init.empty() || c.mode == RunMode::reference,
+                "--init " << c.init << ": only the reference net starts from a checkpoint (AgileNN takes --reference)");
   as_flag("--ig-steps", c.ig.steps, [&] { xai::check_ig_options(c.ig); });
   const std::string& remap = c.channel_remapping;
   if (!remap.empty() && remap != "none") {
@@ -488,14 +543,15 @@ void validate(const RunConfig& c) {
                 "`agilenn-train reference`), or --plain to train without the attribution losses");
 }
 
-RunSummary run_training(const RunConfig& cfg, Backend& backend, std::ostream& log) {
+RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& log) {
   namespace fs = std::filesystem;
-  validate(cfg);
+  validate(given);
+  const RunConfig cfg = with_inherited_conventions(given);
   const data::ImageDataset train_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::train), cfg.train_limit);
   const data::ImageDataset test_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::test), cfg.test_limit);
   const int64_t classes = classes_of(train_set, test_set);
   data::Loader loader(train_set, cfg.batch,
-                      data::Preprocess::for_dataset(cfg.dataset, cfg.preset.input_size, augment(cfg)), cfg.seed, true);
+                      preprocess(cfg, augment(cfg)), cfg.seed, true);
   const int64_t per_epoch = loader.batches_per_epoch(), total = per_epoch * cfg.epochs;
   auto step = build_step(cfg, classes, cfg.batch, true);
   const std::string latest = (fs::path(cfg.out) / "latest.safetensors").string();
@@ -631,6 +687,40 @@ RunSummary evaluate_checkpoint(const std::string& checkpoint, const EvaluateOpti
   }
   log << std::endl;
   return s;
+}
+
+void import_reference(const ImportConfig& ic, std::ostream& log) {
+  AGILENN_CHECK(!ic.out.empty(), "--out not given: where to write the checkpoint");
+  as_flag("--dataset", ic.dataset, [&] { data::check_dataset(ic.dataset); });
+  RunConfig c;
+  c.mode = RunMode::reference;
+  c.dataset = ic.dataset;
+  c.preset = models::preset(ic.preset);
+  c.preset.reference.padding = models::weights_padding(ic.format);
+  c.normalization = models::weights_normalization(ic.format);
+  c.seed = ic.seed;
+  const int64_t classes = data::dataset_classes(ic.dataset);
+  const models::ImportedWeights w =
+      models::import_reference_weights(ic.weights, c.preset, {ic.format, classes, ic.keep_classifier, ic.seed});
+  for (const std::string& r : w.replaced) log << "replaced by a new " << classes << "-class classifier: " << r << "\n";
+  io::Checkpoint ck;
+  ck.tensors = w.values;
+  ck.metadata = {{"config", config_json(c)},
+                 {"step", 0},
+                 {"epoch", 0},
+                 {"best_accuracy", 0.0},
+                 {"classes", classes},
+                 {"engine_version", io::kEngineVersion},
+                 {"imported",
+                  {{"weights", ic.weights},
+                   {"format", models::weights_format_name(ic.format)},
+                   {"classifier", ic.keep_classifier ? "kept" : "new"}}},
+                 {"metrics", json::object()}};
+  io::save_checkpoint(ic.out, ck);
+  log << "imported " << w.values.size() << " tensors of " << ic.weights << " (" << models::weights_format_name(ic.format)
+      << ") into " << ic.out << ": reference net of preset " << c.preset.name << ", " << classes << " classes, "
+      << padding_name(c.preset.reference.padding) << " padding, inputs normalised as '" << c.normalization << "'"
+      << std::endl;
 }
 
 }  // namespace agilenn::train

@@ -7,6 +7,7 @@
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 
+#include "engine/models/import_reference.h"
 #include "engine/models/presets.h"
 #include "engine/runtime/backend.h"
 #include "engine/xai/integrated_gradients.h"
@@ -28,6 +29,12 @@ struct RunConfig {
   uint64_t seed = 1;
   xai::IgOptions ig;
   std::string reference;        // agilenn mode: checkpoint of the pretrained reference net
+  // reference mode: a checkpoint to start from (agilenn-train import-reference's, say)
+  // instead of a fresh initialisation; its padding and normalisation carry over.
+  std::string init;
+  // reference mode: "dataset", "signed" or "imagenet" (data::Preprocess); "" the init
+  // checkpoint's, else the dataset's.
+  std::string normalization;
   // "" (the preset's), "none", "global_importance" or "topk_appearance"
   std::string channel_remapping;
   // agilenn mode: false trains the same model without the attribution losses (loss = CE,
@@ -83,5 +90,19 @@ struct EvaluateOptions {
 // Evaluates a checkpoint written by run_training on the test split, on `backend`.
 RunSummary evaluate_checkpoint(const std::string& checkpoint, const EvaluateOptions& options, Backend& backend,
                                std::ostream& log);
+
+// agilenn-train import-reference: pretrained EfficientNetV2-S weights as a reference-net
+// checkpoint (mode reference, step 0) that `reference --init` fine-tunes and `train
+// --reference` uses; it records the weights' padding and input normalisation.
+struct ImportConfig {
+  std::string weights;  // safetensors file
+  models::WeightsFormat format = models::WeightsFormat::torchvision;
+  std::string dataset = "cifar100";  // the new classifier's classes
+  std::string preset = "paper";
+  bool keep_classifier = false;
+  uint64_t seed = 1;
+  std::string out;  // the checkpoint to write
+};
+void import_reference(const ImportConfig& config, std::ostream& log);
 
 }  // namespace agilenn::train
