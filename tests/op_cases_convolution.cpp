@@ -16,6 +16,10 @@ void add_convolution_cases(Cases& cs) {
   add(conv_case("depthwise_stride3_same", {2, 7, 8, 3}, {3, 3, 1, 3}, {3, 3}, {1, 1}, 3, Padding::same));
   add(conv_case("depthwise_multiplier2_stride2", {1, 7, 6, 3}, {3, 3, 1, 6}, {2, 2}, {1, 1}, 3, Padding::valid));
   add(conv_case("depthwise_dilation2_same", {1, 7, 7, 4}, {3, 3, 1, 4}, {1, 1}, {2, 2}, 4, Padding::same));
+  // PyTorch's convention (imported weights): (k − 1)·d/2 on each side, where "same" would
+  // put the odd pixel after.
+  add(conv_case("conv2d_stride2_symmetric", {2, 8, 6, 3}, {3, 3, 3, 5}, {2, 2}, {1, 1}, 1, Padding::symmetric));
+  add(conv_case("depthwise_stride2_symmetric", {1, 8, 8, 4}, {3, 3, 1, 4}, {2, 2}, {1, 1}, 4, Padding::symmetric));
   add(conv_case("pointwise_stride2_same", {1, 5, 6, 3}, {1, 1, 3, 4}, {2, 2}, {1, 1}, 1, Padding::same));
   add(conv_case("pointwise", {2, 3, 5, 4}, {1, 1, 4, 3}, {1, 1}, {1, 1}, 1, Padding::valid));
   {

@@ -108,11 +108,17 @@ inline double conv_window(const Tensor& x, const Tensor& w, int64_t n, int64_t o
 }
 
 // Direct-loop convolution with TensorFlow "same"/"valid" semantics.
-inline CaseReference conv_ref(std::vector<int64_t> stride, std::vector<int64_t> dil, int64_t groups, bool same) {
+inline CaseReference conv_ref(std::vector<int64_t> stride, std::vector<int64_t> dil, int64_t groups,
+                              ops::Padding padding) {
   return [=](T in) {
     const Tensor &x = in[0], &w = in[1];
     int64_t pt = 0, pl = 0, oh, ow;
-    if (same) {
+    if (padding == ops::Padding::symmetric) {
+      pt = (w.dim(0) - 1) * dil[0] / 2;
+      pl = (w.dim(1) - 1) * dil[1] / 2;
+      oh = (x.dim(1) + 2 * pt - (w.dim(0) - 1) * dil[0] - 1) / stride[0] + 1;
+      ow = (x.dim(2) + 2 * pl - (w.dim(1) - 1) * dil[1] - 1) / stride[1] + 1;
+    } else if (padding == ops::Padding::same) {
       oh = (x.dim(1) + stride[0] - 1) / stride[0];
       ow = (x.dim(2) + stride[1] - 1) / stride[1];
       pt = std::max<int64_t>((oh - 1) * stride[0] + (w.dim(0) - 1) * dil[0] + 1 - x.dim(1), 0) / 2;
@@ -248,7 +254,7 @@ inline OpCase conv_case(const std::string& name, Shape x, Shape w, std::vector<i
     o.padding = padding;
     return ops::conv2d(v[0], v[1], o);
   };
-  c.reference = conv_ref(stride, dil, groups, padding == ops::Padding::same);
+  c.reference = conv_ref(stride, dil, groups, padding);
   c.covers = {"conv2d", "conv2d_backward_input", "conv2d_backward_filter"};
   return c;
 }

@@ -40,6 +40,19 @@ TEST(Graph, ConvChannelMismatchIsRefused) {
   EXPECT_THAT(error_of([&] { ops::conv2d(x, w); }), HasSubstr("op 'conv2d'"));
 }
 
+TEST(Graph, SymmetricPaddingPadsEachSideAlikeAndNeedsAnOddKernel) {
+  Graph g;
+  const Value x = ops::leaf(g, "x", {1, 8, 8, 2}, DType::f32);
+  ops::Conv2dOptions o;
+  o.stride = {2, 2};
+  o.padding = ops::Padding::symmetric;
+  const Value y = ops::conv2d(x, ops::leaf(g, "w", {3, 3, 2, 4}, DType::f32), o);
+  EXPECT_EQ(y.node().attrs.ints("pads"), (std::vector<int64_t>{1, 1, 1, 1}));  // "same" would give {0, 1, 0, 1}
+  EXPECT_EQ(y.shape(), (Shape{1, 4, 4, 4}));
+  EXPECT_THAT(error_of([&] { ops::conv2d(x, ops::leaf(g, "w2", {2, 2, 2, 4}, DType::f32), o); }),
+              HasSubstr("symmetric padding needs an odd kernel extent"));
+}
+
 TEST(Graph, LeafNamesAreUnique) {
   Graph g;
   ops::leaf(g, "x", {1}, DType::f32);

@@ -570,8 +570,8 @@ TEST(RunConfig, RoundTripsThroughItsJson) {
 // and a resumed run writes them back unchanged (its check compares the two).
 TEST(RunConfig, ReadsTheCheckpointsFormat) {
   const nlohmann::json written = nlohmann::json::parse(R"({
-    "mode": "agilenn", "dataset": "fashion-mnist", "preset": {"name": "tiny", "split_ratio": 0.2, "num_centroids": 8},
-    "epochs": 5, "batch": 64, "lr": 0.0, "seed": 1, "ig_steps": 2, "ig_rule": "trapezoid", "rho": 0.8,
+    "mode": "agilenn", "dataset": "fashion-mnist", "preset": {"name": "tiny", "split_ratio": 0.2, "num_centroids": 8,
+    "input_size": 28, "reference_padding": "same"}, "normalization": "dataset", "init": "", "epochs": 5, "batch": 64, "lr": 0.0, "seed": 1, "ig_steps": 2, "ig_rule": "trapezoid", "rho": 0.8,
     "lambda": 0.8, "reference": "runs/fashion-mnist-tiny/reference/best.safetensors",
     "channel_remapping": "global_importance", "train_limit": 0, "attribution": true, "eval_bn_batches": 32,
     "augment": false})");
@@ -583,13 +583,19 @@ TEST(RunConfig, ReadsTheCheckpointsFormat) {
   EXPECT_EQ(train::config_json(defaults), written);
 
   // Before the plain baseline, evaluation statistics and the augmentation switch, every run
-  // had the attribution losses, the moving averages and augmented images.
+  // had the attribution losses, the moving averages and augmented images; before imported
+  // weights, the preset's input size, same padding, the dataset's normalisation, no --init.
   nlohmann::json older = written;
-  for (const char* key : {"attribution", "eval_bn_batches", "augment"}) older.erase(key);
+  for (const char* key : {"attribution", "eval_bn_batches", "augment", "normalization", "init"}) older.erase(key);
+  for (const char* key : {"input_size", "reference_padding"}) older.at("preset").erase(key);
   const train::RunConfig c = train::config_from_json(older);
   EXPECT_TRUE(c.attribution);
   EXPECT_EQ(c.eval_bn_batches, 0);
   EXPECT_EQ(c.augment, 1);
+  EXPECT_EQ(c.preset.input_size, 28);
+  EXPECT_EQ(c.preset.reference.padding, ops::Padding::same);
+  EXPECT_EQ(c.normalization, "dataset");
+  EXPECT_EQ(c.init, "");
 }
 
 // Each mistake is refused naming the flag, before any data loads: the data directory
@@ -636,6 +642,9 @@ TEST(RunConfig, BadConfigurationsAreRefusedNamingTheFlagBeforeDataLoads) {
        "--channel-remapping global_importance: channel remapping ranks channels by their attributions: it needs the "
        "attribution losses (not --plain)"},
       {[](auto& c) { c.reference.clear(); }, "--reference not given"},
+      {[](auto& c) { c.preset.input_size = 0; }, "--input-size 0: must be positive"},
+      {[](auto& c) { c.normalization = "zscore"; }, "--normalization zscore: unknown normalization"},
+      {[](auto& c) { c.init = "x.safetensors"; }, "--init x.safetensors: only the reference net starts from"},
   };
   for (const Case& k : cases) {
     train::RunConfig c = good;
@@ -693,6 +702,12 @@ TEST(TrainCli, BadFlagsExitNonZeroNamingThem) {
   EXPECT_THAT(out, HasSubstr("simpson"));
   EXPECT_NE(run_cli("reference --dataset cifar10 --data-dir /nonexistent", &out), 0);
   EXPECT_THAT(out, HasSubstr("/nonexistent"));
+  EXPECT_NE(run_cli("import-reference w.safetensors --format onnx --out x", &out), 0);
+  EXPECT_THAT(out, HasSubstr("--format"));
+  EXPECT_NE(run_cli("import-reference /nonexistent/w.safetensors --format keras --out x", &out), 0);
+  EXPECT_THAT(out, HasSubstr("cannot open safetensors file '/nonexistent/w.safetensors'"));
+  EXPECT_NE(run_cli("reference --dataset synthetic --init /nonexistent/ref.safetensors", &out), 0);
+  EXPECT_THAT(out, HasSubstr("/nonexistent/ref.safetensors"));
   EXPECT_NE(run_cli("reference --device tpu", &out), 0);
   EXPECT_THAT(out, HasSubstr("--device"));
   EXPECT_THAT(out, HasSubstr("tpu"));

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what agilenn needs from Debian's packages (only what is missing).
+# Installs what agilenn needs from Debian's packages (only what is missing), and the Python
+# packages the tests read our files back with; `--tests` adds PyTorch for the import tests.
 # The CUDA toolkit, cuDNN, cuBLAS and NCCL come with the machine when it has them;
 # without nvcc the project builds CPU-only.
 set -euo pipefail
@@ -32,4 +33,10 @@ fi
 if ! python3 -c 'import safetensors, numpy, tensorboard, PIL' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check safetensors numpy tensorboard pillow ||
     echo "setup: safetensors, tensorboard or Pillow unavailable; the tests that need them will skip"
+fi
+# With --tests (tools/test.sh): the import of pretrained EfficientNetV2-S weights is tested
+# against torchvision's own net and forward (a large download, once: PyTorch's wheels).
+if [[ ${1:-} == --tests ]] && ! python3 -c 'import torch, torchvision' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check torch torchvision ||
+    echo "setup: torch or torchvision unavailable; the import tests will skip"
 fi

@@ -546,9 +546,11 @@ void validate(const RunConfig& c) {
 RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& log) {
   namespace fs = std::filesystem;
   validate(given);
+  const data::ImageDataset train_set =
+      limited(data::load_dataset(given.dataset, given.data_dir, data::Split::train), given.train_limit);
+  const data::ImageDataset test_set =
+      limited(data::load_dataset(given.dataset, given.data_dir, data::Split::test), given.test_limit);
   const RunConfig cfg = with_inherited_conventions(given);
-  const data::ImageDataset train_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::train), cfg.train_limit);
-  const data::ImageDataset test_set = limited(data::load_dataset(cfg.dataset, cfg.data_dir, data::Split::test), cfg.test_limit);
   const int64_t classes = classes_of(train_set, test_set);
   data::Loader loader(train_set, cfg.batch,
                       preprocess(cfg, augment(cfg)), cfg.seed, true);
