@@ -33,7 +33,7 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
   cmd->add_option("--batch-size", cfg.batch, "per-step batch")->capture_default_str();
   cmd->add_option("--lr", cfg.lr,
                   "initial learning rate (default: the preset's; AgileNN SGDW 0.1; reference net Adam, tiny 1e-2, "
-                  "paper 1e-3)");
+                  "paper 1e-3, or the seed's fine-tuning 1e-4 with --init)");
   dev.augment_flag = cmd->add_flag("--augment,!--no-augment", dev.augment,
                                    "augment training images (random flip, pad + random crop, per dataset as the seed); "
                                    "default: the preset's (tiny off, paper on)");

@@ -190,7 +190,8 @@ int run_cli(const std::string& args, std::string& output) {
 
 TEST_F(ImportReference, FromImportThroughFineTuningToAgileNN) {
   // The seed's two stages on synthetic data, one step each: import, fine-tune with --init
-  // (Adam's first step moves each weight by at most its learning rate), AgileNN on top.
+  // (Adam's first step moves each weight by at most its learning rate, the seed's 1e-4 by
+  // default from --init), AgileNN on top.
   const std::string ckpt = (dir_ / "imported.safetensors").string(), ref = (dir_ / "ref").string(),
                     agile = (dir_ / "agilenn").string();
   std::string out;
@@ -202,7 +203,7 @@ TEST_F(ImportReference, FromImportThroughFineTuningToAgileNN) {
   EXPECT_THAT(out, HasSubstr("replaced by a new 10-class classifier: classifier.1.weight [10,1280]"));
   EXPECT_THAT(out, HasSubstr("symmetric padding, inputs normalised as 'imagenet'"));
   ASSERT_EQ(run_cli("reference --preset paper --init " + ckpt + " --input-size 32 --dataset synthetic --batch-size 2 "
-                        "--epochs 1 --max-steps 1 --test-limit 8 --lr 1e-4 --out " + ref,
+                        "--epochs 1 --max-steps 1 --test-limit 8 --out " + ref,
                     out),
             0)
       << out;

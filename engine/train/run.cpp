@@ -208,9 +208,15 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
   return e;
 }
 
+// The seed fine-tunes pretrained weights with Adam from 1e-4 (DESIGN.md §7): a run from
+// --init starts there unless --lr says otherwise; from scratch, at the preset's rate.
+constexpr double kSeedFineTuneLr = 1e-4;
+
 std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, int64_t total_steps) {
-  if (c.mode == RunMode::reference)
-    return std::make_unique<Adam>(CosineSchedule{c.lr > 0 ? c.lr : c.preset.reference_lr, total_steps, 0.01});
+  if (c.mode == RunMode::reference) {
+    const double initial = c.lr > 0 ? c.lr : c.init.empty() ? c.preset.reference_lr : kSeedFineTuneLr;
+    return std::make_unique<Adam>(CosineSchedule{initial, total_steps, 0.01});
+  }
   return std::make_unique<SGDW>(CosineSchedule{c.lr > 0 ? c.lr : c.preset.lr, total_steps, 0.0});
 }
 

@@ -24,7 +24,7 @@ struct RunConfig {
   models::AgileNNPreset preset = models::preset("tiny");
   int64_t epochs = 10;
   int64_t batch = 64;
-  double lr = 0;                // 0 = the preset's (AgileNN: SGDW, preset.lr; reference: Adam, preset.reference_lr)
+  double lr = 0;                // 0 = the preset's (AgileNN: SGDW, preset.lr; reference: Adam, preset.reference_lr, or 1e-4 from --init)
   int augment = -1;             // training augmentation: 1 on, 0 off, -1 the preset's
   uint64_t seed = 1;
   xai::IgOptions ig;
