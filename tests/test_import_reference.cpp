@@ -202,6 +202,10 @@ TEST_F(ImportReference, FromImportThroughFineTuningToAgileNN) {
       << out;
   EXPECT_THAT(out, HasSubstr("replaced by a new 10-class classifier: classifier.1.weight [10,1280]"));
   EXPECT_THAT(out, HasSubstr("symmetric padding, inputs normalised as 'imagenet'"));
+  const auto imported_at = fs::last_write_time(ckpt);
+  EXPECT_NE(run_cli("import-reference " + weights(WeightsFormat::keras) + " --format keras --out " + ckpt, out), 0);
+  EXPECT_THAT(out, HasSubstr("--out " + ckpt + ": exists"));
+  EXPECT_EQ(fs::last_write_time(ckpt), imported_at);
   ASSERT_EQ(run_cli("reference --preset paper --init " + ckpt + " --input-size 32 --dataset synthetic --batch-size 2 "
                         "--epochs 1 --max-steps 1 --test-limit 8 --out " + ref,
                     out),

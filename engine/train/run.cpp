@@ -699,6 +699,8 @@ RunSummary evaluate_checkpoint(const std::string& checkpoint, const EvaluateOpti
 
 void import_reference(const ImportConfig& ic, std::ostream& log) {
   AGILENN_CHECK(!ic.out.empty(), "--out not given: where to write the checkpoint");
+  AGILENN_CHECK(!std::filesystem::exists(ic.out),
+                "--out " << ic.out << ": exists; the import does not overwrite a file (remove it or choose another)");
   as_flag("--dataset", ic.dataset, [&] { data::check_dataset(ic.dataset); });
   RunConfig c;
   c.mode = RunMode::reference;
