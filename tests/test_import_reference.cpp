@@ -30,15 +30,24 @@ constexpr int64_t kClasses = 10;  // the script's net
 class ImportReference : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!testing::have_python("torch, torchvision, safetensors")) {
-      skip_ = "python3 lacks torch, torchvision or safetensors (tools/setup.sh installs them)";
-      return;
+    // Made once per build tree (each test runs in its own process) and again when the
+    // script changes; the tests that write files write them to a scratch directory.
+    const fs::path made(AGILENN_TEST_DATA_DIR "/efficientnet-weights");
+    const fs::path script(AGILENN_TESTS_DIR "/make_efficientnet_weights.py");
+    if (!fs::exists(made / "cases.safetensors") ||
+        fs::last_write_time(made / "cases.safetensors") < fs::last_write_time(script)) {
+      if (!testing::have_python("torch, torchvision, safetensors")) {
+        skip_ = "python3 lacks torch, torchvision or safetensors (tools/setup.sh --tests installs them)";
+        return;
+      }
+      fs::create_directories(made);
+      const std::string cmd = "python3 " + script.string() + " " + made.string();
+      ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     }
+    made_ = made;
     dir_ = fs::temp_directory_path() / ("agilenn-import-" + std::to_string(::getpid()));
     fs::create_directories(dir_);
-    const std::string cmd = "python3 " AGILENN_TESTS_DIR "/make_efficientnet_weights.py " + dir_.string();
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    cases_ = io::read_safetensors((dir_ / "cases.safetensors").string()).tensors;
+    cases_ = io::read_safetensors((made_ / "cases.safetensors").string()).tensors;
   }
   static void TearDownTestSuite() {
     if (!dir_.empty()) fs::remove_all(dir_);
@@ -48,7 +57,7 @@ class ImportReference : public ::testing::Test {
   }
 
   static std::string weights(WeightsFormat f) {
-    return (dir_ / (std::string(models::weights_format_name(f)) + ".safetensors")).string();
+    return (made_ / (std::string(models::weights_format_name(f)) + ".safetensors")).string();
   }
   static models::AgileNNPreset paper(WeightsFormat f) {
     models::AgileNNPreset p = models::preset("paper");
@@ -96,11 +105,12 @@ class ImportReference : public ::testing::Test {
     std::cout << expected << ": relative error float32 " << e32 << ", float64 " << e64 << std::endl;
   }
 
-  static fs::path dir_;
+  static fs::path made_, dir_;
   static std::string skip_;
   static nn::TensorMap cases_;
 };
 
+fs::path ImportReference::made_;
 fs::path ImportReference::dir_;
 std::string ImportReference::skip_;
 nn::TensorMap ImportReference::cases_;

@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config patchelf xz-utils clang libclang-rt-14-dev
   libopenblas-dev libomp-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev nlohmann-json3-dev zlib1g-dev libjpeg-dev libpng-dev
+  libcli11-dev nlohmann-json3-dev zlib1g-dev libjpeg-dev libpng-dev libonnx-dev libprotobuf-dev libssl-dev
   dataset-fashion-mnist
 )
 

@@ -166,6 +166,35 @@ Tensor Tensor::to(DType dtype) const {
   return out;
 }
 
+Tensor Tensor::permuted(const std::vector<size_t>& perm) const {
+  AGILENN_CHECK(device() == Device::cpu, "permuted() copies host tensors");
+  AGILENN_CHECK(perm.size() == shape_.size(), "permutation of " << perm.size() << " axes for shape " << shape_str(shape_));
+  Shape out(perm.size());
+  std::vector<bool> seen(perm.size(), false);
+  for (size_t i = 0; i < perm.size(); ++i) {
+    AGILENN_CHECK(perm[i] < perm.size() && !seen[perm[i]], "not a permutation of " << perm.size() << " axes");
+    seen[perm[i]] = true;
+    out[i] = shape_[perm[i]];
+  }
+  std::vector<int64_t> strides(shape_.size(), 1);
+  for (size_t i = shape_.size(); i-- > 1;) strides[i - 1] = strides[i] * shape_[i];
+  Tensor r = zeros(out, dtype_);
+  const size_t element = dtype_size(dtype_);
+  const char* x = static_cast<const char*>(raw());
+  char* y = static_cast<char*>(r.raw());
+  std::vector<int64_t> index(out.size(), 0);
+  for (int64_t k = 0; k < r.numel(); ++k) {
+    int64_t from = 0;
+    for (size_t i = 0; i < out.size(); ++i) from += index[i] * strides[perm[i]];
+    std::memcpy(y + static_cast<size_t>(k) * element, x + static_cast<size_t>(from) * element, element);
+    for (size_t i = out.size(); i-- > 0;) {
+      if (++index[i] < out[i]) break;
+      index[i] = 0;
+    }
+  }
+  return r;
+}
+
 void Tensor::copy_from(const Tensor& other) {
   AGILENN_CHECK(other.shape_ == shape_ && other.dtype_ == dtype_,
                 "copy_from: " << shape_str(other.shape_) << " " << dtype_name(other.dtype_) << " into "

@@ -109,6 +109,8 @@ class Tensor {
   // Deep copy into a fresh host tensor, optionally converting the dtype.
   Tensor clone() const;
   Tensor to(DType dtype) const;
+  // A host copy with the axes reordered: axis i of the result is axis perm[i] of this.
+  Tensor permuted(const std::vector<size_t>& perm) const;
   void copy_from(const Tensor& other);
 
   const std::shared_ptr<Storage>& storage() const { return storage_; }

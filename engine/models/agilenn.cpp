@@ -31,25 +31,14 @@ Value centroid_values(const nn::Scope& s, const AgileNNPreset& p) {
   return ops::sigmoid(raw) * 6.0;
 }
 
-AgileNNOutputs agilenn_heads(const nn::Scope& s, const Value& f, const AgileNNPreset& p, int64_t classes,
-                             QuantizerMode quantizer) {
+Value local_predictor(const nn::Scope& lp, const Value& local, const AgileNNPreset& p, int64_t classes) {
+  return nn::batch_norm(lp.child("bn"), nn::dense(lp.child("dense"), ops::global_avg_pool(local), classes),
+                        agilenn_bn(p));
+}
+
+Value remote_predictor(const nn::Scope& rp, const Value& quantized, const AgileNNPreset& p, int64_t classes) {
   const nn::BatchNormOptions bn = agilenn_bn(p);
-  const int64_t k = p.local_channels(), c = f.dim(-1);
-  AGILENN_CHECK(k > 0 && k < c, "split ratio " << p.split_ratio << " leaves no local or no remote channel of " << c);
-  AgileNNOutputs out;
-  out.features = f;
-
-  const nn::Scope lp = s.child("lp");
-  out.local_logits =
-      nn::batch_norm(lp.child("bn"), nn::dense(lp.child("dense"), ops::global_avg_pool(ops::slice_axis(f, 3, 0, k)), classes),
-                     bn);
-
-  Value remote = ops::slice_axis(f, 3, k, c), centroids = centroid_values(s.child("quantizer"), p);
-  out.quantized = quantizer == QuantizerMode::straight_through ? ops::quantize(remote, centroids)
-                                                                : ops::quantize_soft(remote, centroids);
-
-  const nn::Scope rp = s.child("rp");
-  Value h = nn::separable_conv2d(rp.child("stem"), out.quantized, p.rp_stem_channels, 3, 1);
+  Value h = nn::separable_conv2d(rp.child("stem"), quantized, p.rp_stem_channels, 3, 1);
   for (size_t i = 0; i < p.rp_stages.size(); ++i) {
     const InvertedResidualStage& st = p.rp_stages[i];
     for (int64_t j = 0; j < st.n; ++j)
@@ -57,10 +46,26 @@ AgileNNOutputs agilenn_heads(const nn::Scope& s, const Value& f, const AgileNNPr
                                 j == 0 ? st.s : 1, bn);
   }
   h = ops::relu6(nn::batch_norm(rp.child("head_bn"), nn::conv2d(rp.child("head"), h, p.rp_head_channels, 1), bn));
-  out.remote_logits = nn::batch_norm(rp.child("bn"), nn::dense(rp.child("dense"), ops::global_avg_pool(h), classes), bn);
+  return nn::batch_norm(rp.child("bn"), nn::dense(rp.child("dense"), ops::global_avg_pool(h), classes), bn);
+}
 
-  Value mix = ops::softmax(s.child("mix").parameter("v", {2}, nn::Init::Normal(0.05)), 0);
-  out.logits = out.local_logits * ops::slice_axis(mix, 0, 0, 1) + out.remote_logits * ops::slice_axis(mix, 0, 1, 2);
+Value mix_logits(const nn::Scope& mix, const Value& local_logits, const Value& remote_logits) {
+  Value w = ops::softmax(mix.parameter("v", {2}, nn::Init::Normal(0.05)), 0);
+  return local_logits * ops::slice_axis(w, 0, 0, 1) + remote_logits * ops::slice_axis(w, 0, 1, 2);
+}
+
+AgileNNOutputs agilenn_heads(const nn::Scope& s, const Value& f, const AgileNNPreset& p, int64_t classes,
+                             QuantizerMode quantizer) {
+  const int64_t k = p.local_channels(), c = f.dim(-1);
+  AGILENN_CHECK(k > 0 && k < c, "split ratio " << p.split_ratio << " leaves no local or no remote channel of " << c);
+  AgileNNOutputs out;
+  out.features = f;
+  out.local_logits = local_predictor(s.child("lp"), ops::slice_axis(f, 3, 0, k), p, classes);
+  Value remote = ops::slice_axis(f, 3, k, c), centroids = centroid_values(s.child("quantizer"), p);
+  out.quantized = quantizer == QuantizerMode::straight_through ? ops::quantize(remote, centroids)
+                                                                : ops::quantize_soft(remote, centroids);
+  out.remote_logits = remote_predictor(s.child("rp"), out.quantized, p, classes);
+  out.logits = mix_logits(s.child("mix"), out.local_logits, out.remote_logits);
   return out;
 }
 

@@ -30,6 +30,12 @@ AgileNNOutputs agilenn_forward(const nn::Scope& s, const Value& images, const Ag
                                QuantizerMode quantizer = QuantizerMode::straight_through);
 // 6·sigmoid(raw centroids): inside the ReLU6 range of the features.
 Value centroid_values(const nn::Scope& quantizer_scope, const AgileNNPreset& p);
+// The parts agilenn_heads joins (scopes lp, rp, mix), also built apart for the deployable
+// split (engine/export/split.h): the local predictor on the kept channels, the remote
+// predictor on the quantized rest, and the learned mix softmax(v)_0 · local + softmax(v)_1 · remote.
+Value local_predictor(const nn::Scope& lp, const Value& local, const AgileNNPreset& p, int64_t classes);
+Value remote_predictor(const nn::Scope& rp, const Value& quantized, const AgileNNPreset& p, int64_t classes);
+Value mix_logits(const nn::Scope& mix, const Value& local_logits, const Value& remote_logits);
 
 // The reference net body on features [N,h,w,C] (no stem); scope "ref".
 Value reference_body(const nn::Scope& s, const Value& features, const AgileNNPreset& p, int64_t classes,

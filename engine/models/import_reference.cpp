@@ -76,30 +76,6 @@ std::string source_leaf(const std::string& leaf, const std::string& layer, Weigh
   return leaf == "weight" && layer.ends_with("depthwise") ? "depthwise_kernel" : it->second.second;
 }
 
-// The engine's layout of a file tensor: axis i of the result is axis perm[i] of `t`.
-Tensor permuted(const Tensor& t, const std::vector<size_t>& perm) {
-  const Shape& in = t.shape();
-  Shape out(perm.size());
-  for (size_t i = 0; i < perm.size(); ++i) out[i] = in[perm[i]];
-  std::vector<int64_t> in_strides(in.size(), 1);
-  for (size_t i = in.size(); i-- > 1;) in_strides[i - 1] = in_strides[i] * in[i];
-  Tensor r = Tensor::zeros(out, DType::f32);
-  const Tensor src = t.to(DType::f32);
-  const float* x = src.data<float>();
-  float* y = r.data<float>();
-  std::vector<int64_t> index(out.size(), 0);
-  for (int64_t k = 0; k < r.numel(); ++k) {
-    int64_t from = 0;
-    for (size_t i = 0; i < out.size(); ++i) from += index[i] * in_strides[perm[i]];
-    y[k] = x[from];
-    for (size_t i = out.size(); i-- > 0;) {
-      if (++index[i] < out[i]) break;
-      index[i] = 0;
-    }
-  }
-  return r;
-}
-
 // torchvision: conv OIHW (depthwise [C,1,KH,KW]) and dense [out,in]; Keras: conv HWIO as the
 // engine, depthwise [KH,KW,C,1], dense [in,out].
 std::vector<size_t> layout_to_engine(size_t rank, bool depthwise, WeightsFormat f) {
@@ -167,7 +143,7 @@ ImportedWeights import_reference_weights(const std::string& path, const AgileNNP
     AGILENN_CHECK(t.shape().size() == info.shape.size(),
                   "'" << path << "': tensor '" << from << "' is " << shape_str(t.shape()) << "; the engine's '"
                       << info.name << "' needs " << shape_str(info.shape) << " (in the engine's layout)");
-    Tensor value = permuted(t, layout_to_engine(info.shape.size(), layer.ends_with("depthwise"), f));
+    Tensor value = t.to(DType::f32).permuted(layout_to_engine(info.shape.size(), layer.ends_with("depthwise"), f));
     AGILENN_CHECK(value.shape() == info.shape,
                   "'" << path << "': tensor '" << from << "' is " << shape_str(t.shape()) << ", "
                       << shape_str(value.shape()) << " in the engine's layout; the engine's '" << info.name
