@@ -1,4 +1,4 @@
-#include "engine/export/agilenn_codec.h"
+#include "agilenn_codec.h" /* beside it, here and in every export */
 
 #include <string.h>
 

@@ -146,10 +146,13 @@ std::string to_onnx(const Graph& graph, const std::vector<OnnxPort>& inputs, con
     tensor[p.value.id()] = p.name;
   }
   std::map<NodeId, Tensor> folded_by_id;
-  for (size_t k = 0; k < folded.size(); ++k) {
-    folded_by_id[folded[k]] = folded_values[k];
-    tensor[folded[k]] = b.initializer("c" + std::to_string(folded[k]), folded_values[k]);
-  }
+  for (size_t k = 0; k < folded.size(); ++k) folded_by_id[folded[k]] = folded_values[k];
+  // A folded constant becomes an initializer where a node reads it as it is (a conv reads
+  // its filter transposed instead).
+  auto value_of = [&](NodeId id) -> const std::string& {
+    if (!tensor.count(id)) tensor[id] = b.initializer("c" + std::to_string(id), folded_by_id.at(id));
+    return tensor.at(id);
+  };
 
   for (NodeId id : needed) {
     if (input_ids.count(id) || constant.count(id)) continue;
@@ -157,7 +160,8 @@ std::string to_onnx(const Graph& graph, const std::vector<OnnxPort>& inputs, con
     const std::string& op = n.op_name();
     const std::string out = "t" + std::to_string(id);
     std::vector<std::string> in;
-    for (NodeId i : n.inputs) in.push_back(tensor.at(i));
+    for (size_t k = 0; k < n.inputs.size(); ++k)
+      in.push_back(op == "conv2d" && k == 1 ? std::string() : value_of(n.inputs[k]));
     static const std::map<std::string, std::string> same_op{
         {"add", "Add"},   {"sub", "Sub"},         {"mul", "Mul"},     {"div", "Div"},   {"maximum", "Max"},
         {"minimum", "Min"}, {"abs", "Abs"},       {"neg", "Neg"},     {"exp", "Exp"},   {"log", "Log"},
@@ -227,7 +231,7 @@ std::string to_onnx(const Graph& graph, const std::vector<OnnxPort>& inputs, con
     tensor[id] = out;
   }
   for (const OnnxPort& p : outputs) {
-    b.node("Identity", {tensor.at(p.value.id())}, p.name);
+    b.node("Identity", {value_of(p.value.id())}, p.name);
     set_value_info(g->add_output(), p.name, p.value.shape(), p.value.dtype());
   }
   try {

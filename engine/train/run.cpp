@@ -58,10 +58,6 @@ std::string normalization(const RunConfig& c) {
   return c.mode == RunMode::reference && !c.normalization.empty() ? c.normalization : "dataset";
 }
 
-data::Preprocess preprocess(const RunConfig& c, bool train) {
-  return data::Preprocess::for_dataset(c.dataset, c.preset.input_size, train, normalization(c));
-}
-
 const char* padding_name(ops::Padding p) { return p == ops::Padding::symmetric ? "symmetric" : "same"; }
 
 ops::Padding parse_padding(const std::string& name) {
@@ -134,7 +130,7 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
   Feeds feeds;
   for (const nn::ParamInfo& info : step->params.all()) feeds[info.name] = on(backend, values.at(info.name));
   if (!step->zero_point_table.empty()) feeds[step->zero_point_table] = on(backend, table);
-  data::Loader loader(test, batch, preprocess(c, false), c.seed, false);
+  data::Loader loader(test, batch, preprocessing(c, false), c.seed, false);
   Evaluation e;
   EvaluationFigures& fig = e.figures;
   fig.local_channels = c.preset.local_channels();
@@ -416,7 +412,7 @@ class EvalBatchNorm {
     if (batches_ <= 0) return;
     forward_ = build_step(cfg, classes, cfg.batch, true, false);
     loader_ = std::make_unique<data::Loader>(
-        train_set, cfg.batch, preprocess(cfg, false),
+        train_set, cfg.batch, preprocessing(cfg, false),
         cfg.seed ^ 0xb17a5ULL, true);
   }
 
@@ -448,6 +444,10 @@ void save_run_checkpoint(const std::string& path, const Trainer& trainer, json m
 }
 
 }  // namespace
+
+data::Preprocess preprocessing(const RunConfig& c, bool train) {
+  return data::Preprocess::for_dataset(c.dataset, c.preset.input_size, train, normalization(c));
+}
 
 json config_json(const RunConfig& c) {
   return {{"mode", mode_name(c.mode)},
@@ -559,7 +559,7 @@ RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& 
   const RunConfig cfg = with_inherited_conventions(given);
   const int64_t classes = classes_of(train_set, test_set);
   data::Loader loader(train_set, cfg.batch,
-                      preprocess(cfg, augment(cfg)), cfg.seed, true);
+                      preprocessing(cfg, augment(cfg)), cfg.seed, true);
   const int64_t per_epoch = loader.batches_per_epoch(), total = per_epoch * cfg.epochs;
   auto step = build_step(cfg, classes, cfg.batch, true);
   const std::string latest = (fs::path(cfg.out) / "latest.safetensors").string();
@@ -671,7 +671,8 @@ RunSummary evaluate_checkpoint(const std::string& checkpoint, const EvaluateOpti
   AGILENN_CHECK(options.figures_dir.empty() || (cfg.mode == RunMode::agilenn && cfg.attribution),
                 "--figures: '" << checkpoint << "' is not an AgileNN model trained with the attribution losses: it "
                                << "has no importance to picture");
-  const data::ImageDataset test = data::load_dataset(cfg.dataset, options.data_dir, data::Split::test);
+  const data::ImageDataset test =
+      limited(data::load_dataset(cfg.dataset, options.data_dir, data::Split::test), options.test_limit);
   const int64_t classes = ck.metadata.at("classes").get<int64_t>();
   auto step = build_step(cfg, classes, batch, false);
   io::check_against(ck, step->params, checkpoint);

@@ -7,6 +7,7 @@
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 
+#include "engine/data/loader.h"
 #include "engine/models/import_reference.h"
 #include "engine/models/presets.h"
 #include "engine/runtime/backend.h"
@@ -61,6 +62,10 @@ nlohmann::json config_json(const RunConfig& c);
 // take the values those runs trained with.
 RunConfig config_from_json(const nlohmann::json& j);
 
+// How a run's images are prepared: the dataset's (or, for a reference net from pretrained
+// weights, their) normalisation, resized to the preset's input size; augmented when `train`.
+data::Preprocess preprocessing(const RunConfig& c, bool train);
+
 // Throws, naming agilenn-train's flag and its value, for anything wrong with `c` that can
 // be seen without loading data or opening a device.
 void validate(const RunConfig& c);
@@ -85,6 +90,7 @@ struct EvaluateOptions {
   int64_t batch = 64;
   std::string figures_dir;   // "": no figures; else the PNG files of EvaluationFigures::write_png
   int64_t figure_samples = 8;
+  int64_t test_limit = 0;    // the first N test images (0: all)
 };
 
 // Evaluates a checkpoint written by run_training on the test split, on `backend`.

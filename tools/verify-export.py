@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Runs the test set through an agilenn-export directory in real runtimes and checks it.
+
+Usage: tools/verify-export.py DIR [--data-dir D] [--limit N]
+
+For every test image (the first N, by default as many as the export measured): the manifest's
+preprocessing, the device half in onnxruntime, the codes through the export's own C99 encoder
+(compiled here from DIR/codec) and a decoder of the stream format the manifest names, the
+server half in onnxruntime, then top-1. Checks the artifacts' sha256 first. Prints top-1 of
+(a) the engine (from the manifest) and (b) the float split, and the coded bits per image;
+exits 1 unless every image round-trips the codec and (b) is within 0.1 point of (a).
+
+Datasets: fashion-mnist and mnist (IDX files, gzipped or not), cifar10 and cifar100 (binary
+versions), as agilenn-train reads them.
+"""
+import argparse
+import ctypes
+import gzip
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnxruntime as ort
+
+DEFAULT_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
+
+
+def read_maybe_gzip(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def idx_test_split(directory):
+    def find(stem):
+        for name in (stem, stem + ".gz"):
+            if os.path.exists(os.path.join(directory, name)):
+                return os.path.join(directory, name)
+        sys.exit(f"verify-export: no {stem}[.gz] in {directory}")
+
+    images = read_maybe_gzip(find("t10k-images-idx3-ubyte"))
+    labels = read_maybe_gzip(find("t10k-labels-idx1-ubyte"))
+    n, h, w = (int.from_bytes(images[4 * k:4 * k + 4], "big") for k in (1, 2, 3))
+    x = np.frombuffer(images, np.uint8, n * h * w, 16).reshape(n, h, w, 1)
+    return np.repeat(x, 3, axis=3), np.frombuffer(labels, np.uint8, n, 8).astype(np.int64)
+
+
+def cifar_test_split(directory, name):
+    path, label_byte, record = ((os.path.join(directory, "test_batch.bin"), 0, 3073) if name == "cifar10"
+                                else (os.path.join(directory, "test.bin"), 1, 3074))
+    raw = np.frombuffer(read_maybe_gzip(path), np.uint8).reshape(-1, record)
+    images = raw[:, record - 3072:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return images, raw[:, label_byte].astype(np.int64)
+
+
+def resize_bilinear(x, size):
+    """[H,W,C] to [size,size,C]: half-pixel centres, no antialiasing (the engine's loader)."""
+    h, w = x.shape[:2]
+    if (h, w) == (size, size):
+        return x
+
+    def axis(n_in):
+        pos = np.clip((np.arange(size) + 0.5) * n_in / size - 0.5, 0, n_in - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, n_in - 1)
+        return lo, hi, (pos - lo).astype(np.float32)
+
+    y0, y1, fy = axis(h)
+    x0, x1, fx = axis(w)
+    top = x[y0][:, x0] * (1 - fx)[None, :, None] + x[y0][:, x1] * fx[None, :, None]
+    bottom = x[y1][:, x0] * (1 - fx)[None, :, None] + x[y1][:, x1] * fx[None, :, None]
+    return (top * (1 - fy)[:, None, None] + bottom * fy[:, None, None]).astype(np.float32)
+
+
+def compile_encoder(codec_dir, build_dir):
+    library = os.path.join(build_dir, "agilenn_codec.so")
+    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o", library,
+                    os.path.join(codec_dir, "agilenn_codec.c")], check=True)
+    lib = ctypes.CDLL(library)
+    lib.agilenn_codec_encode.restype = ctypes.c_size_t
+    lib.agilenn_codec_bound.restype = ctypes.c_size_t
+    lib.agilenn_codec_bound.argtypes = [ctypes.c_size_t]
+    return lib
+
+
+class Model(ctypes.Structure):
+    _fields_ = [("contexts", ctypes.c_uint32), ("symbols", ctypes.c_uint32),
+                ("freq", ctypes.POINTER(ctypes.c_uint16)), ("cum", ctypes.POINTER(ctypes.c_uint16))]
+
+
+def decode(stream, n, freq, cum, prob_bits):
+    """The stream format of agilenn_codec.h, decoded: state first, then renormalisation bytes."""
+    total, low = 1 << prob_bits, 1 << 23
+    contexts, symbols = freq.shape
+    slot_symbol = np.zeros((contexts, total), np.int64)
+    for c in range(contexts):
+        for s in range(symbols):
+            slot_symbol[c, cum[c, s]:cum[c, s] + freq[c, s]] = s
+    x = int.from_bytes(stream[:4], "little")
+    at, out = 4, np.zeros(n, np.uint8)
+    for i in range(n):
+        c = i % contexts
+        slot = x & (total - 1)
+        s = slot_symbol[c, slot]
+        out[i] = s
+        x = int(freq[c, s]) * (x >> prob_bits) + slot - int(cum[c, s])
+        while x < low:
+            if at >= len(stream):
+                raise ValueError(f"stream ends before code {i}")
+            x = (x << 8) | stream[at]
+            at += 1
+    if x != low or at != len(stream):
+        raise ValueError("stream does not end in the encoder's initial state")
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dir")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--limit", type=int, default=0)
+    args = parser.parse_args()
+    with open(os.path.join(args.dir, "manifest.json")) as f:
+        manifest = json.load(f)
+    for name, art in manifest["artifacts"].items():
+        with open(os.path.join(args.dir, name), "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        if digest != art["sha256"]:
+            sys.exit(f"verify-export: {name} has sha256 {digest}, the manifest says {art['sha256']}")
+
+    dataset = manifest["dataset"]
+    data_dir = args.data_dir or DEFAULT_DIRS.get(dataset)
+    if dataset in ("fashion-mnist", "mnist"):
+        images, labels = idx_test_split(data_dir)
+    elif dataset in ("cifar10", "cifar100"):
+        images, labels = cifar_test_split(data_dir, dataset)
+    else:
+        sys.exit(f"verify-export: no reader here for dataset '{dataset}'")
+    limit = args.limit or manifest["measured"]["test_images"]
+    images, labels = images[:limit], labels[:limit]
+
+    size = manifest["input"]["shape"][1]
+    mean = np.array(manifest["input"]["mean"], np.float32)
+    std = np.array(manifest["input"]["std"], np.float32)
+    codec = manifest["codec"]
+    contexts, symbols = codec["contexts"], codec["symbols"]
+    freq = np.array(codec["freq"], np.uint16).reshape(contexts, symbols)
+    cum = np.concatenate([np.zeros((contexts, 1), np.uint16), np.cumsum(freq, 1, dtype=np.uint16)[:, :-1]], 1)
+    ort.set_default_logger_severity(3)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    device = ort.InferenceSession(os.path.join(args.dir, "device.onnx"), options, providers=["CPUExecutionProvider"])
+    server = ort.InferenceSession(os.path.join(args.dir, "server.onnx"), options, providers=["CPUExecutionProvider"])
+
+    cum = np.ascontiguousarray(cum)
+    with tempfile.TemporaryDirectory() as build:
+        lib = compile_encoder(os.path.join(args.dir, "codec"), build)
+        model = Model(contexts, symbols, freq.ctypes.data_as(ctypes.POINTER(ctypes.c_uint16)),
+                      cum.ctypes.data_as(ctypes.POINTER(ctypes.c_uint16)))
+        correct, bits = 0, 0
+        for i in range(len(labels)):
+            x = resize_bilinear((images[i].astype(np.float32) / 255 - mean) / std, size)[None]
+            local_logits, codes = device.run(["local_logits", "codes"], {"images": x})
+            flat = np.ascontiguousarray(codes.reshape(-1))
+            out = (ctypes.c_uint8 * lib.agilenn_codec_bound(flat.size))()
+            n = lib.agilenn_codec_encode(ctypes.byref(model), flat.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+                                         ctypes.c_size_t(flat.size), out, ctypes.c_size_t(len(out)))
+            if n == 0:
+                sys.exit(f"verify-export: the encoder failed on test image {i}")
+            stream = bytes(out[:n])
+            if not np.array_equal(decode(stream, flat.size, freq, cum, codec["prob_bits"]), flat):
+                sys.exit(f"verify-export: decode(encode(codes)) differs on test image {i}")
+            bits += 8 * n
+            (logits,) = server.run(["logits"], {"codes": codes, "local_logits": local_logits})
+            correct += int(np.argmax(logits[0]) == labels[i])
+
+    engine = manifest["measured"]["engine_top1"]
+    split = correct / len(labels)
+    print(f"test images {len(labels)}: (a) engine top-1 {engine:.4f}  (b) float split in onnxruntime {split:.4f}  "
+          f"remote codes {bits / len(labels):.1f} bits/image coded "
+          f"({manifest['measured']['bits_per_image']['raw']:.0f} raw); codec round trip ok")
+    if abs(split - engine) > 0.001:
+        sys.exit(f"verify-export: (b) {split:.4f} is more than 0.1 point from (a) {engine:.4f}")
+
+
+if __name__ == "__main__":
+    main()
