@@ -26,24 +26,7 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
 // An empty directory of its own for one test, removed with everything in it afterwards.
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& name)
-      : path_(fs::temp_directory_path() / ("agilenn-test-" + name + "-" + std::to_string(::getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  operator const fs::path&() const { return path_; }
-  fs::path operator/(const std::string& child) const { return path_ / child; }
-
- private:
-  fs::path path_;
-};
-
+using testing::ScratchDir;
 using testing::error_of;
 using testing::have_python;
 

@@ -1,8 +1,11 @@
 // Small helpers shared by the test files.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <random>
 #include <string>
@@ -23,6 +26,27 @@ inline Tensor random_tensor(const Shape& s, DType dtype, uint64_t seed, double l
   std::mt19937_64 rng(seed);
   return random_tensor(s, dtype, rng, lo, hi);
 }
+
+// A fresh directory under the system's temporary one, removed with everything in it.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& name)
+      : path_(std::filesystem::temp_directory_path() / ("agilenn-test-" + name + "-" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  operator const std::filesystem::path&() const { return path_; }
+  std::filesystem::path operator/(const std::string& child) const { return path_ / child; }
+
+ private:
+  std::filesystem::path path_;
+};
 
 // Whether python3 imports `modules` (e.g. "tensorboard, PIL"): the tests that read our
 // files back with reference readers skip without them (tools/setup.sh installs them).

@@ -40,3 +40,8 @@ if [[ ${1:-} == --tests ]] && ! python3 -c 'import torch, torchvision' >/dev/nul
   python3 -m pip install --quiet --disable-pip-version-check torch torchvision ||
     echo "setup: torch or torchvision unavailable; the import tests will skip"
 fi
+# tools/verify-export.py (and its test) runs exported models in onnxruntime.
+if [[ ${1:-} == --tests ]] && ! python3 -c 'import onnxruntime' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check onnxruntime ||
+    echo "setup: onnxruntime unavailable; the export's runtime test will skip"
+fi

@@ -1,0 +1,153 @@
+// agilenn-export (engine/export/export.h): the split computes exactly the model's evaluation
+// forward, the directory is complete or absent, bad checkpoints are refused naming the file,
+// and the artifacts run in onnxruntime to the engine's accuracy (tools/verify-export.py).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "engine/export/export.h"
+#include "engine/io/checkpoint.h"
+#include "engine/train/run.h"
+#include "tests/test_util.h"
+
+namespace agilenn::exporting {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::error_of;
+using testing::ScratchDir;
+using ::testing::HasSubstr;
+
+const std::string kFmnistDir = "/usr/share/datasets/fashion-mnist";
+
+// A small AgileNN model trained without the attribution losses (the export does not need
+// them, and no reference net is needed to train it).
+std::string trained(const fs::path& dir, const std::string& dataset, int64_t train_limit) {
+  train::RunConfig c;
+  c.dataset = dataset;
+  c.attribution = false;
+  c.epochs = 1;
+  c.batch = 32;
+  c.train_limit = train_limit;
+  c.test_limit = 256;
+  c.figure_samples = 0;
+  c.out = (dir / "run").string();
+  std::ostringstream log;
+  train::run_training(c, cpu_backend(), log);
+  return c.out + "/best.safetensors";
+}
+
+nlohmann::json manifest_of(const fs::path& dir) {
+  std::ifstream in(dir / "manifest.json");
+  return nlohmann::json::parse(in);
+}
+
+TEST(Export, TheSplitComputesTheModelsForwardAndEveryCodeRoundTrips) {
+  const ScratchDir d("export");
+  const std::string ckpt = trained(d, "synthetic", 512);
+  ExportOptions o;
+  o.checkpoint = ckpt;
+  o.out = (d / "split").string();
+  o.calibration = 512;
+  o.test_limit = 300;  // not a multiple of the batch: the last one is padded
+  o.batch = 64;
+  std::ostringstream log;
+  const ExportSummary s = export_split(o, cpu_backend(), log);
+  // The device half's codes index the very centroids the quantizer picks, so the server half
+  // reproduces the remote logits and the split's predictions are the model's.
+  EXPECT_EQ(s.test_images, 300);
+  EXPECT_DOUBLE_EQ(s.split_accuracy, s.engine_accuracy);
+  EXPECT_GT(s.engine_accuracy, 0.0);
+  // 8 remote channels of 14×14 codes, 3 bits each raw; the coder lands within a few bytes per
+  // image of its model's cross-entropy, which is at least the codes' per-channel entropy.
+  EXPECT_DOUBLE_EQ(s.bits.raw, 8 * 14 * 14 * 3);
+  EXPECT_LE(s.coded_bits, s.bits.model * 1.001 + 40);
+  EXPECT_GE(s.bits.model, s.bits.context_entropy * 0.999);
+  EXPECT_LE(s.bits.context_entropy, s.bits.entropy * 1.0001);
+
+  const nlohmann::json m = manifest_of(o.out);
+  for (const char* name : {"device.onnx", "server.onnx", "codec/agilenn_codec.h", "codec/agilenn_codec.c"}) {
+    ASSERT_TRUE(m.at("artifacts").contains(name)) << name;
+    EXPECT_EQ(m.at("artifacts").at(name).at("bytes"), fs::file_size(fs::path(o.out) / name)) << name;
+  }
+  EXPECT_EQ(m.at("features").at("local_channels"), 2);
+  EXPECT_EQ(m.at("features").at("remote_channels"), 8);
+  EXPECT_EQ(m.at("quantizer").at("centroids").size(), 8u);
+  EXPECT_EQ(m.at("codec").at("freq").size(), 64u);
+  EXPECT_EQ(m.at("measured").at("split_top1_engine"), s.split_accuracy);
+  EXPECT_NEAR(m.at("mix").at("local_weight").get<double>() + m.at("mix").at("remote_weight").get<double>(), 1.0, 1e-12);
+  EXPECT_GE(m.at("engine").at("commit").get<std::string>().size(), 40u);
+  for (const auto& entry : fs::directory_iterator(static_cast<const fs::path&>(d)))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << entry.path();
+
+  // Never over an existing directory.
+  EXPECT_THAT(error_of([&] { export_split(o, cpu_backend(), log); }), HasSubstr("exists"));
+}
+
+TEST(Export, BadCheckpointsAreRefusedNamingTheFileAndLeaveNothing) {
+  const ScratchDir d("export-bad");
+  std::ostringstream log;
+  ExportOptions o;
+  o.out = (d / "split").string();
+  o.checkpoint = (d / "missing.safetensors").string();
+  EXPECT_THAT(error_of([&] { export_split(o, cpu_backend(), log); }), HasSubstr("missing.safetensors"));
+
+  train::RunConfig ref;
+  ref.mode = train::RunMode::reference;
+  ref.dataset = "synthetic";
+  ref.epochs = 1;
+  ref.batch = 32;
+  ref.train_limit = 64;
+  ref.test_limit = 32;
+  ref.out = (d / "ref").string();
+  train::run_training(ref, cpu_backend(), log);
+  o.checkpoint = ref.out + "/best.safetensors";
+  EXPECT_THAT(error_of([&] { export_split(o, cpu_backend(), log); }), HasSubstr("is a reference-net checkpoint"));
+
+  const std::string truncated = (d / "truncated.safetensors").string();
+  fs::copy_file(o.checkpoint, truncated);
+  fs::resize_file(truncated, fs::file_size(truncated) - 100);
+  o.checkpoint = truncated;
+  EXPECT_THAT(error_of([&] { export_split(o, cpu_backend(), log); }), HasSubstr(truncated));
+  EXPECT_FALSE(fs::exists(o.out));
+}
+
+int run(const std::string& cmd, std::string& output) {
+  const fs::path log = fs::temp_directory_path() / ("agilenn-export-" + std::to_string(::getpid()) + ".log");
+  const int status = std::system((cmd + " > " + log.string() + " 2>&1").c_str());
+  std::ifstream in(log);
+  output = std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  fs::remove(log);
+  return WEXITSTATUS(status);
+}
+
+TEST(Export, TheArtifactsRunInOnnxruntimeToTheEnginesAccuracy) {
+  if (!fs::exists(kFmnistDir)) GTEST_SKIP() << kFmnistDir << " is missing: tools/setup.sh installs dataset-fashion-mnist";
+  if (!testing::have_python("onnxruntime, numpy"))
+    GTEST_SKIP() << "python3 lacks onnxruntime or numpy (tools/setup.sh --tests installs them)";
+  const ScratchDir d("export-ort");
+  const std::string ckpt = trained(d, "fashion-mnist", 2048);
+  const std::string out = (d / "split").string();
+  std::string log;
+  ASSERT_EQ(run(AGILENN_EXPORT_BINARY " " + ckpt + " --out " + out + " --calibration 2048 --test-limit 500", log), 0)
+      << log;
+  ASSERT_EQ(run("python3 " AGILENN_TOOLS_DIR "/verify-export.py " + out, log), 0) << log;
+  EXPECT_THAT(log, HasSubstr("test images 500"));
+  EXPECT_THAT(log, HasSubstr("codec round trip ok"));
+
+  // A changed artifact is caught by its checksum.
+  std::fstream f(fs::path(out) / "server.onnx", std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(-1, std::ios::end);
+  f.put('\x7f');
+  f.close();
+  EXPECT_NE(run("python3 " AGILENN_TOOLS_DIR "/verify-export.py " + out, log), 0);
+  EXPECT_THAT(log, HasSubstr("server.onnx has sha256"));
+}
+
+}  // namespace
+}  // namespace agilenn::exporting
