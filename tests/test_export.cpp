@@ -3,7 +3,6 @@
 // and the artifacts run in onnxruntime to the engine's accuracy (tools/verify-export.py).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
@@ -117,14 +116,7 @@ TEST(Export, BadCheckpointsAreRefusedNamingTheFileAndLeaveNothing) {
   EXPECT_FALSE(fs::exists(o.out));
 }
 
-int run(const std::string& cmd, std::string& output) {
-  const fs::path log = fs::temp_directory_path() / ("agilenn-export-" + std::to_string(::getpid()) + ".log");
-  const int status = std::system((cmd + " > " + log.string() + " 2>&1").c_str());
-  std::ifstream in(log);
-  output = std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  fs::remove(log);
-  return WEXITSTATUS(status);
-}
+int run(const std::string& cmd, std::string& output) { return testing::run_command(cmd, &output); }
 
 TEST(Export, TheArtifactsRunInOnnxruntimeToTheEnginesAccuracy) {
   if (!fs::exists(kFmnistDir)) GTEST_SKIP() << kFmnistDir << " is missing: tools/setup.sh installs dataset-fashion-mnist";

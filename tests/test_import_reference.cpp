@@ -4,7 +4,6 @@
 // the errors a wrong file gets; and the command line from import to AgileNN training.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -190,12 +189,7 @@ TEST_F(ImportReference, AWrongFileIsRefusedNamingTheTensor) {
 }
 
 int run_cli(const std::string& args, std::string& output) {
-  const fs::path log = fs::temp_directory_path() / ("agilenn-import-cli-" + std::to_string(::getpid()) + ".log");
-  const int status = std::system((AGILENN_TRAIN_BINARY " " + args + " > " + log.string() + " 2>&1").c_str());
-  std::ifstream in(log);
-  output = std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  fs::remove(log);
-  return WEXITSTATUS(status);
+  return testing::run_command(AGILENN_TRAIN_BINARY " " + args, &output);
 }
 
 TEST_F(ImportReference, FromImportThroughFineTuningToAgileNN) {

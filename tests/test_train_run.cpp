@@ -664,15 +664,7 @@ TEST(TrainingRun, AgileNNWithoutAReferenceCheckpointIsRefused) {
 // ---- the command line
 
 int run_cli(const std::string& args, std::string* output = nullptr) {
-  const fs::path log = fs::temp_directory_path() / ("agilenn-cli-" + std::to_string(::getpid()) + ".log");
-  const std::string cmd = std::string(AGILENN_TRAIN_BINARY) + " " + args + " > " + log.string() + " 2>&1";
-  const int status = std::system(cmd.c_str());
-  if (output) {
-    std::ifstream in(log);
-    *output = std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  }
-  fs::remove(log);
-  return WEXITSTATUS(status);
+  return testing::run_command(std::string(AGILENN_TRAIN_BINARY) + " " + args, output);
 }
 
 TEST(TrainCli, BadFlagsExitNonZeroNamingThem) {

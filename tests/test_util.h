@@ -1,11 +1,13 @@
 // Small helpers shared by the test files.
 #pragma once
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
@@ -52,6 +54,20 @@ class ScratchDir {
 // files back with reference readers skip without them (tools/setup.sh installs them).
 inline bool have_python(const std::string& modules) {
   return std::system(("python3 -c 'import " + modules + "' >/dev/null 2>&1").c_str()) == 0;
+}
+
+// Runs `command` in a shell; its exit status, with what it printed (stdout and stderr) in
+// *output when given.
+inline int run_command(const std::string& command, std::string* output = nullptr) {
+  const std::filesystem::path log =
+      std::filesystem::temp_directory_path() / ("agilenn-command-" + std::to_string(::getpid()) + ".log");
+  const int status = std::system((command + " > " + log.string() + " 2>&1").c_str());
+  if (output) {
+    std::ifstream in(log);
+    *output = std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  std::filesystem::remove(log);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 // The message of the agilenn::Error that f throws, or "" when it throws none.

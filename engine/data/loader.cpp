@@ -19,6 +19,13 @@ void check_dataset(const std::string& dataset) {
   AGILENN_THROW("unknown dataset '" << dataset << "' (" << names.str() << ")");
 }
 
+ImageDataset first_samples(ImageDataset ds, int64_t n) {
+  if (n <= 0 || n >= ds.size()) return ds;
+  ds.labels.resize(static_cast<size_t>(n));
+  ds.pixels.resize(static_cast<size_t>(n * ds.image_bytes()));
+  return ds;
+}
+
 int64_t dataset_classes(const std::string& dataset) {
   check_dataset(dataset);
   if (dataset == "cifar100") return 100;

@@ -84,6 +84,8 @@ ImageDataset synthetic_images(int64_t classes, int64_t size, int64_t side, uint6
 // Throws, naming the known datasets, unless `dataset` is one of those load_dataset and
 // Preprocess::for_dataset take.
 void check_dataset(const std::string& dataset);
+// The first `n` samples of `ds` (all of them when n is 0 or at least its size).
+ImageDataset first_samples(ImageDataset ds, int64_t n);
 // The classes of a dataset load_dataset reads (synthetic: the 10 it makes).
 int64_t dataset_classes(const std::string& dataset);
 

@@ -133,68 +133,59 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
   const Shape fshape = models::feature_shape(p);
   const int64_t remote = fshape[2] - p.local_channels();
 
-  // The codec's model: code counts per remote channel over calibration images.
-  data::ImageDataset train_set = data::load_dataset(cfg.dataset, o.data_dir, data::Split::train);
-  if (o.calibration > 0 && o.calibration < train_set.size()) {
-    train_set.labels.resize(static_cast<size_t>(o.calibration));
-    train_set.pixels.resize(static_cast<size_t>(o.calibration * train_set.image_bytes()));
-  }
-  std::vector<double> counts(static_cast<size_t>(remote * p.num_centroids), 0.0);
-  {
-    data::Loader loader(train_set, o.batch, train::preprocessing(cfg, false), cfg.seed, false);
-    Progress progress(log, Progress::mode_for(log), "fitting the codec", loader.batches_covering(),
-                      static_cast<double>(o.batch), "images");
+  // Runs f(batch, index) over a dataset's batches (the last one padded), with a progress line.
+  auto for_each_batch = [&](const data::ImageDataset& ds, const std::string& label, const auto& f) {
+    data::Loader loader(ds, o.batch, train::preprocessing(cfg, false), cfg.seed, false);
+    Progress progress(log, Progress::mode_for(log), label, loader.batches_covering(), static_cast<double>(o.batch),
+                      "images");
     for (int64_t b = 0; b < loader.batches_covering(); ++b) {
       progress.update(b);
-      const data::Loader::LoadedBatch lb = loader.get(0, b);
-      const Tensor codes = run.device(lb.batch.images).second;
-      const uint8_t* c = codes.data<uint8_t>();
-      for (int64_t i = 0; i < lb.valid * codes.numel() / o.batch; ++i)
-        counts[static_cast<size_t>((i % remote) * p.num_centroids + c[i])] += 1;
+      f(loader.get(0, b), b);
     }
-  }
+  };
+
+  // The codec's model: code counts per remote channel over calibration images.
+  const data::ImageDataset train_set =
+      data::first_samples(data::load_dataset(cfg.dataset, o.data_dir, data::Split::train), o.calibration);
+  std::vector<double> counts(static_cast<size_t>(remote * p.num_centroids), 0.0);
+  for_each_batch(train_set, "fitting the codec", [&](const data::Loader::LoadedBatch& lb, int64_t) {
+    const Tensor codes = run.device(lb.batch.images).second;
+    const uint8_t* c = codes.data<uint8_t>();
+    for (int64_t i = 0; i < lb.valid * codes.numel() / o.batch; ++i)
+      counts[static_cast<size_t>((i % remote) * p.num_centroids + c[i])] += 1;
+  });
   const CodecModel codec = CodecModel::fit(counts, remote, p.num_centroids);
 
   // (b) in the engine: every test image through the device half, the encoder, the decoder
   // and the server half.
-  data::ImageDataset test_set = data::load_dataset(cfg.dataset, o.data_dir, data::Split::test);
-  if (o.test_limit > 0 && o.test_limit < test_set.size()) {
-    test_set.labels.resize(static_cast<size_t>(o.test_limit));
-    test_set.pixels.resize(static_cast<size_t>(o.test_limit * test_set.image_bytes()));
-  }
+  const data::ImageDataset test_set =
+      data::first_samples(data::load_dataset(cfg.dataset, o.data_dir, data::Split::test), o.test_limit);
   ExportSummary summary;
   summary.engine_accuracy = engine.test_accuracy;
   std::vector<double> test_counts(counts.size(), 0.0);
   double correct = 0, stream_bytes = 0;
-  {
-    data::Loader loader(test_set, o.batch, train::preprocessing(cfg, false), cfg.seed, false);
-    Progress progress(log, Progress::mode_for(log), "measuring the split", loader.batches_covering(),
-                      static_cast<double>(o.batch), "images");
-    for (int64_t b = 0; b < loader.batches_covering(); ++b) {
-      progress.update(b);
-      const data::Loader::LoadedBatch lb = loader.get(0, b);
-      const auto [local_logits, codes] = run.device(lb.batch.images);
-      Tensor received = Tensor::zeros(codes.shape(), DType::u8);
-      for (int64_t i = 0; i < o.batch; ++i) {
-        const std::vector<uint8_t> sent = image_codes(codes, i);
-        const std::vector<uint8_t> stream = encode(codec, sent);
-        const std::vector<uint8_t> back = decode(codec, stream.data(), stream.size(), sent.size());
-        AGILENN_CHECK(back == sent, "codec round trip failed on test image " << b * o.batch + i);
-        std::copy(back.begin(), back.end(), received.data<uint8_t>() + i * static_cast<int64_t>(sent.size()));
-        if (i >= lb.valid) continue;
-        stream_bytes += static_cast<double>(stream.size());
-        for (size_t k = 0; k < sent.size(); ++k)
-          test_counts[(k % static_cast<size_t>(remote)) * static_cast<size_t>(p.num_centroids) + sent[k]] += 1;
-      }
-      const Tensor logits = run.server(received, local_logits);
-      for (int64_t i = 0; i < lb.valid; ++i) {
-        int64_t best = 0;
-        for (int64_t c = 1; c < classes; ++c)
-          if (logits.item(i * classes + c) > logits.item(i * classes + best)) best = c;
-        correct += best == lb.batch.labels.data<int32_t>()[i] ? 1 : 0;
-      }
+  for_each_batch(test_set, "measuring the split", [&](const data::Loader::LoadedBatch& lb, int64_t b) {
+    const auto [local_logits, codes] = run.device(lb.batch.images);
+    Tensor received = Tensor::zeros(codes.shape(), DType::u8);
+    for (int64_t i = 0; i < o.batch; ++i) {
+      const std::vector<uint8_t> sent = image_codes(codes, i);
+      const std::vector<uint8_t> stream = encode(codec, sent);
+      const std::vector<uint8_t> back = decode(codec, stream.data(), stream.size(), sent.size());
+      AGILENN_CHECK(back == sent, "codec round trip failed on test image " << b * o.batch + i);
+      std::copy(back.begin(), back.end(), received.data<uint8_t>() + i * static_cast<int64_t>(sent.size()));
+      if (i >= lb.valid) continue;
+      stream_bytes += static_cast<double>(stream.size());
+      for (size_t k = 0; k < sent.size(); ++k)
+        test_counts[(k % static_cast<size_t>(remote)) * static_cast<size_t>(p.num_centroids) + sent[k]] += 1;
     }
-  }
+    const Tensor logits = run.server(received, local_logits);
+    for (int64_t i = 0; i < lb.valid; ++i) {
+      int64_t best = 0;
+      for (int64_t c = 1; c < classes; ++c)
+        if (logits.item(i * classes + c) > logits.item(i * classes + best)) best = c;
+      correct += best == lb.batch.labels.data<int32_t>()[i] ? 1 : 0;
+    }
+  });
   summary.test_images = test_set.size();
   const double images = static_cast<double>(summary.test_images);
   summary.split_accuracy = correct / images;

@@ -69,13 +69,6 @@ int64_t eval_bn_batches(const RunConfig& c) {
   return c.eval_bn_batches >= 0 ? c.eval_bn_batches : c.preset.eval_bn_batches;
 }
 
-data::ImageDataset limited(data::ImageDataset ds, int64_t limit) {
-  if (limit <= 0 || limit >= ds.size()) return ds;
-  ds.labels.resize(static_cast<size_t>(limit));
-  ds.pixels.resize(static_cast<size_t>(limit * ds.image_bytes()));
-  return ds;
-}
-
 int64_t classes_of(const data::ImageDataset& train, const data::ImageDataset& test) {
   AGILENN_CHECK(train.classes == test.classes, "train and test splits disagree on the number of classes");
   return train.classes;
@@ -553,9 +546,9 @@ RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& 
   namespace fs = std::filesystem;
   validate(given);
   const data::ImageDataset train_set =
-      limited(data::load_dataset(given.dataset, given.data_dir, data::Split::train), given.train_limit);
+      data::first_samples(data::load_dataset(given.dataset, given.data_dir, data::Split::train), given.train_limit);
   const data::ImageDataset test_set =
-      limited(data::load_dataset(given.dataset, given.data_dir, data::Split::test), given.test_limit);
+      data::first_samples(data::load_dataset(given.dataset, given.data_dir, data::Split::test), given.test_limit);
   const RunConfig cfg = with_inherited_conventions(given);
   const int64_t classes = classes_of(train_set, test_set);
   data::Loader loader(train_set, cfg.batch,
@@ -672,7 +665,7 @@ RunSummary evaluate_checkpoint(const std::string& checkpoint, const EvaluateOpti
                 "--figures: '" << checkpoint << "' is not an AgileNN model trained with the attribution losses: it "
                                << "has no importance to picture");
   const data::ImageDataset test =
-      limited(data::load_dataset(cfg.dataset, options.data_dir, data::Split::test), options.test_limit);
+      data::first_samples(data::load_dataset(cfg.dataset, options.data_dir, data::Split::test), options.test_limit);
   const int64_t classes = ck.metadata.at("classes").get<int64_t>();
   auto step = build_step(cfg, classes, batch, false);
   io::check_against(ck, step->params, checkpoint);
