@@ -61,7 +61,9 @@ TEST(Export, TheSplitComputesTheModelsForwardAndEveryCodeRoundTrips) {
   // reproduces the remote logits and the split's predictions are the model's.
   EXPECT_EQ(s.test_images, 300);
   EXPECT_DOUBLE_EQ(s.split_accuracy, s.engine_accuracy);
-  EXPECT_GT(s.engine_accuracy, 0.0);
+  // 16 plain steps learn the synthetic problem well past chance (0.1): 0.87 measured here;
+  // the bound leaves room for other seeds' and CPUs' trajectories.
+  EXPECT_GT(s.engine_accuracy, 0.5);
   // 8 remote channels of 14×14 codes, 3 bits each raw; the coder lands within a few bytes per
   // image of its model's cross-entropy, which is at least the codes' per-channel entropy.
   EXPECT_DOUBLE_EQ(s.bits.raw, 8 * 14 * 14 * 3);

@@ -78,8 +78,9 @@ class Loader {
   bool busy_ = false;
 };
 
-// A synthetic dataset as stored uint8 images (see SyntheticDataset), for the CLI and tests.
-ImageDataset synthetic_images(int64_t classes, int64_t size, int64_t side, uint64_t seed);
+// Samples [first, first + size) of a synthetic dataset as stored uint8 images (see
+// SyntheticDataset; its class patterns follow `seed`), for the CLI and tests.
+ImageDataset synthetic_images(int64_t classes, int64_t size, int64_t side, uint64_t seed, int64_t first = 0);
 
 // Throws, naming the known datasets, unless `dataset` is one of those load_dataset and
 // Preprocess::for_dataset take.
