@@ -51,7 +51,7 @@ TEST(Export, TheSplitComputesTheModelsForwardAndEveryCodeRoundTrips) {
   const std::string ckpt = trained(d, "synthetic", 512);
   ExportOptions o;
   o.checkpoint = ckpt;
-  o.out = (d / "split").string();
+  o.out = (d / "split").string() + "/";  // names the directory "split"
   o.calibration = 512;
   o.test_limit = 300;  // not a multiple of the batch: the last one is padded
   o.batch = 64;
@@ -116,6 +116,8 @@ TEST(Export, BadCheckpointsAreRefusedNamingTheFileAndLeaveNothing) {
   o.checkpoint = truncated;
   EXPECT_THAT(error_of([&] { export_split(o, cpu_backend(), log); }), HasSubstr(truncated));
   EXPECT_FALSE(fs::exists(o.out));
+  o.out = (d / "missing" / "split").string();
+  EXPECT_THAT(error_of([&] { export_split(o, cpu_backend(), log); }), HasSubstr("does not exist"));
 }
 
 int run(const std::string& cmd, std::string& output) { return testing::run_command(cmd, &output); }

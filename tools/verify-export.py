@@ -58,22 +58,26 @@ def cifar_test_split(directory, name):
 
 
 def resize_bilinear(x, size):
-    """[H,W,C] to [size,size,C]: half-pixel centres, no antialiasing (the engine's loader)."""
+    """[H,W,C] float32 to [size,size,C] as the engine's loader does it (kernels/shared/resize.h):
+    half-pixel centres, no antialiasing, float32 arithmetic, a + (b - a)·t along x then y."""
     h, w = x.shape[:2]
     if (h, w) == (size, size):
         return x
+    f32 = np.float32
 
-    def axis(n_in):
-        pos = np.clip((np.arange(size) + 0.5) * n_in / size - 0.5, 0, n_in - 1)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, n_in - 1)
-        return lo, hi, (pos - lo).astype(np.float32)
+    def taps(n_in):
+        src = (np.arange(size, dtype=f32) + f32(0.5)) * f32(n_in) / f32(size) - f32(0.5)
+        floor = np.floor(src)
+        lo = np.clip(floor, 0, n_in - 1).astype(np.int64)
+        hi = np.clip(np.ceil(src), 0, n_in - 1).astype(np.int64)
+        return lo, hi, (src - floor).astype(f32)
 
-    y0, y1, fy = axis(h)
-    x0, x1, fx = axis(w)
-    top = x[y0][:, x0] * (1 - fx)[None, :, None] + x[y0][:, x1] * fx[None, :, None]
-    bottom = x[y1][:, x0] * (1 - fx)[None, :, None] + x[y1][:, x1] * fx[None, :, None]
-    return (top * (1 - fy)[:, None, None] + bottom * fy[:, None, None]).astype(np.float32)
+    y0, y1, fy = taps(h)
+    x0, x1, fx = taps(w)
+    fx = fx[None, :, None]
+    rows = x[:, x0] + (x[:, x1] - x[:, x0]) * fx
+    top, bottom = rows[y0], rows[y1]
+    return top + (bottom - top) * fy[:, None, None]
 
 
 def compile_encoder(codec_dir, build_dir):
@@ -134,6 +138,8 @@ def main():
 
     dataset = manifest["dataset"]
     data_dir = args.data_dir or DEFAULT_DIRS.get(dataset)
+    if data_dir is None:
+        sys.exit(f"verify-export: --data-dir needed: where the {dataset} files are")
     if dataset in ("fashion-mnist", "mnist"):
         images, labels = idx_test_split(data_dir)
     elif dataset in ("cifar10", "cifar100"):

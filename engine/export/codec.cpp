@@ -110,11 +110,15 @@ CodecModel CodecModel::from_json(const nlohmann::json& j) {
     CodecModel m;
     m.contexts = j.at("contexts").get<int64_t>();
     m.symbols = j.at("symbols").get<int64_t>();
-    m.freq = j.at("freq").get<std::vector<uint16_t>>();
-    AGILENN_CHECK(m.contexts > 0 && m.symbols >= 2 && m.symbols <= 256 &&
-                      m.freq.size() == static_cast<size_t>(m.contexts * m.symbols),
-                  "codec tables: " << m.freq.size() << " frequencies for " << m.contexts << " contexts × "
-                                   << m.symbols << " symbols");
+    const std::vector<int64_t> freq = j.at("freq").get<std::vector<int64_t>>();
+    AGILENN_CHECK(m.contexts > 0 && m.contexts <= (int64_t{1} << 24) && m.symbols >= 2 && m.symbols <= 256 &&
+                      freq.size() == static_cast<size_t>(m.contexts * m.symbols),
+                  "codec tables: " << freq.size() << " frequencies for " << m.contexts << " contexts × " << m.symbols
+                                   << " symbols");
+    for (int64_t f : freq) {
+      AGILENN_CHECK(f >= 0 && f <= kTotal, "codec tables: frequency " << f << " outside 0.." << kTotal);
+      m.freq.push_back(static_cast<uint16_t>(f));
+    }
     for (int64_t c = 0; c < m.contexts; ++c) {
       uint32_t cum = 0;
       for (int64_t s = 0; s < m.symbols; ++s) {

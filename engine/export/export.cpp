@@ -90,7 +90,7 @@ struct StagingDir {
   explicit StagingDir(const fs::path& out)
       : path(out.parent_path() / ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()))) {
     fs::remove_all(path);
-    fs::create_directories(path);
+    fs::create_directory(path);
   }
   ~StagingDir() {
     std::error_code ec;
@@ -102,8 +102,12 @@ struct StagingDir {
 
 ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostream& log) {
   AGILENN_CHECK(!o.out.empty(), "--out not given: the directory to write");
-  const fs::path out = fs::absolute(o.out).lexically_normal();
-  AGILENN_CHECK(!fs::exists(out), "--out " << o.out << ": exists; agilenn-export writes a new directory, never over one");
+  fs::path out = fs::absolute(o.out).lexically_normal();
+  if (!out.has_filename()) out = out.parent_path();  // "dir/" names dir
+  AGILENN_CHECK(!fs::exists(fs::symlink_status(out)),
+                "--out " << o.out << ": exists; agilenn-export writes a new directory, never over one");
+  AGILENN_CHECK(fs::is_directory(out.parent_path()),
+                "--out " << o.out << ": its parent directory '" << out.parent_path().string() << "' does not exist");
   AGILENN_CHECK(o.calibration >= 0, "--calibration " << o.calibration << ": must be 0 (all) or more");
   AGILENN_CHECK(o.test_limit >= 0, "--test-limit " << o.test_limit << ": must be 0 (all) or more");
   AGILENN_CHECK(o.batch > 0, "--batch-size " << o.batch << ": must be positive");
@@ -267,6 +271,9 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
   const StagingDir staging(out);
   for (const auto& [name, bytes] : files) io::write_file_atomically((staging.path / name).string(), bytes);
   std::error_code ec;
+  // The check at the start may be minutes old: refuse anything that appeared at `out` since.
+  AGILENN_CHECK(!fs::exists(fs::symlink_status(out)),
+                "--out " << o.out << ": appeared while exporting; agilenn-export never writes over it");
   fs::rename(staging.path, out, ec);
   AGILENN_CHECK(!ec, "cannot rename '" << staging.path.string() << "' to '" << out.string() << "': " << ec.message());
   log << "exported " << o.checkpoint << " to " << out.string() << ": engine top-1 " << summary.engine_accuracy
