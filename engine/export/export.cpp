@@ -168,6 +168,10 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
   summary.engine_accuracy = engine.test_accuracy;
   std::vector<double> test_counts(counts.size(), 0.0);
   double correct = 0, stream_bytes = 0;
+  // The split's logits of the first test images, which a runtime's must match image by image
+  // (tools/verify-export.py): top-1 alone hides a preprocessing that differs a little.
+  constexpr int64_t kLogitsChecked = 16;
+  std::vector<std::vector<double>> first_logits;
   for_each_batch(test_set, "measuring the split", [&](const data::Loader::LoadedBatch& lb, int64_t b) {
     const auto [local_logits, codes] = run.device(lb.batch.images);
     Tensor received = Tensor::zeros(codes.shape(), DType::u8);
@@ -184,6 +188,11 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
     }
     const Tensor logits = run.server(received, local_logits);
     for (int64_t i = 0; i < lb.valid; ++i) {
+      if (b * o.batch + i < kLogitsChecked) {
+        std::vector<double> row;
+        for (int64_t c = 0; c < classes; ++c) row.push_back(logits.item(i * classes + c));
+        first_logits.push_back(row);
+      }
       int64_t best = 0;
       for (int64_t c = 1; c < classes; ++c)
         if (logits.item(i * classes + c) > logits.item(i * classes + best)) best = c;
@@ -259,6 +268,7 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
         {"test_images", summary.test_images},
         {"engine_top1", summary.engine_accuracy},
         {"split_top1_engine", summary.split_accuracy},
+        {"first_test_logits", first_logits},
         {"bits_per_image",
          {{"raw", summary.bits.raw},
           {"entropy", summary.bits.entropy},
