@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
@@ -36,12 +35,6 @@ std::string sha256_hex(const std::string& bytes) {
     hex += two;
   }
   return hex;
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  AGILENN_CHECK(in, "cannot open '" << path << "'");
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 // The split's two halves, run batch by batch on the backend.
@@ -111,7 +104,7 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
   AGILENN_CHECK(o.calibration >= 0, "--calibration " << o.calibration << ": must be 0 (all) or more");
   AGILENN_CHECK(o.test_limit >= 0, "--test-limit " << o.test_limit << ": must be 0 (all) or more");
   AGILENN_CHECK(o.batch > 0, "--batch-size " << o.batch << ": must be positive");
-  const std::string checkpoint_bytes = read_bytes(o.checkpoint);
+  const std::string checkpoint_bytes = io::read_file(o.checkpoint, "checkpoint");
   const io::Checkpoint ck = io::load_checkpoint(o.checkpoint);
   AGILENN_CHECK(ck.metadata.contains("config") && ck.metadata.contains("classes"),
                 "'" << o.checkpoint << "' has no run configuration: not written by agilenn-train");

@@ -149,12 +149,6 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
 
 namespace {
 
-std::string read_whole_file(const std::string& path, const char* what) {
-  AGILENN_CHECK(!std::filesystem::is_directory(path), what << " '" << path << "' is a directory, not a file");
-  std::ifstream in(path, std::ios::binary);
-  AGILENN_CHECK(in, "cannot open " << what << " '" << path << "'");
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 // Bytes per element of a safetensors dtype name; 0 for a name the format does not have.
 size_t element_bytes(const std::string& dtype) {
@@ -277,8 +271,15 @@ Tensor widened(const Entry& e, float (*widen)(uint16_t)) {
 
 }  // namespace
 
+std::string read_file(const std::string& path, const char* what) {
+  AGILENN_CHECK(!std::filesystem::is_directory(path), what << " '" << path << "' is a directory, not a file");
+  std::ifstream in(path, std::ios::binary);
+  AGILENN_CHECK(in, "cannot open " << what << " '" << path << "'");
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 SafetensorsFile read_safetensors(const std::string& path) {
-  const std::string bytes = read_whole_file(path, "safetensors file");
+  const std::string bytes = read_file(path, "safetensors file");
   const Parsed p = parse_safetensors(bytes, path);
   SafetensorsFile file;
   for (const Entry& e : p.entries) {
@@ -290,13 +291,11 @@ SafetensorsFile read_safetensors(const std::string& path) {
       file.other_dtypes.emplace(e.name, e.dtype);
     }
   }
-  const auto meta = p.header.find("__metadata__");
-  if (meta != p.header.end()) file.metadata = *meta;
   return file;
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
-  const std::string bytes = read_whole_file(path, "checkpoint");
+  const std::string bytes = read_file(path, "checkpoint");
   const Parsed p = parse_safetensors(bytes, path);
   Checkpoint ckpt;
   for (const Entry& e : p.entries) ckpt.tensors.emplace(e.name, copy_of(e, parse_dtype(e.dtype, path, e.name)));

@@ -26,19 +26,21 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt);
 Checkpoint load_checkpoint(const std::string& path);
 
 // A safetensors file written by anyone (PyTorch's or Keras' weights, say): its tensors of
-// the dtypes the engine holds (F32, F64, I32, U8; F16 and BF16 widened to f32 exactly),
-// the names and dtypes of the others (PyTorch's I64 batch-norm counters, say), and its
-// __metadata__ (an object of strings, or empty). The file is checked as a checkpoint's is.
+// the dtypes the engine holds (F32, F64, I32, U8; F16 and BF16 widened to f32 exactly), and
+// the names and dtypes of the others (PyTorch's I64 batch-norm counters, say). The file is
+// checked as a checkpoint's is.
 struct SafetensorsFile {
   nn::TensorMap tensors;
   std::map<std::string, std::string> other_dtypes;
-  nlohmann::json metadata = nlohmann::json::object();
 };
 SafetensorsFile read_safetensors(const std::string& path);
 
 // Checks that `ckpt` holds every tensor of `expected` with its shape (and nothing of
 // another shape); names the first mismatch.
 void check_against(const Checkpoint& ckpt, const nn::ParamSet& expected, const std::string& path);
+
+// The bytes of the file at `path`; errors name it as `what` (e.g. "checkpoint").
+std::string read_file(const std::string& path, const char* what);
 
 // Writes `bytes` to `path` atomically: temporary file in the same directory, fsync,
 // rename, fsync of the directory. `fail_after` (tests only) aborts after that many bytes.

@@ -197,6 +197,14 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
   return e;
 }
 
+// What every checkpoint a run writes says of itself (evaluate_checkpoint and a resume read it).
+json checkpoint_metadata(const RunConfig& c, int64_t step, int64_t epoch, double best, int64_t classes,
+                         const json& metrics) {
+  return {{"config", config_json(c)}, {"step", step},       {"epoch", epoch},
+          {"best_accuracy", best},     {"classes", classes}, {"engine_version", io::kEngineVersion},
+          {"metrics", metrics}};
+}
+
 // The seed fine-tunes pretrained weights with Adam from 1e-4 (DESIGN.md §7): a run from
 // --init starts there unless --lr says otherwise; from scratch, at the preset's rate.
 constexpr double kSeedFineTuneLr = 1e-4;
@@ -585,10 +593,7 @@ RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& 
   RunLog run_log(cfg, per_epoch);
   const EvalBatchNorm eval_bn(cfg, classes, train_set);
   auto save = [&](const std::string& path, int64_t step_count, const json& extra) {
-    save_run_checkpoint(path, trainer,
-                        {{"config", config_json(cfg)}, {"step", step_count},   {"epoch", step_count / per_epoch},
-                         {"best_accuracy", best},      {"classes", classes},   {"engine_version", io::kEngineVersion},
-                         {"metrics", extra}});
+    save_run_checkpoint(path, trainer, checkpoint_metadata(cfg, step_count, step_count / per_epoch, best, classes, extra));
   };
 
   RunSummary summary;
@@ -709,17 +714,10 @@ void import_reference(const ImportConfig& ic, std::ostream& log) {
   for (const std::string& r : w.replaced) log << "replaced by a new " << classes << "-class classifier: " << r << "\n";
   io::Checkpoint ck;
   ck.tensors = w.values;
-  ck.metadata = {{"config", config_json(c)},
-                 {"step", 0},
-                 {"epoch", 0},
-                 {"best_accuracy", 0.0},
-                 {"classes", classes},
-                 {"engine_version", io::kEngineVersion},
-                 {"imported",
-                  {{"weights", ic.weights},
-                   {"format", models::weights_format_name(ic.format)},
-                   {"classifier", ic.keep_classifier ? "kept" : "new"}}},
-                 {"metrics", json::object()}};
+  ck.metadata = checkpoint_metadata(c, 0, 0, 0.0, classes, json::object());
+  ck.metadata["imported"] = {{"weights", ic.weights},
+                             {"format", models::weights_format_name(ic.format)},
+                             {"classifier", ic.keep_classifier ? "kept" : "new"}};
   io::save_checkpoint(ic.out, ck);
   log << "imported " << w.values.size() << " tensors of " << ic.weights << " (" << models::weights_format_name(ic.format)
       << ") into " << ic.out << ": reference net of preset " << c.preset.name << ", " << classes << " classes, "
