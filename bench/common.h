@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <iosfwd>
 #include <string>
 
 #include "engine/core/tensor.h"
@@ -36,6 +37,9 @@ std::string gpu_unavailable();
 // The training-step benchmarks (bench/step.cpp), for every backend in this build; called
 // from main, once every backend has registered itself.
 void register_step_benchmarks();
+// --profile_step=<backend>/<preset>/<batch>/<agilenn|plain>: runs that training step with
+// the executor's per-op timing on and prints where the time goes, largest first.
+int profile_step(const std::string& spec, std::ostream& out);
 // Measures gpu_ceilings(): set by the GPU benchmarks (cuda_kernels.cpp, CUDA builds) when
 // they register; empty otherwise.
 std::function<void()>& gpu_ceilings_probe();

@@ -286,6 +286,19 @@ bool has_flag(int argc, char** argv, const char* flag) {
   return false;
 }
 
+// Removes --profile_step=SPEC from argv; returns SPEC ("" when absent).
+std::string take_profile_step(int& argc, char** argv) {
+  constexpr const char* kFlag = "--profile_step=";
+  std::string spec;
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], kFlag, std::strlen(kFlag)) == 0) spec = argv[i] + std::strlen(kFlag);
+    else argv[out++] = argv[i];
+  }
+  argc = out;
+  return spec;
+}
+
 // Removes --no_ceilings from argv (Google Benchmark rejects flags it does not know);
 // returns whether it was there.
 bool take_no_ceilings(int& argc, char** argv) {
@@ -308,6 +321,14 @@ int main(int argc, char** argv) {
   register_step_benchmarks();
   const bool listing = has_flag(argc, argv, "--benchmark_list_tests");
   const bool no_ceilings = take_no_ceilings(argc, argv);
+  if (const std::string spec = take_profile_step(argc, argv); !spec.empty()) {
+    try {
+      return profile_step(spec, std::cout);
+    } catch (const std::exception& e) {
+      std::cerr << "agilenn-bench: " << e.what() << "\n";
+      return 1;
+    }
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 

@@ -22,6 +22,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iomanip>
+#include <ostream>
 
 #include "bench/busy_neighbour.h"
 #include "bench/common.h"
@@ -330,6 +332,49 @@ void register_under_load() {
 }
 
 }  // namespace
+
+int profile_step(const std::string& spec, std::ostream& out) {
+  // <backend>/<preset>/<batch>/<agilenn|plain>, as in the BM_Step names.
+  std::vector<std::string> part;
+  for (size_t at = 0;;) {
+    const size_t slash = spec.find('/', at);
+    part.push_back(spec.substr(at, slash - at));
+    if (slash == std::string::npos) break;
+    at = slash + 1;
+  }
+  AGILENN_CHECK(part.size() == 4 && (part[0] == "cpu" || part[0] == "cuda") &&
+                    (part[3] == "agilenn" || part[3] == "plain") && !part[2].empty() &&
+                    part[2].find_first_not_of("0123456789") == std::string::npos,
+                "--profile_step=" << spec << ": expected <cpu|cuda>/<preset>/<batch>/<agilenn|plain>, e.g. cpu/tiny/64/agilenn");
+  const On on = part[0] == "cpu" ? On::cpu : On::cuda;
+  if (on == On::cuda) {
+    const std::string why = gpu_unavailable();
+    AGILENN_CHECK(why.empty(), "--profile_step=" << spec << ": " << why);
+  }
+  const int64_t batch = std::stoll(part[2]);
+  auto t = make_trainer(on, part[1], batch, part[3] == "agilenn", 2);
+  const data::Batch b = make_batch(on, part[1], batch);
+  warm_up(*t, b);
+  constexpr int kSteps = 20;
+  t->executor().set_profiling(true);
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kSteps; ++i) t->step(b.images, b.labels);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / kSteps;
+  const std::vector<Executor::OpTime> ops = t->executor().profile();
+  double total = 0;
+  for (const Executor::OpTime& o : ops) total += o.seconds;
+  out << "step " << spec << ", " << threads::describe() << ": " << std::fixed << std::setprecision(2) << wall * 1e3
+      << " ms per step (" << kSteps << " steps, each kernel synchronised), "
+      << total / kSteps * 1e3 << " ms in kernels\n";
+  out << std::left << std::setw(28) << "op" << std::right << std::setw(10) << "ms/step" << std::setw(8) << "share"
+      << std::setw(12) << "calls/step" << std::setw(12) << "us/call" << "\n";
+  for (const Executor::OpTime& o : ops)
+    out << std::left << std::setw(28) << o.op << std::right << std::setw(10) << o.seconds / kSteps * 1e3
+        << std::setw(7) << std::setprecision(1) << 100 * o.seconds / total << "%" << std::setw(12)
+        << std::setprecision(0) << static_cast<double>(o.calls) / kSteps << std::setw(12) << std::setprecision(1)
+        << o.seconds / static_cast<double>(o.calls) * 1e6 << std::setprecision(2) << "\n";
+  return 0;
+}
 
 void register_step_benchmarks() {
   register_steps(On::cpu);

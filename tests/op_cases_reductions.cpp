@@ -12,6 +12,9 @@ void add_reductions_cases(Cases& cs) {
        [](T x) { return reduce_ref(x[0], {1}, false, 0, std::plus<double>()); }, {"sum", "broadcast_to", "reshape"}});
   add({"sum_axes02_keepdims", {in({3, 4, 5})}, [](Graph&, V v) { return sum(v[0], {0, 2}, true); },
        [](T x) { return reduce_ref(x[0], {0, 2}, true, 0, std::plus<double>()); }, {"sum"}});
+  // Adjacent reduced axes, then a kept one, then a reduced one (the kernel merges 0 and 1).
+  add({"sum_axes013", {in({2, 3, 4, 5})}, [](Graph&, V v) { return sum(v[0], {0, 1, 3}); },
+       [](T x) { return reduce_ref(x[0], {0, 1, 3}, false, 0, std::plus<double>()); }, {"sum"}});
   add({"sum_all", {in({3, 5})}, [](Graph&, V v) { return sum(v[0]); },
        [](T x) { return reduce_ref(x[0], {}, false, 0, std::plus<double>()); }, {"sum"}});
   add({"mean_axes12", {in({2, 3, 5, 4})}, [](Graph&, V v) { return mean(v[0], {1, 2}); },

@@ -6,12 +6,84 @@
 // attribution_stats sums each sample's elements in one pass where the decomposition sums
 // per channel first, so it agrees to rounding.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/shared/agilenn_fused.h"
 
 namespace agilenn::cpu {
+namespace {
+
+// Calls fn(j) with the centroid count j as a compile-time constant for the counts the
+// quantizer is used with (1 to 4 bits) and as an int64_t otherwise.
+template <class F>
+void with_centroid_count(int64_t j, F&& fn) {
+  switch (j) {
+    case 2: return fn(std::integral_constant<int64_t, 2>{});
+    case 4: return fn(std::integral_constant<int64_t, 4>{});
+    case 8: return fn(std::integral_constant<int64_t, 8>{});
+    case 16: return fn(std::integral_constant<int64_t, 16>{});
+    default: return fn(j);
+  }
+}
+
+// Per-element scratch: on the stack for a constant centroid count, else on the heap.
+template <class T, class J>
+struct CentroidScratch {
+  T* data() { return values; }
+  T values[J::value];
+};
+template <class T>
+struct CentroidScratch<T, int64_t> {
+  explicit CentroidScratch(int64_t j) : values(static_cast<size_t>(j)) {}
+  T* data() { return values.data(); }
+  std::vector<T> values;
+};
+template <class T, class J>
+CentroidScratch<T, J> centroid_scratch(J j) {
+  if constexpr (std::is_same_v<J, int64_t>) return CentroidScratch<T, J>(j);
+  else return {};
+}
+
+template <class T, class J>
+void quantize_backward_kernel(const T* x, const T* c, const T* g, int64_t n, J j, bool wrt_x, T* y) {
+  if (wrt_x) {
+    parallel_for(n, n * j, [&](int64_t begin, int64_t end) {
+      auto exps = centroid_scratch<T>(j);
+      for (int64_t i = begin; i < end; ++i)
+        y[i] = kernels::quantize_soft_grad(x[i], c, j, g[i], exps.data(), [](int64_t, T, T) {});
+    });
+    return;
+  }
+  const int64_t blocks = std::min(n, kRowBlocks);
+  std::vector<T> weights(static_cast<size_t>(blocks * j), T(0)), diffs(weights.size(), T(0));
+  parallel_for(blocks, n * j, [&](int64_t begin, int64_t end) {
+    auto exps = centroid_scratch<T>(j);
+    auto wb = centroid_scratch<T>(j), db = centroid_scratch<T>(j);
+    for (int64_t b = begin; b < end; ++b) {
+      std::fill_n(wb.data(), j, T(0));
+      std::fill_n(db.data(), j, T(0));
+      for (int64_t i = n * b / blocks; i < n * (b + 1) / blocks; ++i)
+        kernels::quantize_soft_grad(x[i], c, j, g[i], exps.data(), [&](int64_t k, T gp, T gd) {
+          wb.data()[k] += gp;
+          db.data()[k] += -gd;
+        });
+      std::copy_n(wb.data(), j, weights.data() + b * j);
+      std::copy_n(db.data(), j, diffs.data() + b * j);
+    }
+  });
+  for (int64_t k = 0; k < j; ++k) {
+    T w = 0, d = 0;
+    for (int64_t b = 0; b < blocks; ++b) {
+      w += weights[static_cast<size_t>(b * j + k)];
+      d += diffs[static_cast<size_t>(b * j + k)];
+    }
+    y[k] = w + d;
+  }
+}
+
+}  // namespace
 
 void register_agilenn_fused(KernelTable& t) {
   t.add("quantize", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
@@ -33,41 +105,11 @@ void register_agilenn_fused(KernelTable& t) {
   t.add("quantize_backward", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
     dispatch_float(out.dtype(), node, [&](auto tag) {
       using T = decltype(tag);
-      const T* x = in[0].data<T>();
-      const T* c = in[1].data<T>();
-      const T* g = in[2].data<T>();
-      const int64_t j = in[1].numel(), n = in[0].numel();
-      T* y = out.data<T>();
-      if (node.attrs.i("wrt") == 0) {
-        parallel_for(n, n * j, [&](int64_t begin, int64_t end) {
-          std::vector<T> exps(static_cast<size_t>(j));
-          for (int64_t i = begin; i < end; ++i)
-            y[i] = kernels::quantize_soft_grad(x[i], c, j, g[i], exps.data(), [](int64_t, T, T) {});
-        });
-        return;
-      }
-      const int64_t blocks = std::min(n, kRowBlocks);
-      std::vector<T> weights(static_cast<size_t>(blocks * j), T(0)), diffs(weights.size(), T(0));
-      parallel_for(blocks, n * j, [&](int64_t begin, int64_t end) {
-        std::vector<T> exps(static_cast<size_t>(j));
-        for (int64_t b = begin; b < end; ++b) {
-          T* wb = weights.data() + b * j;
-          T* db = diffs.data() + b * j;
-          for (int64_t i = n * b / blocks; i < n * (b + 1) / blocks; ++i)
-            kernels::quantize_soft_grad(x[i], c, j, g[i], exps.data(), [&](int64_t k, T gp, T gd) {
-              wb[k] += gp;
-              db[k] += -gd;
-            });
-        }
+      const bool wrt_x = node.attrs.i("wrt") == 0;
+      with_centroid_count(in[1].numel(), [&](auto j) {
+        quantize_backward_kernel<T>(in[0].data<T>(), in[1].data<T>(), in[2].data<T>(), in[0].numel(), j, wrt_x,
+                                    out.data<T>());
       });
-      for (int64_t k = 0; k < j; ++k) {
-        T w = 0, d = 0;
-        for (int64_t b = 0; b < blocks; ++b) {
-          w += weights[static_cast<size_t>(b * j + k)];
-          d += diffs[static_cast<size_t>(b * j + k)];
-        }
-        y[k] = w + d;
-      }
     });
   });
 

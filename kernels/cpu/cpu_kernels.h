@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "engine/core/error.h"
@@ -60,9 +61,28 @@ void dispatch_float(DType t, const Node& node, F&& f) {
 // Element strides of `in` viewed with out's rank: 0 along broadcast axes.
 std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out);
 
+// One output row of broadcast_loop, along which each input advances by 0 or 1 element
+// (bit k of Unit set: input k advances by 1): offsets written as base + j with a
+// compile-time step let the compiler vectorise the row.
+template <size_t K, unsigned Unit, class F>
+void broadcast_row(F& f, int64_t first, int64_t width, const std::array<int64_t, K>& base) {
+  for (int64_t j = 0; j < width; ++j) {
+    std::array<int64_t, K> o;
+    for (size_t k = 0; k < K; ++k) o[k] = base[k] + ((Unit >> k) & 1u ? j : 0);
+    f(first + j, o);
+  }
+}
+
+template <size_t K, class F, unsigned... Units>
+void broadcast_row_unit(unsigned unit, F& f, int64_t first, int64_t width, const std::array<int64_t, K>& base,
+                        std::integer_sequence<unsigned, Units...>) {
+  ((unit == Units ? broadcast_row<K, Units>(f, first, width, base) : void()), ...);
+}
+
 // Calls f(i, offsets) for every flat output index i, where offsets[k] is the element
 // offset into input k (whose broadcast strides are strides[k]). Works a row (the last
-// axis) at a time so the carry logic runs once per row; parallel over rows.
+// axis) at a time, parallel over rows; a chunk of rows finds its first row's offsets by
+// division and steps from row to row with an odometer.
 template <size_t K, class F>
 void broadcast_loop(const Shape& out, const std::array<std::vector<int64_t>, K>& strides, F&& f) {
   const int64_t n = numel(out);
@@ -82,20 +102,39 @@ void broadcast_loop(const Shape& out, const std::array<std::vector<int64_t>, K>&
   }
   const size_t r = out.size();
   const int64_t width = out[r - 1], rows = n / width;
+  // Broadcast operands step along the last axis by 1 or 0; a transpose's source need not.
   std::array<int64_t, K> step;
-  for (size_t k = 0; k < K; ++k) step[k] = strides[k][r - 1];
+  bool unit_steps = true;
+  unsigned unit = 0;
+  for (size_t k = 0; k < K; ++k) {
+    step[k] = strides[k][r - 1];
+    unit_steps = unit_steps && (step[k] == 0 || step[k] == 1);
+    if (step[k] == 1) unit |= 1u << k;
+  }
   parallel_for(rows, n, [&](int64_t begin, int64_t end) {
+    std::array<int64_t, K> off{};
+    std::vector<int64_t> index(r - 1);
+    int64_t rem = begin;
+    for (size_t d = r - 1; d-- > 0;) {
+      index[d] = rem % out[d];
+      rem /= out[d];
+      for (size_t k = 0; k < K; ++k) off[k] += index[d] * strides[k][d];
+    }
     for (int64_t row = begin; row < end; ++row) {
-      std::array<int64_t, K> off{};
-      int64_t rem = row;
-      for (size_t d = r - 1; d-- > 0;) {
-        const int64_t idx = rem % out[d];
-        rem /= out[d];
-        for (size_t k = 0; k < K; ++k) off[k] += idx * strides[k][d];
+      if (unit_steps) {
+        broadcast_row_unit<K>(unit, f, row * width, width, off, std::make_integer_sequence<unsigned, 1u << K>{});
+      } else {
+        std::array<int64_t, K> o = off;
+        for (int64_t j = 0; j < width; ++j) {
+          f(row * width + j, o);
+          for (size_t k = 0; k < K; ++k) o[k] += step[k];
+        }
       }
-      for (int64_t j = 0; j < width; ++j) {
-        f(row * width + j, off);
-        for (size_t k = 0; k < K; ++k) off[k] += step[k];
+      for (size_t d = r - 1; d-- > 0;) {
+        for (size_t k = 0; k < K; ++k) off[k] += strides[k][d];
+        if (++index[d] < out[d]) break;
+        for (size_t k = 0; k < K; ++k) off[k] -= strides[k][d] * out[d];
+        index[d] = 0;
       }
     }
   });

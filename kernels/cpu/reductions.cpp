@@ -10,17 +10,30 @@ namespace agilenn::cpu {
 namespace {
 
 // Splits x's axes into kept (in output order) and reduced ones, each with its extent and
-// input stride, so that one output element is a loop over the reduced sub-space.
+// input stride, so that one output element is a loop over the reduced sub-space. Adjacent
+// axes of the same kind are merged into one (x is contiguous), which visits the same
+// elements in the same order: most reductions then loop over a single strided axis
+// (e.g. [N, H, W, C] over {1, 2}: H·W elements C apart) instead of decomposing every
+// offset with a division per axis.
 struct ReductionLayout {
   std::vector<int64_t> kept_extent, kept_stride, red_extent, red_stride;
   int64_t outputs = 1, per_output = 1;
 
   ReductionLayout(const Shape& x, const std::vector<int64_t>& axes) {
     const auto strides = contiguous_strides(x);
+    bool last_reduced = false;
     for (size_t i = 0; i < x.size(); ++i) {
       const bool reduced = std::find(axes.begin(), axes.end(), static_cast<int64_t>(i)) != axes.end();
-      (reduced ? red_extent : kept_extent).push_back(x[i]);
-      (reduced ? red_stride : kept_stride).push_back(strides[i]);
+      std::vector<int64_t>& extent = reduced ? red_extent : kept_extent;
+      std::vector<int64_t>& stride = reduced ? red_stride : kept_stride;
+      if (i > 0 && reduced == last_reduced) {
+        extent.back() *= x[i];
+        stride.back() = strides[i];
+      } else {
+        extent.push_back(x[i]);
+        stride.push_back(strides[i]);
+      }
+      last_reduced = reduced;
       (reduced ? per_output : outputs) *= x[i];
     }
   }

@@ -88,9 +88,10 @@ AGILENN_HD void attribution_write(const AttributionAcc<T>& s, T* y3) {
 // the two terms of centroid k's gradient, g·p_k (through the weights c_k) and gd_k (the
 // difference's, entering negated). exp(-(x - c_k)² - max) is computed once per centroid
 // into exps[0..j): the decomposition evaluates that same expression in three places, so
-// keeping it changes no bit.
-template <class T, class Each>
-AGILENN_HD T quantize_soft_grad(T x, const T* c, int64_t j, T g, T* exps, Each&& each) {
+// keeping it changes no bit. j is an int64_t or, where the caller knows it at compile time
+// (std::integral_constant), a constant: the loops then unroll.
+template <class T, class J, class Each>
+AGILENN_HD T quantize_soft_grad(T x, const T* c, J j, T g, T* exps, Each&& each) {
   T m = -T(INFINITY);
   for (int64_t k = 0; k < j; ++k) {
     const T d = rn::sub(x, c[k]);
