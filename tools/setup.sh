@@ -10,6 +10,7 @@ packages=(
   libopenblas-dev libomp-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev libjpeg-dev libpng-dev libonnx-dev libprotobuf-dev libssl-dev
+  libflatbuffers-dev
   dataset-fashion-mnist
 )
 
@@ -40,8 +41,9 @@ if [[ ${1:-} == --tests ]] && ! python3 -c 'import torch, torchvision' >/dev/nul
   python3 -m pip install --quiet --disable-pip-version-check torch torchvision ||
     echo "setup: torch or torchvision unavailable; the import tests will skip"
 fi
-# tools/verify-export.py (and its test) runs exported models in onnxruntime.
-if [[ ${1:-} == --tests ]] && ! python3 -c 'import onnxruntime' >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check onnxruntime ||
-    echo "setup: onnxruntime unavailable; the export's runtime test will skip"
+# tools/verify-export.py (and its test) runs exported models in their runtimes: the server
+# half in onnxruntime, the int8 device half in LiteRT's interpreter.
+if [[ ${1:-} == --tests ]] && ! python3 -c 'import onnxruntime, ai_edge_litert' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check onnxruntime ai-edge-litert ||
+    echo "setup: onnxruntime or ai-edge-litert unavailable; the export's runtime test will skip"
 fi

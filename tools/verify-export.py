@@ -4,11 +4,14 @@
 Usage: tools/verify-export.py DIR [--data-dir D] [--limit N]
 
 For every test image (the first N, by default as many as the export measured): the manifest's
-preprocessing, the device half in onnxruntime, the codes through the export's own C99 encoder
+preprocessing, the device half in onnxruntime (float) and, quantized to int8, in LiteRT's
+interpreter (device_int8.tflite), the codes of each through the export's own C99 encoder
 (compiled here from DIR/codec) and a decoder of the stream format the manifest names, the
 server half in onnxruntime, then top-1. Checks the artifacts' sha256 first. Prints top-1 of
-(a) the engine (from the manifest) and (b) the float split, and the coded bits per image;
-exits 1 unless every image round-trips the codec and (b) is within 0.1 point of (a).
+(a) the engine (from the manifest), (b) the float split and (c) the int8 device half with the
+float server, the coded bits per image and how many codes the int8 half gives as the float
+one; exits 1 unless every image round-trips the codec, (b) is within 0.1 point of (a) and (c)
+within 1 point of (a).
 
 Datasets: fashion-mnist and mnist (IDX files, gzipped or not), cifar10 and cifar100 (binary
 versions), as agilenn-train reads them.
@@ -25,6 +28,7 @@ import tempfile
 
 import numpy as np
 import onnxruntime as ort
+from ai_edge_litert.interpreter import Interpreter
 
 DEFAULT_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 
@@ -162,29 +166,55 @@ def main():
     device = ort.InferenceSession(os.path.join(args.dir, "device.onnx"), options, providers=["CPUExecutionProvider"])
     server = ort.InferenceSession(os.path.join(args.dir, "server.onnx"), options, providers=["CPUExecutionProvider"])
 
+    int8 = Interpreter(model_path=os.path.join(args.dir, "device_int8.tflite"), num_threads=1)
+    int8.allocate_tensors()
+    int8_in = {d["name"]: d for d in int8.get_input_details()}["images"]
+    int8_out = {d["name"]: d for d in int8.get_output_details()}
+    quantization = manifest["device_int8"]["quantization"]
+    in_scale, in_zero = quantization["images"]["scale"], quantization["images"]["zero_point"]
+    logit_scale, logit_zero = quantization["local_logits"]["scale"], quantization["local_logits"]["zero_point"]
+
     cum = np.ascontiguousarray(cum)
     with tempfile.TemporaryDirectory() as build:
         lib = compile_encoder(os.path.join(args.dir, "codec"), build)
         model = Model(contexts, symbols, freq.ctypes.data_as(ctypes.POINTER(ctypes.c_uint16)),
                       cum.ctypes.data_as(ctypes.POINTER(ctypes.c_uint16)))
-        correct, bits, logits_seen = 0, 0, []
-        for i in range(len(labels)):
-            x = resize_bilinear((images[i].astype(np.float32) / 255 - mean) / std, size)[None]
-            local_logits, codes = device.run(["local_logits", "codes"], {"images": x})
+
+        def sent(codes, i):
+            """The codes as the server receives them: encoded on the device, decoded here."""
             flat = np.ascontiguousarray(codes.reshape(-1))
             out = (ctypes.c_uint8 * lib.agilenn_codec_bound(flat.size))()
             n = lib.agilenn_codec_encode(ctypes.byref(model), flat.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
                                          ctypes.c_size_t(flat.size), out, ctypes.c_size_t(len(out)))
             if n == 0:
                 sys.exit(f"verify-export: the encoder failed on test image {i}")
-            stream = bytes(out[:n])
-            if not np.array_equal(decode(stream, flat.size, freq, cum, codec["prob_bits"]), flat):
+            back = decode(bytes(out[:n]), flat.size, freq, cum, codec["prob_bits"])
+            if not np.array_equal(back, flat):
                 sys.exit(f"verify-export: decode(encode(codes)) differs on test image {i}")
-            bits += 8 * n
-            (logits,) = server.run(["logits"], {"codes": codes, "local_logits": local_logits})
+            return back.reshape(codes.shape), 8 * n
+
+        correct, correct_int8, bits, same_codes, total_codes, logits_seen = 0, 0, 0, 0, 0, []
+        for i in range(len(labels)):
+            x = resize_bilinear((images[i].astype(np.float32) / 255 - mean) / std, size)[None]
+            local_logits, codes = device.run(["local_logits", "codes"], {"images": x})
+            received, n_bits = sent(codes, i)
+            bits += n_bits
+            (logits,) = server.run(["logits"], {"codes": received, "local_logits": local_logits})
             correct += int(np.argmax(logits[0]) == labels[i])
             if i < len(manifest["measured"]["first_test_logits"]):
                 logits_seen.append(logits[0])
+
+            q = np.clip(np.round(x / in_scale) + in_zero, -128, 127).astype(np.int8)
+            int8.set_tensor(int8_in["index"], q)
+            int8.invoke()
+            codes8 = int8.get_tensor(int8_out["codes"]["index"])
+            logits8 = int8.get_tensor(int8_out["local_logits"]["index"])
+            local8 = (logit_scale * (logits8.astype(np.float32) - logit_zero)).astype(np.float32)
+            received8, _ = sent(codes8, i)
+            same_codes += int(np.sum(codes8 == codes))
+            total_codes += codes.size
+            (logits,) = server.run(["logits"], {"codes": received8, "local_logits": local8})
+            correct_int8 += int(np.argmax(logits[0]) == labels[i])
 
     # Image by image, the runtime's logits against the engine's split: float32 in another order
     # differs by ~1e-6; a code flipped at a centroid midpoint can move one image's logits, so
@@ -195,13 +225,18 @@ def main():
         sys.exit(f"verify-export: the runtimes' logits differ from the engine's (median relative error "
                  f"{np.median(errors):.2e} over {len(errors)} test images): the preprocessing or a half differs")
     engine = manifest["measured"]["engine_top1"]
-    split = correct / len(labels)
+    split, split_int8 = correct / len(labels), correct_int8 / len(labels)
+    budget = manifest["device_int8"]["budget"]
     print(f"test images {len(labels)}: (a) engine top-1 {engine:.4f}  (b) float split in onnxruntime {split:.4f}  "
-          f"remote codes {bits / len(labels):.1f} bits/image coded "
+          f"(c) int8 device half in LiteRT + float server {split_int8:.4f} ({same_codes / total_codes:.2%} of "
+          f"its codes as the float half's); remote codes {bits / len(labels):.1f} bits/image coded "
           f"({manifest['measured']['bits_per_image']['raw']:.0f} raw); codec round trip ok; logits of the first "
-          f"{len(errors)} images within {max(errors) if errors else 0:.1e} of the engine's")
+          f"{len(errors)} images within {max(errors) if errors else 0:.1e} of the engine's; int8 device half "
+          f"{budget['model_bytes']} bytes, {budget['peak_activation_bytes']} bytes of activations at its peak")
     if abs(split - engine) > 0.001:
         sys.exit(f"verify-export: (b) {split:.4f} is more than 0.1 point from (a) {engine:.4f}")
+    if abs(split_int8 - engine) > 0.01:
+        sys.exit(f"verify-export: (c) {split_int8:.4f} is more than 1 point from (a) {engine:.4f}")
 
 
 if __name__ == "__main__":

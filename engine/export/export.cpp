@@ -11,6 +11,7 @@
 #include "engine/core/error.h"
 #include "engine/core/progress.h"
 #include "engine/export/codec_source.h"
+#include "engine/export/device_int8.h"
 #include "engine/export/onnx.h"
 #include "engine/export/split.h"
 #include "engine/io/checkpoint.h"
@@ -77,6 +78,26 @@ std::vector<uint8_t> image_codes(const Tensor& codes, int64_t i) {
   return {p, p + n};
 }
 
+// The int8 device half's bytes as C, for a TFLite Micro project (16-byte aligned, as the
+// flatbuffer's buffers expect).
+std::string c_array_header() {
+  return "// The agilenn device half, int8 TFLite flatbuffer (device_int8.tflite) as a C array.\n"
+         "#ifndef AGILENN_DEVICE_MODEL_H\n#define AGILENN_DEVICE_MODEL_H\n"
+         "extern const unsigned char agilenn_device_model[];\n"
+         "extern const unsigned int agilenn_device_model_len;\n#endif\n";
+}
+
+std::string c_array_source(const std::string& bytes) {
+  std::string s = "#include \"agilenn_device_model.h\"\n\n"
+                  "const unsigned char agilenn_device_model[] __attribute__((aligned(16))) = {";
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    char hex[8];
+    std::snprintf(hex, sizeof(hex), "0x%02x,", static_cast<unsigned char>(bytes[i]));
+    s += (i % 16 == 0 ? "\n  " : " ") + std::string(hex);
+  }
+  return s + "\n};\nconst unsigned int agilenn_device_model_len = " + std::to_string(bytes.size()) + "u;\n";
+}
+
 // Where the export is built before it takes its final name.
 struct StagingDir {
   fs::path path;
@@ -127,6 +148,7 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
   auto split = build_split(p, classes, o.batch);
   io::check_against(ck, split->params, o.checkpoint);
   SplitRunner run(*split, ck.tensors, backend);
+  Int8DeviceExporter int8(ck.tensors, p, classes, o.batch, backend);
   const Shape fshape = models::feature_shape(p);
   const int64_t remote = fshape[2] - p.local_channels();
 
@@ -141,11 +163,13 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
     }
   };
 
-  // The codec's model: code counts per remote channel over calibration images.
+  // The codec's model (code counts per remote channel) and the int8 device half's
+  // activation ranges, over the calibration images.
   const data::ImageDataset train_set =
       data::first_samples(data::load_dataset(cfg.dataset, o.data_dir, data::Split::train), o.calibration);
   std::vector<double> counts(static_cast<size_t>(remote * p.num_centroids), 0.0);
-  for_each_batch(train_set, "fitting the codec", [&](const data::Loader::LoadedBatch& lb, int64_t) {
+  for_each_batch(train_set, "calibrating", [&](const data::Loader::LoadedBatch& lb, int64_t) {
+    int8.run(lb.batch.images, lb.valid);
     const Tensor codes = run.device(lb.batch.images).second;
     const uint8_t* c = codes.data<uint8_t>();
     for (int64_t i = 0; i < lb.valid * codes.numel() / o.batch; ++i)
@@ -160,13 +184,16 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
   ExportSummary summary;
   summary.engine_accuracy = engine.test_accuracy;
   std::vector<double> test_counts(counts.size(), 0.0);
-  double correct = 0, stream_bytes = 0;
+  double correct = 0, stream_bytes = 0, folding_error = 0;
   // The split's logits of the first test images, which a runtime's must match image by image
   // (tools/verify-export.py): top-1 alone hides a preprocessing that differs a little.
   constexpr int64_t kLogitsChecked = 16;
   std::vector<std::vector<double>> first_logits;
   for_each_batch(test_set, "measuring the split", [&](const data::Loader::LoadedBatch& lb, int64_t b) {
     const auto [local_logits, codes] = run.device(lb.batch.images);
+    const Tensor folded_logits = int8.run(lb.batch.images, 0).first;
+    for (int64_t i = 0; i < lb.valid * classes; ++i)
+      folding_error = std::max(folding_error, std::abs(folded_logits.item(i) - local_logits.item(i)));
     Tensor received = Tensor::zeros(codes.shape(), DType::u8);
     for (int64_t i = 0; i < o.batch; ++i) {
       const std::vector<uint8_t> sent = image_codes(codes, i);
@@ -201,6 +228,13 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
     *v /= images;
   summary.coded_bits = stream_bytes * 8 / images;
 
+  Graph g;
+  nn::ParamSet params;
+  const Tensor centroids =
+      evaluate(g, {models::centroid_values(nn::Scope(g, params, false).child("quantizer"), p).id()},
+               {{"quantizer.centroids", ck.tensors.at("quantizer.centroids")}}, cpu_backend())[0];
+  const Int8Device device_int8 = int8.build(centroids);
+
   // The artifacts, built under a temporary name and renamed at the end.
   auto one = build_split(p, classes, 1);
   std::map<std::string, std::string> files{
@@ -208,16 +242,14 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
                               {{"local_logits", one->local_logits}, {"codes", one->codes}}, ck.tensors, "device")},
       {"server.onnx", to_onnx(one->graph, {{"codes", one->sent_codes}, {"local_logits", one->sent_local_logits}},
                               {{"logits", one->logits}}, ck.tensors, "server")},
+      {"device_int8.tflite", device_int8.tflite},
+      {"device_int8/agilenn_device_model.h", c_array_header()},
+      {"device_int8/agilenn_device_model.c", c_array_source(device_int8.tflite)},
       {"codec/agilenn_codec.h", kCodecHeaderSource},
       {"codec/agilenn_codec.c", kCodecSource}};
   const Tensor v = ck.tensors.at("mix.v").to(DType::f64);
   const double e0 = std::exp(v.item(0)), e1 = std::exp(v.item(1));
   const data::Preprocess pre = train::preprocessing(cfg, false);
-  Graph g;
-  nn::ParamSet params;
-  const Tensor centroids =
-      evaluate(g, {models::centroid_values(nn::Scope(g, params, false).child("quantizer"), p).id()},
-               {{"quantizer.centroids", ck.tensors.at("quantizer.centroids")}}, cpu_backend())[0];
   json artifacts = json::object();
   for (const auto& [name, bytes] : files) artifacts[name] = {{"bytes", bytes.size()}, {"sha256", sha256_hex(bytes)}};
   const json manifest = {
@@ -254,8 +286,20 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
       {"artifacts", artifacts},
       {"halves",
        {{"device", "device.onnx: images -> local_logits [1,classes] float32, codes uint8"},
-        {"server", "server.onnx: codes uint8, local_logits float32 -> logits [1,classes]"},
-        {"not_yet", "the device half as an int8 TFLite model and its C array"}}},
+        {"device_int8",
+         "device_int8.tflite (and device_int8/, its bytes as a C array): images int8 -> local_logits int8, "
+         "codes uint8; real = scale * (q - zero_point)"},
+        {"server", "server.onnx: codes uint8, local_logits float32 -> logits [1,classes]"}}},
+      {"device_int8",
+       {{"quantization", device_int8.quantization},
+        {"weights", "per-channel symmetric int8 (the dense layer per tensor), int32 biases; batch norms folded"},
+        {"activations", "per-tensor asymmetric int8; ReLU6 outputs on [0, 6], the rest calibrated (min/max)"},
+        {"budget",
+         {{"model_bytes", device_int8.tflite.size()},
+          {"weight_bytes", device_int8.weight_bytes},
+          {"peak_activation_bytes", device_int8.peak_activation_bytes},
+          {"liveness", "computed tensors (input and outputs included) alive at once, ops in order"}}},
+        {"folding_max_abs_error_local_logits", folding_error}}},
       {"measured",
        {{"calibration_images", train_set.size()},
         {"test_images", summary.test_images},

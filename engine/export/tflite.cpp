@@ -1,0 +1,220 @@
+#include "engine/export/tflite.h"
+
+#include <flatbuffers/flatbuffers.h>
+
+#include <algorithm>
+#include <map>
+
+#include "engine/core/error.h"
+
+namespace agilenn::exporting::tflite {
+namespace {
+
+// BuiltinOperator and BuiltinOptions values, and the op versions whose kernels take int8
+// (per-channel) operands, from the schema.
+constexpr int32_t kConv2d = 3, kDepthwiseConv2d = 4, kFullyConnected = 9, kGather = 36, kMean = 40,
+                  kCast = 53;
+constexpr uint8_t kConv2dOptions = 1, kDepthwiseConv2dOptions = 2, kFullyConnectedOptions = 8,
+                  kGatherOptions = 23, kReducerOptions = 27, kCastOptions = 37;
+int32_t op_version(int32_t code) {
+  switch (code) {
+    case kConv2d:
+    case kDepthwiseConv2d: return 3;
+    case kFullyConnected: return 4;
+    case kMean:
+    case kCast: return 2;
+    default: return 1;
+  }
+}
+constexpr int8_t kPaddingSame = 0;
+constexpr uint32_t kSchemaVersion = 3;
+
+flatbuffers::voffset_t field(int id) { return static_cast<flatbuffers::voffset_t>(4 + 2 * id); }
+
+// A table built field by field: scalars and offsets to what was built before it.
+class Table {
+ public:
+  explicit Table(flatbuffers::FlatBufferBuilder& b) : b_(b), start_(b.StartTable()) {}
+  template <class T>
+  Table& scalar(int id, T v, T fallback = T(0)) {
+    b_.AddElement<T>(field(id), v, fallback);
+    return *this;
+  }
+  template <class T>
+  Table& offset(int id, flatbuffers::Offset<T> o) {
+    b_.AddOffset(field(id), o);
+    return *this;
+  }
+  flatbuffers::Offset<void> end() { return flatbuffers::Offset<void>(b_.EndTable(start_)); }
+
+ private:
+  flatbuffers::FlatBufferBuilder& b_;
+  flatbuffers::uoffset_t start_;
+};
+
+}  // namespace
+
+int64_t type_size(Type t) {
+  switch (t) {
+    case Type::f32:
+    case Type::i32: return 4;
+    case Type::u8:
+    case Type::i8: return 1;
+  }
+  return 0;
+}
+
+int64_t TensorInfo::bytes() const { return numel(shape) * type_size(type); }
+
+int ModelBuilder::tensor(TensorInfo t) {
+  AGILENN_CHECK(t.data.empty() || static_cast<int64_t>(t.data.size()) == t.bytes(),
+                "TFLite tensor '" << t.name << "': " << t.data.size() << " bytes of data for " << t.bytes());
+  tensors_.push_back(std::move(t));
+  return static_cast<int>(tensors_.size()) - 1;
+}
+
+void ModelBuilder::op(Operator o) {
+  for (int t : o.inputs) AGILENN_CHECK(t >= 0 && t < static_cast<int>(tensors_.size()), "TFLite op: no tensor " << t);
+  for (int t : o.outputs) AGILENN_CHECK(t >= 0 && t < static_cast<int>(tensors_.size()), "TFLite op: no tensor " << t);
+  ops_.push_back(std::move(o));
+}
+
+void ModelBuilder::conv2d(int input, int filter, int bias, int output, int stride, Activation act) {
+  op({kConv2d, {input, filter, bias}, {output}, kConv2dOptions,
+      {{0, kPaddingSame, 1}, {1, stride, 4}, {2, stride, 4}, {3, static_cast<int32_t>(act), 1}}});
+}
+
+void ModelBuilder::depthwise_conv2d(int input, int filter, int bias, int output, int stride, Activation act) {
+  op({kDepthwiseConv2d, {input, filter, bias}, {output}, kDepthwiseConv2dOptions,
+      {{0, kPaddingSame, 1}, {1, stride, 4}, {2, stride, 4}, {3, 1, 4}, {4, static_cast<int32_t>(act), 1}}});
+}
+
+void ModelBuilder::fully_connected(int input, int weights, int bias, int output) {
+  op({kFullyConnected, {input, weights, bias}, {output}, kFullyConnectedOptions, {}});
+}
+
+void ModelBuilder::mean(int input, int axes, int output, bool keep_dims) {
+  op({kMean, {input, axes}, {output}, kReducerOptions, {{0, keep_dims ? 1 : 0, 1}}});
+}
+
+void ModelBuilder::cast(int input, int output) {
+  op({kCast, {input}, {output}, kCastOptions,
+      {{0, static_cast<int32_t>(tensors_.at(static_cast<size_t>(input)).type), 1},
+       {1, static_cast<int32_t>(tensors_.at(static_cast<size_t>(output)).type), 1}}});
+}
+
+void ModelBuilder::gather(int params, int indices, int output, int axis) {
+  op({kGather, {params, indices}, {output}, kGatherOptions, {{0, axis, 4}}});
+}
+
+std::string ModelBuilder::serialize(const std::vector<int>& inputs, const std::vector<int>& outputs,
+                                    const std::string& description) const {
+  flatbuffers::FlatBufferBuilder b(1 << 16);
+  // Buffer 0 is the empty one computed tensors point at, by the schema's convention.
+  std::vector<flatbuffers::Offset<void>> buffers{Table(b).end()};
+  std::vector<flatbuffers::Offset<void>> tensors;
+  for (const TensorInfo& t : tensors_) {
+    uint32_t buffer = 0;
+    if (!t.data.empty()) {
+      b.ForceVectorAlignment(t.data.size(), 1, 16);
+      const auto data = b.CreateVector(reinterpret_cast<const uint8_t*>(t.data.data()), t.data.size());
+      buffers.push_back(Table(b).offset(0, data).end());
+      buffer = static_cast<uint32_t>(buffers.size() - 1);
+    }
+    flatbuffers::Offset<void> quantization;
+    if (t.quantized) {
+      const auto scale = b.CreateVector(t.q.scale);
+      const auto zero_point = b.CreateVector(t.q.zero_point);
+      quantization = Table(b).offset(2, scale).offset(3, zero_point).scalar<int32_t>(6, t.q.axis).end();
+    }
+    std::vector<int32_t> shape;
+    for (int64_t d : t.shape) shape.push_back(static_cast<int32_t>(d));
+    const auto shape_v = b.CreateVector(shape);
+    const auto name = b.CreateString(t.name);
+    tensors.push_back(Table(b)
+                          .offset(0, shape_v)
+                          .scalar<int8_t>(1, static_cast<int8_t>(t.type))
+                          .scalar<uint32_t>(2, buffer)
+                          .offset(3, name)
+                          .offset(4, quantization)
+                          .end());
+  }
+  std::map<int32_t, uint32_t> code_index;
+  std::vector<flatbuffers::Offset<void>> codes, operators;
+  for (const Operator& o : ops_) {
+    if (!code_index.count(o.code)) {
+      code_index[o.code] = static_cast<uint32_t>(codes.size());
+      // Codes below 127 also go in the deprecated byte field, which older readers use.
+      codes.push_back(Table(b)
+                          .scalar<int8_t>(0, static_cast<int8_t>(std::min(o.code, 127)))
+                          .scalar<int32_t>(2, op_version(o.code), 1)
+                          .scalar<int32_t>(3, o.code)
+                          .end());
+    }
+    Table options(b);
+    for (const auto& [id, value, width] : o.options) {
+      if (width == 1) options.scalar<int8_t>(id, static_cast<int8_t>(value));
+      else options.scalar<int32_t>(id, value);
+    }
+    const auto options_table = options.end();
+    const auto in = b.CreateVector(std::vector<int32_t>(o.inputs.begin(), o.inputs.end()));
+    const auto out = b.CreateVector(std::vector<int32_t>(o.outputs.begin(), o.outputs.end()));
+    operators.push_back(Table(b)
+                            .scalar<uint32_t>(0, code_index.at(o.code))
+                            .offset(1, in)
+                            .offset(2, out)
+                            .scalar<uint8_t>(3, o.options_type)
+                            .offset(4, options_table)
+                            .end());
+  }
+  const auto tensors_v = b.CreateVector(tensors);
+  const auto inputs_v = b.CreateVector(std::vector<int32_t>(inputs.begin(), inputs.end()));
+  const auto outputs_v = b.CreateVector(std::vector<int32_t>(outputs.begin(), outputs.end()));
+  const auto operators_v = b.CreateVector(operators);
+  const auto graph_name = b.CreateString("main");
+  const auto subgraph =
+      Table(b).offset(0, tensors_v).offset(1, inputs_v).offset(2, outputs_v).offset(3, operators_v).offset(4, graph_name).end();
+  const auto codes_v = b.CreateVector(codes);
+  const auto subgraphs_v = b.CreateVector(std::vector<flatbuffers::Offset<void>>{subgraph});
+  const auto description_s = b.CreateString(description);
+  const auto buffers_v = b.CreateVector(buffers);
+  const auto model = Table(b)
+                         .scalar<uint32_t>(0, kSchemaVersion)
+                         .offset(1, codes_v)
+                         .offset(2, subgraphs_v)
+                         .offset(3, description_s)
+                         .offset(4, buffers_v)
+                         .end();
+  b.Finish(model, "TFL3");
+  return std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
+}
+
+int64_t ModelBuilder::constant_bytes() const {
+  int64_t n = 0;
+  for (const TensorInfo& t : tensors_) n += static_cast<int64_t>(t.data.size());
+  return n;
+}
+
+int64_t ModelBuilder::peak_activation_bytes(const std::vector<int>& inputs, const std::vector<int>& outputs) const {
+  const int last = static_cast<int>(ops_.size()) - 1;
+  std::vector<int> first(tensors_.size(), -1), end(tensors_.size(), -1);
+  for (int t : inputs) first[static_cast<size_t>(t)] = 0;
+  for (int i = 0; i <= last; ++i) {
+    const Operator& o = ops_[static_cast<size_t>(i)];
+    for (int t : o.outputs)
+      if (first[static_cast<size_t>(t)] < 0) first[static_cast<size_t>(t)] = i;
+    for (int t : o.inputs) end[static_cast<size_t>(t)] = i;
+    for (int t : o.outputs) end[static_cast<size_t>(t)] = std::max(end[static_cast<size_t>(t)], i);
+  }
+  for (int t : outputs) end[static_cast<size_t>(t)] = last;
+  int64_t peak = 0;
+  for (int i = 0; i <= last; ++i) {
+    int64_t live = 0;
+    for (size_t t = 0; t < tensors_.size(); ++t)
+      if (tensors_[t].data.empty() && first[t] >= 0 && first[t] <= i && end[t] >= i) live += tensors_[t].bytes();
+    peak = std::max(peak, live);
+  }
+  return peak;
+}
+
+}  // namespace agilenn::exporting::tflite
