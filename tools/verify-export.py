@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs the test set through an agilenn-export directory in real runtimes and checks it.
 
-Usage: tools/verify-export.py DIR [--data-dir D] [--limit N]
+Usage: tools/verify-export.py DIR [--data-dir D] [--limit N] [--int8-points P]
 
 For every test image (the first N, by default as many as the export measured): the manifest's
 preprocessing, the device half in onnxruntime (float) and, quantized to int8, in LiteRT's
@@ -11,7 +11,7 @@ server half in onnxruntime, then top-1. Checks the artifacts' sha256 first. Prin
 (a) the engine (from the manifest), (b) the float split and (c) the int8 device half with the
 float server, the coded bits per image and how many codes the int8 half gives as the float
 one; exits 1 unless every image round-trips the codec, (b) is within 0.1 point of (a) and (c)
-within 1 point of (a).
+within P points of (a) (by default 1, the export's target for a trained model).
 
 Datasets: fashion-mnist and mnist (IDX files, gzipped or not), cifar10 and cifar100 (binary
 versions), as agilenn-train reads them.
@@ -131,6 +131,8 @@ def main():
     parser.add_argument("dir")
     parser.add_argument("--data-dir")
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--int8-points", type=float, default=1.0,
+                        help="how far (c) may be from (a), in points of top-1")
     args = parser.parse_args()
     with open(os.path.join(args.dir, "manifest.json")) as f:
         manifest = json.load(f)
@@ -235,8 +237,8 @@ def main():
           f"{budget['model_bytes']} bytes, {budget['peak_activation_bytes']} bytes of activations at its peak")
     if abs(split - engine) > 0.001:
         sys.exit(f"verify-export: (b) {split:.4f} is more than 0.1 point from (a) {engine:.4f}")
-    if abs(split_int8 - engine) > 0.01:
-        sys.exit(f"verify-export: (c) {split_int8:.4f} is more than 1 point from (a) {engine:.4f}")
+    if abs(split_int8 - engine) > args.int8_points / 100:
+        sys.exit(f"verify-export: (c) {split_int8:.4f} is more than {args.int8_points:g} points from (a) {engine:.4f}")
 
 
 if __name__ == "__main__":
