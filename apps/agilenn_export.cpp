@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   app.add_option("checkpoint", o.checkpoint, "an AgileNN checkpoint written by `agilenn-train train`")->required();
   app.add_option("--out", o.out, "the directory to create (it must not exist)")->required();
   app.add_option("--data-dir", o.data_dir, "directory holding the dataset's official files (default: its usual place)");
-  app.add_option("--calibration", o.calibration, "training images whose codes fit the codec (0: all)")
+  app.add_option("--calibration", o.calibration, "training images that fit the codec and calibrate the int8 device half's activation ranges (0: all)")
       ->capture_default_str();
   app.add_option("--test-limit", o.test_limit, "test images measured (0: all)")->capture_default_str();
   app.add_option("--batch-size", o.batch, "images per engine batch while measuring")->capture_default_str();

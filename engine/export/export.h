@@ -1,8 +1,9 @@
 // agilenn-export: a trained AgileNN checkpoint as the deployable split, written atomically
-// to one directory: the device half and the server half as ONNX models, the codec's C99
-// encoder and its tables, and manifest.json (shapes, preprocessing, split, centroids,
-// codec, the engine's commit, the checkpoint, sha256 of every artifact, and what was
-// measured at export).
+// to one directory: the device half and the server half as ONNX models, the device half
+// also as an int8 TFLite model and its C array, the codec's C99 encoder and its tables, and
+// manifest.json (shapes, preprocessing, split, centroids, codec, int8 quantization, the
+// engine's commit, the checkpoint, sha256 of every artifact, and what was measured at
+// export).
 #pragma once
 
 #include <iosfwd>
@@ -17,7 +18,7 @@ struct ExportOptions {
   std::string checkpoint;
   std::string out;               // the directory to create (it must not exist)
   std::string data_dir;          // "" = the dataset's default place
-  int64_t calibration = 10000;   // training images whose codes fit the codec (0: all)
+  int64_t calibration = 10000;   // training images that fit the codec and the int8 ranges (0: all)
   int64_t test_limit = 0;        // test images measured (0: all)
   int64_t batch = 256;
 };
