@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what agilenn needs from Debian's packages (only what is missing), and the Python
-# packages the tests read our files back with; `--tests` adds PyTorch for the import tests.
+# packages the tests read our files back with; `--export` adds onnxruntime and LiteRT for
+# tools/verify-export.py, `--tests` those and PyTorch for the import tests.
 # The CUDA toolkit, cuDNN, cuBLAS and NCCL come with the machine when it has them;
 # without nvcc the project builds CPU-only.
 set -euo pipefail
@@ -41,9 +42,10 @@ if [[ ${1:-} == --tests ]] && ! python3 -c 'import torch, torchvision' >/dev/nul
   python3 -m pip install --quiet --disable-pip-version-check torch torchvision ||
     echo "setup: torch or torchvision unavailable; the import tests will skip"
 fi
-# tools/verify-export.py (and its test) runs exported models in their runtimes: the server
-# half in onnxruntime, the int8 device half in LiteRT's interpreter.
-if [[ ${1:-} == --tests ]] && ! python3 -c 'import onnxruntime, ai_edge_litert' >/dev/null 2>&1; then
+# tools/verify-export.py (run by the main job, `--export`, and by the tests) runs exported
+# models in their runtimes: the float halves in onnxruntime, the int8 device half in LiteRT's
+# interpreter.
+if [[ ${1:-} == --tests || ${1:-} == --export ]] && ! python3 -c 'import onnxruntime, ai_edge_litert' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check onnxruntime ai-edge-litert ||
     echo "setup: onnxruntime or ai-edge-litert unavailable; the export's runtime test will skip"
 fi
