@@ -102,9 +102,9 @@ TEST(Export, TheSplitComputesTheModelsForwardAndEveryCodeRoundTrips) {
   EXPECT_EQ(int8.at("budget").at("model_bytes"), tflite.size());
   // Constants of the tiny preset (classes 10, 3 → 16 → 10 channels, K = 2): int8 weights and
   // int32 biases of depthwise 3×3×3 (27 + 12), pointwise 3→16 (48 + 64), depthwise 3×3×16
-  // (144 + 64), pointwise 16→2 (32 + 8) and 16→8 (128 + 32), the dense 2→10 (20 + 40), the
-  // pooling axes (8) and the 256-entry code table.
-  EXPECT_EQ(int8.at("budget").at("weight_bytes"), 27 + 12 + 48 + 64 + 144 + 64 + 32 + 8 + 128 + 32 + 20 + 40 + 8 + 256);
+  // (144 + 64), pointwise 16→2 (32 + 8) and 16→8 (128 + 32), the dense 2→10 (20 + 40) and
+  // the 256-entry code table.
+  EXPECT_EQ(int8.at("budget").at("weight_bytes"), 27 + 12 + 48 + 64 + 144 + 64 + 32 + 8 + 128 + 32 + 20 + 40 + 256);
   // The peak comes with the codes: 14×14×8 remote values as uint8 and as int32 indices (or
   // as int32 indices and uint8 codes), beside the int8 local logits.
   EXPECT_EQ(int8.at("budget").at("peak_activation_bytes"), 14 * 14 * 8 * (1 + 4) + 10);

@@ -132,7 +132,7 @@ Int8DeviceExporter::Int8DeviceExporter(const nn::TensorMap& v, const models::Agi
   Graph& g = f.graph;
   f.images = ops::leaf(g, "images", {batch, p.input_size, p.input_size, 3}, DType::f32);
   auto weight = [&](const std::string& name, const Tensor& t) {
-    f.weights[name] = t.to(DType::f32);
+    f.weights[name] = backend.to_device(t.to(DType::f32));
     return ops::leaf(g, name, t.shape(), DType::f32);
   };
   auto conv = [](const Value& x, const Value& w, int64_t stride, int64_t groups) {
@@ -238,10 +238,10 @@ Int8Device Int8DeviceExporter::build(const Tensor& centroids) const {
                                        bias_slice(f.pw2_bias, f.k, f.channels), q_a2.scale[0]);
   const int remote_features = activation("remote_features", {1, h, w, remote}, relu6);
   m.conv2d(a2, pwr, pwr_bias, remote_features, 1, tflite::Activation::relu6);
-  // Local predictor: global average pool, dense (its batch norm folded).
-  const int axes = plain("pool_axes", {2}, Type::i32, bytes_of(std::vector<int32_t>{1, 2}));
-  const int pooled = activation("local_pooled", {1, f.k}, relu6);
-  m.mean(local, axes, pooled, false);
+  // Local predictor: global average pool (an int8 average pool keeps its input's scale),
+  // dense (its batch norm folded; it reads [1,1,1,K] as [1,K]).
+  const int pooled = activation("local_pooled", {1, 1, 1, f.k}, relu6);
+  m.average_pool(local, pooled, static_cast<int>(h), static_cast<int>(w));
   const auto [dense, dense_bias] = weights("lp_dense_bn", f.dense.permuted({1, 0}), -1, f.dense_bias, relu6.scale[0]);
   const int logits = activation("local_logits", {1, f.classes}, q_logits);
   m.fully_connected(pooled, dense, dense_bias, logits);

@@ -12,16 +12,16 @@ namespace {
 
 // BuiltinOperator and BuiltinOptions values, and the op versions whose kernels take int8
 // (per-channel) operands, from the schema.
-constexpr int32_t kConv2d = 3, kDepthwiseConv2d = 4, kFullyConnected = 9, kGather = 36, kMean = 40,
+constexpr int32_t kAveragePool2d = 1, kConv2d = 3, kDepthwiseConv2d = 4, kFullyConnected = 9, kGather = 36,
                   kCast = 53;
-constexpr uint8_t kConv2dOptions = 1, kDepthwiseConv2dOptions = 2, kFullyConnectedOptions = 8,
-                  kGatherOptions = 23, kReducerOptions = 27, kCastOptions = 37;
+constexpr uint8_t kConv2dOptions = 1, kDepthwiseConv2dOptions = 2, kPool2dOptions = 5, kFullyConnectedOptions = 8,
+                  kGatherOptions = 23, kCastOptions = 37;
 int32_t op_version(int32_t code) {
   switch (code) {
     case kConv2d:
     case kDepthwiseConv2d: return 3;
     case kFullyConnected: return 4;
-    case kMean:
+    case kAveragePool2d:
     case kCast: return 2;
     default: return 1;
   }
@@ -93,8 +93,10 @@ void ModelBuilder::fully_connected(int input, int weights, int bias, int output)
   op({kFullyConnected, {input, weights, bias}, {output}, kFullyConnectedOptions, {}});
 }
 
-void ModelBuilder::mean(int input, int axes, int output, bool keep_dims) {
-  op({kMean, {input, axes}, {output}, kReducerOptions, {{0, keep_dims ? 1 : 0, 1}}});
+void ModelBuilder::average_pool(int input, int output, int filter_height, int filter_width) {
+  constexpr int8_t kPaddingValid = 1;
+  op({kAveragePool2d, {input}, {output}, kPool2dOptions,
+      {{0, kPaddingValid, 1}, {1, filter_width, 4}, {2, filter_height, 4}, {3, filter_width, 4}, {4, filter_height, 4}}});
 }
 
 void ModelBuilder::cast(int input, int output) {

@@ -45,7 +45,8 @@ class ModelBuilder {
   void depthwise_conv2d(int input, int filter, int bias, int output, int stride, Activation act);
   // weights [O,I]
   void fully_connected(int input, int weights, int bias, int output);
-  void mean(int input, int axes, int output, bool keep_dims);
+  // One window over the whole input (VALID): [1,H,W,C] → [1,1,1,C].
+  void average_pool(int input, int output, int filter_height, int filter_width);
   void cast(int input, int output);
   void gather(int params, int indices, int output, int axis);
 
