@@ -26,7 +26,7 @@ int32_t op_version(int32_t code) {
     default: return 1;
   }
 }
-constexpr int8_t kPaddingSame = 0;
+constexpr int8_t kPaddingSame = 0, kPaddingValid = 1;
 constexpr uint32_t kSchemaVersion = 3;
 
 flatbuffers::voffset_t field(int id) { return static_cast<flatbuffers::voffset_t>(4 + 2 * id); }
@@ -80,34 +80,61 @@ void ModelBuilder::op(Operator o) {
 }
 
 void ModelBuilder::conv2d(int input, int filter, int bias, int output, int stride, Activation act) {
-  op({kConv2d, {input, filter, bias}, {output}, kConv2dOptions,
-      {{0, kPaddingSame, 1}, {1, stride, 4}, {2, stride, 4}, {3, static_cast<int32_t>(act), 1}}});
+  op({OpKind::conv2d, {input, filter, bias}, {output}, stride, 0, 0, 0, act});
 }
 
 void ModelBuilder::depthwise_conv2d(int input, int filter, int bias, int output, int stride, Activation act) {
-  op({kDepthwiseConv2d, {input, filter, bias}, {output}, kDepthwiseConv2dOptions,
-      {{0, kPaddingSame, 1}, {1, stride, 4}, {2, stride, 4}, {3, 1, 4}, {4, static_cast<int32_t>(act), 1}}});
-}
-
-void ModelBuilder::fully_connected(int input, int weights, int bias, int output) {
-  op({kFullyConnected, {input, weights, bias}, {output}, kFullyConnectedOptions, {}});
+  op({OpKind::depthwise_conv2d, {input, filter, bias}, {output}, stride, 0, 0, 0, act});
 }
 
 void ModelBuilder::average_pool(int input, int output, int filter_height, int filter_width) {
-  constexpr int8_t kPaddingValid = 1;
-  op({kAveragePool2d, {input}, {output}, kPool2dOptions,
-      {{0, kPaddingValid, 1}, {1, filter_width, 4}, {2, filter_height, 4}, {3, filter_width, 4}, {4, filter_height, 4}}});
+  op({OpKind::average_pool, {input}, {output}, 1, filter_height, filter_width, 0, Activation::none});
+}
+
+void ModelBuilder::fully_connected(int input, int weights, int bias, int output) {
+  op({OpKind::fully_connected, {input, weights, bias}, {output}, 1, 0, 0, 0, Activation::none});
 }
 
 void ModelBuilder::cast(int input, int output) {
-  op({kCast, {input}, {output}, kCastOptions,
-      {{0, static_cast<int32_t>(tensors_.at(static_cast<size_t>(input)).type), 1},
-       {1, static_cast<int32_t>(tensors_.at(static_cast<size_t>(output)).type), 1}}});
+  op({OpKind::cast, {input}, {output}, 1, 0, 0, 0, Activation::none});
 }
 
 void ModelBuilder::gather(int params, int indices, int output, int axis) {
-  op({kGather, {params, indices}, {output}, kGatherOptions, {{0, axis, 4}}});
+  op({OpKind::gather, {params, indices}, {output}, 1, 0, 0, axis, Activation::none});
 }
+
+namespace {
+
+// An op as the schema has it: its BuiltinOperator, and its BuiltinOptions table as
+// (field number, value, width in bytes) of scalar fields.
+struct SchemaOp {
+  int32_t code;
+  uint8_t options_type;
+  std::vector<std::tuple<int, int32_t, int>> options;
+};
+
+SchemaOp schema_op(const Operator& o, const std::vector<TensorInfo>& tensors) {
+  const auto act = static_cast<int32_t>(o.activation);
+  switch (o.kind) {
+    case OpKind::conv2d:
+      return {kConv2d, kConv2dOptions, {{0, kPaddingSame, 1}, {1, o.stride, 4}, {2, o.stride, 4}, {3, act, 1}}};
+    case OpKind::depthwise_conv2d:
+      return {kDepthwiseConv2d, kDepthwiseConv2dOptions,
+              {{0, kPaddingSame, 1}, {1, o.stride, 4}, {2, o.stride, 4}, {3, 1, 4}, {4, act, 1}}};
+    case OpKind::average_pool:
+      return {kAveragePool2d, kPool2dOptions,
+              {{0, kPaddingValid, 1}, {1, 1, 4}, {2, 1, 4}, {3, o.filter_width, 4}, {4, o.filter_height, 4}, {5, act, 1}}};
+    case OpKind::fully_connected: return {kFullyConnected, kFullyConnectedOptions, {{0, act, 1}}};
+    case OpKind::cast:
+      return {kCast, kCastOptions,
+              {{0, static_cast<int32_t>(tensors.at(static_cast<size_t>(o.inputs[0])).type), 1},
+               {1, static_cast<int32_t>(tensors.at(static_cast<size_t>(o.outputs[0])).type), 1}}};
+    case OpKind::gather: return {kGather, kGatherOptions, {{0, o.axis, 4}}};
+  }
+  AGILENN_THROW("TFLite: an op of no known kind");
+}
+
+}  // namespace
 
 std::string ModelBuilder::serialize(const std::vector<int>& inputs, const std::vector<int>& outputs,
                                     const std::string& description) const {
@@ -143,7 +170,8 @@ std::string ModelBuilder::serialize(const std::vector<int>& inputs, const std::v
   }
   std::map<int32_t, uint32_t> code_index;
   std::vector<flatbuffers::Offset<void>> codes, operators;
-  for (const Operator& o : ops_) {
+  for (const Operator& op : ops_) {
+    const SchemaOp o = schema_op(op, tensors_);
     if (!code_index.count(o.code)) {
       code_index[o.code] = static_cast<uint32_t>(codes.size());
       // Codes below 127 also go in the deprecated byte field, which older readers use.
@@ -159,8 +187,8 @@ std::string ModelBuilder::serialize(const std::vector<int>& inputs, const std::v
       else options.scalar<int32_t>(id, value);
     }
     const auto options_table = options.end();
-    const auto in = b.CreateVector(std::vector<int32_t>(o.inputs.begin(), o.inputs.end()));
-    const auto out = b.CreateVector(std::vector<int32_t>(o.outputs.begin(), o.outputs.end()));
+    const auto in = b.CreateVector(std::vector<int32_t>(op.inputs.begin(), op.inputs.end()));
+    const auto out = b.CreateVector(std::vector<int32_t>(op.outputs.begin(), op.outputs.end()));
     operators.push_back(Table(b)
                             .scalar<uint32_t>(0, code_index.at(o.code))
                             .offset(1, in)

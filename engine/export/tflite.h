@@ -37,6 +37,17 @@ struct TensorInfo {
 
 enum class Activation : int8_t { none = 0, relu6 = 3 };
 
+enum class OpKind { conv2d, depthwise_conv2d, average_pool, fully_connected, cast, gather };
+
+struct Operator {
+  OpKind kind;
+  std::vector<int> inputs, outputs;  // tensor indices
+  int stride = 1;                    // convolutions (SAME padding)
+  int filter_height = 0, filter_width = 0;  // average_pool (VALID padding)
+  int axis = 0;                      // gather
+  Activation activation = Activation::none;
+};
+
 class ModelBuilder {
  public:
   int tensor(TensorInfo t);
@@ -55,6 +66,7 @@ class ModelBuilder {
                         const std::string& description) const;
 
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  const std::vector<Operator>& ops() const { return ops_; }
   int64_t constant_bytes() const;
   // The most bytes of computed tensors (inputs and outputs included) alive at once when the
   // ops run in order, each tensor alive from the op that writes it (the start, for a model
@@ -63,13 +75,6 @@ class ModelBuilder {
   int64_t peak_activation_bytes(const std::vector<int>& inputs, const std::vector<int>& outputs) const;
 
  private:
-  struct Operator {
-    int32_t code;  // BuiltinOperator
-    std::vector<int> inputs, outputs;
-    uint8_t options_type = 0;  // BuiltinOptions
-    // (field number, value, width in bytes) of the options table's scalar fields
-    std::vector<std::tuple<int, int32_t, int>> options;
-  };
   std::vector<TensorInfo> tensors_;
   std::vector<Operator> ops_;
   void op(Operator o);
