@@ -19,7 +19,11 @@ int main(int argc, char** argv) {
   app.add_option("--test-limit", o.test_limit, "test images measured (0: all)")->capture_default_str();
   app.add_option("--batch-size", o.batch, "images per engine batch while measuring")->capture_default_str();
   app.add_option("--device", device, "cpu, or cuda (the first GPU; needs a build with CUDA)")->capture_default_str();
+  std::string target;
+  app.add_option("--target", target, "c99: also write the int8 device half as C99 sources (device_c99/)")
+      ->check(CLI::IsMember({"c99"}));
   CLI11_PARSE(app, argc, argv);
+  o.c99 = target == "c99";
   try {
     std::string description;
     agilenn::Backend& backend = agilenn::open_backend(device, {}, &description);

@@ -61,6 +61,7 @@ TEST(Export, TheSplitComputesTheModelsForwardAndEveryCodeRoundTrips) {
   o.calibration = 512;
   o.test_limit = 300;  // not a multiple of the batch: the last one is padded
   o.batch = 64;
+  o.c99 = true;
   std::ostringstream log;
   const ExportSummary s = export_split(o, cpu_backend(), log);
   // The device half's codes index the very centroids the quantizer picks, so the server half
@@ -79,7 +80,9 @@ TEST(Export, TheSplitComputesTheModelsForwardAndEveryCodeRoundTrips) {
 
   const nlohmann::json m = manifest_of(o.out);
   for (const char* name : {"device.onnx", "server.onnx", "device_int8.tflite", "device_int8/agilenn_device_model.h",
-                           "device_int8/agilenn_device_model.c", "codec/agilenn_codec.h", "codec/agilenn_codec.c"}) {
+                           "device_int8/agilenn_device_model.c", "device_c99/agilenn_device.h",
+                           "device_c99/agilenn_device.c", "device_c99/agilenn_int8.h", "device_c99/agilenn_int8.c",
+                           "codec/agilenn_codec.h", "codec/agilenn_codec.c"}) {
     ASSERT_TRUE(m.at("artifacts").contains(name)) << name;
     EXPECT_EQ(m.at("artifacts").at(name).at("bytes"), fs::file_size(fs::path(o.out) / name)) << name;
   }
@@ -108,6 +111,9 @@ TEST(Export, TheSplitComputesTheModelsForwardAndEveryCodeRoundTrips) {
   // The peak comes with the codes: 14×14×8 remote values as uint8 and as int32 indices (or
   // as int32 indices and uint8 codes), beside the int8 local logits.
   EXPECT_EQ(int8.at("budget").at("peak_activation_bytes"), 14 * 14 * 8 * (1 + 4) + 10);
+  // The C99 device half's arena: the liveness plan overlaps all but the widest pair of live
+  // activations, the 16-channel 14×14 maps on either side of the second depthwise conv.
+  EXPECT_EQ(int8.at("c99").at("arena_bytes"), 2 * 14 * 14 * 16);
   // The C array holds the model's bytes and compiles as C99.
   const fs::path c_source = fs::path(o.out) / "device_int8/agilenn_device_model.c";
   std::string array;
@@ -163,7 +169,8 @@ int run(const std::string& cmd, std::string& output) { return testing::run_comma
 
 // Exports a model trained on `dataset` and runs tools/verify-export.py over 500 test images:
 // the float split in onnxruntime must give the engine's top-1 (within 0.1 point) and every
-// image's codes must round-trip the export's own encoder. The int8 device half in LiteRT with
+// image's codes must round-trip the export's own encoder; the C99 device half (built with
+// warnings as errors) must give LiteRT's int8 outputs bit for bit. The int8 device half in LiteRT with
 // the float server: this one-epoch model on 1,280 images is far from trained (59-68% top-1 on
 // Fashion-MNIST, seeds 1-5), and its int8 half moved top-1 by -1.6 to +0.2 points, gave
 // 96.5-99.4% of the float half's codes and 96.2-98.8% of its predicted classes (the main
@@ -175,12 +182,15 @@ std::string export_and_verify(const ScratchDir& d, const std::string& dataset, c
   const std::string ckpt = trained(d, dataset, 1280, data_dir);
   const std::string out = (d / "split").string(), from = data_dir.empty() ? "" : " --data-dir " + data_dir;
   std::string log;
-  EXPECT_EQ(run(AGILENN_EXPORT_BINARY " " + ckpt + " --out " + out + from + " --calibration 1280 --test-limit 500", log),
+  EXPECT_EQ(run(AGILENN_EXPORT_BINARY " " + ckpt + " --out " + out + from +
+                    " --calibration 1280 --test-limit 500 --target c99",
+                log),
             0)
       << log;
   EXPECT_EQ(run("python3 " AGILENN_TOOLS_DIR "/verify-export.py " + out + from + " --int8-points 4", log), 0) << log;
   EXPECT_THAT(log, HasSubstr("test images 500"));
   EXPECT_THAT(log, HasSubstr("codec round trip ok"));
+  EXPECT_THAT(log, HasSubstr("bit-identical to LiteRT's on 500 test images"));
   std::smatch agreement;
   EXPECT_TRUE(std::regex_search(
       log, agreement, std::regex(R"(\(([0-9.]+)% of its codes as the float half's, ([0-9.]+)% of its classes)")))

@@ -7,7 +7,9 @@ For every test image (the first N, by default as many as the export measured): t
 preprocessing, the device half in onnxruntime (float) and, quantized to int8, in LiteRT's
 interpreter (device_int8.tflite), the codes of each through the export's own C99 encoder
 (compiled here from DIR/codec) and a decoder of the stream format the manifest names, the
-server half in onnxruntime, then top-1. Checks the artifacts' sha256 first. Prints top-1 of
+server half in onnxruntime, then top-1; with device_c99/ (--target c99), the C99 device half
+built here with warnings as errors, whose local logits, codes and stream must equal LiteRT's
+bit for bit on every image. Checks the artifacts' sha256 first. Prints top-1 of
 (a) the engine (from the manifest), (b) the float split and (c) the int8 device half with the
 float server, the coded bits per image and how many codes the int8 half gives as the float
 one; exits 1 unless every image round-trips the codec, (b) is within 0.1 point of (a) and (c)
@@ -84,14 +86,28 @@ def resize_bilinear(x, size):
     return top + (bottom - top) * fy[:, None, None]
 
 
+def compile_c(sources, include_dirs, library):
+    """Builds C99 sources as the device would (warnings as errors) into a shared library."""
+    flags = ["-std=c99", "-pedantic", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC"]
+    subprocess.run(["cc", *flags, *(f"-I{d}" for d in include_dirs), "-o", library, *sources], check=True)
+    return ctypes.CDLL(library)
+
+
 def compile_encoder(codec_dir, build_dir):
-    library = os.path.join(build_dir, "agilenn_codec.so")
-    subprocess.run(["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o", library,
-                    os.path.join(codec_dir, "agilenn_codec.c")], check=True)
-    lib = ctypes.CDLL(library)
+    lib = compile_c([os.path.join(codec_dir, "agilenn_codec.c")], [], os.path.join(build_dir, "agilenn_codec.so"))
     lib.agilenn_codec_encode.restype = ctypes.c_size_t
     lib.agilenn_codec_bound.restype = ctypes.c_size_t
     lib.agilenn_codec_bound.argtypes = [ctypes.c_size_t]
+    return lib
+
+
+def compile_device_c99(export_dir, build_dir):
+    """The C99 device half (--target c99) with the codec, as a library: agilenn_device_run."""
+    c99, codec = os.path.join(export_dir, "device_c99"), os.path.join(export_dir, "codec")
+    sources = [os.path.join(c99, "agilenn_device.c"), os.path.join(c99, "agilenn_int8.c"),
+               os.path.join(codec, "agilenn_codec.c")]
+    lib = compile_c(sources, [c99, codec], os.path.join(build_dir, "agilenn_device.so"))
+    lib.agilenn_device_run.restype = ctypes.c_size_t
     return lib
 
 
@@ -190,17 +206,28 @@ def main():
                                          ctypes.c_size_t(flat.size), out, ctypes.c_size_t(len(out)))
             if n == 0:
                 sys.exit(f"verify-export: the encoder failed on test image {i}")
-            back = decode(bytes(out[:n]), flat.size, freq, cum, codec["prob_bits"])
+            stream = bytes(out[:n])
+            back = decode(stream, flat.size, freq, cum, codec["prob_bits"])
             if not np.array_equal(back, flat):
                 sys.exit(f"verify-export: decode(encode(codes)) differs on test image {i}")
-            return back.reshape(codes.shape), 8 * n
+            return back.reshape(codes.shape), stream
+
+        # The C99 device half, where the export has it: the same int8 model, which must give
+        # LiteRT's local logits and codes bit for bit, and the encoder's stream of those codes.
+        device_c = None
+        if os.path.isdir(os.path.join(args.dir, "device_c99")):
+            device_c = compile_device_c99(args.dir, build)
+            c_logits = np.zeros(manifest["classes"], np.int8)
+            c_codes = np.zeros(int(np.prod(manifest["features"]["shape"][:2])) * manifest["features"]["remote_channels"],
+                               np.uint8)
+            c_stream = (ctypes.c_uint8 * lib.agilenn_codec_bound(c_codes.size))()
 
         correct, correct_int8, same_class, bits, same_codes, total_codes, logits_seen = 0, 0, 0, 0, 0, 0, []
         for i in range(len(labels)):
             x = resize_bilinear((images[i].astype(np.float32) / 255 - mean) / std, size)[None]
             local_logits, codes = device.run(["local_logits", "codes"], {"images": x})
-            received, n_bits = sent(codes, i)
-            bits += n_bits
+            received, stream = sent(codes, i)
+            bits += 8 * len(stream)
             (logits,) = server.run(["logits"], {"codes": received, "local_logits": local_logits})
             predicted = np.argmax(logits[0])
             correct += int(predicted == labels[i])
@@ -213,7 +240,14 @@ def main():
             codes8 = int8.get_tensor(int8_out["codes"]["index"])
             logits8 = int8.get_tensor(int8_out["local_logits"]["index"])
             local8 = (logit_scale * (logits8.astype(np.float32) - logit_zero)).astype(np.float32)
-            received8, _ = sent(codes8, i)
+            received8, stream8 = sent(codes8, i)
+            if device_c is not None:
+                n = device_c.agilenn_device_run(q.ctypes.data_as(ctypes.c_void_p), c_logits.ctypes.data_as(ctypes.c_void_p),
+                                                c_codes.ctypes.data_as(ctypes.c_void_p), c_stream,
+                                                ctypes.c_size_t(len(c_stream)))
+                if not (np.array_equal(c_logits, logits8.reshape(-1)) and np.array_equal(c_codes, codes8.reshape(-1))
+                        and bytes(c_stream[:n]) == stream8):
+                    sys.exit(f"verify-export: the C99 device half differs from LiteRT on test image {i}")
             same_codes += int(np.sum(codes8 == codes))
             total_codes += codes.size
             (logits8,) = server.run(["logits"], {"codes": received8, "local_logits": local8})
@@ -237,6 +271,9 @@ def main():
           f"({manifest['measured']['bits_per_image']['raw']:.0f} raw); codec round trip ok; logits of the first "
           f"{len(errors)} images within {max(errors) if errors else 0:.1e} of the engine's; int8 device half "
           f"{budget['model_bytes']} bytes, {budget['peak_activation_bytes']} bytes of activations at its peak")
+    if device_c is not None:
+        print(f"C99 device half (device_c99/): local logits, codes and stream bit-identical to LiteRT's on "
+              f"{len(labels)} test images")
     if abs(split - engine) > 0.001:
         sys.exit(f"verify-export: (b) {split:.4f} is more than 0.1 point from (a) {engine:.4f}")
     if abs(split_int8 - engine) > args.int8_points / 100:

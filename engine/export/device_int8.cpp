@@ -89,9 +89,9 @@ std::pair<std::string, tflite::Quantization> quantize_bias(const Tensor& b, floa
     AGILENN_CHECK(std::abs(r) < 2147483647.0, "a bias of " << b.item(c) << " overflows int32 at scale " << s);
     v[static_cast<size_t>(c)] = static_cast<int32_t>(r);
   }
+  // Per channel where the weights are (the channels' scales), else per tensor: a per-tensor
+  // layer's kernels read one bias scale.
   for (float ws : weight_scale) q.scale.push_back(static_cast<float>(static_cast<double>(input_scale) * ws));
-  if (weight_scale.size() == 1)
-    q.scale.resize(static_cast<size_t>(b.numel()), q.scale[0]);
   q.zero_point.assign(q.scale.size(), 0);
   return {bytes_of(v), q};
 }
@@ -269,12 +269,16 @@ Int8Device Int8DeviceExporter::build(const Tensor& centroids) const {
   m.gather(code_table, index, codes, 0);
 
   Int8Device out;
+  out.images = images;
+  out.local_logits = logits;
+  out.codes = codes;
   out.tflite = m.serialize({images}, {logits, codes}, "agilenn device half, int8 (preset " + p.name + ")");
   out.weight_bytes = m.constant_bytes();
   out.peak_activation_bytes = m.peak_activation_bytes({images}, {logits, codes});
   auto json_of = [](const tflite::Quantization& q) {
     return nlohmann::json{{"scale", q.scale[0]}, {"zero_point", q.zero_point[0]}};
   };
+  out.model = std::move(m);
   out.quantization = {{"images", json_of(q_in)},
                       {"local_logits", json_of(q_logits)},
                       {"remote_features", json_of(relu6)},

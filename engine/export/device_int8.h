@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "engine/export/tflite.h"
 #include "engine/models/presets.h"
 #include "engine/nn/params.h"
 #include "engine/runtime/backend.h"
@@ -19,6 +20,8 @@
 namespace agilenn::exporting {
 
 struct Int8Device {
+  tflite::ModelBuilder model;   // the graph, and the tensors that are its interface
+  int images = -1, local_logits = -1, codes = -1;
   std::string tflite;           // the model's bytes
   nlohmann::json quantization;  // the interface tensors' scales and zero points, for the manifest
   int64_t weight_bytes = 0;     // constant tensors (weights, biases, the code table)

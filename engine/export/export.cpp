@@ -10,7 +10,8 @@
 
 #include "engine/core/error.h"
 #include "engine/core/progress.h"
-#include "engine/export/codec_source.h"
+#include "engine/export/c_sources.h"
+#include "engine/export/device_c99.h"
 #include "engine/export/device_int8.h"
 #include "engine/export/onnx.h"
 #include "engine/export/split.h"
@@ -247,6 +248,16 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
       {"device_int8/agilenn_device_model.c", c_array_source(device_int8.tflite)},
       {"codec/agilenn_codec.h", kCodecHeaderSource},
       {"codec/agilenn_codec.c", kCodecSource}};
+  int64_t c99_arena = 0;
+  if (o.c99) {
+    const C99Device c = device_c99(device_int8.model, device_int8.images, device_int8.local_logits, device_int8.codes,
+                                   codec, "from " + o.checkpoint + ", engine " + kEngineCommit);
+    files["device_c99/agilenn_device.h"] = c.header;
+    files["device_c99/agilenn_device.c"] = c.source;
+    files["device_c99/agilenn_int8.h"] = kInt8KernelsHeaderSource;
+    files["device_c99/agilenn_int8.c"] = kInt8KernelsSource;
+    c99_arena = c.arena_bytes;
+  }
   const Tensor v = ck.tensors.at("mix.v").to(DType::f64);
   const double e0 = std::exp(v.item(0)), e1 = std::exp(v.item(1));
   const data::Preprocess pre = train::preprocessing(cfg, false);
@@ -299,7 +310,11 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
           {"weight_bytes", device_int8.weight_bytes},
           {"peak_activation_bytes", device_int8.peak_activation_bytes},
           {"liveness", "computed tensors (input and outputs included) alive at once, ops in order"}}},
-        {"folding_max_abs_error_local_logits", folding_error}}},
+        {"folding_max_abs_error_local_logits", folding_error},
+        {"c99", o.c99 ? json{{"sources", "device_c99/ with codec/: agilenn_device_run(image, local_logits, codes, "
+                                          "stream, capacity)"},
+                             {"arena_bytes", c99_arena}}
+                      : json("not written (--target c99)")}}},
       {"measured",
        {{"calibration_images", train_set.size()},
         {"test_images", summary.test_images},

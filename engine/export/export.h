@@ -21,6 +21,7 @@ struct ExportOptions {
   int64_t calibration = 10000;   // training images that fit the codec and the int8 ranges (0: all)
   int64_t test_limit = 0;        // test images measured (0: all)
   int64_t batch = 256;
+  bool c99 = false;              // also write the device half as C99 (--target c99)
 };
 
 struct ExportSummary {

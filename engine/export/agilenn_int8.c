@@ -1,0 +1,70 @@
+#include "agilenn_int8.h"
+
+int32_t agilenn_requantize(int32_t x, int32_t multiplier, int32_t shift) {
+  const int32_t total_shift = 31 - shift;
+  const int64_t rounding = (int64_t)1 << (total_shift - 1);
+  /* >> of a negative int64_t is an arithmetic shift on the compilers this targets, as TFLite
+   * assumes. */
+  return (int32_t)(((int64_t)x * (int64_t)multiplier + rounding) >> total_shift);
+}
+
+static int8_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return (int8_t)(v < lo ? lo : v > hi ? hi : v); }
+
+void agilenn_conv(const agilenn_conv_params* p, const int8_t* in, int8_t* out) {
+  int32_t oy, ox, oc, ky, kx, ic;
+  for (oy = 0; oy < p->out_h; ++oy)
+    for (ox = 0; ox < p->out_w; ++ox)
+      for (oc = 0; oc < p->out_c; ++oc) {
+        int32_t acc = 0;
+        for (ky = 0; ky < p->kernel_h; ++ky) {
+          const int32_t y = oy * p->stride - p->pad_top + ky;
+          if (y < 0 || y >= p->in_h) continue;
+          for (kx = 0; kx < p->kernel_w; ++kx) {
+            const int32_t x = ox * p->stride - p->pad_left + kx;
+            const int8_t* pixel;
+            if (x < 0 || x >= p->in_w) continue;
+            pixel = in + ((size_t)y * (size_t)p->in_w + (size_t)x) * (size_t)p->in_c;
+            if (p->depthwise) {
+              const int8_t w = p->filter[((size_t)ky * (size_t)p->kernel_w + (size_t)kx) * (size_t)p->out_c + (size_t)oc];
+              acc += (int32_t)w * ((int32_t)pixel[oc] - p->in_zero_point);
+            } else {
+              const int8_t* w =
+                  p->filter + (((size_t)oc * (size_t)p->kernel_h + (size_t)ky) * (size_t)p->kernel_w + (size_t)kx) *
+                                  (size_t)p->in_c;
+              for (ic = 0; ic < p->in_c; ++ic) acc += (int32_t)w[ic] * ((int32_t)pixel[ic] - p->in_zero_point);
+            }
+          }
+        }
+        acc = agilenn_requantize(acc + p->bias[oc], p->multiplier[oc], p->shift[oc]) + p->out_zero_point;
+        out[((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)p->out_c + (size_t)oc] =
+            clamp_to(acc, p->act_min, p->act_max);
+      }
+}
+
+void agilenn_average_pool(int32_t h, int32_t w, int32_t c, int32_t act_min, int32_t act_max, const int8_t* in,
+                          int8_t* out) {
+  const int32_t count = h * w;
+  int32_t ch, i;
+  for (ch = 0; ch < c; ++ch) {
+    int32_t acc = 0, average;
+    for (i = 0; i < count; ++i) acc += in[(size_t)i * (size_t)c + (size_t)ch];
+    average = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+    out[ch] = clamp_to(average, act_min, act_max);
+  }
+}
+
+void agilenn_fully_connected(const agilenn_fully_connected_params* p, const int8_t* in, int8_t* out) {
+  int32_t o, i;
+  for (o = 0; o < p->out_n; ++o) {
+    int32_t acc = 0;
+    for (i = 0; i < p->in_n; ++i)
+      acc += (int32_t)p->weights[(size_t)o * (size_t)p->in_n + (size_t)i] * ((int32_t)in[i] - p->in_zero_point);
+    acc = agilenn_requantize(acc + p->bias[o], p->multiplier, p->shift) + p->out_zero_point;
+    out[o] = clamp_to(acc, p->act_min, p->act_max);
+  }
+}
+
+void agilenn_codes(const int8_t* in, size_t n, const uint8_t* table, uint8_t* codes) {
+  size_t i;
+  for (i = 0; i < n; ++i) codes[i] = table[(uint8_t)in[i]];
+}
