@@ -16,6 +16,7 @@
 #include "engine/export/export.h"
 #include "engine/io/checkpoint.h"
 #include "engine/train/run.h"
+#include "tests/export_fixtures.h"
 #include "tests/test_util.h"
 
 namespace agilenn::exporting {
@@ -23,29 +24,12 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::error_of;
+using testing::kFmnistDir;
 using testing::ScratchDir;
+using testing::trained;
 using ::testing::HasSubstr;
 
-const std::string kFmnistDir = "/usr/share/datasets/fashion-mnist";
 
-// A small AgileNN model trained without the attribution losses (the export does not need
-// them, and no reference net is needed to train it).
-std::string trained(const fs::path& dir, const std::string& dataset, int64_t train_limit,
-                    const std::string& data_dir = "") {
-  train::RunConfig c;
-  c.dataset = dataset;
-  c.data_dir = data_dir;
-  c.attribution = false;
-  c.epochs = 1;
-  c.batch = 32;
-  c.train_limit = train_limit;
-  c.test_limit = 256;
-  c.figure_samples = 0;
-  c.out = (dir / "run").string();
-  std::ostringstream log;
-  train::run_training(c, cpu_backend(), log);
-  return c.out + "/best.safetensors";
-}
 
 nlohmann::json manifest_of(const fs::path& dir) {
   std::ifstream in(dir / "manifest.json");
@@ -170,8 +154,8 @@ int run(const std::string& cmd, std::string& output) { return testing::run_comma
 // Exports a model trained on `dataset` and runs tools/verify-export.py over 500 test images:
 // the float split in onnxruntime must give the engine's top-1 (within 0.1 point) and every
 // image's codes must round-trip the export's own encoder; the C99 device half (built with
-// warnings as errors) must give LiteRT's int8 outputs bit for bit. The int8 device half in LiteRT with
-// the float server: this one-epoch model on 1,280 images is far from trained (59-68% top-1 on
+// warnings as errors) must give LiteRT's int8 outputs bit for bit. The int8 device half in
+// LiteRT with the float server: this one-epoch model on 1,280 images is far from trained (59-68% top-1 on
 // Fashion-MNIST, seeds 1-5), and its int8 half moved top-1 by -1.6 to +0.2 points, gave
 // 96.5-99.4% of the float half's codes and 96.2-98.8% of its predicted classes (the main
 // job's model, 10,000 images: -0.02 points, 99.7% of the codes); the bounds, 4 points and 90%

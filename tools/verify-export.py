@@ -86,6 +86,31 @@ def resize_bilinear(x, size):
     return top + (bottom - top) * fy[:, None, None]
 
 
+def test_split(manifest, data_dir):
+    """The test images [N,H,W,3] uint8 and labels of the manifest's dataset."""
+    dataset = manifest["dataset"]
+    data_dir = data_dir or DEFAULT_DIRS.get(dataset)
+    if data_dir is None:
+        sys.exit(f"verify-export: --data-dir needed: where the {dataset} files are")
+    if dataset in ("fashion-mnist", "mnist"):
+        return idx_test_split(data_dir)
+    if dataset in ("cifar10", "cifar100"):
+        return cifar_test_split(data_dir, dataset)
+    sys.exit(f"verify-export: no reader here for dataset '{dataset}'")
+
+
+def preprocess(image, manifest):
+    """One image as the device half takes it: [1,S,S,3] float32, the manifest's preprocessing."""
+    mean = np.array(manifest["input"]["mean"], np.float32)
+    std = np.array(manifest["input"]["std"], np.float32)
+    return resize_bilinear((image.astype(np.float32) / 255 - mean) / std, manifest["input"]["shape"][1])[None]
+
+
+def quantize(x, q):
+    """A float tensor as int8 with the quantization {scale, zero_point} of the manifest."""
+    return np.clip(np.round(x / q["scale"]) + q["zero_point"], -128, 127).astype(np.int8)
+
+
 def compile_c(sources, include_dirs, library):
     """Builds C99 sources as the device would (warnings as errors) into a shared library."""
     flags = ["-std=c99", "-pedantic", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC"]
@@ -158,22 +183,10 @@ def main():
         if digest != art["sha256"]:
             sys.exit(f"verify-export: {name} has sha256 {digest}, the manifest says {art['sha256']}")
 
-    dataset = manifest["dataset"]
-    data_dir = args.data_dir or DEFAULT_DIRS.get(dataset)
-    if data_dir is None:
-        sys.exit(f"verify-export: --data-dir needed: where the {dataset} files are")
-    if dataset in ("fashion-mnist", "mnist"):
-        images, labels = idx_test_split(data_dir)
-    elif dataset in ("cifar10", "cifar100"):
-        images, labels = cifar_test_split(data_dir, dataset)
-    else:
-        sys.exit(f"verify-export: no reader here for dataset '{dataset}'")
+    images, labels = test_split(manifest, args.data_dir)
     limit = args.limit or manifest["measured"]["test_images"]
     images, labels = images[:limit], labels[:limit]
 
-    size = manifest["input"]["shape"][1]
-    mean = np.array(manifest["input"]["mean"], np.float32)
-    std = np.array(manifest["input"]["std"], np.float32)
     codec = manifest["codec"]
     contexts, symbols = codec["contexts"], codec["symbols"]
     freq = np.array(codec["freq"], np.uint16).reshape(contexts, symbols)
@@ -189,7 +202,6 @@ def main():
     int8_in = {d["name"]: d for d in int8.get_input_details()}["images"]
     int8_out = {d["name"]: d for d in int8.get_output_details()}
     quantization = manifest["device_int8"]["quantization"]
-    in_scale, in_zero = quantization["images"]["scale"], quantization["images"]["zero_point"]
     logit_scale, logit_zero = quantization["local_logits"]["scale"], quantization["local_logits"]["zero_point"]
 
     cum = np.ascontiguousarray(cum)
@@ -224,7 +236,7 @@ def main():
 
         correct, correct_int8, same_class, bits, same_codes, total_codes, logits_seen = 0, 0, 0, 0, 0, 0, []
         for i in range(len(labels)):
-            x = resize_bilinear((images[i].astype(np.float32) / 255 - mean) / std, size)[None]
+            x = preprocess(images[i], manifest)
             local_logits, codes = device.run(["local_logits", "codes"], {"images": x})
             received, stream = sent(codes, i)
             bits += 8 * len(stream)
@@ -234,7 +246,7 @@ def main():
             if i < len(manifest["measured"]["first_test_logits"]):
                 logits_seen.append(logits[0])
 
-            q = np.clip(np.round(x / in_scale) + in_zero, -128, 127).astype(np.int8)
+            q = quantize(x, quantization["images"])
             int8.set_tensor(int8_in["index"], q)
             int8.invoke()
             codes8 = int8.get_tensor(int8_out["codes"]["index"])
@@ -274,6 +286,10 @@ def main():
     if device_c is not None:
         print(f"C99 device half (device_c99/): local logits, codes and stream bit-identical to LiteRT's on "
               f"{len(labels)} test images")
+    if limit != manifest["measured"]["test_images"]:
+        print(f"(a) was measured on {manifest['measured']['test_images']} test images, this run took {limit}: "
+              f"(b) and (c) are not compared with it")
+        return
     if abs(split - engine) > 0.001:
         sys.exit(f"verify-export: (b) {split:.4f} is more than 0.1 point from (a) {engine:.4f}")
     if abs(split_int8 - engine) > args.int8_points / 100:
