@@ -177,6 +177,8 @@ def main():
     args = parser.parse_args()
     with open(os.path.join(args.dir, "manifest.json")) as f:
         manifest = json.load(f)
+    if "device_int8" not in manifest:
+        sys.exit(f"verify-export: {args.dir} was written by an older agilenn-export (no int8 device half): export again")
     for name, art in manifest["artifacts"].items():
         with open(os.path.join(args.dir, name), "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
