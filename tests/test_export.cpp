@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -15,6 +16,7 @@
 #include "engine/data/loader.h"
 #include "engine/export/export.h"
 #include "engine/io/checkpoint.h"
+#include "engine/models/presets.h"
 #include "engine/train/run.h"
 #include "tests/export_fixtures.h"
 #include "tests/test_util.h"
@@ -87,17 +89,18 @@ TEST(Export, TheSplitComputesTheModelsForwardAndEveryCodeRoundTrips) {
   const std::string tflite = io::read_file((fs::path(o.out) / "device_int8.tflite").string(), "model");
   EXPECT_EQ(tflite.substr(4, 4), "TFL3");
   EXPECT_EQ(int8.at("budget").at("model_bytes"), tflite.size());
-  // Constants of the tiny preset (classes 10, 3 → 16 → 10 channels, K = 2): int8 weights and
-  // int32 biases of depthwise 3×3×3 (27 + 12), pointwise 3→16 (48 + 64), depthwise 3×3×16
-  // (144 + 64), pointwise 16→2 (32 + 8) and 16→8 (128 + 32), the dense 2→10 (20 + 40) and
-  // the 256-entry code table.
-  EXPECT_EQ(int8.at("budget").at("weight_bytes"), 27 + 12 + 48 + 64 + 144 + 64 + 32 + 8 + 128 + 32 + 20 + 40 + 256);
-  // The peak comes with the codes: 14×14×8 remote values as uint8 and as int32 indices (or
-  // as int32 indices and uint8 codes), beside the int8 local logits.
-  EXPECT_EQ(int8.at("budget").at("peak_activation_bytes"), 14 * 14 * 8 * (1 + 4) + 10);
-  // The C99 device half's arena: the liveness plan overlaps all but the widest pair of live
-  // activations, the 16-channel 14×14 maps on either side of the second depthwise conv.
-  EXPECT_EQ(int8.at("c99").at("arena_bytes"), 2 * 14 * 14 * 16);
+  // Constants of the tiny preset (classes 10, 3 → m → 10 channels, K = 2 of them local; 14×14
+  // features): int8 weights and int32 biases of the depthwise 3×3 on 3 channels, the pointwise
+  // 3→m, the depthwise 3×3 on m, the pointwise m→2 and m→8, the dense 2→10, and the
+  // 256-entry code table.
+  const int64_t mid = models::preset("tiny").fe_mid_channels, hw = 14 * 14;
+  EXPECT_EQ(int8.at("budget").at("weight_bytes"),
+            (27 + 3 * 4) + (3 * mid + 4 * mid) + (9 * mid + 4 * mid) + (2 * mid + 2 * 4) + (8 * mid + 8 * 4) + (20 + 40) + 256);
+  // The peak: the m-channel maps on either side of the second depthwise conv, or the codes'
+  // step, 14×14×8 remote values as uint8 and as int32 indices beside the int8 local logits.
+  EXPECT_EQ(int8.at("budget").at("peak_activation_bytes"), std::max(2 * hw * mid, hw * 8 * (1 + 4) + 10));
+  // The C99 device half's arena holds no int32 indices: its peak is the pair of m-channel maps.
+  EXPECT_EQ(int8.at("c99").at("arena_bytes"), 2 * hw * mid);
   // The C array holds the model's bytes and compiles as C99.
   const fs::path c_source = fs::path(o.out) / "device_int8/agilenn_device_model.c";
   std::string array;
