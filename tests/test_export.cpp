@@ -94,8 +94,8 @@ TEST(Export, TheSplitComputesTheModelsForwardAndEveryCodeRoundTrips) {
   // 3→m, the depthwise 3×3 on m, the pointwise m→2 and m→8, the dense 2→10, and the
   // 256-entry code table.
   const int64_t mid = models::preset("tiny").fe_mid_channels, hw = 14 * 14;
-  EXPECT_EQ(int8.at("budget").at("weight_bytes"),
-            (27 + 3 * 4) + (3 * mid + 4 * mid) + (9 * mid + 4 * mid) + (2 * mid + 2 * 4) + (8 * mid + 8 * 4) + (20 + 40) + 256);
+  EXPECT_EQ(int8.at("budget").at("weight_bytes"), (27 + 3 * 4) + (3 * mid + 4 * mid) + (9 * mid + 4 * mid) +
+                                                      (2 * mid + 2 * 4) + (8 * mid + 8 * 4) + (20 + 40) + 256);
   // The peak: the m-channel maps on either side of the second depthwise conv, or the codes'
   // step, 14×14×8 remote values as uint8 and as int32 indices beside the int8 local logits.
   EXPECT_EQ(int8.at("budget").at("peak_activation_bytes"), std::max(2 * hw * mid, hw * 8 * (1 + 4) + 10));
