@@ -155,16 +155,16 @@ TEST(Export, BadCheckpointsAreRefusedNamingTheFileAndLeaveNothing) {
 int run(const std::string& cmd, std::string& output) { return testing::run_command(cmd, &output); }
 
 // Exports a model trained on `dataset` and runs tools/verify-export.py over 500 test images:
-// the float split in onnxruntime must give the engine's top-1 (within 0.1 point) and every
-// image's codes must round-trip the export's own encoder; the C99 device half (built with
-// warnings as errors) must give LiteRT's int8 outputs bit for bit. The int8 device half in
-// LiteRT with the float server: this one-epoch model on 1,280 images is far from trained (59-68% top-1 on
-// Fashion-MNIST, seeds 1-5), and its int8 half moved top-1 by -1.6 to +0.2 points, gave
-// 96.5-99.4% of the float half's codes and 96.2-98.8% of its predicted classes (the main
-// job's model, 10,000 images: -0.02 points, 99.7% of the codes); the bounds, 4 points and 90%
-// of codes and of classes, sit well outside that spread and still catch a broken quantization
-// (a wrong scale or layout costs tens of points, or most codes). Returns the export's
-// directory.
+// the float split in onnxruntime must give the engine's top-1 (within 0.1 point), every
+// image's codes must round-trip the export's own encoder, and the C99 device half (built with
+// warnings as errors) must give the int8 outputs of LiteRT's reference kernels bit for bit.
+// The int8 device half in LiteRT with the float server: this one-epoch model on 1,280 images
+// is far from trained (59-68% top-1 on Fashion-MNIST, seeds 1-5), and its int8 half moved
+// top-1 by -1.6 to +0.2 points, gave 96.5-99.4% of the float half's codes and 96.2-98.8% of
+// its predicted classes (the main job's model, 10,000 images: -0.02 points, 99.7% of the
+// codes); the bounds, 4 points and 90% of codes and of classes, sit well outside that spread
+// and still catch a broken quantization (a wrong scale or layout costs tens of points, or most
+// codes). Returns the export's directory.
 std::string export_and_verify(const ScratchDir& d, const std::string& dataset, const std::string& data_dir) {
   const std::string ckpt = trained(d, dataset, 1280, data_dir);
   const std::string out = (d / "split").string(), from = data_dir.empty() ? "" : " --data-dir " + data_dir;
@@ -177,7 +177,7 @@ std::string export_and_verify(const ScratchDir& d, const std::string& dataset, c
   EXPECT_EQ(run("python3 " AGILENN_TOOLS_DIR "/verify-export.py " + out + from + " --int8-points 4", log), 0) << log;
   EXPECT_THAT(log, HasSubstr("test images 500"));
   EXPECT_THAT(log, HasSubstr("codec round trip ok"));
-  EXPECT_THAT(log, HasSubstr("bit-identical to LiteRT's on 500 test images"));
+  EXPECT_THAT(log, HasSubstr("bit-identical to LiteRT's reference kernels on 500 test images"));
   std::smatch agreement;
   EXPECT_TRUE(std::regex_search(
       log, agreement, std::regex(R"(\(([0-9.]+)% of its codes as the float half's, ([0-9.]+)% of its classes)")))

@@ -1,10 +1,31 @@
 #include "agilenn_int8.h"
 
-int32_t agilenn_requantize(int32_t x, int32_t multiplier, int32_t shift) {
+/* a · b / 2^31 rounded half up, saturating the one overflow (both INT32_MIN). */
+static int32_t rounding_doubling_high_mul(int32_t a, int32_t b) {
+  const int64_t ab = (int64_t)a * (int64_t)b;
+  const int64_t nudge = ab >= 0 ? (int64_t)1 << 30 : 1 - ((int64_t)1 << 30);
+  if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+  return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* x / 2^exponent rounded half away from zero. */
+static int32_t rounding_divide_by_pot(int32_t x, int32_t exponent) {
+  const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+  const int32_t remainder = x & mask;
+  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+  return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* The shifts of negative values below are arithmetic shifts on the compilers this targets, as
+ * TFLite assumes. */
+int32_t agilenn_requantize_double_rounding(int32_t x, int32_t multiplier, int32_t shift) {
+  const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+  return rounding_divide_by_pot(rounding_doubling_high_mul(x * (1 << left), multiplier), right);
+}
+
+int32_t agilenn_requantize_single_rounding(int32_t x, int32_t multiplier, int32_t shift) {
   const int32_t total_shift = 31 - shift;
   const int64_t rounding = (int64_t)1 << (total_shift - 1);
-  /* >> of a negative int64_t is an arithmetic shift on the compilers this targets, as TFLite
-   * assumes. */
   return (int32_t)(((int64_t)x * (int64_t)multiplier + rounding) >> total_shift);
 }
 
@@ -35,7 +56,7 @@ void agilenn_conv(const agilenn_conv_params* p, const int8_t* in, int8_t* out) {
             }
           }
         }
-        acc = agilenn_requantize(acc + p->bias[oc], p->multiplier[oc], p->shift[oc]) + p->out_zero_point;
+        acc = agilenn_requantize_double_rounding(acc + p->bias[oc], p->multiplier[oc], p->shift[oc]) + p->out_zero_point;
         out[((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)p->out_c + (size_t)oc] =
             clamp_to(acc, p->act_min, p->act_max);
       }
@@ -59,7 +80,7 @@ void agilenn_fully_connected(const agilenn_fully_connected_params* p, const int8
     int32_t acc = 0;
     for (i = 0; i < p->in_n; ++i)
       acc += (int32_t)p->weights[(size_t)o * (size_t)p->in_n + (size_t)i] * ((int32_t)in[i] - p->in_zero_point);
-    acc = agilenn_requantize(acc + p->bias[o], p->multiplier, p->shift) + p->out_zero_point;
+    acc = agilenn_requantize_single_rounding(acc + p->bias[o], p->multiplier, p->shift) + p->out_zero_point;
     out[o] = clamp_to(acc, p->act_min, p->act_max);
   }
 }

@@ -1,9 +1,9 @@
 /* The int8 kernels of the device half's C runtime (agilenn-export --target c99): portable
  * C99, no allocation, no floating point, compiled into the device half as they are. Their
- * integer arithmetic is TFLite's int8 reference arithmetic (per-channel fixed-point
- * multipliers with its rounding, zero points, clamping), so a generated model computes
- * bit for bit what LiteRT's reference kernels compute on the same .tflite model
- * (tools/verify-export.py checks it).
+ * integer arithmetic is that of LiteRT's int8 reference kernels (per-channel fixed-point
+ * multipliers with their rounding, zero points, clamping), so a generated model computes
+ * bit for bit what LiteRT's reference interpreter (OpResolverType.BUILTIN_REF) computes on
+ * the same .tflite model (tools/verify-export.py checks it).
  *
  * Tensors are NHWC with batch 1; a value q of a tensor stands for scale · (q − zero_point). */
 #ifndef AGILENN_INT8_H
@@ -16,10 +16,12 @@
 extern "C" {
 #endif
 
-/* x · multiplier · 2^shift / 2^31 rounded half up, in one rounding: TFLite's
- * MultiplyByQuantizedMultiplier as LiteRT is built (single rounding; multiplier in [2^30, 2^31),
- * shift in [-31, 30]). */
-int32_t agilenn_requantize(int32_t x, int32_t multiplier, int32_t shift);
+/* x · multiplier · 2^shift / 2^31 (multiplier in [2^30, 2^31), shift in [-31, 30]) in TFLite's
+ * two fixed-point forms: x · multiplier / 2^31 rounded half up, then divided by 2^-shift
+ * rounded half away from zero, which LiteRT's reference convolutions use; and one rounding,
+ * half up, which its reference fully connected layer uses. */
+int32_t agilenn_requantize_double_rounding(int32_t x, int32_t multiplier, int32_t shift);
+int32_t agilenn_requantize_single_rounding(int32_t x, int32_t multiplier, int32_t shift);
 
 typedef struct {
   int32_t in_h, in_w, in_c, out_h, out_w, out_c;
