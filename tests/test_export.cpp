@@ -6,11 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <sstream>
 
 #include "engine/data/loader.h"
@@ -154,6 +154,16 @@ TEST(Export, BadCheckpointsAreRefusedNamingTheFileAndLeaveNothing) {
 
 int run(const std::string& cmd, std::string& output) { return testing::run_command(cmd, &output); }
 
+// The number written just before `marker` in `text` ("98.42% of ..."), or -1 if there is none.
+// (Not std::regex: GCC 12 misreports it under the sanitizers.)
+double percent_before(const std::string& text, const std::string& marker) {
+  const size_t end = text.find(marker);
+  if (end == std::string::npos) return -1;
+  size_t begin = end;
+  while (begin > 0 && (std::isdigit(static_cast<unsigned char>(text[begin - 1])) || text[begin - 1] == '.')) --begin;
+  return begin == end ? -1 : std::stod(text.substr(begin, end - begin));
+}
+
 // Exports a model trained on `dataset` and runs tools/verify-export.py over 500 test images:
 // the float split in onnxruntime must give the engine's top-1 (within 0.1 point), every
 // image's codes must round-trip the export's own encoder, and the C99 device half (built with
@@ -178,14 +188,8 @@ std::string export_and_verify(const ScratchDir& d, const std::string& dataset, c
   EXPECT_THAT(log, HasSubstr("test images 500"));
   EXPECT_THAT(log, HasSubstr("codec round trip ok"));
   EXPECT_THAT(log, HasSubstr("bit-identical to LiteRT's reference kernels on 500 test images"));
-  std::smatch agreement;
-  EXPECT_TRUE(std::regex_search(
-      log, agreement, std::regex(R"(\(([0-9.]+)% of its codes as the float half's, ([0-9.]+)% of its classes)")))
-      << log;
-  if (!agreement.empty()) {
-    EXPECT_GE(std::stod(agreement[1]), 90.0) << log;
-    EXPECT_GE(std::stod(agreement[2]), 90.0) << log;
-  }
+  EXPECT_GE(percent_before(log, "% of its codes as the float half's"), 90.0) << log;
+  EXPECT_GE(percent_before(log, "% of its classes as (b)'s"), 90.0) << log;
   return out;
 }
 
