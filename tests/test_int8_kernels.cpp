@@ -24,7 +24,7 @@ int64_t div_half_up(int64_t num, int64_t den) {
 }
 int64_t div_half_away(int64_t num, int64_t den) { return num >= 0 ? div_half_up(num, den) : -div_half_up(-num, den); }
 
-// |x| < 2^25, m < 2^31 and shift >= -20 keep every term under 2^63.
+// |x| < 2^25, m < 2^31 and -20 <= shift <= 4 keep every term under 2^63.
 int64_t single_rounding(int64_t x, int64_t m, int shift) { return div_half_up(x * m, int64_t{1} << (31 - shift)); }
 int64_t double_rounding(int64_t x, int64_t m, int shift) {
   return div_half_away(div_half_up(x * m, int64_t{1} << 31), int64_t{1} << -shift);
@@ -38,6 +38,13 @@ TEST(Int8Kernels, RequantizeRoundsAsLiteRTsTwoForms) {
     const int32_t x = acc(rng), m = mult(rng), s = shifts(rng);
     ASSERT_EQ(agilenn_requantize_single_rounding(x, m, s), single_rounding(x, m, s)) << x << " " << m << " " << s;
     ASSERT_EQ(agilenn_requantize_double_rounding(x, m, s), double_rounding(x, m, s)) << x << " " << m << " " << s;
+  }
+  // Left shifts (multipliers of 1 and more), small accumulators.
+  std::uniform_int_distribution<int32_t> small(-(1 << 20), 1 << 20), left(1, 4);
+  for (int i = 0; i < 10000; ++i) {
+    const int32_t x = small(rng), m = mult(rng), s = left(rng);
+    ASSERT_EQ(agilenn_requantize_single_rounding(x, m, s), div_half_up(x * int64_t{m}, int64_t{1} << (31 - s)));
+    ASSERT_EQ(agilenn_requantize_double_rounding(x, m, s), div_half_up((int64_t{x} << s) * m, int64_t{1} << 31));
   }
   // Exact halves, ±3 · 2^30 / 2^31 = ±1.5, round up in both forms: 2 and -1.
   for (auto* requantize : {agilenn_requantize_single_rounding, agilenn_requantize_double_rounding}) {

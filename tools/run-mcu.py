@@ -85,15 +85,15 @@ def main():
         for image in images:
             q = verify.quantize(verify.preprocess(image, manifest), quantization)
             out_logits, out_codes = np.zeros(classes, np.int8), np.zeros(n_codes, np.uint8)
-            out_stream = (ctypes.c_uint8 * 65536)()
+            out_stream = (ctypes.c_uint8 * bound)()
             n = device.agilenn_device_run(q.ctypes.data_as(ctypes.c_void_p), out_logits.ctypes.data_as(ctypes.c_void_p),
-                                          out_codes.ctypes.data_as(ctypes.c_void_p), out_stream, ctypes.c_size_t(65536))
+                                          out_codes.ctypes.data_as(ctypes.c_void_p), out_stream, ctypes.c_size_t(bound))
             if n == 0:
                 sys.exit("run-mcu: the host build failed to encode an image")
             quantized.append(q.reshape(-1))
             logits.append(out_logits)
             codes.append(out_codes)
-            streams.append(list(out_stream[:n]) + [0] * (65536 - n))
+            streams.append(list(out_stream[:n]) + [0] * (bound - n))
             lengths.append(n)
         with open(os.path.join(build, "cases.h"), "w") as f:
             f.write("/* Test images and the host build's outputs, written by tools/run-mcu.py. */\n")
@@ -101,7 +101,7 @@ def main():
             f.write(c_rows("case_images", "int8_t", quantized, "AGILENN_DEVICE_IMAGE_BYTES") + "\n")
             f.write(c_rows("case_logits", "int8_t", logits, "AGILENN_DEVICE_CLASSES") + "\n")
             f.write(c_rows("case_codes", "uint8_t", codes, "AGILENN_DEVICE_CODES") + "\n")
-            f.write(c_rows("case_streams", "uint8_t", [s[:bound] for s in streams], "AGILENN_DEVICE_STREAM_BOUND") + "\n")
+            f.write(c_rows("case_streams", "uint8_t", streams, "AGILENN_DEVICE_STREAM_BOUND") + "\n")
             f.write("static const uint32_t case_stream_bytes[AGILENN_CASES] = {" +
                     ", ".join(str(n) for n in lengths) + "};\n")
 
@@ -126,7 +126,7 @@ def main():
         device_sizes = section_sizes(objects)
 
     lines = output.splitlines()
-    report = {line.split()[0]: line for line in lines if line}
+    report = {line.split()[0]: line for line in lines if line.split()}
     ok = sum(1 for line in lines if line.startswith("image ") and line.endswith(" ok"))
     print(f"device half on the Cortex-M7 (QEMU mps2-an500): {ok} of {len(images)} images equal to the host build; "
           f"its code .text {device_sizes['text']} B, constants .rodata {device_sizes['rodata']} B, "

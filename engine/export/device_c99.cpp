@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iomanip>
+#include <limits>
 #include <sstream>
 
 #include "engine/core/error.h"
@@ -14,8 +16,9 @@ using tflite::OpKind;
 using tflite::TensorInfo;
 
 // TFLite's fixed-point form of a real multiplier m > 0: m = q · 2^shift / 2^31 with q in
-// [2^30, 2^31).
-std::pair<int32_t, int32_t> quantize_multiplier(double m) {
+// [2^30, 2^31), shift in [-31, 30] (a multiplier too small is 0; one of 2^30 or more, which
+// no calibrated layer has, is refused rather than saturated as TFLite does).
+std::pair<int32_t, int32_t> quantize_multiplier(double m, const std::string& layer) {
   if (m == 0) return {0, 0};
   int shift = 0;
   const double q = std::frexp(m, &shift);
@@ -25,6 +28,8 @@ std::pair<int32_t, int32_t> quantize_multiplier(double m) {
     ++shift;
   }
   if (shift < -31) shift = 0, fixed = 0;
+  AGILENN_CHECK(shift <= 30, "C99 device half: layer '" << layer << "' has a requantization multiplier of " << m
+                                                        << ", beyond the int8 kernels' range (2^30)");
   return {static_cast<int32_t>(fixed), shift};
 }
 
@@ -70,8 +75,12 @@ C99Device device_c99(const tflite::ModelBuilder& model, int images, int local_lo
   for (size_t i = 0; i + 2 < ops.size(); ++i) {
     const tflite::Operator &a = ops[i], &b = ops[i + 1], &g = ops[i + 2];
     if (a.kind == OpKind::cast && b.kind == OpKind::cast && g.kind == OpKind::gather && b.inputs[0] == a.outputs[0] &&
-        g.inputs[1] == b.outputs[0] && tensor(a.outputs[0]).type == tflite::Type::u8 &&
-        tensor(g.inputs[0]).data.size() == 256) {
+        g.inputs[1] == b.outputs[0]) {
+      AGILENN_CHECK(tensor(a.inputs[0]).type == tflite::Type::i8 && tensor(a.outputs[0]).type == tflite::Type::u8 &&
+                        tensor(b.outputs[0]).type == tflite::Type::i32 && g.axis == 0 &&
+                        tensor(g.inputs[0]).data.size() == 256 && g.outputs[0] == codes,
+                    "C99 device half: CAST, CAST, GATHER that are not the codes' table lookup (int8 → uint8 → "
+                    "int32 indices into a 256-entry table, giving the codes)");
       folded[i] = folded[i + 1] = true;
       skipped_tensors.push_back(a.outputs[0]);
       skipped_tensors.push_back(b.outputs[0]);
@@ -139,7 +148,8 @@ C99Device device_c99(const tflite::ModelBuilder& model, int images, int local_lo
         std::vector<int32_t> multiplier, shift;
         for (float fs : filter.q.scale) {
           const auto [m, sh] = quantize_multiplier(static_cast<double>(in.q.scale.at(0)) * static_cast<double>(fs) /
-                                                   static_cast<double>(out.q.scale.at(0)));
+                                                       static_cast<double>(out.q.scale.at(0)),
+                                                   filter.name);
           multiplier.push_back(m);
           shift.push_back(sh);
         }
@@ -171,8 +181,9 @@ C99Device device_c99(const tflite::ModelBuilder& model, int images, int local_lo
       case OpKind::fully_connected: {
         const TensorInfo& weights = tensor(op.inputs[1]);
         const auto [m, sh] = quantize_multiplier(static_cast<double>(in.q.scale.at(0)) *
-                                                 static_cast<double>(weights.q.scale.at(0)) /
-                                                 static_cast<double>(out.q.scale.at(0)));
+                                                     static_cast<double>(weights.q.scale.at(0)) /
+                                                     static_cast<double>(out.q.scale.at(0)),
+                                                 weights.name);
         const auto [lo, hi] = activation_range(op.activation, out);
         constants << "/* " << weights.name << " */\n"
                   << c_array("int8_t", "weights_" + id, values_of<int8_t>(weights))
@@ -213,10 +224,11 @@ C99Device device_c99(const tflite::ModelBuilder& model, int images, int local_lo
     << "#ifndef AGILENN_DEVICE_H\n#define AGILENN_DEVICE_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n"
     << "#define AGILENN_DEVICE_IMAGE_BYTES " << numel(image.shape) << " /* [" << image.shape[1] << "][" << image.shape[2]
     << "][" << image.shape[3] << "] int8, preprocessed as the manifest says, then quantized */\n"
+    << std::setprecision(std::numeric_limits<float>::max_digits10) << std::showpoint
     << "#define AGILENN_DEVICE_IMAGE_SCALE " << image.q.scale[0] << "f\n"
     << "#define AGILENN_DEVICE_IMAGE_ZERO_POINT " << zero_point(image) << "\n"
-    << "#define AGILENN_DEVICE_CLASSES " << numel(logits.shape) << "\n"
-    << "#define AGILENN_DEVICE_LOGITS_SCALE " << logits.q.scale[0] << "f\n"
+    << std::noshowpoint << "#define AGILENN_DEVICE_CLASSES " << numel(logits.shape) << "\n"
+    << std::showpoint << "#define AGILENN_DEVICE_LOGITS_SCALE " << logits.q.scale[0] << "f\n" << std::noshowpoint
     << "#define AGILENN_DEVICE_LOGITS_ZERO_POINT " << zero_point(logits) << "\n"
     << "#define AGILENN_DEVICE_CODES " << code_count << " /* NHWC, one per remote value */\n"
     << "#define AGILENN_DEVICE_STREAM_BOUND " << agilenn_codec_bound(static_cast<size_t>(code_count)) << "\n"

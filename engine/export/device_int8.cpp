@@ -78,7 +78,7 @@ std::pair<std::string, std::vector<float>> quantize_weights(const Tensor& w, int
 }
 
 // int32 biases at scale input_scale · weight_scale[c], zero point 0.
-std::pair<std::string, tflite::Quantization> quantize_bias(const Tensor& b, float input_scale,
+std::pair<std::string, tflite::Quantization> quantize_bias(const std::string& name, const Tensor& b, float input_scale,
                                                           const std::vector<float>& weight_scale) {
   tflite::Quantization q;
   std::vector<int32_t> v(static_cast<size_t>(b.numel()));
@@ -86,7 +86,9 @@ std::pair<std::string, tflite::Quantization> quantize_bias(const Tensor& b, floa
     const float ws = weight_scale[weight_scale.size() == 1 ? 0 : static_cast<size_t>(c)];
     const double s = static_cast<double>(input_scale) * static_cast<double>(ws);
     const double r = std::round(b.item(c) / s);
-    AGILENN_CHECK(std::abs(r) < 2147483647.0, "a bias of " << b.item(c) << " overflows int32 at scale " << s);
+    AGILENN_CHECK(std::abs(r) < 2147483647.0, "int8 device half: bias '" << name << "' channel " << c << " ("
+                                                                         << b.item(c) << ") overflows int32 at scale "
+                                                                         << s);
     v[static_cast<size_t>(c)] = static_cast<int32_t>(r);
   }
   // Per channel where the weights are (the channels' scales), else per tensor: a per-tensor
@@ -197,7 +199,7 @@ Int8Device Int8DeviceExporter::build(const Tensor& centroids) const {
     auto [data, scales] = quantize_weights(t, axis);
     tflite::Quantization q{scales, std::vector<int64_t>(scales.size(), 0), std::max(axis, 0)};
     const int wt = m.tensor({name, t.shape(), Type::i8, data, true, q});
-    auto [bias_data, bias_q] = quantize_bias(bias, input_scale, scales);
+    auto [bias_data, bias_q] = quantize_bias(name + "_bias", bias, input_scale, scales);
     const int bt = m.tensor({name + "_bias", bias.shape(), Type::i32, bias_data, true, bias_q});
     return std::pair{wt, bt};
   };
