@@ -31,35 +31,46 @@ int32_t agilenn_requantize_single_rounding(int32_t x, int32_t multiplier, int32_
 
 static int8_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return (int8_t)(v < lo ? lo : v > hi ? hi : v); }
 
+/* The taps [begin, end) of a window starting at `origin` that fall inside [0, size). */
+static void window(int32_t origin, int32_t kernel, int32_t size, int32_t* begin, int32_t* end) {
+  *begin = origin < 0 ? -origin : 0;
+  *end = size - origin < kernel ? size - origin : kernel;
+}
+
+static int8_t requantize_output(const agilenn_conv_params* p, int32_t acc, int32_t oc) {
+  acc = agilenn_requantize_double_rounding(acc + p->bias[oc], p->multiplier[oc], p->shift[oc]) + p->out_zero_point;
+  return clamp_to(acc, p->act_min, p->act_max);
+}
+
+/* Taps outside the input are skipped: they hold the zero point, a real 0. */
 void agilenn_conv(const agilenn_conv_params* p, const int8_t* in, int8_t* out) {
-  int32_t oy, ox, oc, ky, kx, ic;
-  for (oy = 0; oy < p->out_h; ++oy)
-    for (ox = 0; ox < p->out_w; ++ox)
+  const size_t in_c = (size_t)p->in_c, out_c = (size_t)p->out_c;
+  int32_t oy, ox, oc, ky, kx, ic, ky_begin, ky_end, kx_begin, kx_end;
+  for (oy = 0; oy < p->out_h; ++oy) {
+    const int32_t y0 = oy * p->stride - p->pad_top;
+    window(y0, p->kernel_h, p->in_h, &ky_begin, &ky_end);
+    for (ox = 0; ox < p->out_w; ++ox) {
+      const int32_t x0 = ox * p->stride - p->pad_left;
+      int8_t* o = out + ((size_t)oy * (size_t)p->out_w + (size_t)ox) * out_c;
+      window(x0, p->kernel_w, p->in_w, &kx_begin, &kx_end);
       for (oc = 0; oc < p->out_c; ++oc) {
         int32_t acc = 0;
-        for (ky = 0; ky < p->kernel_h; ++ky) {
-          const int32_t y = oy * p->stride - p->pad_top + ky;
-          if (y < 0 || y >= p->in_h) continue;
-          for (kx = 0; kx < p->kernel_w; ++kx) {
-            const int32_t x = ox * p->stride - p->pad_left + kx;
-            const int8_t* pixel;
-            if (x < 0 || x >= p->in_w) continue;
-            pixel = in + ((size_t)y * (size_t)p->in_w + (size_t)x) * (size_t)p->in_c;
+        for (ky = ky_begin; ky < ky_end; ++ky)
+          for (kx = kx_begin; kx < kx_end; ++kx) {
+            const int8_t* pixel = in + ((size_t)(y0 + ky) * (size_t)p->in_w + (size_t)(x0 + kx)) * in_c;
             if (p->depthwise) {
-              const int8_t w = p->filter[((size_t)ky * (size_t)p->kernel_w + (size_t)kx) * (size_t)p->out_c + (size_t)oc];
-              acc += (int32_t)w * ((int32_t)pixel[oc] - p->in_zero_point);
+              acc += (int32_t)p->filter[((size_t)ky * (size_t)p->kernel_w + (size_t)kx) * out_c + (size_t)oc] *
+                     ((int32_t)pixel[oc] - p->in_zero_point);
             } else {
               const int8_t* w =
-                  p->filter + (((size_t)oc * (size_t)p->kernel_h + (size_t)ky) * (size_t)p->kernel_w + (size_t)kx) *
-                                  (size_t)p->in_c;
+                  p->filter + (((size_t)oc * (size_t)p->kernel_h + (size_t)ky) * (size_t)p->kernel_w + (size_t)kx) * in_c;
               for (ic = 0; ic < p->in_c; ++ic) acc += (int32_t)w[ic] * ((int32_t)pixel[ic] - p->in_zero_point);
             }
           }
-        }
-        acc = agilenn_requantize_double_rounding(acc + p->bias[oc], p->multiplier[oc], p->shift[oc]) + p->out_zero_point;
-        out[((size_t)oy * (size_t)p->out_w + (size_t)ox) * (size_t)p->out_c + (size_t)oc] =
-            clamp_to(acc, p->act_min, p->act_max);
+        o[oc] = requantize_output(p, acc, oc);
       }
+    }
+  }
 }
 
 void agilenn_average_pool(int32_t h, int32_t w, int32_t c, int32_t act_min, int32_t act_max, const int8_t* in,
