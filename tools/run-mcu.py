@@ -78,7 +78,7 @@ def main():
     with tempfile.TemporaryDirectory() as build:
         device = verify.compile_device_c99(args.dir, build)
         classes = manifest["classes"]
-        n_codes = int(np.prod(manifest["features"]["shape"][:2])) * manifest["features"]["remote_channels"]
+        n_codes = verify.code_count(manifest)
         device.agilenn_codec_bound.restype = ctypes.c_size_t
         bound = device.agilenn_codec_bound(ctypes.c_size_t(n_codes))  # AGILENN_DEVICE_STREAM_BOUND
         quantized, logits, codes, streams, lengths = [], [], [], [], []

@@ -106,6 +106,12 @@ def preprocess(image, manifest):
     return resize_bilinear((image.astype(np.float32) / 255 - mean) / std, manifest["input"]["shape"][1])[None]
 
 
+def code_count(manifest):
+    """Codes per image: one per remote value of the features [h,w,C]."""
+    h, w = manifest["features"]["shape"][:2]
+    return h * w * manifest["features"]["remote_channels"]
+
+
 def quantize(x, q):
     """A float tensor as int8 with the quantization {scale, zero_point} of the manifest."""
     return np.clip(np.round(x / q["scale"]) + q["zero_point"], -128, 127).astype(np.int8)
@@ -238,8 +244,7 @@ def main():
             reference.allocate_tensors()
             reference_out = {d["name"]: d["index"] for d in reference.get_output_details()}
             c_logits = np.zeros(manifest["classes"], np.int8)
-            c_codes = np.zeros(int(np.prod(manifest["features"]["shape"][:2])) * manifest["features"]["remote_channels"],
-                               np.uint8)
+            c_codes = np.zeros(code_count(manifest), np.uint8)
             c_stream = (ctypes.c_uint8 * lib.agilenn_codec_bound(c_codes.size))()
 
         correct, correct_int8, same_class, bits, same_codes, total_codes, logits_seen = 0, 0, 0, 0, 0, 0, []

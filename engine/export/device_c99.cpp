@@ -71,6 +71,7 @@ C99Device device_c99(const tflite::ModelBuilder& model, int images, int local_lo
 
   // The codes' CAST, CAST, GATHER become one table lookup: their int32 indices never exist.
   std::vector<bool> folded(ops.size(), false);
+  std::vector<size_t> lookups;  // the first CAST of each folded triple
   std::vector<int> skipped_tensors;
   for (size_t i = 0; i + 2 < ops.size(); ++i) {
     const tflite::Operator &a = ops[i], &b = ops[i + 1], &g = ops[i + 2];
@@ -82,28 +83,30 @@ C99Device device_c99(const tflite::ModelBuilder& model, int images, int local_lo
                     "C99 device half: CAST, CAST, GATHER that are not the codes' table lookup (int8 → uint8 → "
                     "int32 indices into a 256-entry table, giving the codes)");
       folded[i] = folded[i + 1] = true;
+      lookups.push_back(i);
       skipped_tensors.push_back(a.outputs[0]);
       skipped_tensors.push_back(b.outputs[0]);
     }
   }
 
-  // Arena tensors: computed, neither the image nor an output, nor skipped. Alive from the op
-  // that writes one to the last op that reads it; placed first-fit, largest first.
+  // Arena tensors: computed, neither the image nor an output, nor skipped. Alive as the
+  // model's lifetimes say, except that the lookup, two ops on, reads what the first folded
+  // CAST read; placed first-fit, largest first.
   struct Slot {
     int tensor;
     int first, last;
     int64_t bytes, offset = -1;
   };
+  std::vector<tflite::ModelBuilder::Lifetime> life = model.lifetimes({images}, {local_logits, codes});
+  for (size_t i : lookups) life[static_cast<size_t>(ops[i].inputs[0])].last = static_cast<int>(i + 2);
   std::vector<Slot> slots;
-  for (size_t i = 0; i < ops.size(); ++i)
-    for (int t : ops[i].outputs) {
-      if (t == local_logits || t == codes || std::count(skipped_tensors.begin(), skipped_tensors.end(), t)) continue;
-      int last = static_cast<int>(i);
-      for (size_t j = i; j < ops.size(); ++j)
-        if (std::count(ops[j].inputs.begin(), ops[j].inputs.end(), t))
-          last = static_cast<int>(folded[j] ? j + 2 : j);  // a folded CAST's input is read by the lookup
-      slots.push_back({t, static_cast<int>(i), last, (tensor(t).bytes() + 3) / 4 * 4});
-    }
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const int ti = static_cast<int>(t);
+    if (life[t].first < 0 || ti == images || ti == local_logits || ti == codes ||
+        std::count(skipped_tensors.begin(), skipped_tensors.end(), ti))
+      continue;
+    slots.push_back({ti, life[t].first, life[t].last, (tensor(ti).bytes() + 3) / 4 * 4});
+  }
   std::vector<size_t> order(slots.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return slots[a].bytes > slots[b].bytes; });

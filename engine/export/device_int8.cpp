@@ -61,9 +61,7 @@ std::string bytes_of(const std::vector<T>& v) {
 // scale = max |w| / 127, q = round(w / scale) in [-127, 127].
 std::pair<std::string, std::vector<float>> quantize_weights(const Tensor& w, int axis) {
   const int64_t channels = axis < 0 ? 1 : w.dim(axis);
-  int64_t inner = 1;
-  for (size_t d = static_cast<size_t>(axis < 0 ? 0 : axis) + 1; d < w.shape().size(); ++d) inner *= w.dim(static_cast<int>(d));
-  if (axis < 0) inner = w.numel();
+  const int64_t inner = axis < 0 ? w.numel() : contiguous_strides(w.shape())[static_cast<size_t>(axis)];
   auto channel = [&](int64_t i) { return (i / inner) % channels; };
   std::vector<double> max_abs(static_cast<size_t>(channels), 0.0);
   for (int64_t i = 0; i < w.numel(); ++i)
@@ -108,7 +106,7 @@ struct Int8DeviceExporter::Folded {
   // [1,1,I,O] with bias [O], dense [K,classes] with bias [classes].
   Tensor dw1, pw1, pw1_bias, dw2, pw2, pw2_bias, dense, dense_bias;
   Graph graph;
-  Value images, a1, a2, logits, remote;
+  Value images, a1, a2, logits;
   std::unique_ptr<Executor> executor;
   Feeds weights;
   Range input, a1_range, a2_range, logits_range;
@@ -148,16 +146,15 @@ Int8DeviceExporter::Int8DeviceExporter(const nn::TensorMap& v, const models::Agi
   const Value h1 = ops::relu6(conv(f.a1, weight("pw1", f.pw1), 1, 1) + weight("pw1_bias", f.pw1_bias));
   f.a2 = conv(h1, weight("dw2", f.dw2), 1, f.mid);
   const Value features = ops::relu6(conv(f.a2, weight("pw2", f.pw2), 1, 1) + weight("pw2_bias", f.pw2_bias));
-  f.remote = ops::slice_axis(features, 3, f.k, f.channels);
   f.logits = ops::dense(ops::global_avg_pool(ops::slice_axis(features, 3, 0, f.k)), weight("dense", f.dense),
                         weight("dense_bias", f.dense_bias));
   f.executor = std::make_unique<Executor>(
-      g, compile(g, {f.a1.id(), f.a2.id(), f.logits.id(), f.remote.id()}), backend);
+      g, compile(g, {f.a1.id(), f.a2.id(), f.logits.id()}), backend);
 }
 
 Int8DeviceExporter::~Int8DeviceExporter() = default;
 
-std::pair<Tensor, Tensor> Int8DeviceExporter::run(const Tensor& images, int64_t calibrate) {
+Tensor Int8DeviceExporter::run(const Tensor& images, int64_t calibrate) {
   Folded& f = *f_;
   Feeds feeds = f.weights;
   feeds["images"] = f.backend.to_device(images);
@@ -169,7 +166,7 @@ std::pair<Tensor, Tensor> Int8DeviceExporter::run(const Tensor& images, int64_t 
     f.a2_range.widen(r[1], calibrate);
     f.logits_range.widen(r[2], calibrate);
   }
-  return {r[2], r[3]};
+  return r[2];
 }
 
 Int8Device Int8DeviceExporter::build(const Tensor& centroids) const {
@@ -275,8 +272,6 @@ Int8Device Int8DeviceExporter::build(const Tensor& centroids) const {
   out.local_logits = logits;
   out.codes = codes;
   out.tflite = m.serialize({images}, {logits, codes}, "agilenn device half, int8 (preset " + p.name + ")");
-  out.weight_bytes = m.constant_bytes();
-  out.peak_activation_bytes = m.peak_activation_bytes({images}, {logits, codes});
   auto json_of = [](const tflite::Quantization& q) {
     return nlohmann::json{{"scale", q.scale[0]}, {"zero_point", q.zero_point[0]}};
   };

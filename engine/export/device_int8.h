@@ -24,8 +24,6 @@ struct Int8Device {
   int images = -1, local_logits = -1, codes = -1;
   std::string tflite;           // the model's bytes
   nlohmann::json quantization;  // the interface tensors' scales and zero points, for the manifest
-  int64_t weight_bytes = 0;     // constant tensors (weights, biases, the code table)
-  int64_t peak_activation_bytes = 0;
 };
 
 // Folds the batch norms of the device half (feature extractor, local predictor), runs the
@@ -36,10 +34,9 @@ class Int8DeviceExporter {
                      Backend& backend);
   ~Int8DeviceExporter();
 
-  // The folded float device half on a batch of preprocessed images [batch,S,S,3]: local
-  // logits [batch,classes] and remote features [batch,h,w,R]. The first `calibrate` images
-  // widen the calibrated ranges.
-  std::pair<Tensor, Tensor> run(const Tensor& images, int64_t calibrate);
+  // The folded float device half on a batch of preprocessed images [batch,S,S,3]: its local
+  // logits [batch,classes]. The first `calibrate` images widen the calibrated ranges.
+  Tensor run(const Tensor& images, int64_t calibrate);
   // The int8 model; `centroids` the quantizer's values [n] (float32).
   Int8Device build(const Tensor& centroids) const;
 

@@ -169,9 +169,12 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
   const data::ImageDataset train_set =
       data::first_samples(data::load_dataset(cfg.dataset, o.data_dir, data::Split::train), o.calibration);
   std::vector<double> counts(static_cast<size_t>(remote * p.num_centroids), 0.0);
+  double folding_error = 0;  // the folded float device half's local logits against the split's
   for_each_batch(train_set, "calibrating", [&](const data::Loader::LoadedBatch& lb, int64_t) {
-    int8.run(lb.batch.images, lb.valid);
-    const Tensor codes = run.device(lb.batch.images).second;
+    const Tensor folded_logits = int8.run(lb.batch.images, lb.valid);
+    const auto [local_logits, codes] = run.device(lb.batch.images);
+    for (int64_t i = 0; i < lb.valid * classes; ++i)
+      folding_error = std::max(folding_error, std::abs(folded_logits.item(i) - local_logits.item(i)));
     const uint8_t* c = codes.data<uint8_t>();
     for (int64_t i = 0; i < lb.valid * codes.numel() / o.batch; ++i)
       counts[static_cast<size_t>((i % remote) * p.num_centroids + c[i])] += 1;
@@ -185,16 +188,13 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
   ExportSummary summary;
   summary.engine_accuracy = engine.test_accuracy;
   std::vector<double> test_counts(counts.size(), 0.0);
-  double correct = 0, stream_bytes = 0, folding_error = 0;
+  double correct = 0, stream_bytes = 0;
   // The split's logits of the first test images, which a runtime's must match image by image
   // (tools/verify-export.py): top-1 alone hides a preprocessing that differs a little.
   constexpr int64_t kLogitsChecked = 16;
   std::vector<std::vector<double>> first_logits;
   for_each_batch(test_set, "measuring the split", [&](const data::Loader::LoadedBatch& lb, int64_t b) {
     const auto [local_logits, codes] = run.device(lb.batch.images);
-    const Tensor folded_logits = int8.run(lb.batch.images, 0).first;
-    for (int64_t i = 0; i < lb.valid * classes; ++i)
-      folding_error = std::max(folding_error, std::abs(folded_logits.item(i) - local_logits.item(i)));
     Tensor received = Tensor::zeros(codes.shape(), DType::u8);
     for (int64_t i = 0; i < o.batch; ++i) {
       const std::vector<uint8_t> sent = image_codes(codes, i);
@@ -307,8 +307,9 @@ ExportSummary export_split(const ExportOptions& o, Backend& backend, std::ostrea
         {"activations", "per-tensor asymmetric int8; ReLU6 outputs on [0, 6], the rest calibrated (min/max)"},
         {"budget",
          {{"model_bytes", device_int8.tflite.size()},
-          {"weight_bytes", device_int8.weight_bytes},
-          {"peak_activation_bytes", device_int8.peak_activation_bytes},
+          {"weight_bytes", device_int8.model.constant_bytes()},
+          {"peak_activation_bytes",
+           device_int8.model.peak_activation_bytes({device_int8.images}, {device_int8.local_logits, device_int8.codes})},
           {"liveness", "computed tensors (input and outputs included) alive at once, ops in order"}}},
         {"folding_max_abs_error_local_logits", folding_error},
         {"c99", o.c99 ? json{{"sources", "device_c99/ with codec/: agilenn_device_run(image, local_logits, codes, "

@@ -225,23 +225,33 @@ int64_t ModelBuilder::constant_bytes() const {
   return n;
 }
 
-int64_t ModelBuilder::peak_activation_bytes(const std::vector<int>& inputs, const std::vector<int>& outputs) const {
+std::vector<ModelBuilder::Lifetime> ModelBuilder::lifetimes(const std::vector<int>& inputs,
+                                                             const std::vector<int>& outputs) const {
   const int last = static_cast<int>(ops_.size()) - 1;
-  std::vector<int> first(tensors_.size(), -1), end(tensors_.size(), -1);
-  for (int t : inputs) first[static_cast<size_t>(t)] = 0;
+  std::vector<Lifetime> life(tensors_.size());
+  for (int t : inputs) life[static_cast<size_t>(t)].first = 0;
   for (int i = 0; i <= last; ++i) {
     const Operator& o = ops_[static_cast<size_t>(i)];
-    for (int t : o.outputs)
-      if (first[static_cast<size_t>(t)] < 0) first[static_cast<size_t>(t)] = i;
-    for (int t : o.inputs) end[static_cast<size_t>(t)] = i;
-    for (int t : o.outputs) end[static_cast<size_t>(t)] = std::max(end[static_cast<size_t>(t)], i);
+    for (int t : o.outputs) {
+      Lifetime& l = life[static_cast<size_t>(t)];
+      if (l.first < 0) l.first = i;
+      l.last = std::max(l.last, i);
+    }
+    for (int t : o.inputs) life[static_cast<size_t>(t)].last = i;
   }
-  for (int t : outputs) end[static_cast<size_t>(t)] = last;
+  for (int t : outputs) life[static_cast<size_t>(t)].last = last;
+  for (size_t t = 0; t < tensors_.size(); ++t)
+    if (!tensors_[t].data.empty()) life[t] = {};
+  return life;
+}
+
+int64_t ModelBuilder::peak_activation_bytes(const std::vector<int>& inputs, const std::vector<int>& outputs) const {
+  const std::vector<Lifetime> life = lifetimes(inputs, outputs);
   int64_t peak = 0;
-  for (int i = 0; i <= last; ++i) {
+  for (int i = 0; i < static_cast<int>(ops_.size()); ++i) {
     int64_t live = 0;
     for (size_t t = 0; t < tensors_.size(); ++t)
-      if (tensors_[t].data.empty() && first[t] >= 0 && first[t] <= i && end[t] >= i) live += tensors_[t].bytes();
+      if (life[t].first >= 0 && life[t].first <= i && life[t].last >= i) live += tensors_[t].bytes();
     peak = std::max(peak, live);
   }
   return peak;

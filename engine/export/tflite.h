@@ -68,10 +68,15 @@ class ModelBuilder {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const std::vector<Operator>& ops() const { return ops_; }
   int64_t constant_bytes() const;
-  // The most bytes of computed tensors (inputs and outputs included) alive at once when the
-  // ops run in order, each tensor alive from the op that writes it (the start, for a model
-  // input) to the last op that reads it (the end, for a model output), an op's inputs and
-  // outputs alive together.
+  // When each computed tensor is alive as the ops run in order, by op index: from the op that
+  // writes it (0, for a model input) to the last op that reads it (the last op, for a model
+  // output); {-1, -1} for a constant or a tensor no op touches.
+  struct Lifetime {
+    int first = -1, last = -1;
+  };
+  std::vector<Lifetime> lifetimes(const std::vector<int>& inputs, const std::vector<int>& outputs) const;
+  // The most bytes of computed tensors (inputs and outputs included) alive at once, an op's
+  // inputs and outputs alive together.
   int64_t peak_activation_bytes(const std::vector<int>& inputs, const std::vector<int>& outputs) const;
 
  private:
