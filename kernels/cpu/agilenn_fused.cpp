@@ -28,29 +28,29 @@ void with_centroid_count(int64_t j, F&& fn) {
   }
 }
 
-// Per-element scratch: on the stack for a constant centroid count, else on the heap.
-template <class T, class J>
-struct CentroidScratch {
-  T* data() { return values; }
-  T values[J::value];
-};
+// Scratch of one value per centroid: on the stack for up to 16 centroids (the quantizer's
+// 1 to 4 bits), on the heap beyond.
 template <class T>
-struct CentroidScratch<T, int64_t> {
-  explicit CentroidScratch(int64_t j) : values(static_cast<size_t>(j)) {}
-  T* data() { return values.data(); }
-  std::vector<T> values;
+class CentroidScratch {
+ public:
+  explicit CentroidScratch(int64_t j)
+      : heap_(static_cast<size_t>(j > kStack ? j : 0)), data_(j > kStack ? heap_.data() : stack_) {}
+  CentroidScratch(const CentroidScratch&) = delete;  // data_ may point into the object
+  CentroidScratch& operator=(const CentroidScratch&) = delete;
+  T* data() { return data_; }
+
+ private:
+  static constexpr int64_t kStack = 16;
+  T stack_[kStack];
+  std::vector<T> heap_;
+  T* data_;
 };
-template <class T, class J>
-CentroidScratch<T, J> centroid_scratch(J j) {
-  if constexpr (std::is_same_v<J, int64_t>) return CentroidScratch<T, J>(j);
-  else return {};
-}
 
 template <class T, class J>
 void quantize_backward_kernel(const T* x, const T* c, const T* g, int64_t n, J j, bool wrt_x, T* y) {
   if (wrt_x) {
     parallel_for(n, n * j, [&](int64_t begin, int64_t end) {
-      auto exps = centroid_scratch<T>(j);
+      CentroidScratch<T> exps(j);
       for (int64_t i = begin; i < end; ++i)
         y[i] = kernels::quantize_soft_grad(x[i], c, j, g[i], exps.data(), [](int64_t, T, T) {});
     });
@@ -59,8 +59,8 @@ void quantize_backward_kernel(const T* x, const T* c, const T* g, int64_t n, J j
   const int64_t blocks = std::min(n, kRowBlocks);
   std::vector<T> weights(static_cast<size_t>(blocks * j), T(0)), diffs(weights.size(), T(0));
   parallel_for(blocks, n * j, [&](int64_t begin, int64_t end) {
-    auto exps = centroid_scratch<T>(j);
-    auto wb = centroid_scratch<T>(j), db = centroid_scratch<T>(j);
+    CentroidScratch<T> exps(j);
+    CentroidScratch<T> wb(j), db(j);
     for (int64_t b = begin; b < end; ++b) {
       std::fill_n(wb.data(), j, T(0));
       std::fill_n(db.data(), j, T(0));
