@@ -83,7 +83,8 @@ TEST(Export, TheSplitComputesTheModelsForwardAndEveryCodeRoundTrips) {
     EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << entry.path();
 
   // The int8 device half (run in LiteRT by the tests below). Folding the batch norms moves the
-  // float local logits by rounding only (1.2e-5 measured on the main job's model, calibration images).
+  // float local logits by rounding only (1.2e-5 measured on the main job's model, over the
+  // calibration images).
   const nlohmann::json& int8 = m.at("device_int8");
   EXPECT_LE(int8.at("folding_max_abs_error_local_logits").get<double>(), 1e-4);
   const std::string tflite = io::read_file((fs::path(o.out) / "device_int8.tflite").string(), "model");
