@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "engine/core/error.h"
+#include "engine/dist/communicator.h"
 #include "engine/runtime/backend_registry.h"
 #include "engine/train/run.h"
 
@@ -30,7 +31,18 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
       ->capture_default_str()
       ->check(CLI::IsMember(agilenn::models::preset_names()));
   cmd->add_option("--epochs", cfg.epochs, "epochs (the cosine schedule spans them all)")->capture_default_str();
-  cmd->add_option("--batch-size", cfg.batch, "per-step batch")->capture_default_str();
+  cmd->add_option("--batch-size", cfg.batch, "per-step batch (of each rank, under mpirun)")->capture_default_str();
+  cmd->add_flag("--sync-bn", cfg.sync_bn,
+                "under mpirun: the model's batch norms take the statistics of the global batch (all ranks') "
+                "instead of their rank's share");
+  cmd->add_option_function<double>(
+         "--bucket-mb",
+         [&cfg](double mb) {
+           AGILENN_CHECK(mb > 0 && mb <= 4096, "--bucket-mb " << mb << ": must be in (0, 4096]");
+           cfg.bucket_bytes = static_cast<size_t>(mb * (1 << 20));
+         },
+         "under mpirun: gradients are summed over the ranks in buckets of this many MiB, each started as soon as "
+         "the backward has produced it (default 25)");
   cmd->add_option("--lr", cfg.lr,
                   "initial learning rate (default: the preset's; AgileNN SGDW 0.1; reference net Adam, tiny 1e-2, "
                   "paper 1e-3, or the seed's fine-tuning 1e-4 with --init)");
@@ -40,14 +52,17 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
   cmd->add_option("--seed", cfg.seed, "seed of initialisation, shuffling and augmentation")->capture_default_str();
   cmd->add_option("--out", cfg.out, "run directory: checkpoints, metrics.jsonl, TensorBoard events")->capture_default_str();
   cmd->add_flag("--resume", cfg.resume, "continue from <out>/latest.safetensors exactly where it stopped");
-  cmd->add_option("--device", dev.device, "cpu, or cuda (the first GPU; needs a build with CUDA)")
+  cmd->add_option("--device", dev.device,
+                  "cpu, or cuda (the first GPU, or under mpirun the node's GPU of the rank's local rank; needs a "
+                  "build with CUDA)")
       ->capture_default_str();
   cmd->add_flag("--tf32", dev.tf32, "--device cuda: TF32 tensor-core math for float32 GEMMs and convolutions (off: full float32)");
   cmd->add_flag("--cudnn-nondeterministic", dev.nondeterministic,
                 "--device cuda: let cuDNN use non-deterministic convolution algorithms where faster (each one "
                 "chosen is named in the log; off: results repeat bit for bit)");
   cmd->add_flag("--cuda-graph,!--no-cuda-graph", dev.cuda_graph,
-                "--device cuda: record each step's kernels once as a CUDA graph and replay it (default on)");
+                "--device cuda: record each step's kernels once as a CUDA graph and replay it (default on; off "
+                "under mpirun with more than one rank)");
   cmd->add_option("--max-steps", cfg.max_steps, "stop after this many steps in total (0: all epochs)");
   cmd->add_option("--train-limit", cfg.train_limit, "use only the first N training samples (0: all)");
   cmd->add_option("--test-limit", cfg.test_limit, "evaluate on the first N test samples (0: all)");
@@ -71,6 +86,7 @@ agilenn::Backend& open_device(const DeviceFlags& dev, std::ostream& log) {
 }
 
 void report(const agilenn::train::RunSummary& s, bool agilenn, bool skewness) {
+  if (agilenn::dist::world().rank() != 0) return;
   std::cout << "final: steps " << s.steps << "  test accuracy " << s.test_accuracy << "  best " << s.best_accuracy;
   if (skewness) std::cout << "  skewness " << s.test_skewness;
   if (agilenn)
@@ -169,6 +185,8 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
+    // Under mpirun or srun: join the job (a rank per process; rank 0 logs and writes).
+    agilenn::dist::init();
     if (*import) {
       import_cfg.format = agilenn::models::parse_weights_format(import_format);
       agilenn::train::import_reference(import_cfg, std::cout);
@@ -195,12 +213,16 @@ int main(int argc, char** argv) {
     }
     // A mistake in the flags is reported before the device opens or data loads.
     agilenn::train::validate(c);
-    agilenn::Backend& backend = open_device(dev, std::cout);
-    c.graph_replay = dev.cuda_graph && backend.device() != agilenn::Device::cpu;
+    std::ostream silent(nullptr);
+    agilenn::Backend& backend = open_device(dev, agilenn::dist::world().rank() == 0 ? std::cout : silent);
+    c.graph_replay = dev.cuda_graph && backend.device() != agilenn::Device::cpu && agilenn::dist::world().size() == 1;
     report(agilenn::train::run_training(c, backend, std::cout), agilenn, agilenn && c.attribution);
   } catch (const std::exception& e) {
-    std::cerr << "agilenn-train: error: " << e.what() << std::endl;
+    std::cerr << "agilenn-train: error: " << agilenn::dist::rank_prefix() << e.what() << std::endl;
+    // The other ranks may be waiting for this one in a collective: end them all.
+    if (agilenn::dist::world().size() > 1) agilenn::dist::world().abort(1);
     return 1;
   }
+  agilenn::dist::finalize();
   return 0;
 }

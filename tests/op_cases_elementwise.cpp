@@ -44,6 +44,9 @@ void add_elementwise_cases(Cases& cs) {
          return y;
        },
        {"iota"}});
+  // In a world of one rank (tests/test_dist.cpp checks it between two).
+  add({"all_reduce_sum", {in({3, 5})}, [](Graph&, V v) { return all_reduce_sum(v[0]); },
+       unary_ref([](double x) { return x; }), {"all_reduce_sum"}});
   add({"sign_times_x", {with_kinks({3, 5}, {0.0})}, [](Graph&, V v) { return sign(v[0]) * v[0]; },
        unary_ref([](double x) { return std::abs(x); }), {"sign"}});
 

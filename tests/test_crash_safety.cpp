@@ -22,19 +22,19 @@
 #include <vector>
 
 #include "engine/io/checkpoint.h"
+#include "tests/process_util.h"
 
 namespace agilenn {
 namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+using testing::start;
+using testing::tensors_of;
+using testing::text_of;
+using testing::wait_for;
 
-fs::path scratch(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("agilenn-crash-" + name + "-" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+fs::path scratch(const std::string& name) { return testing::scratch("crash", name); }
 
 // A small synthetic reference-net run: 3 steps an epoch, a checkpoint (latest and maybe
 // best) at each of 6 epoch ends.
@@ -44,35 +44,6 @@ std::vector<std::string> run_args(const fs::path& out) {
           out.string()};
 }
 
-// Starts the program with `args`, output to `log`; RLIMIT_FSIZE `fsize` bytes, with SIGXFSZ
-// ignored so an oversized write fails with EFBIG instead of killing it.
-pid_t start(const std::vector<std::string>& args, const fs::path& log, rlim_t fsize = RLIM_INFINITY) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const std::string out = log.string();
-    std::FILE* f = std::freopen(out.c_str(), "a", stdout);
-    if (f) ::dup2(::fileno(stdout), 2);
-    if (fsize != RLIM_INFINITY) {
-      ::signal(SIGXFSZ, SIG_IGN);
-      const rlimit limit{fsize, fsize};
-      ::setrlimit(RLIMIT_FSIZE, &limit);
-    }
-    std::vector<char*> argv;
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-// The exit code, or 128 + the signal that ended it.
-int wait_for(pid_t pid) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 // Whether process `pid` is writing a checkpoint: its temporary file exists.
 bool writing_a_checkpoint(const fs::path& dir, pid_t pid) {
   const std::string mark = ".tmp-" + std::to_string(pid);
@@ -80,17 +51,6 @@ bool writing_a_checkpoint(const fs::path& dir, pid_t pid) {
   for (const auto& e : fs::directory_iterator(dir, ec))
     if (e.path().filename().string().ends_with(mark)) return true;
   return false;
-}
-
-std::map<std::string, std::vector<double>> tensors_of(const fs::path& file) {
-  std::map<std::string, std::vector<double>> out;
-  for (const auto& [name, t] : io::load_checkpoint(file.string()).tensors) out[name] = t.to_vector();
-  return out;
-}
-
-std::string text_of(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 TEST(CrashSafety, KilledAtRandomAndResumedEndsBitEqualToAnUninterruptedRun) {

@@ -512,6 +512,7 @@ train::RunConfig unusual_config() {
   c.train_limit = 500;
   c.eval_bn_batches = 3;
   c.augment = 0;  // the paper preset's is on
+  c.sync_bn = true;
   return c;
 }
 
@@ -545,6 +546,7 @@ TEST(RunConfig, RoundTripsThroughItsJson) {
     EXPECT_EQ(back.attribution, c.attribution);
     EXPECT_EQ(back.eval_bn_batches, c.eval_bn_batches);
     EXPECT_EQ(back.augment, c.augment);
+    EXPECT_EQ(back.sync_bn, c.sync_bn);
     EXPECT_EQ(train::config_json(back), j) << j.dump();
   }
 }

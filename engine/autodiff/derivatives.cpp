@@ -83,6 +83,8 @@ struct Entry {
 // clang-format off
 const Entry kDerivatives[] = {
   {"neg",     [](C c) -> Grads { return {-c.grad_output}; }},
+  // Every rank's output is the same sum, so each input's gradient sums every rank's g.
+  {"all_reduce_sum", [](C c) -> Grads { return {all_reduce_sum(c.grad_output)}; }},
   {"abs",     [](C c) -> Grads { return {c.grad_output * sign(c.inputs[0])}; }},
   {"exp",     [](C c) -> Grads { return {c.grad_output * c.output}; }},
   {"log",     [](C c) -> Grads { return {c.grad_output / c.inputs[0]}; }},

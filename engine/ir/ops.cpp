@@ -221,16 +221,20 @@ std::vector<int64_t> all_but_last(const Value& x) {
 
 BatchNormResult batch_norm_train(const Value& x, const Value& gamma, const Value& beta,
                                  const Value& running_mean, const Value& running_var, double momentum,
-                                 double eps) {
+                                 double eps, int64_t replicas) {
+  AGILENN_CHECK(replicas >= 1, "batch_norm_train over " << replicas << " replicas");
   AGILENN_CHECK(x.rank() >= 2 && x.dim(-1) > 0, "batch_norm_train needs [..., C] with C > 0, got "
                                                      << shape_str(x.shape()));
   const std::vector<int64_t> axes = all_but_last(x);
-  const int64_t count = numel(x.shape()) / x.dim(-1);
+  const int64_t count = numel(x.shape()) / x.dim(-1) * replicas;
   AGILENN_CHECK(count > 1, "batch_norm_train needs more than one value per channel, got "
                                << shape_str(x.shape()));
-  Value mu = mean(x, axes);
+  auto global_mean = [&](const Value& v) {
+    return replicas == 1 ? mean(v, axes) : all_reduce_sum(sum(v, axes)) * (1.0 / static_cast<double>(count));
+  };
+  Value mu = global_mean(x);
   Value centred = x - mu;
-  Value var = mean(centred * centred, axes);
+  Value var = global_mean(centred * centred);
   Value y = centred * rsqrt(var + eps) * gamma + beta;
   const double bessel = static_cast<double>(count) / static_cast<double>(count - 1);
   Value batch_mu = stop_gradient(mu);
@@ -292,6 +296,8 @@ Value resize_bilinear(const Value& x, int64_t out_h, int64_t out_w) {
 }
 
 Value stop_gradient(const Value& x) { return unary("stop_gradient", x); }
+
+Value all_reduce_sum(const Value& x) { return unary("all_reduce_sum", x); }
 
 Value quantize(const Value& x, const Value& centroids) { return make(x.graph(), "quantize", {x, centroids}); }
 

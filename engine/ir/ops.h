@@ -107,9 +107,11 @@ struct BatchNormResult {
 // Channels are the last axis; statistics over every other axis. Train mode normalises by
 // the biased batch variance and returns the moving averages
 // new = momentum * old + (1 - momentum) * batch (the unbiased batch variance for var).
+// `replicas` > 1 (SyncBN): the statistics are those of the global batch of that many
+// ranks, each holding x's shape, through all_reduce_sum.
 BatchNormResult batch_norm_train(const Value& x, const Value& gamma, const Value& beta,
                                  const Value& running_mean, const Value& running_var, double momentum,
-                                 double eps);
+                                 double eps, int64_t replicas = 1);
 Value batch_norm_eval(const Value& x, const Value& gamma, const Value& beta, const Value& running_mean,
                       const Value& running_var, double eps);
 
@@ -138,6 +140,11 @@ Value dropout(const Value& x, const Value& counter, double p, uint64_t seed);
 // only: it has no vjp, and grad refuses to differentiate through it.
 Value resize_bilinear(const Value& x, int64_t out_h, int64_t out_w);
 Value stop_gradient(const Value& x);
+
+// ---- collectives of a data-parallel job (engine/dist): every rank runs the same graph
+// ---- and meets the collectives in the same order.
+// x summed over the ranks (the identity in a world of one rank).
+Value all_reduce_sum(const Value& x);
 
 // ---- fused ops of the AgileNN step; each has a reference decomposition into primitives
 // that defines its values and derivatives. quantize's and attribution_stats' vjps are fused

@@ -99,7 +99,7 @@ void register_shape_rules(OpRegistry& r) {
     return {{a.i("n")}, attr_dtype(a)};
   }, true);
 
-  for (const char* op : {"neg", "abs", "sign", "exp", "log", "sqrt", "rsqrt", "sigmoid", "tanh", "stop_gradient"})
+  for (const char* op : {"neg", "abs", "sign", "exp", "log", "sqrt", "rsqrt", "sigmoid", "tanh", "stop_gradient", "all_reduce_sum"})
     add(r, op, unary_float);
   add(r, "clamp", [](const Graph& g, const Ids& ids, const Attrs& a) {
     AGILENN_CHECK(a.f("lo") <= a.f("hi"), "lo " << a.f("lo") << " exceeds hi " << a.f("hi"));

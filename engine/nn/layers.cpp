@@ -53,7 +53,8 @@ Value batch_norm(const Scope& s, const Value& x, const BatchNormOptions& opt) {
   Value mean = s.state("moving_mean", {c}, Init::Zeros());
   Value var = s.state("moving_var", {c}, Init::Ones());
   if (!s.training()) return ops::batch_norm_eval(x, gamma, beta, mean, var, opt.eps);
-  ops::BatchNormResult r = ops::batch_norm_train(x, gamma, beta, mean, var, opt.momentum, opt.eps);
+  ops::BatchNormResult r =
+      ops::batch_norm_train(x, gamma, beta, mean, var, opt.momentum, opt.eps, s.batch_norm_replicas());
   s.update_state(mean, r.new_running_mean);
   s.update_state(var, r.new_running_var);
   s.record_batch_statistic(mean, r.batch_mean);

@@ -112,6 +112,13 @@ Scope Scope::with_conv_padding(ops::Padding padding) const {
   return s;
 }
 
+Scope Scope::with_batch_norm_replicas(int64_t replicas) const {
+  AGILENN_CHECK(replicas >= 1, "batch norm over " << replicas << " replicas");
+  Scope s = *this;
+  s.batch_norm_replicas_ = replicas;
+  return s;
+}
+
 Value Scope::leaf(const std::string& name, const Shape& shape, const Init& init, LeafKind kind) const {
   const std::string full = prefix_.empty() ? name : prefix_ + "." + name;
   params_->declare(ParamInfo{full, shape, init, kind, trainable_ && kind == LeafKind::parameter});

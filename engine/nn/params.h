@@ -83,6 +83,10 @@ class Scope {
   // seed's Keras convention; weights trained in PyTorch need symmetric).
   Scope with_conv_padding(ops::Padding padding) const;
   ops::Padding conv_padding() const { return conv_padding_; }
+  // Train-mode batch norms built through the returned scope take their statistics over
+  // the global batch of `replicas` data-parallel ranks (SyncBN; ops::batch_norm_train).
+  Scope with_batch_norm_replicas(int64_t replicas) const;
+  int64_t batch_norm_replicas() const { return batch_norm_replicas_; }
 
   struct Shared {
     std::vector<std::pair<std::string, Value>> state_updates;
@@ -102,6 +106,7 @@ class Scope {
   bool trainable_ = true;
   DType dtype_;
   ops::Padding conv_padding_ = ops::Padding::same;
+  int64_t batch_norm_replicas_ = 1;
 };
 
 }  // namespace agilenn::nn

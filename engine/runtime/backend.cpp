@@ -108,4 +108,18 @@ void Backend::run(const Node& node, std::span<const Tensor> inputs, Tensor& out)
   (*k)(node, inputs, out);
 }
 
+void Backend::start_all_reduce_sum(Tensor& t) {
+  AGILENN_CHECK(t.device() == Device::cpu, name() << " backend: no all-reduce of device memory");
+  pending_.push_back(dist::world().start_all_reduce_sum(t.raw(), t.numel(), t.dtype()));
+}
+
+void Backend::progress_collectives() {
+  while (!pending_.empty() && pending_.front()->progress()) pending_.erase(pending_.begin());
+}
+
+void Backend::await_collectives() {
+  for (auto& p : pending_) p->wait();
+  pending_.clear();
+}
+
 }  // namespace agilenn

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "engine/core/tensor.h"
+#include "engine/dist/communicator.h"
 #include "engine/ir/graph.h"
 
 namespace agilenn {
@@ -36,15 +37,19 @@ class KernelTable {
 
 // Hyperparameters of one multi-tensor optimizer update, computed on the host for the step.
 // SGDW (decoupled):  θ ← θ − decay·θ;  v ← momentum·v − lr·g;  θ ← θ + v.
+// Both read g as grad_scale · (the gradient given): 1/N turns the sum of N ranks'
+// gradients into their mean inside the update, with no pass of its own.
 struct SgdwHyper {
   double lr = 0;        // lr(t)
   double decay = 0;     // wd(t) = weight_decay · lr(t)
   double momentum = 0;  // μ
+  double grad_scale = 1;
 };
 // Adam:  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  θ ← θ − step·m / (√v + eps).
 struct AdamHyper {
   double step = 0;  // lr(t) · √(1 − β2^t) / (1 − β1^t): the bias corrections, folded in on the host
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-7;
+  double grad_scale = 1;
 };
 // What guards a multi-tensor update, and what it also commits. `state` is the guard of a
 // training run: float64 [3] in the backend's memory (new_update_guard; integers, exact
@@ -128,6 +133,17 @@ class Backend {
   virtual void adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> m,
                            std::span<Tensor> v, const AdamHyper& hyper, const UpdateGuard& guard);
 
+  // Gradient buckets of data-parallel training: sums `t` (this backend's memory) over the
+  // ranks of dist::world() in place, started after the work launched so far without
+  // waiting for it to finish (MPI_Iallreduce on the CPU; NCCL on a stream of its own on
+  // the GPU). progress_collectives() lets started sums advance (MPI moves a non-blocking
+  // collective only inside its calls); await_collectives() orders the work launched after
+  // it after every sum started (on the CPU: waits for them). `t` must stay alive and
+  // untouched until then.
+  virtual void start_all_reduce_sum(Tensor& t);
+  virtual void progress_collectives();
+  virtual void await_collectives();
+
   // Waits until every launched kernel has finished.
   virtual void synchronize() {}
   // The index fault recorded by kernels launched so far, if any, and clears it (waits for
@@ -154,6 +170,9 @@ class Backend {
 
   bool supports(const std::string& op) const { return kernels().find(op) != nullptr; }
   void run(const Node& node, std::span<const Tensor> inputs, Tensor& out) const;
+
+ private:
+  std::vector<std::unique_ptr<dist::PendingReduction>> pending_;  // the host-memory sums started
 };
 
 // The reference backend: every registry op in float32 and float64.

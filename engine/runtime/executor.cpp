@@ -57,7 +57,10 @@ void Executor::launch_all(std::vector<Tensor>& values) {
   std::vector<Tensor> inputs;
   for (NodeId id : plan_.order) {
     const Node& n = graph_.node(id);
-    if (n.op_name() == "leaf") continue;
+    if (n.op_name() == "leaf") {
+      if (after_node_) after_node_(id, values[static_cast<size_t>(id)]);
+      continue;
+    }
     inputs.clear();
     for (NodeId in : n.inputs) inputs.push_back(values[static_cast<size_t>(plan_.canonical[static_cast<size_t>(in)])]);
     const auto start = std::chrono::steady_clock::now();
@@ -67,6 +70,7 @@ void Executor::launch_all(std::vector<Tensor>& values) {
     } catch (const Error& e) {
       AGILENN_THROW("while running " << graph_.describe(id) << ": " << e.what());
     }
+    if (after_node_) after_node_(id, values[static_cast<size_t>(id)]);
     if (!profiling_) continue;
     auto& [seconds, calls] = op_times_[n.op_name()];
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -3,6 +3,7 @@
 // runs one step at a time (the arena is shared by its runs): use one per thread.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -38,6 +39,11 @@ class Executor {
   void set_output_views(bool on) { output_views_ = on; }
 
   const Plan& plan() const { return plan_; }
+
+  // Called with each node of the plan, in order, once its kernel is launched (leaves
+  // included, first): how data-parallel training starts a gradient bucket's all-reduce
+  // while the rest of the backward still runs. Recorded work (graph replay) runs without it.
+  void set_after_node(std::function<void(NodeId, const Tensor&)> hook) { after_node_ = std::move(hook); }
 
   // Raises, as the CPU backend would have while running, an index fault that the backend's
   // kernels recorded (GPU kernels cannot throw): "while running <node>: op 'gather': index
@@ -79,6 +85,7 @@ class Executor {
   void launch_all(std::vector<Tensor>& values);
   std::vector<Tensor> hand_out(const std::vector<Tensor>& values, bool fixed) const;
   std::vector<const void*> bind_leaves(const Feeds& feeds);
+  std::function<void(NodeId, const Tensor&)> after_node_;
   bool profiling_ = false;
   std::map<std::string, std::pair<double, int64_t>> op_times_;
 };

@@ -63,6 +63,7 @@ void SGDW::update(Backend& backend, std::span<Tensor> params, std::span<const Te
   h.lr = lr_.at(step);
   h.decay = weight_decay_ * h.lr;
   h.momentum = momentum_;
+  h.grad_scale = grad_scale_;
   backend.sgdw_update(params, grads, velocities, h, guard);
 }
 
@@ -85,6 +86,7 @@ void Adam::update(Backend& backend, std::span<Tensor> params, std::span<const Te
   h.beta1 = beta1_;
   h.beta2 = beta2_;
   h.eps = eps_;
+  h.grad_scale = grad_scale_;
   backend.adam_update(params, grads, m, v, h, guard);
 }
 

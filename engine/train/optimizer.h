@@ -34,6 +34,9 @@ class Optimizer {
   nn::TensorMap& slots() { return slots_; }
   nn::TensorMap host_slots(Backend& backend) const;
   double learning_rate(int64_t step) const { return lr_.at(step); }
+  // The gradients given are `1/scale` times the gradient of the loss (the sum over the N
+  // ranks of a data-parallel job: scale 1/N); the update applies the scale itself.
+  void set_grad_scale(double scale) { grad_scale_ = scale; }
 
  protected:
   virtual void update(Backend& backend, std::span<Tensor> params, std::span<const Tensor> grads,
@@ -42,6 +45,7 @@ class Optimizer {
   Tensor& slot(Backend& backend, const std::string& name, const Tensor& like);
 
   CosineSchedule lr_;
+  double grad_scale_ = 1;
   nn::TensorMap slots_;
 };
 

@@ -14,6 +14,7 @@
 #include "engine/core/error.h"
 #include "engine/core/progress.h"
 #include "engine/data/loader.h"
+#include "engine/dist/communicator.h"
 #include "engine/io/checkpoint.h"
 #include "engine/io/tensorboard.h"
 #include "engine/models/import_reference.h"
@@ -76,15 +77,19 @@ int64_t classes_of(const data::ImageDataset& train, const data::ImageDataset& te
 
 // `gradients` false with `training`: the train-mode forward that batch-norm statistics are
 // recomputed with (no attribution terms: they do not reach a batch norm of the model).
+// `replicas` > 1 with cfg.sync_bn: SyncBN over that many ranks (the training step).
 std::unique_ptr<StepGraph> build_step(const RunConfig& c, int64_t classes, int64_t batch, bool training,
-                                      bool gradients = true) {
+                                      bool gradients = true, int64_t replicas = 1) {
+  const int64_t sync = c.sync_bn ? replicas : 1;
   if (c.mode == RunMode::reference)
-    return build_reference_step(c.preset, classes, batch, training, DType::f32, gradients);
+    return build_reference_step(c.preset, classes, batch, training, DType::f32, gradients, sync);
   AgileNNStepOptions o;
+  o.sync_bn_replicas = sync;
   o.preset = c.preset;
   o.classes = classes;
   o.batch = batch;
   o.ig = c.ig;
+  o.ig.replicas = replicas;
   o.training = training;
   o.gradients = gradients;
   o.attribution = c.attribution && gradients;
@@ -103,7 +108,10 @@ Tensor on(Backend& backend, const Tensor& t) { return t.device() == backend.devi
 
 // The attribution statistics are per sample, so the batch size does not change them.
 // `values` and `table` may be in the backend's memory already (a trainer's) or on the host.
-// The figures show the first `figure_samples` test images (those of the first batch).
+// The figures show the first `figure_samples` test images (those of the first batch). In a
+// job of N ranks, rank r evaluates the batches b ≡ r (mod N) and the sums are reduced over
+// the ranks (every rank returns the whole split's numbers; the per-sample skewness kept for
+// the figures is rank r's share).
 Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDataset& test, const nn::TensorMap& values,
                     const Tensor& table, int64_t eval_batch, int64_t figure_samples, Backend& backend,
                     std::ostream& log) {
@@ -131,11 +139,14 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
   if (agilenn) histogram.assign(static_cast<size_t>(c.preset.num_centroids), 0.0);
   if (attribution) fig.channel_importance.assign(static_cast<size_t>(c.preset.feature_channels), 0.0);
   const int64_t samples = attribution ? std::min({figure_samples, batch, test.size()}) : 0;
-  int64_t seen = 0, codes_per_image = 0;
-  Progress progress(log, Progress::mode_for(log), "evaluating", loader.batches_covering(),
+  int64_t seen = 0;
+  const int64_t codes_per_image = agilenn ? numel(step->quantized.shape()) / batch : 0;
+  const int rank = dist::world().rank(), ranks = dist::world().size();
+  const int64_t covering = loader.batches_covering();
+  Progress progress(log, Progress::mode_for(log), "evaluating", (covering - rank + ranks - 1) / ranks,
                     static_cast<double>(batch), "images");
-  for (int64_t b = 0; b < loader.batches_covering(); ++b) {
-    progress.update(b);
+  for (int64_t b = rank; b < covering; b += ranks) {
+    progress.update(b / ranks);
     const data::Loader::LoadedBatch lb = loader.get(0, b);
     feeds["images"] = lb.batch.images;
     feeds["labels"] = lb.batch.labels;
@@ -151,7 +162,6 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
     if (agilenn) {
       const Tensor& q = r[codes_at];
       const Tensor& cv = r[codes_at + 1];
-      codes_per_image = q.numel() / batch;
       for (int64_t i = 0; i < lb.valid * codes_per_image; ++i) {
         int64_t k = 0;
         while (k + 1 < cv.numel() && cv.item(k) != q.item(i)) ++k;
@@ -182,8 +192,18 @@ Evaluation evaluate(const RunConfig& c, int64_t classes, const data::ImageDatase
     }
     seen += lb.valid;
   }
-  e.accuracy /= static_cast<double>(seen);
   for (double v : fig.skewness) e.skewness += v;
+  if (ranks > 1) {
+    std::vector<double> sums{e.accuracy, e.skewness, static_cast<double>(seen)};
+    sums.insert(sums.end(), histogram.begin(), histogram.end());
+    sums.insert(sums.end(), fig.channel_importance.begin(), fig.channel_importance.end());
+    dist::world().all_reduce_sum(sums.data(), static_cast<int64_t>(sums.size()), DType::f64);
+    e.accuracy = sums[0], e.skewness = sums[1], seen = static_cast<int64_t>(sums[2]);
+    std::copy_n(sums.begin() + 3, histogram.size(), histogram.begin());
+    std::copy_n(sums.begin() + 3 + static_cast<long>(histogram.size()), fig.channel_importance.size(),
+                fig.channel_importance.begin());
+  }
+  e.accuracy /= static_cast<double>(seen);
   e.skewness /= static_cast<double>(seen);
   for (double& v : fig.channel_importance) v /= static_cast<double>(seen);
   if (agilenn) {
@@ -202,7 +222,7 @@ json checkpoint_metadata(const RunConfig& c, int64_t step, int64_t epoch, double
                          const json& metrics) {
   return {{"config", config_json(c)}, {"step", step},       {"epoch", epoch},
           {"best_accuracy", best},     {"classes", classes}, {"engine_version", io::kEngineVersion},
-          {"metrics", metrics}};
+          {"metrics", metrics},        {"ranks", dist::world().size()}};
 }
 
 // The seed fine-tunes pretrained weights with Adam from 1e-4 (DESIGN.md §7): a run from
@@ -266,6 +286,11 @@ StartState start_or_resume(const RunConfig& cfg, const StepGraph& step, Optimize
     io::check_against(ck, step.params, latest);
     AGILENN_CHECK(config_json(config_from_json(ck.metadata.at("config"))) == config_json(cfg),
                   "'" << latest << "' was written with another configuration: " << ck.metadata.at("config").dump());
+    const int64_t ranks = ck.metadata.value("ranks", int64_t{1});
+    AGILENN_CHECK(ranks == dist::world().size(),
+                  "'" << latest << "' was written by a run of " << ranks << " rank(s) (global batch " << ranks << " × "
+                      << cfg.batch << "); resume it with " << ranks << " (mpirun -np " << ranks << "), not "
+                      << dist::world().size() << ": another number of ranks changes the global batch and the schedule");
     for (const nn::ParamInfo& info : step.params.all()) s.values[info.name] = ck.tensors.at(info.name);
     for (const auto& [name, t] : ck.tensors)
       if (name.rfind("optimizer/", 0) == 0) optimizer.slots()[name.substr(10)] = t;
@@ -286,11 +311,15 @@ StartState start_or_resume(const RunConfig& cfg, const StepGraph& step, Optimize
 // The seed's channel remapping before training: ranks the feature channels by their
 // attributions under the untrained feature extractor, over training batches (one pass over
 // the data unless the preset says fewer), and permutes them so the most important are local.
+// Every rank of a job ranks the channels on the same global batches (all of each, not its
+// shard), so the replicas stay equal and equal to one rank's with the global batch.
 void remap_channels(const RunConfig& cfg, int64_t classes, nn::TensorMap& values, const Tensor& table,
-                    const data::Loader& loader, int64_t per_epoch, Backend& backend, std::ostream& log) {
+                    const data::ImageDataset& train_set, int64_t per_epoch, Backend& backend, std::ostream& log) {
   const std::string remap = remapping(cfg);
   if (remap.empty()) return;
-  auto probe = build_step(cfg, classes, cfg.batch, false);
+  const int64_t global_batch = cfg.batch * dist::world().size();
+  const data::Loader loader(train_set, global_batch, preprocessing(cfg, augment(cfg)), cfg.seed, true);
+  auto probe = build_step(cfg, classes, global_batch, false);
   Executor ex(probe->graph, compile(probe->graph, {probe->channel_importance.id()}), backend);
   Feeds feeds;
   for (const nn::ParamInfo& info : probe->params.all()) feeds[info.name] = on(backend, values.at(info.name));
@@ -451,7 +480,7 @@ data::Preprocess preprocessing(const RunConfig& c, bool train) {
 }
 
 json config_json(const RunConfig& c) {
-  return {{"mode", mode_name(c.mode)},
+  json j = {{"mode", mode_name(c.mode)},
           {"dataset", c.dataset},
           {"preset",
            {{"name", c.preset.name},
@@ -475,6 +504,9 @@ json config_json(const RunConfig& c) {
           {"attribution", c.attribution},
           {"eval_bn_batches", eval_bn_batches(c)},
           {"augment", augment(c)}};
+  // Written only when on, so that the runs from before it resume with their keys unchanged.
+  if (c.sync_bn) j["sync_bn"] = true;
+  return j;
 }
 
 RunConfig config_from_json(const json& j) {
@@ -509,6 +541,7 @@ RunConfig config_from_json(const json& j) {
   c.attribution = j.value("attribution", true);
   c.eval_bn_batches = j.value("eval_bn_batches", int64_t{0});
   c.augment = j.value("augment", true) ? 1 : 0;
+  c.sync_bn = j.value("sync_bn", false);
   return c;
 }
 
@@ -522,6 +555,10 @@ void validate(const RunConfig& c) {
   AGILENN_CHECK(c.train_limit >= 0, "--train-limit " << c.train_limit << ": must be 0 (all) or more");
   AGILENN_CHECK(c.test_limit >= 0, "--test-limit " << c.test_limit << ": must be 0 (all) or more");
   AGILENN_CHECK(c.figure_samples >= 0, "--figure-samples " << c.figure_samples << ": must be 0 (none) or more");
+  AGILENN_CHECK(c.bucket_bytes > 0, "--bucket-mb: must be positive");
+  AGILENN_CHECK(!c.graph_replay || dist::world().size() == 1,
+                "--graph-replay: not with " << dist::world().size() << " ranks yet (a recording cannot start the "
+                                                "gradient all-reduces while the backward runs); drop the flag");
   const models::AgileNNPreset& p = c.preset;
   const int64_t k = p.local_channels();
   AGILENN_CHECK(k >= 1 && k < p.feature_channels,
@@ -550,19 +587,39 @@ void validate(const RunConfig& c) {
                 "`agilenn-train reference`), or --plain to train without the attribution losses");
 }
 
-RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& log) {
+// The replicas' batch-norm moving statistics, averaged over the ranks (without SyncBN each
+// replica follows its own shard), so that every rank evaluates, and rank 0 saves, the same
+// model.
+void average_state_over_ranks(Trainer& trainer) {
+  nn::TensorMap state;
+  const double ranks = dist::world().size();
+  for (const auto& [name, t] : trainer.host_values()) {
+    if (trainer.graph().params.find(name)->kind != LeafKind::state) continue;
+    Tensor host = t.clone();
+    dist::all_reduce_sum(host);
+    for (int64_t i = 0; i < host.numel(); ++i) host.set_item(i, host.item(i) / ranks);
+    state.emplace(name, host);
+  }
+  trainer.load_state(state, {});
+}
+
+RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& rank_log) {
   namespace fs = std::filesystem;
   validate(given);
+  const int rank = dist::world().rank(), ranks = dist::world().size();
+  // Rank 0 alone logs and writes files; the others run silently beside it.
+  std::ostream silent(nullptr);
+  std::ostream& log = rank == 0 ? rank_log : silent;
+  const bool writer = rank == 0;
   const data::ImageDataset train_set =
       data::first_samples(data::load_dataset(given.dataset, given.data_dir, data::Split::train), given.train_limit);
   const data::ImageDataset test_set =
       data::first_samples(data::load_dataset(given.dataset, given.data_dir, data::Split::test), given.test_limit);
   const RunConfig cfg = with_inherited_conventions(given);
   const int64_t classes = classes_of(train_set, test_set);
-  data::Loader loader(train_set, cfg.batch,
-                      preprocessing(cfg, augment(cfg)), cfg.seed, true);
+  data::Loader loader(train_set, cfg.batch, preprocessing(cfg, augment(cfg)), cfg.seed, true, rank, ranks);
   const int64_t per_epoch = loader.batches_per_epoch(), total = per_epoch * cfg.epochs;
-  auto step = build_step(cfg, classes, cfg.batch, true);
+  auto step = build_step(cfg, classes, cfg.batch, true, true, ranks);
   const std::string latest = (fs::path(cfg.out) / "latest.safetensors").string();
   const std::string best_path = (fs::path(cfg.out) / "best.safetensors").string();
 
@@ -574,26 +631,38 @@ RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& 
 
   Tensor table;
   if (!step->zero_point_table.empty()) table = compute_zero_point_table(cfg.preset, classes, values, DType::f32, backend);
-  if (done == 0) remap_channels(cfg, classes, values, table, loader, per_epoch, backend, log);
+  if (done == 0) remap_channels(cfg, classes, values, table, train_set, per_epoch, backend, log);
 
   Trainer trainer(std::move(step), values, std::move(optimizer), backend);
   trainer.executor().set_graph_replay(cfg.graph_replay);
+  trainer.set_gradient_bucket_bytes(cfg.bucket_bytes);
+  if (ranks > 1) {
+    log << "data parallel: " << ranks << " ranks (" << dist::world().name() << "), global batch " << ranks << " × "
+        << cfg.batch << (cfg.sync_bn ? ", SyncBN" : "");
+    if (const GradientBuckets* b = trainer.gradient_buckets())
+      log << ", gradients " << b->bytes() << " bytes in " << b->buckets() << " bucket(s)";
+    log << "\n";
+  }
   if (table.defined()) {
     trainer.set_input(trainer.graph().zero_point_table, table);
     table = on(backend, table);  // for the evaluations: uploaded once
   }
   if (backend.device() != Device::cpu)
     log << "training on " << backend.name() << (cfg.graph_replay ? " (graph replay)" : "") << "\n";
-  fs::create_directories(cfg.out);
-  // A run killed while writing a file leaves its temporary sibling (io::write_file_atomically).
-  for (const auto& entry : fs::directory_iterator(cfg.out))
-    if (const std::string name = entry.path().filename().string(); name.starts_with(".") && name.find(".tmp-") != std::string::npos)
-      fs::remove(entry.path());
-  if (cfg.resume) trim_metrics((fs::path(cfg.out) / "metrics.jsonl").string(), done);
-  RunLog run_log(cfg, per_epoch);
+  std::optional<RunLog> run_log;
+  if (writer) {
+    fs::create_directories(cfg.out);
+    // A run killed while writing a file leaves its temporary sibling (io::write_file_atomically).
+    for (const auto& entry : fs::directory_iterator(cfg.out))
+      if (const std::string name = entry.path().filename().string(); name.starts_with(".") && name.find(".tmp-") != std::string::npos)
+        fs::remove(entry.path());
+    if (cfg.resume) trim_metrics((fs::path(cfg.out) / "metrics.jsonl").string(), done);
+    run_log.emplace(cfg, per_epoch);
+  }
   const EvalBatchNorm eval_bn(cfg, classes, train_set);
   auto save = [&](const std::string& path, int64_t step_count, const json& extra) {
-    save_run_checkpoint(path, trainer, checkpoint_metadata(cfg, step_count, step_count / per_epoch, best, classes, extra));
+    if (writer)
+      save_run_checkpoint(path, trainer, checkpoint_metadata(cfg, step_count, step_count / per_epoch, best, classes, extra));
   };
 
   RunSummary summary;
@@ -623,7 +692,8 @@ RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& 
       trainer.enqueue(lb.batch.images, lb.batch.labels, s, ahead ? &ahead->batch : nullptr);
       const auto now = std::chrono::steady_clock::now();
       if (epoch_end || last || std::chrono::duration<double>(now - last_collect).count() >= kCollectSeconds) {
-        for (const StepResult& r : trainer.collect()) run_log.step(r, trainer.optimizer().learning_rate(r.step));
+        for (const StepResult& r : trainer.collect())
+          if (run_log) run_log->step(r, trainer.optimizer().learning_rate(r.step));
         last_collect = now;
       }
     } catch (const Error& e) {
@@ -633,15 +703,16 @@ RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& 
     const std::vector<std::string> notes = backend.take_notes();
     if (!notes.empty()) progress->clear();
     for (const std::string& n : notes) log << "note: " << n << "\n";
-    progress->update(index + 1, run_log.running_means());
+    progress->update(index + 1, run_log ? run_log->running_means() : std::string());
     if (!epoch_end && !last) continue;
 
     progress.reset();
+    if (ranks > 1 && !cfg.sync_bn) average_state_over_ranks(trainer);
     eval_bn.refresh(trainer, epoch, backend);
     // Test batches are 4× the training batch, as the seed's.
     const Evaluation ev = evaluate(cfg, classes, test_set, trainer.values(), table, 4 * cfg.batch,
                                    cfg.figure_samples, backend, log);
-    run_log.epoch_end(log, s, stop, total, ev);
+    if (run_log) run_log->epoch_end(log, s, stop, total, ev);
     const json extra = {{"test_accuracy", ev.accuracy}, {"test_skewness", ev.skewness}};
     if (ev.accuracy > best || !fs::exists(best_path)) {
       best = std::max(best, ev.accuracy);

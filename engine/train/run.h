@@ -49,6 +49,10 @@ struct RunConfig {
   int64_t train_limit = 0;      // use only the first N training samples (0 = all)
   int64_t test_limit = 0;       // evaluate on the first N test samples (0 = all)
   bool graph_replay = false;    // record each step's kernels once and replay them (CUDA graphs)
+  // Data parallel (a job of N ranks, dist::world()): `batch` is per rank, the global batch
+  // N × batch. sync_bn: the model's batch norms take the global batch's statistics.
+  bool sync_bn = false;
+  size_t bucket_bytes = size_t{25} << 20;  // gradient all-reduce buckets (Trainer)
   // AgileNN with attribution: the test images each evaluation pictures in TensorBoard
   // (engine/train/figures.h); an output option, not part of the run's configuration JSON.
   int64_t figure_samples = 8;
@@ -77,7 +81,10 @@ struct RunSummary {
   double entropy_bits_per_image = 0;  // the same codes at their empirical entropy
 };
 
-// Trains per `cfg` (validated first) on `backend`, printing a line per epoch to `log`. Files in cfg.out:
+// Trains per `cfg` (validated first) on `backend`, printing a line per epoch to `log`.
+// In a job of N ranks every rank calls it: each trains a replica on its shard of every
+// global batch, the evaluation is shared out and summed, and rank 0 alone logs and writes
+// the files. Files in cfg.out:
 // latest.safetensors, best.safetensors (highest test accuracy), metrics.jsonl, tensorboard/
 // (event files). The steps, the evaluations and the zero-point table run on `backend`;
 // parameters, state and optimizer slots stay in its memory; checkpoints hold host copies,

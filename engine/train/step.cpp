@@ -41,7 +41,7 @@ std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt) {
   const models::AgileNNPreset& p = opt.preset;
   auto s = std::make_unique<StepGraph>();
   Graph& g = s->graph;
-  nn::Scope root(g, s->params, opt.training, opt.dtype);
+  const nn::Scope root = nn::Scope(g, s->params, opt.training, opt.dtype).with_batch_norm_replicas(opt.sync_bn_replicas);
   s->images = ops::leaf(g, "images", {opt.batch, p.input_size, p.input_size, 3}, opt.dtype);
   s->labels = ops::leaf(g, "labels", {opt.batch}, DType::i32);
 
@@ -77,10 +77,10 @@ std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt) {
 }
 
 std::unique_ptr<StepGraph> build_reference_step(const models::AgileNNPreset& p, int64_t classes, int64_t batch,
-                                                bool training, DType dtype, bool gradients) {
+                                                bool training, DType dtype, bool gradients, int64_t sync_bn_replicas) {
   auto s = std::make_unique<StepGraph>();
   Graph& g = s->graph;
-  nn::Scope root(g, s->params, training, dtype);
+  const nn::Scope root = nn::Scope(g, s->params, training, dtype).with_batch_norm_replicas(sync_bn_replicas);
   s->images = ops::leaf(g, "images", {batch, p.input_size, p.input_size, 3}, dtype);
   s->labels = ops::leaf(g, "labels", {batch}, DType::i32);
   Value counter;

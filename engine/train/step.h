@@ -51,6 +51,9 @@ struct AgileNNStepOptions {
   bool zero_point_table = true;  // α = 0 gradients from a per-class table (zero baseline)
   models::QuantizerMode quantizer = models::QuantizerMode::straight_through;
   DType dtype = DType::f32;
+  // > 1: SyncBN, the model's train-mode batch norms over the global batch of this many
+  // data-parallel ranks (the step's all_reduce_sum nodes meet the other ranks).
+  int64_t sync_bn_replicas = 1;
 };
 
 // The AgileNN step of DESIGN.md §1. The reference net (scope "ref", no stem) is frozen
@@ -59,8 +62,10 @@ std::unique_ptr<StepGraph> build_agilenn_step(const AgileNNStepOptions& opt);
 
 // The reference net with its stem on images, for pretraining: CE loss, accuracy.
 // `gradients` false with `training`: a train-mode forward without gradients.
+// `sync_bn_replicas` as AgileNNStepOptions'.
 std::unique_ptr<StepGraph> build_reference_step(const models::AgileNNPreset& preset, int64_t classes, int64_t batch,
-                                                bool training, DType dtype = DType::f32, bool gradients = true);
+                                                bool training, DType dtype = DType::f32, bool gradients = true,
+                                                int64_t sync_bn_replicas = 1);
 
 // The per-class α = 0 gradient table of a (pretrained) reference body, evaluated once on
 // `backend`; a host tensor.

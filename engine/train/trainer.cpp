@@ -33,6 +33,18 @@ Trainer::Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::uni
   // Every output is consumed within the step (history, optimizer, commits).
   executor_->set_output_views(true);
   guard_ = new_update_guard(backend_);
+  if (dist::world().size() > 1 && optimizer_) {
+    optimizer_->set_grad_scale(1.0 / dist::world().size());
+    set_gradient_bucket_bytes(size_t{25} << 20);
+  }
+}
+
+void Trainer::set_gradient_bucket_bytes(size_t bytes) {
+  if (dist::world().size() == 1 || step_->grads.empty()) return;
+  std::vector<NodeId> grads;
+  for (const Value& g : step_->grads) grads.push_back(g.id());
+  buckets_ = std::make_unique<GradientBuckets>(step_->graph, executor_->plan(), grads, bytes, backend_);
+  executor_->set_after_node([this](NodeId id, const Tensor& value) { buckets_->after_node(id, value); });
 }
 
 void Trainer::set_input(const std::string& name, const Tensor& value) {
@@ -134,10 +146,30 @@ void Trainer::enqueue(const Tensor& images, const Tensor& labels, int64_t global
   }
   backend_.await_uploads();
   if (next) stage(*next);
+  if (buckets_) buckets_->begin();
   const std::vector<Tensor> out = executor_->run(feeds);
 
-  // The loss and the metrics into this step's history row, in the backend's memory.
+  // Data parallel: the loss and the metrics summed over the ranks (into ranks_row_) with
+  // the gradients, all waited for here; the history then holds the sums.
   const int64_t width = 1 + static_cast<int64_t>(step_->metrics.size());
+  std::vector<Tensor> row(out.begin(), out.begin() + width);
+  if (buckets_) {
+    if (!ranks_row_.defined())
+      ranks_row_ = Tensor({width}, out[0].dtype(), backend_.allocate(static_cast<size_t>(width) * dtype_size(out[0].dtype())));
+    for (int64_t k = 0; k < width; ++k) {
+      row[static_cast<size_t>(k)] = Tensor({}, ranks_row_.dtype(), ranks_row_.storage(),
+                                           ranks_row_.offset_bytes() + static_cast<size_t>(k) * dtype_size(ranks_row_.dtype()));
+      backend_.copy_into(out[static_cast<size_t>(k)], row[static_cast<size_t>(k)]);
+    }
+    backend_.start_all_reduce_sum(ranks_row_);
+  }
+  const size_t first_grad = static_cast<size_t>(width);
+  const std::vector<Tensor> grads =
+      buckets_ ? buckets_->finish()
+               : std::vector<Tensor>(out.begin() + static_cast<long>(first_grad),
+                                     out.begin() + static_cast<long>(first_grad + step_->grads.size()));
+
+  // The loss and the metrics into this step's history row, in the backend's memory.
   if (!history_.defined()) {
     const DType dt = out[0].dtype();
     history_ = Tensor({kHistoryRows * width}, dt, backend_.allocate(static_cast<size_t>(kHistoryRows * width) * dtype_size(dt)));
@@ -146,16 +178,14 @@ void Trainer::enqueue(const Tensor& images, const Tensor& labels, int64_t global
   for (int64_t k = 0; k < width; ++k) {
     Tensor cell({}, history_.dtype(), history_.storage(),
                 history_.offset_bytes() + static_cast<size_t>(history_rows_ * width + k) * dtype_size(history_.dtype()));
-    AGILENN_CHECK(out[static_cast<size_t>(k)].dtype() == history_.dtype() && out[static_cast<size_t>(k)].numel() == 1,
+    AGILENN_CHECK(row[static_cast<size_t>(k)].dtype() == history_.dtype() && row[static_cast<size_t>(k)].numel() == 1,
                   "the step's loss and metrics must be scalars of one dtype");
-    backend_.copy_into(out[static_cast<size_t>(k)], cell);
+    backend_.copy_into(row[static_cast<size_t>(k)], cell);
   }
   ++history_rows_;
   history_steps_.push_back(t);
 
-  size_t i = static_cast<size_t>(width);
-  const std::vector<Tensor> grads(out.begin() + static_cast<long>(i), out.begin() + static_cast<long>(i + step_->grads.size()));
-  i += step_->grads.size();
+  size_t i = first_grad + step_->grads.size();
   std::vector<Tensor> state_from, state_to;
   for (const auto& [name, v] : step_->state_updates) {
     state_from.push_back(out[i++]);
@@ -165,7 +195,8 @@ void Trainer::enqueue(const Tensor& images, const Tensor& labels, int64_t global
     UpdateGuard guard;
     guard.state = guard_;
     guard.step = t;
-    guard.checked = std::span<const Tensor>(out.data(), 1);  // the loss
+    guard.checked = buckets_ ? std::span<const Tensor>(&ranks_row_, 1)    // every rank's loss and metrics
+                             : std::span<const Tensor>(out.data(), 1);  // the loss
     guard.commit_from = state_from;
     guard.commit_to = state_to;
     optimizer_->apply(values_, step_->trainable, grads, guard, backend_);
@@ -179,14 +210,15 @@ void Trainer::enqueue(const Tensor& images, const Tensor& labels, int64_t global
 void Trainer::drain_history() {
   if (history_rows_ == 0) return;
   const int64_t width = 1 + static_cast<int64_t>(step_->metrics.size());
+  const double per_rank = buckets_ ? 1.0 / dist::world().size() : 1.0;  // the rows hold sums over the ranks
   const Tensor rows = backend_.to_host(Tensor({history_rows_ * width}, history_.dtype(), history_.storage(),
                                               history_.offset_bytes()));
   for (int64_t r = 0; r < history_rows_; ++r) {
     StepResult res;
     res.step = history_steps_[static_cast<size_t>(r)];
-    res.loss = rows.item(r * width);
+    res.loss = rows.item(r * width) * per_rank;
     int64_t k = 1;
-    for (const auto& [name, v] : step_->metrics) res.metrics[name] = rows.item(r * width + k++);
+    for (const auto& [name, v] : step_->metrics) res.metrics[name] = rows.item(r * width + k++) * per_rank;
     drained_.push_back(std::move(res));
   }
   history_rows_ = 0;

@@ -10,6 +10,7 @@
 
 #include "engine/data/synthetic.h"
 #include "engine/runtime/executor.h"
+#include "engine/train/gradient_buckets.h"
 #include "engine/train/optimizer.h"
 #include "engine/train/step.h"
 
@@ -53,6 +54,14 @@ class Trainer {
   // valid. Every name must exist; slots not yet created are created.
   void load_state(const nn::TensorMap& values, const nn::TensorMap& slots);
 
+  // Data parallel (dist::world() of N > 1 ranks, set before the trainer is made): every
+  // rank runs this step on its own batch; the gradients are summed over the ranks in
+  // buckets of at most this many bytes while the backward runs (GradientBuckets), the
+  // optimizer takes their mean (its gradient scale 1/N), and the loss and metrics each step
+  // reports, and the guard checks, are the means over the ranks. Default 25 MiB.
+  void set_gradient_bucket_bytes(size_t bytes);
+  const GradientBuckets* gradient_buckets() const { return buckets_.get(); }
+
   // Extra leaves (the zero-point table) fed with every step; uploaded once, here.
   void set_input(const std::string& name, const Tensor& value);
 
@@ -81,6 +90,8 @@ class Trainer {
   nn::TensorMap values_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<Executor> executor_;
+  std::unique_ptr<GradientBuckets> buckets_;  // data parallel only
+  Tensor ranks_row_;                          // data parallel: the loss and metrics, summed over the ranks
   std::map<std::string, Tensor> extra_;
   // Off the CPU: two fixed input buffers each (a step reads one while the next batch goes
   // up into the other; fixed addresses keep graph replay to two recordings). The dropout

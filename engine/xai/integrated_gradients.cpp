@@ -112,19 +112,20 @@ Value ce_sum(const NetFn& net, const Value& points, const Value& labels, double 
   return ops::sum(ops::cross_entropy(net(points), labels)) * (1.0 / per_point);
 }
 
-// Gradients of each point's mean CE w.r.t. the stacked points [n·B, h,w,C].
-Value point_gradients(const NetFn& net, const Value& stacked, const Value& labels, int64_t batch, int64_t chunk) {
+// Gradients of each point's mean CE (over `per_point` samples) w.r.t. the stacked points [n·B, h,w,C].
+Value point_gradients(const NetFn& net, const Value& stacked, const Value& labels, int64_t batch, double per_point,
+                      int64_t chunk) {
   const int64_t rows = stacked.dim(0);
   const int64_t points = rows / batch;
   std::vector<Value> label_rows(static_cast<size_t>(points), labels);
   Value all_labels = ops::concat(label_rows, 0);
-  if (chunk <= 0 || chunk >= rows) return grad(ce_sum(net, stacked, all_labels, static_cast<double>(batch)), {stacked})[0];
+  if (chunk <= 0 || chunk >= rows) return grad(ce_sum(net, stacked, all_labels, per_point), {stacked})[0];
   std::vector<Value> parts;
   for (int64_t begin = 0; begin < rows; begin += chunk) {
     const int64_t end = std::min(rows, begin + chunk);
     Value part = ops::slice_axis(stacked, 0, begin, end);
     Value part_labels = ops::slice_axis(all_labels, 0, begin, end);
-    parts.push_back(grad(ce_sum(net, part, part_labels, static_cast<double>(batch)), {part})[0]);
+    parts.push_back(grad(ce_sum(net, part, part_labels, per_point), {part})[0]);
   }
   return ops::concat(parts, 0);
 }
@@ -134,7 +135,9 @@ Value point_gradients(const NetFn& net, const Value& stacked, const Value& label
 IgTerms integrated_gradients(const Value& f, const Value& labels, const NetFn& net, const IgOptions& opt,
                              const Value& baseline, const Value& zero_point_table) {
   AGILENN_CHECK(f.rank() == 4, "integrated_gradients needs features [B,h,w,C], got " << shape_str(f.shape()));
+  AGILENN_CHECK(opt.replicas >= 1, "integrated_gradients over " << opt.replicas << " replicas");
   const int64_t batch = f.dim(0);
+  const double per_point = static_cast<double>(batch * opt.replicas);
   const Quadrature q = quadrature(opt.rule, opt.steps);
   const bool zero_baseline = !baseline.valid();
   Value b = zero_baseline ? ops::fill(f.graph(), 0.0, {}, f.dtype()) : baseline;
@@ -150,7 +153,7 @@ IgTerms integrated_gradients(const Value& f, const Value& labels, const NetFn& n
     const double alpha = q.alphas[k], w = q.weights[k];
     if (alpha == 0.0) {
       if (zero_baseline && zero_point_table.valid()) {
-        Value g0 = ops::gather(zero_point_table, labels, 0) * (1.0 / static_cast<double>(batch));
+        Value g0 = ops::gather(zero_point_table, labels, 0) * (1.0 / per_point);
         table_term = table_term.valid() ? table_term + g0 * w : g0 * w;
       } else {
         fixed.push_back(zero_baseline ? ops::fill(f.graph(), 0.0, f.shape(), f.dtype()) : ops::broadcast_to(b, f.shape()));
@@ -165,7 +168,7 @@ IgTerms integrated_gradients(const Value& f, const Value& labels, const NetFn& n
   Value a = table_term;
   auto accumulate = [&](const std::vector<Value>& points, const std::vector<double>& weights) {
     if (points.empty()) return;
-    Value g = point_gradients(net, ops::concat(points, 0), labels, batch, opt.chunk);
+    Value g = point_gradients(net, ops::concat(points, 0), labels, batch, per_point, opt.chunk);
     for (size_t k = 0; k < points.size(); ++k) {
       const auto begin = static_cast<int64_t>(k) * batch;
       Value term = ops::slice_axis(g, 0, begin, begin + batch) * weights[k];

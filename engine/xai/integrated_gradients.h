@@ -30,6 +30,10 @@ struct IgOptions {
   IgRule rule = IgRule::trapezoid;
   // Rows per reference-net batch; 0 puts all m·B interpolation points in one batch.
   int64_t chunk = 0;
+  // Data parallel: CE_k is the mean over the global batch of this many ranks' batches, so
+  // that the attributions (and the ε of the attribution losses beside them) are those of
+  // one rank with the global batch.
+  int64_t replicas = 1;
 };
 
 // Throws when the rule cannot be had with that many points.

@@ -11,7 +11,7 @@ class CpuBackend final : public Backend {
     threads::count();  // configures the CPU threads, and OpenBLAS, once (engine/runtime/threads.h)
     for (auto add : {cpu::register_elementwise, cpu::register_reductions, cpu::register_layout, cpu::register_conv2d,
                      cpu::register_matmul, cpu::register_indexing, cpu::register_agilenn_fused,
-                     cpu::register_cross_entropy})
+                     cpu::register_cross_entropy, cpu::register_collectives})
       add(table_);
   }
   std::string name() const override { return "cpu"; }

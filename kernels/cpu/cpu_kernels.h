@@ -148,7 +148,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 // The op families, each registering its kernels (one source file each).
 void register_elementwise(KernelTable&), register_reductions(KernelTable&), register_layout(KernelTable&),
     register_conv2d(KernelTable&), register_matmul(KernelTable&), register_indexing(KernelTable&),
-    register_agilenn_fused(KernelTable&), register_cross_entropy(KernelTable&);
+    register_agilenn_fused(KernelTable&), register_cross_entropy(KernelTable&), register_collectives(KernelTable&);
 
 // The CPU backend's optimizer updates (see Backend::sgdw_update, Backend::adam_update).
 void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::span<Tensor> velocities,

@@ -64,8 +64,10 @@ void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::s
       T* theta = params[i].data<T>();
       const T* g = grads[i].data<T>();
       T* vel = velocities[i].data<T>();
-      const T lr = static_cast<T>(h.lr), decay = static_cast<T>(h.decay), mu = static_cast<T>(h.momentum);
-      for (int64_t j = 0; j < params[i].numel(); ++j) kernels::optim::sgdw_step(theta[j], vel[j], g[j], lr, decay, mu);
+      const T lr = static_cast<T>(h.lr), decay = static_cast<T>(h.decay), mu = static_cast<T>(h.momentum),
+              scale = static_cast<T>(h.grad_scale);
+      for (int64_t j = 0; j < params[i].numel(); ++j)
+        kernels::optim::sgdw_step(theta[j], vel[j], g[j], scale, lr, decay, mu);
     });
   }
   commit(guard);
@@ -84,9 +86,9 @@ void adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::s
       T* mp = m[i].data<T>();
       T* vp = v[i].data<T>();
       const T step = static_cast<T>(h.step), b1 = static_cast<T>(h.beta1), b2 = static_cast<T>(h.beta2),
-              eps = static_cast<T>(h.eps);
+              eps = static_cast<T>(h.eps), scale = static_cast<T>(h.grad_scale);
       for (int64_t j = 0; j < params[i].numel(); ++j)
-        kernels::optim::adam_step(theta[j], mp[j], vp[j], g[j], step, b1, b2, eps);
+        kernels::optim::adam_step(theta[j], mp[j], vp[j], g[j], scale, step, b1, b2, eps);
     });
   }
   commit(guard);

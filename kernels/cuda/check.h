@@ -1,4 +1,4 @@
-// Every CUDA runtime, cuBLAS and cuDNN call goes through a check macro: a failure throws an
+// Every CUDA runtime, cuBLAS, cuDNN and NCCL call goes through a check macro: a failure throws an
 // Error naming the call, the file and the line. Kernel launches are followed by
 // AGILENN_CUDA_CHECK_LAUNCH(), which reports launch-configuration errors the same way.
 #pragma once
@@ -6,6 +6,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
+#include <nccl.h>
 
 #include "engine/core/error.h"
 
@@ -33,6 +34,14 @@
     if (agilenn_status_ != CUDNN_STATUS_SUCCESS)                                                  \
       AGILENN_THROW(__FILE__ << ":" << __LINE__ << ": " << #call << " failed: "                  \
                              << cudnnGetErrorString(agilenn_status_));                            \
+  } while (0)
+
+#define AGILENN_NCCL_CHECK(call)                                                                  \
+  do {                                                                                            \
+    const ncclResult_t agilenn_status_ = (call);                                                  \
+    if (agilenn_status_ != ncclSuccess)                                                           \
+      AGILENN_THROW(__FILE__ << ":" << __LINE__ << ": " << #call << " failed: "                  \
+                             << ncclGetErrorString(agilenn_status_));                             \
   } while (0)
 
 #define AGILENN_CUDA_CHECK_LAUNCH() AGILENN_CUDA_CHECK(cudaGetLastError())

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/dist/communicator.h"
 #include "kernels/cuda/device.h"
 
 namespace agilenn::cuda {
@@ -21,7 +22,16 @@ struct Handles {
   FaultSlot* fault = nullptr;
   Handles() {
     std::string why;
-    AGILENN_CHECK(device_count(&why) > 0, "CUDA backend: " << why);
+    const int devices = device_count(&why);
+    AGILENN_CHECK(devices > 0, "CUDA backend: " << why);
+    // One rank per GPU: a data-parallel job's rank takes its node's GPU of its local rank.
+    const dist::Communicator& world = dist::world();
+    if (world.size() > 1) {
+      AGILENN_CHECK(world.local_rank() < devices, "CUDA backend: " << dist::rank_prefix() << "local rank "
+                                                   << world.local_rank() << " but this node has " << devices
+                                                   << " GPU(s); start at most one rank per GPU");
+      AGILENN_CUDA_CHECK(cudaSetDevice(world.local_rank()));
+    }
     AGILENN_CUDA_CHECK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
     AGILENN_CUDA_CHECK(cudaStreamCreateWithFlags(&upload, cudaStreamNonBlocking));
     AGILENN_CUBLAS_CHECK(cublasCreate(&blas));

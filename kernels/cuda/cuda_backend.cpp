@@ -5,6 +5,7 @@
 #include <deque>
 
 #include "engine/runtime/backend_registry.h"
+#include "kernels/cuda/collectives.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/device.h"
@@ -33,13 +34,17 @@ class CudaBackend final : public Backend {
   CudaBackend() {
     for (auto add : {cuda::register_elementwise, cuda::register_reductions, cuda::register_layout, cuda::register_conv2d,
                      cuda::register_matmul, cuda::register_indexing, cuda::register_agilenn_fused,
-                     cuda::register_cross_entropy})
+                     cuda::register_cross_entropy, cuda::register_collectives})
       add(table_);
   }
   std::string name() const override { return "cuda"; }
   Device device() const override { return Device::cuda; }
   std::shared_ptr<Storage> allocate(size_t bytes) override { return cuda::allocate_cached(bytes); }
   const KernelTable& kernels() const override { return table_; }
+
+  void start_all_reduce_sum(Tensor& t) override { cuda::start_all_reduce_sum(t); }
+  void progress_collectives() override {}  // NCCL progresses on its own
+  void await_collectives() override { cuda::await_collectives(); }
 
   Tensor to_device(const Tensor& host) override {
     AGILENN_CHECK(host.device() == Device::cpu, "to_device: tensor is already on the GPU");

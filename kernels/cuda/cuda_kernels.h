@@ -23,6 +23,6 @@ void dispatch_f32(DType t, const Node& node, F&& f) {
 // The op families, each registering its kernels (one source file each).
 void register_elementwise(KernelTable&), register_reductions(KernelTable&), register_layout(KernelTable&),
     register_conv2d(KernelTable&), register_matmul(KernelTable&), register_indexing(KernelTable&),
-    register_agilenn_fused(KernelTable&), register_cross_entropy(KernelTable&);
+    register_agilenn_fused(KernelTable&), register_cross_entropy(KernelTable&), register_collectives(KernelTable&);
 
 }  // namespace agilenn::cuda

@@ -104,19 +104,19 @@ __device__ void apply_chunk(const TensorRef* __restrict__ tensors, const ChunkRe
 
 template <class T>
 __global__ void sgdw_kernel(const TensorRef* __restrict__ tensors, const ChunkRef* __restrict__ chunks,
-                            const double* guard, T lr, T decay, T momentum) {
+                            const double* guard, T scale, T lr, T decay, T momentum) {
   apply_chunk<T>(tensors, chunks, guard, [&](const TensorRef& t, int64_t i) {
-    optim::sgdw_step(static_cast<T*>(t.param)[i], static_cast<T*>(t.slot1)[i], static_cast<const T*>(t.grad)[i], lr,
-                     decay, momentum);
+    optim::sgdw_step(static_cast<T*>(t.param)[i], static_cast<T*>(t.slot1)[i], static_cast<const T*>(t.grad)[i], scale,
+                     lr, decay, momentum);
   });
 }
 
 template <class T>
 __global__ void adam_kernel(const TensorRef* __restrict__ tensors, const ChunkRef* __restrict__ chunks,
-                            const double* guard, T step, T beta1, T beta2, T eps) {
+                            const double* guard, T scale, T step, T beta1, T beta2, T eps) {
   apply_chunk<T>(tensors, chunks, guard, [&](const TensorRef& t, int64_t i) {
     optim::adam_step(static_cast<T*>(t.param)[i], static_cast<T*>(t.slot1)[i], static_cast<T*>(t.slot2)[i],
-                     static_cast<const T*>(t.grad)[i], step, beta1, beta2, eps);
+                     static_cast<const T*>(t.grad)[i], scale, step, beta1, beta2, eps);
   });
 }
 
@@ -265,10 +265,11 @@ void sgdw_update(std::span<Tensor> params, std::span<const Tensor> grads, std::s
   run_update(dtype, params, grads, velocities, {}, guard, [&](const UpdateTable::Operands& d) {
     if (dtype == DType::f32) {
       sgdw_kernel<float><<<d.chunk_count, kUpdateThreads, 0, stream()>>>(
-          d.tensors, d.chunks, g, static_cast<float>(h.lr), static_cast<float>(h.decay), static_cast<float>(h.momentum));
+          d.tensors, d.chunks, g, static_cast<float>(h.grad_scale), static_cast<float>(h.lr),
+          static_cast<float>(h.decay), static_cast<float>(h.momentum));
     } else {
-      sgdw_kernel<double><<<d.chunk_count, kUpdateThreads, 0, stream()>>>(d.tensors, d.chunks, g, h.lr, h.decay,
-                                                                           h.momentum);
+      sgdw_kernel<double><<<d.chunk_count, kUpdateThreads, 0, stream()>>>(d.tensors, d.chunks, g, h.grad_scale, h.lr,
+                                                                           h.decay, h.momentum);
     }
   });
 }
@@ -282,11 +283,11 @@ void adam_update(std::span<Tensor> params, std::span<const Tensor> grads, std::s
   run_update(dtype, params, grads, m, v, guard, [&](const UpdateTable::Operands& d) {
     if (dtype == DType::f32) {
       adam_kernel<float><<<d.chunk_count, kUpdateThreads, 0, stream()>>>(
-          d.tensors, d.chunks, g, static_cast<float>(h.step), static_cast<float>(h.beta1), static_cast<float>(h.beta2),
-          static_cast<float>(h.eps));
+          d.tensors, d.chunks, g, static_cast<float>(h.grad_scale), static_cast<float>(h.step),
+          static_cast<float>(h.beta1), static_cast<float>(h.beta2), static_cast<float>(h.eps));
     } else {
-      adam_kernel<double><<<d.chunk_count, kUpdateThreads, 0, stream()>>>(d.tensors, d.chunks, g, h.step, h.beta1,
-                                                                           h.beta2, h.eps);
+      adam_kernel<double><<<d.chunk_count, kUpdateThreads, 0, stream()>>>(d.tensors, d.chunks, g, h.grad_scale, h.step,
+                                                                           h.beta1, h.beta2, h.eps);
     }
   });
 }
