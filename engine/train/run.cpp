@@ -434,16 +434,17 @@ class RunLog {
 
 // Batch-norm statistics for evaluation, when the run recomputes them: a train-mode forward
 // without gradients over unaugmented training images (what the test split looks like), in
-// an order that changes with the epoch.
+// an order that changes with the epoch. Batches of the global batch's size: every rank of a
+// job computes the statistics one rank with that batch would.
 class EvalBatchNorm {
  public:
   EvalBatchNorm(const RunConfig& cfg, int64_t classes, const data::ImageDataset& train_set)
       : batches_(eval_bn_batches(cfg)) {
     if (batches_ <= 0) return;
-    forward_ = build_step(cfg, classes, cfg.batch, true, false);
-    loader_ = std::make_unique<data::Loader>(
-        train_set, cfg.batch, preprocessing(cfg, false),
-        cfg.seed ^ 0xb17a5ULL, true);
+    const int64_t global_batch = cfg.batch * dist::world().size();
+    forward_ = build_step(cfg, classes, global_batch, true, false);
+    loader_ = std::make_unique<data::Loader>(train_set, global_batch, preprocessing(cfg, false), cfg.seed ^ 0xb17a5ULL,
+                                             true);
   }
 
   // The recomputed statistics replace the trainer's moving averages (so they stay in the
