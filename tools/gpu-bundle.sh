@@ -31,9 +31,10 @@ done
 
 binaries=(tests/test_gpu tests/test_unit apps/agilenn-train bench/agilenn-bench bench/agilenn-peer-reference)
 # Found on every Linux the bundle may run on (glibc, the C++ runtime), or on the GPU machine
-# by design (cuBLAS and cuDNN: ours would be far over the carry limit).
+# by design (cuBLAS, cuDNN and NCCL, from its nvidia-* Python packages: ours would be far
+# over the carry limit; NCCL alone is 218 MB).
 system_libs='^(ld-linux-x86-64|linux-vdso|libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s)\.so'
-device_libs='^(libcublas|libcublasLt|libcudnn)\.so'
+device_libs='^(libcublas|libcublasLt|libcudnn|libnccl)\.so'
 
 command -v patchelf >/dev/null || { echo "gpu-bundle: patchelf missing (tools/setup.sh installs it)" >&2; exit 1; }
 if [[ $do_build == 1 ]]; then
@@ -78,7 +79,7 @@ cudnn_version=unknown
   echo "cuda: $(sed -n 's/set(CMAKE_CUDA_COMPILER_VERSION "\(.*\)")/\1/p' "$build"/CMakeFiles/*/CMakeCUDACompiler.cmake)"
   echo "cudnn built against: $cudnn_version (the GPU machine needs this minor or newer)"
   echo "architectures: sm_90 + compute_90 PTX"
-  echo "from the GPU machine: libcublas.so.13, libcublasLt.so.13, libcudnn.so.9 and the CUDA driver"
+  echo "from the GPU machine: libcublas.so.13, libcublasLt.so.13, libcudnn.so.9, libnccl.so.2 and the CUDA driver"
   echo "files:"
   (cd "$pkg" && find bin lib -type f | sort | xargs sha256sum)
 } >"$pkg/MANIFEST"

@@ -106,7 +106,7 @@ header="agilenn gpu-validate $(date -u +%F) | gpu: ${gpu_name:-none} | $runtime$
 write_summary
 
 # ---- bundle --------------------------------------------------------------------------
-# cuBLAS and cuDNN from the machine: the toolkit's folders, then the nvidia-* Python packages.
+# cuBLAS, cuDNN and NCCL from the machine: the toolkit's folders, then the nvidia-* Python packages.
 device_lib_path() {
   local dirs=() d
   for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do [[ -d $d ]] && dirs+=("$d"); done

@@ -12,6 +12,7 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev libjpeg-dev libpng-dev libonnx-dev libprotobuf-dev libssl-dev
   libflatbuffers-dev
+  libopenmpi-dev openmpi-bin
   gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
   dataset-fashion-mnist
 )
