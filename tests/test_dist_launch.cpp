@@ -20,10 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-using testing::start;
-using testing::tensors_of;
-using testing::text_of;
-using testing::wait_for;
+using namespace testing;  // agilenn::testing: processes and their files
 
 class DistLaunch : public ::testing::Test {
  protected:
