@@ -40,6 +40,10 @@ void register_step_benchmarks();
 // --profile_step=<backend>/<preset>/<batch>/<agilenn|plain>: runs that training step with
 // the executor's per-op timing on and prints where the time goes, largest first.
 int profile_step(const std::string& spec, std::ostream& out);
+// --dist_report=<backend>/<preset>/<batch>/<agilenn|plain>, under mpirun with N ≥ 2 ranks:
+// gradient bytes reduced per step, the share of the all-reduce hidden behind the backward,
+// and from those the efficiency predicted at 8 and 64 GPUs, with its assumptions.
+int dist_report(const std::string& spec, std::ostream& out);
 // Measures gpu_ceilings(): set by the GPU benchmarks (cuda_kernels.cpp, CUDA builds) when
 // they register; empty otherwise.
 std::function<void()>& gpu_ceilings_probe();

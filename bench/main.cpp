@@ -18,6 +18,7 @@
 
 #include "bench/busy_neighbour.h"
 #include "bench/common.h"
+#include "engine/dist/communicator.h"
 #include "engine/runtime/threads.h"
 
 namespace agilenn::bench {
@@ -286,9 +287,8 @@ bool has_flag(int argc, char** argv, const char* flag) {
   return false;
 }
 
-// Removes --profile_step=SPEC from argv; returns SPEC ("" when absent).
-std::string take_profile_step(int& argc, char** argv) {
-  constexpr const char* kFlag = "--profile_step=";
+// Removes `flag`=SPEC (flag with its '=') from argv; returns SPEC ("" when absent).
+std::string take_spec_flag(int& argc, char** argv, const char* kFlag) {
   std::string spec;
   int out = 1;
   for (int i = 1; i < argc; ++i) {
@@ -321,12 +321,19 @@ int main(int argc, char** argv) {
   register_step_benchmarks();
   const bool listing = has_flag(argc, argv, "--benchmark_list_tests");
   const bool no_ceilings = take_no_ceilings(argc, argv);
-  if (const std::string spec = take_profile_step(argc, argv); !spec.empty()) {
-    try {
-      return profile_step(spec, std::cout);
-    } catch (const std::exception& e) {
-      std::cerr << "agilenn-bench: " << e.what() << "\n";
-      return 1;
+  using SpecRun = int (*)(const std::string&, std::ostream&);
+  for (const auto& [flag, run] : {std::pair<const char*, SpecRun>{"--profile_step=", profile_step},
+                                  std::pair<const char*, SpecRun>{"--dist_report=", dist_report}}) {
+    if (const std::string spec = take_spec_flag(argc, argv, flag); !spec.empty()) {
+      try {
+        const int code = run(spec, std::cout);
+        agilenn::dist::finalize();
+        return code;
+      } catch (const std::exception& e) {
+        std::cerr << "agilenn-bench: " << agilenn::dist::rank_prefix() << e.what() << "\n";
+        if (agilenn::dist::world().size() > 1) agilenn::dist::world().abort(1);
+        return 1;
+      }
     }
   }
   benchmark::Initialize(&argc, argv);

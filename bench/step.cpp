@@ -29,6 +29,7 @@
 #include "bench/common.h"
 #include "engine/core/error.h"
 #include "engine/data/synthetic.h"
+#include "engine/dist/communicator.h"
 #include "engine/runtime/backend_registry.h"
 #include "engine/runtime/threads.h"
 #include "engine/train/trainer.h"
@@ -331,10 +332,15 @@ void register_under_load() {
     }
 }
 
-}  // namespace
+// A step named as in the BM_Step names: <backend>/<preset>/<batch>/<agilenn|plain>.
+struct StepSpec {
+  On on;
+  std::string preset;
+  int64_t batch;
+  bool attribution;
+};
 
-int profile_step(const std::string& spec, std::ostream& out) {
-  // <backend>/<preset>/<batch>/<agilenn|plain>, as in the BM_Step names.
+StepSpec parse_step_spec(const std::string& flag, const std::string& spec) {
   std::vector<std::string> part;
   for (size_t at = 0;;) {
     const size_t slash = spec.find('/', at);
@@ -345,15 +351,21 @@ int profile_step(const std::string& spec, std::ostream& out) {
   AGILENN_CHECK(part.size() == 4 && (part[0] == "cpu" || part[0] == "cuda") &&
                     (part[3] == "agilenn" || part[3] == "plain") && !part[2].empty() &&
                     part[2].find_first_not_of("0123456789") == std::string::npos,
-                "--profile_step=" << spec << ": expected <cpu|cuda>/<preset>/<batch>/<agilenn|plain>, e.g. cpu/tiny/64/agilenn");
+                flag << "=" << spec << ": expected <cpu|cuda>/<preset>/<batch>/<agilenn|plain>, e.g. cpu/tiny/64/agilenn");
   const On on = part[0] == "cpu" ? On::cpu : On::cuda;
   if (on == On::cuda) {
     const std::string why = gpu_unavailable();
-    AGILENN_CHECK(why.empty(), "--profile_step=" << spec << ": " << why);
+    AGILENN_CHECK(why.empty(), flag << "=" << spec << ": " << why);
   }
-  const int64_t batch = std::stoll(part[2]);
-  auto t = make_trainer(on, part[1], batch, part[3] == "agilenn", 2);
-  const data::Batch b = make_batch(on, part[1], batch);
+  return {on, part[1], std::stoll(part[2]), part[3] == "agilenn"};
+}
+
+}  // namespace
+
+int profile_step(const std::string& spec, std::ostream& out) {
+  const StepSpec sp = parse_step_spec("--profile_step", spec);
+  auto t = make_trainer(sp.on, sp.preset, sp.batch, sp.attribution, 2);
+  const data::Batch b = make_batch(sp.on, sp.preset, sp.batch);
   warm_up(*t, b);
   constexpr int kSteps = 20;
   t->executor().set_profiling(true);
@@ -373,6 +385,81 @@ int profile_step(const std::string& spec, std::ostream& out) {
         << std::setw(7) << std::setprecision(1) << 100 * o.seconds / total << "%" << std::setw(12)
         << std::setprecision(0) << static_cast<double>(o.calls) / kSteps << std::setw(12) << std::setprecision(1)
         << o.seconds / static_cast<double>(o.calls) * 1e6 << std::setprecision(2) << "\n";
+  return 0;
+}
+
+namespace {
+
+// The predictions' assumptions (DESIGN.md §5's target: ≥ 90% at 8 GPUs). The compute time
+// is the paper/64 second-order step measured alone on an H200 (bench/results/
+// gpu-h200-2026-11-29-096f4b0.md, 139 ms); all-reduce bus bandwidths as NCCL reports them
+// (time = 2(N−1)/N · bytes / bus bandwidth): 300 GB/s over NVLink within a node (H200
+// NVLink 4, 450 GB/s a direction; a third off for what NCCL reaches), 45 GB/s between nodes
+// (one 400 Gb/s InfiniBand port per GPU, 90% of its 50 GB/s); 30 µs a bucket of latency
+// within a node, 60 µs between nodes.
+struct Cluster {
+  const char* name;
+  int gpus;
+  double bus_bytes_per_second, latency_per_bucket;
+};
+constexpr double kH200PaperStepSeconds = 0.139;
+constexpr Cluster kClusters[] = {{"8 GPUs, one node (NVLink)", 8, 300e9, 30e-6},
+                                 {"64 GPUs, 8 nodes (400 Gb/s InfiniBand)", 64, 45e9, 60e-6}};
+
+}  // namespace
+
+int dist_report(const std::string& spec, std::ostream& out) {
+  dist::init();
+  const int ranks = dist::world().size(), rank = dist::world().rank();
+  AGILENN_CHECK(ranks >= 2, "--dist_report=" << spec << ": run it as several ranks, e.g. mpirun -np 2 agilenn-bench "
+                                                 "--dist_report=" << spec);
+  const StepSpec sp = parse_step_spec("--dist_report", spec);
+  auto t = make_trainer(sp.on, sp.preset, sp.batch, sp.attribution, 2);
+  t->executor().set_graph_replay(false);  // the buckets start from the host while the backward runs
+  const train::GradientBuckets* buckets = t->gradient_buckets();
+  AGILENN_CHECK(buckets, "--dist_report: the step has no gradients to reduce");
+  const data::Batch b = make_batch(sp.on, sp.preset, sp.batch);
+  t->step(b.images, b.labels);
+  constexpr int kSteps = 3, kReductions = 20;
+  double step_seconds = 0, waited = 0;
+  for (int i = 0; i < kSteps; ++i) {
+    dist::world().barrier();
+    const auto start = std::chrono::steady_clock::now();
+    t->step(b.images, b.labels);
+    step_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / kSteps;
+    waited += t->gradient_buckets()->last_wait_seconds() / kSteps;
+  }
+  double reduce_seconds = 0;
+  for (int i = 0; i < kReductions; ++i) {
+    dist::world().barrier();
+    const auto start = std::chrono::steady_clock::now();
+    const_cast<train::GradientBuckets*>(buckets)->reduce_all_now();
+    reduce_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / kReductions;
+  }
+  // The means over the ranks.
+  double means[3] = {step_seconds, waited, reduce_seconds};
+  dist::world().all_reduce_sum(means, 3, DType::f64);
+  step_seconds = means[0] / ranks, waited = means[1] / ranks, reduce_seconds = means[2] / ranks;
+  if (rank != 0) return 0;
+  const double hidden = reduce_seconds > 0 ? std::clamp(1.0 - waited / reduce_seconds, 0.0, 1.0) : 1.0;
+  const double bytes = static_cast<double>(buckets->bytes());
+  out << std::fixed << std::setprecision(3) << "data parallel, " << spec << ", " << ranks << " " << on_name(sp.on)
+      << " ranks (" << dist::world().name() << "), " << threads::describe() << "\n"
+      << "  gradient bytes reduced per step: " << buckets->bytes() << " in " << buckets->buckets() << " bucket(s)\n"
+      << "  step: " << step_seconds * 1e3 << " ms;  the reduction alone: " << reduce_seconds * 1e3
+      << " ms;  left waiting after the backward: " << waited * 1e3 << " ms\n"
+      << "  share of the all-reduce hidden behind the backward: " << std::setprecision(1) << 100 * hidden << "%\n"
+      << "predicted efficiency (compute " << kH200PaperStepSeconds * 1e3
+      << " ms a step: the H200's paper/64 second-order step; the hidden share as measured here):\n";
+  for (const Cluster& c : kClusters) {
+    const double n = c.gpus;
+    const double reduce = 2 * (n - 1) / n * bytes / c.bus_bytes_per_second +
+                          static_cast<double>(buckets->buckets()) * c.latency_per_bucket;
+    const double exposed = reduce * (1 - hidden);
+    out << "  " << c.name << ": all-reduce " << std::setprecision(3) << reduce * 1e3 << " ms, exposed "
+        << exposed * 1e3 << " ms, efficiency " << std::setprecision(1)
+        << 100 * kH200PaperStepSeconds / (kH200PaperStepSeconds + exposed) << "%\n";
+  }
   return 0;
 }
 

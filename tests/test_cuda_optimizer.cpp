@@ -90,14 +90,16 @@ void expect_bit_equal(const std::vector<Tensor>& a, const std::vector<Tensor>& b
     EXPECT_TRUE(bit_equal(a[i], b[i])) << what << " " << i << " " << shape_str(a[i].shape());
 }
 
-// The hyperparameters of step k of a short cosine schedule.
+// The hyperparameters of step k of a short cosine schedule; odd steps take the gradients
+// as sums over 3 data-parallel ranks (gradient scale 1/3, not a power of two).
+double grad_scale(int k) { return k % 2 == 1 ? 1.0 / 3 : 1.0; }
 SgdwHyper sgdw_hyper(int k) {
   const double lr = train::CosineSchedule{0.1, 5, 0.0}.at(k);
-  return {lr, 5e-4 * lr, 0.9};
+  return {lr, 5e-4 * lr, 0.9, grad_scale(k)};
 }
 AdamHyper adam_hyper(int k) {
   const double t = k + 1;
-  return {3e-3 * std::sqrt(1 - std::pow(0.999, t)) / (1 - std::pow(0.9, t)), 0.9, 0.999, 1e-7};
+  return {3e-3 * std::sqrt(1 - std::pow(0.999, t)) / (1 - std::pow(0.9, t)), 0.9, 0.999, 1e-7, grad_scale(k)};
 }
 
 // One implementation of the two updates over lists of tensors in one memory.
@@ -242,7 +244,7 @@ Results reference_updates(const Operands& o, DType dt) {
     const AdamHyper ah = adam_hyper(static_cast<int>(k));
     for (size_t i = 0; i < o.params.size(); ++i)
       for (int64_t j = 0; j < o.params[i].numel(); ++j) {
-        const long double g = o.grads[k][i].item(j);
+        const long double g = as_t(grad_scale(static_cast<int>(k))) * o.grads[k][i].item(j);
         long double theta = r.sgdw_params[i].item(j), v = r.sgdw_velocity[i].item(j);
         v = as_t(sh.momentum) * v - as_t(sh.lr) * g;
         theta = theta - as_t(sh.decay) * theta + v;

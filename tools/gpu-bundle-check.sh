@@ -2,14 +2,14 @@
 # Checks an unpacked GPU bundle (tools/gpu-bundle.sh) without the machine's library paths:
 #  1. closure: every DT_NEEDED of every file in bin/ and lib/ is shipped in lib/, or is a
 #     base system library (glibc, the C++ runtime), or one the GPU machine provides by
-#     design (cuBLAS, cuDNN); the CUDA driver is loaded at run time, never linked;
+#     design (cuBLAS, cuDNN, NCCL); the CUDA driver is loaded at run time, never linked;
 #  2. RPATH: with LD_LIBRARY_PATH empty, each shipped library resolves into the bundle;
 #  3. the newest glibc / libstdc++ symbol versions needed, for comparison there.
 # Usage: tools/gpu-bundle-check.sh BUNDLE_DIR. Exit 1 on any finding.
 set -euo pipefail
 pkg=${1:?usage: gpu-bundle-check.sh BUNDLE_DIR}
 system_libs='^(ld-linux-x86-64|linux-vdso|libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s)\.so'
-device_libs='^(libcublas|libcublasLt|libcudnn)\.so'
+device_libs='^(libcublas|libcublasLt|libcudnn|libnccl)\.so'
 status=0
 
 for f in "$pkg"/bin/* "$pkg"/lib/*; do
@@ -34,5 +34,5 @@ done
 glibc=$(cat "$pkg"/bin/* "$pkg"/lib/* | strings | grep -oE '^GLIBC_[0-9]+\.[0-9]+(\.[0-9]+)?$' | sort -uV | tail -1)
 glibcxx=$(cat "$pkg"/bin/* "$pkg"/lib/* | strings | grep -oE '^GLIBCXX_[0-9]+\.[0-9]+(\.[0-9]+)?$' | sort -uV | tail -1)
 echo "bundle-check: newest symbol versions needed: $glibc, $glibcxx"
-[[ $status == 0 ]] && echo "bundle-check: ok ($(ls "$pkg/bin" | wc -l) programs, $(ls "$pkg/lib" | wc -l) libraries; missing only what the GPU machine provides: cuBLAS, cuDNN, the driver)"
+[[ $status == 0 ]] && echo "bundle-check: ok ($(ls "$pkg/bin" | wc -l) programs, $(ls "$pkg/lib" | wc -l) libraries; missing only what the GPU machine provides: cuBLAS, cuDNN, NCCL, the driver)"
 exit $status

@@ -1,6 +1,7 @@
 #include "engine/train/gradient_buckets.h"
 
 #include <algorithm>
+#include <chrono>
 #include <numeric>
 
 #include "engine/core/error.h"
@@ -82,8 +83,16 @@ const std::vector<Tensor>& GradientBuckets::finish() {
   AGILENN_CHECK(started_ == buckets_.size(), "data-parallel step: " << buckets_.size() - started_ << " of "
                                                                     << buckets_.size()
                                                                     << " gradient buckets never started");
+  const auto start = std::chrono::steady_clock::now();
   backend_.await_collectives();
+  last_wait_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return views_;
+}
+
+void GradientBuckets::reduce_all_now() {
+  for (Bucket& b : buckets_) backend_.start_all_reduce_sum(b.buffer);
+  backend_.await_collectives();
+  backend_.synchronize();
 }
 
 }  // namespace agilenn::train

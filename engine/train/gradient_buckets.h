@@ -30,6 +30,12 @@ class GradientBuckets {
 
   size_t buckets() const { return buckets_.size(); }
   size_t bytes() const;
+  // How long the last finish() waited for the sums: the part of the reduction the backward
+  // did not hide (on the GPU the wait is enqueued, not waited for, so it is about 0 there).
+  double last_wait_seconds() const { return last_wait_seconds_; }
+  // For benchmarks: sums every bucket as it is now, all started at once, and waits for them
+  // (synchronising the backend); what the reduction costs when nothing hides it.
+  void reduce_all_now();
 
  private:
   struct Bucket {
@@ -43,6 +49,7 @@ class GradientBuckets {
   std::vector<size_t> bucket_of_;                   // per gradient
   std::vector<std::vector<size_t>> grads_at_node_;  // per canonical node id: the gradients it is
   size_t started_ = 0;
+  double last_wait_seconds_ = 0;
 };
 
 }  // namespace agilenn::train
