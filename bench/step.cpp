@@ -406,60 +406,100 @@ constexpr double kH200PaperStepSeconds = 0.139;
 constexpr Cluster kClusters[] = {{"8 GPUs, one node (NVLink)", 8, 300e9, 30e-6},
                                  {"64 GPUs, 8 nodes (400 Gb/s InfiniBand)", 64, 45e9, 60e-6}};
 
+
+// One bucket size's measurements, means over the timed steps.
+struct Overlap {
+  size_t bucket_bytes, buckets;
+  double step_seconds = 0;     // the step, as the slowest rank saw it
+  double exposed_seconds = 0;  // from the last rank's end of backward to its sums' end
+  double reduce_seconds = 0;   // every bucket's sum alone, nothing to hide behind
+  double hidden() const {
+    return reduce_seconds > 0 ? std::clamp(1.0 - exposed_seconds / reduce_seconds, 0.0, 1.0) : 1.0;
+  }
+};
+
+// Per rank, its values in its own slots of a vector summed over the ranks: every rank's.
+std::vector<double> from_every_rank(const std::vector<double>& mine) {
+  const int ranks = dist::world().size(), rank = dist::world().rank();
+  std::vector<double> all(mine.size() * static_cast<size_t>(ranks), 0.0);
+  std::copy(mine.begin(), mine.end(), all.begin() + static_cast<long>(mine.size()) * rank);
+  dist::world().all_reduce_sum(all.data(), static_cast<int64_t>(all.size()), DType::f64);
+  return all;
+}
+
+Overlap measure_overlap(train::Trainer& t, const data::Batch& b, size_t bucket_bytes) {
+  t.set_gradient_bucket_bytes(bucket_bytes);
+  const train::GradientBuckets& buckets = *t.gradient_buckets();
+  t.step(b.images, b.labels);
+  constexpr int kSteps = 3, kReductions = 20;
+  using Clock = std::chrono::steady_clock;
+  Overlap o{bucket_bytes, buckets.buckets()};
+  for (int i = 0; i < kSteps; ++i) {
+    dist::world().barrier();
+    const auto start = Clock::now();
+    t.step(b.images, b.labels);
+    const auto [wait_start, wait_end] = buckets.last_wait();
+    auto since = [&](Clock::time_point p) { return std::chrono::duration<double>(p - start).count(); };
+    // Every process of this machine reads one steady clock: the ranks' times compare.
+    const std::vector<double> all = from_every_rank({since(wait_start), since(wait_end), since(Clock::now())});
+    double last_backward = 0, last_sum = 0, last_step = 0;
+    for (size_t r = 0; r < all.size(); r += 3)
+      last_backward = std::max(last_backward, all[r]), last_sum = std::max(last_sum, all[r + 1]),
+      last_step = std::max(last_step, all[r + 2]);
+    o.exposed_seconds += std::max(0.0, last_sum - last_backward) / kSteps;
+    o.step_seconds += last_step / kSteps;
+  }
+  for (int i = 0; i < kReductions; ++i) {
+    dist::world().barrier();
+    const auto start = Clock::now();
+    const_cast<train::GradientBuckets&>(buckets).reduce_all_now();
+    const std::vector<double> all = from_every_rank({std::chrono::duration<double>(Clock::now() - start).count()});
+    o.reduce_seconds += *std::max_element(all.begin(), all.end()) / kReductions;
+  }
+  return o;
+}
+
 }  // namespace
 
 int dist_report(const std::string& spec, std::ostream& out) {
   dist::init();
-  const int ranks = dist::world().size(), rank = dist::world().rank();
+  const int ranks = dist::world().size();
   AGILENN_CHECK(ranks >= 2, "--dist_report=" << spec << ": run it as several ranks, e.g. mpirun -np 2 agilenn-bench "
                                                  "--dist_report=" << spec);
+  AGILENN_CHECK(dist::world().local_rank() == dist::world().rank(),
+                "--dist_report: run every rank on one machine (its times compare on one clock)");
   const StepSpec sp = parse_step_spec("--dist_report", spec);
   auto t = make_trainer(sp.on, sp.preset, sp.batch, sp.attribution, 2);
   t->executor().set_graph_replay(false);  // the buckets start from the host while the backward runs
-  const train::GradientBuckets* buckets = t->gradient_buckets();
-  AGILENN_CHECK(buckets, "--dist_report: the step has no gradients to reduce");
+  AGILENN_CHECK(t->gradient_buckets(), "--dist_report: the step has no gradients to reduce");
   const data::Batch b = make_batch(sp.on, sp.preset, sp.batch);
-  t->step(b.images, b.labels);
-  constexpr int kSteps = 3, kReductions = 20;
-  double step_seconds = 0, waited = 0;
-  for (int i = 0; i < kSteps; ++i) {
-    dist::world().barrier();
-    const auto start = std::chrono::steady_clock::now();
-    t->step(b.images, b.labels);
-    step_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / kSteps;
-    waited += t->gradient_buckets()->last_wait_seconds() / kSteps;
-  }
-  double reduce_seconds = 0;
-  for (int i = 0; i < kReductions; ++i) {
-    dist::world().barrier();
-    const auto start = std::chrono::steady_clock::now();
-    const_cast<train::GradientBuckets*>(buckets)->reduce_all_now();
-    reduce_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / kReductions;
-  }
-  // The means over the ranks.
-  double means[3] = {step_seconds, waited, reduce_seconds};
-  dist::world().all_reduce_sum(means, 3, DType::f64);
-  step_seconds = means[0] / ranks, waited = means[1] / ranks, reduce_seconds = means[2] / ranks;
-  if (rank != 0) return 0;
-  const double hidden = reduce_seconds > 0 ? std::clamp(1.0 - waited / reduce_seconds, 0.0, 1.0) : 1.0;
-  const double bytes = static_cast<double>(buckets->bytes());
+  // The default bucket size, and buckets small enough that the backward can hide them.
+  std::vector<Overlap> runs;
+  for (size_t bytes : {size_t{25} << 20, size_t{1} << 20}) runs.push_back(measure_overlap(*t, b, bytes));
+  if (dist::world().rank() != 0) return 0;
+  const size_t gradient_bytes = t->gradient_buckets()->bytes();
   out << std::fixed << std::setprecision(3) << "data parallel, " << spec << ", " << ranks << " " << on_name(sp.on)
       << " ranks (" << dist::world().name() << "), " << threads::describe() << "\n"
-      << "  gradient bytes reduced per step: " << buckets->bytes() << " in " << buckets->buckets() << " bucket(s)\n"
-      << "  step: " << step_seconds * 1e3 << " ms;  the reduction alone: " << reduce_seconds * 1e3
-      << " ms;  left waiting after the backward: " << waited * 1e3 << " ms\n"
-      << "  share of the all-reduce hidden behind the backward: " << std::setprecision(1) << 100 * hidden << "%\n"
-      << "predicted efficiency (compute " << kH200PaperStepSeconds * 1e3
-      << " ms a step: the H200's paper/64 second-order step; the hidden share as measured here):\n";
-  for (const Cluster& c : kClusters) {
-    const double n = c.gpus;
-    const double reduce = 2 * (n - 1) / n * bytes / c.bus_bytes_per_second +
-                          static_cast<double>(buckets->buckets()) * c.latency_per_bucket;
-    const double exposed = reduce * (1 - hidden);
-    out << "  " << c.name << ": all-reduce " << std::setprecision(3) << reduce * 1e3 << " ms, exposed "
-        << exposed * 1e3 << " ms, efficiency " << std::setprecision(1)
-        << 100 * kH200PaperStepSeconds / (kH200PaperStepSeconds + exposed) << "%\n";
-  }
+      << "  gradient bytes reduced per step: " << gradient_bytes << "\n";
+  for (const Overlap& o : runs)
+    out << "  buckets of " << (o.bucket_bytes >> 20) << " MiB (" << o.buckets << "): step " << o.step_seconds * 1e3
+        << " ms; the sums alone " << o.reduce_seconds * 1e3 << " ms; exposed after the last backward "
+        << o.exposed_seconds * 1e3 << " ms; hidden " << std::setprecision(1) << 100 * o.hidden() << "%"
+        << std::setprecision(3) << "\n";
+  out << "predicted efficiency (compute " << kH200PaperStepSeconds * 1e3
+      << " ms a step: the H200's paper/64 second-order step):\n";
+  for (const Cluster& c : kClusters)
+    for (const Overlap& o : runs) {
+      const double n = c.gpus;
+      const double reduce = 2 * (n - 1) / n * static_cast<double>(gradient_bytes) / c.bus_bytes_per_second +
+                            static_cast<double>(o.buckets) * c.latency_per_bucket;
+      const double exposed = reduce * (1 - o.hidden());
+      out << "  " << c.name << ", buckets of " << (o.bucket_bytes >> 20) << " MiB: all-reduce " << reduce * 1e3
+          << " ms, exposed " << exposed * 1e3 << " ms (the hidden share measured here), efficiency "
+          << std::setprecision(1) << 100 * kH200PaperStepSeconds / (kH200PaperStepSeconds + exposed) << "%; with "
+          << "nothing hidden " << 100 * kH200PaperStepSeconds / (kH200PaperStepSeconds + reduce) << "%"
+          << std::setprecision(3) << "\n";
+    }
   return 0;
 }
 

@@ -1,7 +1,6 @@
 #include "engine/train/gradient_buckets.h"
 
 #include <algorithm>
-#include <chrono>
 #include <numeric>
 
 #include "engine/core/error.h"
@@ -83,9 +82,9 @@ const std::vector<Tensor>& GradientBuckets::finish() {
   AGILENN_CHECK(started_ == buckets_.size(), "data-parallel step: " << buckets_.size() - started_ << " of "
                                                                     << buckets_.size()
                                                                     << " gradient buckets never started");
-  const auto start = std::chrono::steady_clock::now();
+  last_wait_.first = std::chrono::steady_clock::now();
   backend_.await_collectives();
-  last_wait_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  last_wait_.second = std::chrono::steady_clock::now();
   return views_;
 }
 

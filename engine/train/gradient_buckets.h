@@ -6,7 +6,9 @@
 // the reductions, and the runs, are reproducible.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <utility>
 #include <vector>
 
 #include "engine/passes/passes.h"
@@ -30,9 +32,13 @@ class GradientBuckets {
 
   size_t buckets() const { return buckets_.size(); }
   size_t bytes() const;
-  // How long the last finish() waited for the sums: the part of the reduction the backward
-  // did not hide (on the GPU the wait is enqueued, not waited for, so it is about 0 there).
-  double last_wait_seconds() const { return last_wait_seconds_; }
+  // When the last finish() began and ended waiting for the sums, on the steady clock (one
+  // clock for every process of a machine): after the last rank's backward, what remains is
+  // the part of the reduction the backward did not hide. (On the GPU the wait is enqueued,
+  // not waited for.)
+  std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point> last_wait() const {
+    return last_wait_;
+  }
   // For benchmarks: sums every bucket as it is now, all started at once, and waits for them
   // (synchronising the backend); what the reduction costs when nothing hides it.
   void reduce_all_now();
@@ -49,7 +55,7 @@ class GradientBuckets {
   std::vector<size_t> bucket_of_;                   // per gradient
   std::vector<std::vector<size_t>> grads_at_node_;  // per canonical node id: the gradients it is
   size_t started_ = 0;
-  double last_wait_seconds_ = 0;
+  std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point> last_wait_;
 };
 
 }  // namespace agilenn::train
