@@ -165,6 +165,8 @@ int time_case(const Options& o) {
     outputs += static_cast<size_t>(numel(g.node(id).shape)) * dtype_size(g.node(id).dtype);
   json r = {{"kind", o.kind}, {"device", o.device}, {"batch", o.batch}, {"warmup", o.warmup}, {"iters", o.time_iters}};
   r["arena_bytes"] = t.plan().memory.arena_bytes;
+  const Plan& plan = t.plan();
+  r["arena_bytes_without_in_place"] = plan_memory(g, plan.order, plan.outputs, plan.canonical, false).arena_bytes;
   r["output_bytes"] = outputs;
   r["step_memory_bytes"] = t.plan().memory.arena_bytes + outputs;
   r["memory_measure"] = "planned arena of intermediates + the step's outputs (gradients, loss, metrics, BN statistics)";

@@ -14,7 +14,8 @@
 // loaded / solo: DESIGN §8 wants >= 0.35 on two cores), busy_share (the fraction of its
 // CPU the neighbour got), load_avg (1-minute load average at the start, the neighbour
 // not counted) and threads (the engine's CPU threads).
-// Counters: images/s; memory: arena_MiB (the executor's planned arena), params_MiB
+// Counters: images/s; memory: arena_MiB (the executor's planned arena; arena_no_inplace_MiB
+// the same plan without in-place reuse), params_MiB
 // (parameters, state and optimizer slots), peak_MiB (arena + params + the step's outputs:
 // loss, gradients, state updates); on the GPU also gpu_held_MiB (the caching allocator's
 // bytes after the steps) and gpu_used_MiB (device memory taken since the trainer was made).
@@ -125,6 +126,11 @@ void report(benchmark::State& state, train::Trainer& t, int64_t batch, On on, do
   for (NodeId o : t.plan().outputs) outputs += static_cast<double>(numel(g.node(o).shape) * dtype_size(g.node(o).dtype));
   const double arena = static_cast<double>(t.plan().memory.arena_bytes);
   state.counters["arena_MiB"] = arena / kMiB;
+  // The same plan without in-place reuse, for the memory it saves.
+  const Plan& p = t.plan();
+  state.counters["arena_no_inplace_MiB"] =
+      static_cast<double>(plan_memory(g, p.order, p.outputs, p.canonical, false).arena_bytes) / kMiB;
+  state.counters["live_peak_MiB"] = static_cast<double>(p.memory.live_peak_bytes) / kMiB;
   state.counters["params_MiB"] = params / kMiB;
   state.counters["peak_MiB"] = (arena + params + outputs) / kMiB;
   if (on == On::cuda) {

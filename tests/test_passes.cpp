@@ -67,6 +67,33 @@ TEST(MemoryPlan, ChainReusesBuffers) {
   EXPECT_LT(static_cast<double>(p.memory.arena_bytes) / static_cast<double>(p.memory.total_bytes), 0.1);
 }
 
+// Without in-place reuse: the same order, each intermediate in memory of its own.
+Plan without_in_place(const Graph& g, const Plan& p, const std::vector<NodeId>& outputs) {
+  Plan q = p;
+  q.memory = plan_memory(g, p.order, outputs, p.canonical, false);
+  return q;
+}
+
+TEST(MemoryPlan, AnElementwiseChainRunsInPlaceInOneBuffer) {
+  Graph g;
+  Value h = ops::leaf(g, "x", {64, 256}, DType::f32);
+  for (int i = 0; i < 20; ++i) h = ops::tanh(h * 1.01);
+  const Value out = ops::sum(h);
+  const Plan p = compile(g, {out.id()});
+  verify_memory_plan(p.memory);
+  const Plan q = without_in_place(g, p, {out.id()});
+  verify_memory_plan(q.memory);
+  // Every product and tanh but the first product (whose input is the fed leaf) writes over
+  // its input: 39 of 40, one 64 KiB buffer (and the scalar 1.01) instead of two.
+  EXPECT_EQ(p.memory.in_place, 39u);
+  EXPECT_EQ(q.memory.in_place, 0u);
+  EXPECT_LE(p.memory.arena_bytes, 65536u + 64u);
+  EXPECT_GE(q.memory.arena_bytes, 2u * 65536u);
+  const Feeds feeds{{"x", testing::random_tensor({64, 256}, DType::f32, 5)}};
+  Executor with(g, p, cpu_backend()), plain(g, q, cpu_backend());
+  EXPECT_EQ(with.run(feeds)[0].item(0), plain.run(feeds)[0].item(0));
+}
+
 TEST(MemoryPlan, BackwardGraphPlansWithoutOverlap) {
   Graph g;
   Value x = ops::leaf(g, "x", {8, 32}, DType::f64);
@@ -79,6 +106,15 @@ TEST(MemoryPlan, BackwardGraphPlansWithoutOverlap) {
   const Plan p = compile(g, {loss.id(), gw.id(), hv.id()});
   verify_memory_plan(p.memory);
   EXPECT_LT(p.memory.arena_bytes, p.memory.total_bytes);
+  // In place or not, the same numbers, bit for bit.
+  const Plan q = without_in_place(g, p, {loss.id(), gw.id(), hv.id()});
+  EXPECT_GT(p.memory.in_place, 0u);
+  EXPECT_LE(p.memory.arena_bytes, q.memory.arena_bytes);
+  const Feeds feeds{{"x", testing::random_tensor({8, 32}, DType::f64, 1)},
+                    {"w", testing::random_tensor({32, 32}, DType::f64, 2, -0.3, 0.3)}};
+  Executor with(g, p, cpu_backend()), plain(g, q, cpu_backend());
+  const std::vector<Tensor> a = with.run(feeds), b = plain.run(feeds);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].to_vector(), b[i].to_vector()) << i;
 }
 
 TEST(MemoryPlan, VerifierCatchesOverlappingLiveBuffers) {
@@ -90,6 +126,14 @@ TEST(MemoryPlan, VerifierCatchesOverlappingLiveBuffers) {
   ok.buffers[1].first = 4;  // lifetimes no longer overlap
   ok.buffers[0].last = 3;
   EXPECT_NO_THROW(verify_memory_plan(ok));
+  // In place: node 1 takes node 0's bytes at the step that reads node 0 last.
+  MemoryPlan in_place;
+  in_place.buffers = {{0, 128, 0, 0, 3}, {1, 128, 0, 3, 5, 0}};
+  in_place.arena_bytes = 128;
+  EXPECT_NO_THROW(verify_memory_plan(in_place));
+  in_place.buffers[1].offset = 64;  // not at its input's bytes
+  in_place.arena_bytes = 192;
+  EXPECT_THROW(verify_memory_plan(in_place), Error);
 }
 
 TEST(Executor, MissingAndMistypedFeedsAreNamed) {

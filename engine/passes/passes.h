@@ -24,20 +24,28 @@ struct Buffer {
   size_t offset;  // in the arena
   size_t first;   // step that writes it
   size_t last;    // last step that reads it
+  // In-place: the input (dying at `first`) whose memory this node's output takes, or kNoNode.
+  NodeId reuses = kNoNode;
 };
 
 struct MemoryPlan {
   std::vector<Buffer> buffers;  // every intermediate placed in the arena
   size_t arena_bytes = 0;       // peak: the arena's size
   size_t total_bytes = 0;       // the sum of all intermediates, had each its own buffer
+  size_t in_place = 0;          // intermediates written over an input
+  // The most bytes live at one step: no placement of these lifetimes needs less than this
+  // (arena_bytes above it is the placement's fragmentation).
+  size_t live_peak_bytes = 0;
 };
 
 constexpr size_t kArenaAlignment = 64;
 
 // Places every computed intermediate of `order` that is not an output in one arena by
-// liveness: buffers whose lifetimes overlap never share bytes. Greedy by size, lowest fit.
+// liveness: buffers whose lifetimes overlap never share bytes, except that with `in_place`
+// the output of an OpDef::in_place op takes the memory of an input of its shape and dtype
+// that dies there (a chain of such ops runs in one buffer). Greedy by size, lowest fit.
 MemoryPlan plan_memory(const Graph& graph, const std::vector<NodeId>& order, const std::vector<NodeId>& outputs,
-                       const std::vector<NodeId>& canonical);
+                       const std::vector<NodeId>& canonical, bool in_place = true);
 
 // Throws if two buffers with overlapping lifetimes share bytes, or one leaves the arena.
 void verify_memory_plan(const MemoryPlan& plan);
