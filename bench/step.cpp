@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iomanip>
+#include <map>
 #include <ostream>
 
 #include "bench/busy_neighbour.h"
@@ -366,6 +367,35 @@ StepSpec parse_step_spec(const std::string& flag, const std::string& spec) {
   return {on, part[1], std::stoll(part[2]), part[3] == "agilenn"};
 }
 
+// Where the step's memory peaks: the step of the plan with the most bytes live, and what
+// is live there, by op (what a rematerialisation or fusion pass would have to shrink).
+void report_memory_peak(const Graph& g, const Plan& plan, std::ostream& out) {
+  const MemoryPlan& m = plan.memory;
+  // An in-place output holds its input's bytes from the step after the hand-over.
+  auto from = [](const Buffer& b) { return b.reuses == kNoNode ? b.first : b.first + 1; };
+  std::vector<int64_t> change(plan.order.size() + 2, 0);
+  for (const Buffer& b : m.buffers)
+    if (from(b) <= b.last) change[from(b)] += static_cast<int64_t>(b.bytes), change[b.last + 1] -= static_cast<int64_t>(b.bytes);
+  size_t peak = 0;
+  for (int64_t s = 0, live = 0, best = -1; s < static_cast<int64_t>(change.size()); ++s)
+    if ((live += change[static_cast<size_t>(s)]) > best) best = live, peak = static_cast<size_t>(s);
+  std::map<std::string, std::pair<size_t, int>> by_op;
+  for (const Buffer& b : m.buffers)
+    if (from(b) <= peak && peak <= b.last) {
+      auto& [bytes, count] = by_op[g.node(b.node).op_name()];
+      bytes += b.bytes, count += 1;
+    }
+  std::vector<std::pair<std::string, std::pair<size_t, int>>> sorted(by_op.begin(), by_op.end());
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  constexpr double kMiB = 1 << 20;
+  out << "memory: arena " << static_cast<double>(m.arena_bytes) / kMiB << " MiB, live peak "
+      << static_cast<double>(m.live_peak_bytes) / kMiB << " MiB at step " << peak << " of " << plan.order.size()
+      << ", " << m.in_place << " outputs in place; live there, by the op that made it:\n";
+  for (const auto& [op, bc] : sorted)
+    out << std::left << std::setw(28) << op << std::right << std::setw(10) << static_cast<double>(bc.first) / kMiB
+        << " MiB" << std::setw(8) << bc.second << " values\n";
+}
+
 }  // namespace
 
 int profile_step(const std::string& spec, std::ostream& out) {
@@ -391,6 +421,7 @@ int profile_step(const std::string& spec, std::ostream& out) {
         << std::setw(7) << std::setprecision(1) << 100 * o.seconds / total << "%" << std::setw(12)
         << std::setprecision(0) << static_cast<double>(o.calls) / kSteps << std::setw(12) << std::setprecision(1)
         << o.seconds / static_cast<double>(o.calls) * 1e6 << std::setprecision(2) << "\n";
+  report_memory_peak(t->graph().graph, t->plan(), out);
   return 0;
 }
 
