@@ -558,8 +558,8 @@ void validate(const RunConfig& c) {
   AGILENN_CHECK(c.figure_samples >= 0, "--figure-samples " << c.figure_samples << ": must be 0 (none) or more");
   AGILENN_CHECK(c.bucket_bytes > 0, "--bucket-mb: must be positive");
   AGILENN_CHECK(!c.graph_replay || dist::world().size() == 1,
-                "--graph-replay: not with " << dist::world().size() << " ranks yet (a recording cannot start the "
-                                                "gradient all-reduces while the backward runs); drop the flag");
+                "--cuda-graph: not with " << dist::world().size() << " ranks yet (a recording cannot start the "
+                                              "gradient all-reduces while the backward runs); use --no-cuda-graph");
   const models::AgileNNPreset& p = c.preset;
   const int64_t k = p.local_channels();
   AGILENN_CHECK(k >= 1 && k < p.feature_channels,
