@@ -466,7 +466,7 @@ std::vector<double> from_every_rank(const std::vector<double>& mine) {
 
 Overlap measure_overlap(train::Trainer& t, const data::Batch& b, size_t bucket_bytes) {
   t.set_gradient_bucket_bytes(bucket_bytes);
-  const train::GradientBuckets& buckets = *t.gradient_buckets();
+  train::GradientBuckets& buckets = *t.gradient_buckets();
   t.step(b.images, b.labels);
   constexpr int kSteps = 3, kReductions = 20;
   using Clock = std::chrono::steady_clock;
@@ -489,7 +489,7 @@ Overlap measure_overlap(train::Trainer& t, const data::Batch& b, size_t bucket_b
   for (int i = 0; i < kReductions; ++i) {
     dist::world().barrier();
     const auto start = Clock::now();
-    const_cast<train::GradientBuckets&>(buckets).reduce_all_now();
+    buckets.reduce_all_now();
     const std::vector<double> all = from_every_rank({std::chrono::duration<double>(Clock::now() - start).count()});
     o.reduce_seconds += *std::max_element(all.begin(), all.end()) / kReductions;
   }

@@ -61,6 +61,7 @@ class Trainer {
   // reports, and the guard checks, are the means over the ranks. Default 25 MiB.
   void set_gradient_bucket_bytes(size_t bytes);
   const GradientBuckets* gradient_buckets() const { return buckets_.get(); }
+  GradientBuckets* gradient_buckets() { return buckets_.get(); }
 
   // Extra leaves (the zero-point table) fed with every step; uploaded once, here.
   void set_input(const std::string& name, const Tensor& value);
