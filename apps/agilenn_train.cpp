@@ -36,13 +36,10 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
                 "under mpirun: the model's batch norms take the statistics of the global batch (all ranks') "
                 "instead of their rank's share");
   cmd->add_option_function<double>(
-         "--bucket-mb",
-         [&cfg](double mb) {
-           AGILENN_CHECK(mb > 0 && mb <= 4096, "--bucket-mb " << mb << ": must be in (0, 4096]");
-           cfg.bucket_bytes = static_cast<size_t>(mb * (1 << 20));
-         },
+         "--bucket-mb", [&cfg](double mb) { cfg.bucket_bytes = static_cast<size_t>(mb * (1 << 20)); },
          "under mpirun: gradients are summed over the ranks in buckets of this many MiB, each started as soon as "
-         "the backward has produced it (default 25)");
+         "the backward has produced it (default 25)")
+      ->check(CLI::Range(0.001, 4096.0));
   cmd->add_option("--lr", cfg.lr,
                   "initial learning rate (default: the preset's; AgileNN SGDW 0.1; reference net Adam, tiny 1e-2, "
                   "paper 1e-3, or the seed's fine-tuning 1e-4 with --init)");
@@ -184,6 +181,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
+  // Leaves the MPI job at every normal exit (a failing rank aborts the job instead).
+  struct LeaveJob {
+    ~LeaveJob() { agilenn::dist::finalize(); }
+  } leave_job;
   try {
     // Under mpirun or srun: join the job (a rank per process; rank 0 logs and writes).
     agilenn::dist::init();
@@ -192,8 +193,11 @@ int main(int argc, char** argv) {
       agilenn::train::import_reference(import_cfg, std::cout);
       return 0;
     }
+    // Rank 0 alone speaks under mpirun.
+    std::ostream silent(nullptr);
+    std::ostream& log = agilenn::dist::world().rank() == 0 ? std::cout : silent;
     if (*evaluate) {
-      agilenn::train::evaluate_checkpoint(checkpoint, eval, open_device(eval_device, std::cout), std::cout);
+      agilenn::train::evaluate_checkpoint(checkpoint, eval, open_device(eval_device, log), std::cout);
       return 0;
     }
     const bool agilenn = static_cast<bool>(*train);
@@ -213,8 +217,7 @@ int main(int argc, char** argv) {
     }
     // A mistake in the flags is reported before the device opens or data loads.
     agilenn::train::validate(c);
-    std::ostream silent(nullptr);
-    agilenn::Backend& backend = open_device(dev, agilenn::dist::world().rank() == 0 ? std::cout : silent);
+    agilenn::Backend& backend = open_device(dev, log);
     c.graph_replay = dev.cuda_graph && backend.device() != agilenn::Device::cpu && agilenn::dist::world().size() == 1;
     report(agilenn::train::run_training(c, backend, std::cout), agilenn, agilenn && c.attribution);
   } catch (const std::exception& e) {
@@ -223,6 +226,5 @@ int main(int argc, char** argv) {
     if (agilenn::dist::world().size() > 1) agilenn::dist::world().abort(1);
     return 1;
   }
-  agilenn::dist::finalize();
   return 0;
 }

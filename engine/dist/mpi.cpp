@@ -67,6 +67,9 @@ class MpiCommunicator final : public Communicator {
     if (!initialized) {
       int provided = 0;
       AGILENN_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided));
+      // Loader and compute threads run beside the one thread that calls MPI.
+      AGILENN_CHECK(provided >= MPI_THREAD_FUNNELED, "MPI provides thread level " << provided << ", below "
+                                                      "MPI_THREAD_FUNNELED, which agilenn needs");
     }
     AGILENN_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
     AGILENN_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));

@@ -281,7 +281,13 @@ StartState start_or_resume(const RunConfig& cfg, const StepGraph& step, Optimize
                            const std::string& latest, std::ostream& log) {
   StartState s;
   s.values = step.params.initialise(cfg.seed, DType::f32);
-  if (cfg.resume && std::filesystem::exists(latest)) {
+  // Rank 0 decides (it writes the checkpoints); every rank must then see the same file.
+  int32_t resume = cfg.resume && dist::world().rank() == 0 && std::filesystem::exists(latest) ? 1 : 0;
+  dist::world().broadcast(&resume, sizeof resume, 0);
+  if (resume != 0) {
+    AGILENN_CHECK(std::filesystem::exists(latest),
+                  dist::rank_prefix() << "rank 0 resumes from '" << latest << "', which this rank cannot see: --out "
+                                      << "must be on a file system every node shares");
     const io::Checkpoint ck = io::load_checkpoint(latest);
     io::check_against(ck, step.params, latest);
     AGILENN_CHECK(config_json(config_from_json(ck.metadata.at("config"))) == config_json(cfg),
@@ -334,7 +340,10 @@ void remap_channels(const RunConfig& cfg, int64_t classes, nn::TensorMap& values
     feeds["labels"] = batch.labels;
     importance.add(backend.to_host(ex.run(feeds)[0]));
   }
-  const std::vector<int64_t> order = importance.order(xai::parse_remap_method(remap));
+  std::vector<int64_t> order = importance.order(xai::parse_remap_method(remap));
+  // Rank 0's order for every rank, so that a near-tie ranked apart by rounding cannot leave
+  // the replicas permuted differently.
+  dist::world().broadcast(order.data(), order.size() * sizeof(int64_t), 0);
   xai::permute_feature_channels(values, order);
   log << "channel remapping (" << remap << ", " << probe_batches << " batches):";
   for (size_t i = 0; i < order.size(); ++i) log << " " << order[i] << "->" << i;
@@ -731,7 +740,10 @@ RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& 
 }
 
 RunSummary evaluate_checkpoint(const std::string& checkpoint, const EvaluateOptions& options, Backend& backend,
-                               std::ostream& log) {
+                               std::ostream& rank_log) {
+  // Under mpirun every rank evaluates its share of the batches; rank 0 reports and draws.
+  std::ostream silent(nullptr);
+  std::ostream& log = dist::world().rank() == 0 ? rank_log : silent;
   AGILENN_CHECK(options.batch > 0, "--batch-size " << options.batch << ": must be positive");
   AGILENN_CHECK(options.figure_samples >= 0, "--figure-samples " << options.figure_samples << ": must be 0 or more");
   const io::Checkpoint ck = io::load_checkpoint(checkpoint);
@@ -750,7 +762,7 @@ RunSummary evaluate_checkpoint(const std::string& checkpoint, const EvaluateOpti
   const Evaluation ev = evaluate(cfg, classes, test, ck.tensors, table, batch,
                                  options.figures_dir.empty() ? 0 : options.figure_samples, backend, log);
   if (!options.figures_dir.empty()) {
-    ev.figures.write_png(options.figures_dir);
+    if (dist::world().rank() == 0) ev.figures.write_png(options.figures_dir);
     log << "figures: " << options.figures_dir << "\n";
   }
   RunSummary s;

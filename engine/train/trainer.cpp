@@ -141,7 +141,8 @@ void Trainer::enqueue(const Tensor& images, const Tensor& labels, int64_t global
   bind_batch(feeds, images, labels);
   if (!step_->dropout_counter.empty()) {
     if (!counter_.defined()) counter_ = Tensor({}, DType::i32, backend_.allocate(sizeof(int32_t)));
-    backend_.set_scalar(counter_, static_cast<double>(t));
+    // Ranks of a data-parallel job draw masks of their own (the counter keys the masks).
+    backend_.set_scalar(counter_, static_cast<double>(t * dist::world().size() + dist::world().rank()));
     feeds[step_->dropout_counter] = counter_;
   }
   backend_.await_uploads();
@@ -195,8 +196,7 @@ void Trainer::enqueue(const Tensor& images, const Tensor& labels, int64_t global
     UpdateGuard guard;
     guard.state = guard_;
     guard.step = t;
-    guard.checked = buckets_ ? std::span<const Tensor>(&ranks_row_, 1)    // every rank's loss and metrics
-                             : std::span<const Tensor>(out.data(), 1);  // the loss
+    guard.checked = std::span<const Tensor>(row.data(), 1);  // the loss (data parallel: summed over the ranks)
     guard.commit_from = state_from;
     guard.commit_to = state_to;
     optimizer_->apply(values_, step_->trainable, grads, guard, backend_);

@@ -24,12 +24,14 @@ struct Handles {
     std::string why;
     const int devices = device_count(&why);
     AGILENN_CHECK(devices > 0, "CUDA backend: " << why);
-    // One rank per GPU: a data-parallel job's rank takes its node's GPU of its local rank.
+    // One rank per GPU: a data-parallel job's rank takes its node's GPU of its local rank,
+    // unless the launcher shows each rank only its own (srun --gpus-per-task=1, or a
+    // CUDA_VISIBLE_DEVICES per rank).
     const dist::Communicator& world = dist::world();
-    if (world.size() > 1) {
+    if (world.size() > 1 && devices > 1) {
       AGILENN_CHECK(world.local_rank() < devices, "CUDA backend: " << dist::rank_prefix() << "local rank "
-                                                   << world.local_rank() << " but this node has " << devices
-                                                   << " GPU(s); start at most one rank per GPU");
+                                                   << world.local_rank() << " but this node shows it " << devices
+                                                   << " GPUs; start at most one rank per GPU");
       AGILENN_CUDA_CHECK(cudaSetDevice(world.local_rank()));
     }
     AGILENN_CUDA_CHECK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
