@@ -194,8 +194,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     // Rank 0 alone speaks under mpirun.
-    std::ostream silent(nullptr);
-    std::ostream& log = agilenn::dist::world().rank() == 0 ? std::cout : silent;
+    std::ostream& log = agilenn::dist::rank0_only(std::cout);
     if (*evaluate) {
       agilenn::train::evaluate_checkpoint(checkpoint, eval, open_device(eval_device, log), std::cout);
       return 0;

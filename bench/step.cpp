@@ -371,14 +371,9 @@ StepSpec parse_step_spec(const std::string& flag, const std::string& spec) {
 // is live there, by op (what a rematerialisation or fusion pass would have to shrink).
 void report_memory_peak(const Graph& g, const Plan& plan, std::ostream& out) {
   const MemoryPlan& m = plan.memory;
+  const size_t peak = m.live_peak_step;
   // An in-place output holds its input's bytes from the step after the hand-over.
   auto from = [](const Buffer& b) { return b.reuses == kNoNode ? b.first : b.first + 1; };
-  std::vector<int64_t> change(plan.order.size() + 2, 0);
-  for (const Buffer& b : m.buffers)
-    if (from(b) <= b.last) change[from(b)] += static_cast<int64_t>(b.bytes), change[b.last + 1] -= static_cast<int64_t>(b.bytes);
-  size_t peak = 0;
-  for (int64_t s = 0, live = 0, best = -1; s < static_cast<int64_t>(change.size()); ++s)
-    if ((live += change[static_cast<size_t>(s)]) > best) best = live, peak = static_cast<size_t>(s);
   std::map<std::string, std::pair<size_t, int>> by_op;
   for (const Buffer& b : m.buffers)
     if (from(b) <= peak && peak <= b.last) {

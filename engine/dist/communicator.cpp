@@ -1,6 +1,7 @@
 #include "engine/dist/communicator.h"
 
 #include <cstdlib>
+#include <ostream>
 #include <utility>
 
 #include "engine/core/error.h"
@@ -92,6 +93,11 @@ void finalize() {
 void all_reduce_sum(Tensor& host) {
   AGILENN_CHECK(host.device() == Device::cpu, "dist::all_reduce_sum takes host tensors");
   world().all_reduce_sum(host.raw(), host.numel(), host.dtype());
+}
+
+std::ostream& rank0_only(std::ostream& out) {
+  static std::ostream silent(nullptr);
+  return world().rank() == 0 ? out : silent;
 }
 
 std::string rank_prefix() {

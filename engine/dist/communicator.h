@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iosfwd>
 #include <memory>
 #include <string>
 
@@ -67,5 +68,8 @@ std::unique_ptr<Communicator> set_world(std::unique_ptr<Communicator> c);
 
 // "rank r of N: " for messages of a job with more than one rank, else "".
 std::string rank_prefix();
+
+// `out` on rank 0; on the other ranks a stream that writes nothing (rank 0 alone speaks).
+std::ostream& rank0_only(std::ostream& out);
 
 }  // namespace agilenn::dist

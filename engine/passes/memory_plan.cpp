@@ -8,7 +8,11 @@
 namespace agilenn {
 namespace {
 
-bool lifetimes_overlap(const Buffer& a, const Buffer& b) { return a.first <= b.last && b.first <= a.last; }
+// Buffers, or the groups of buffers that share memory: [first, last] steps.
+template <class Span>
+bool lifetimes_overlap(const Span& a, const Span& b) {
+  return a.first <= b.last && b.first <= a.last;
+}
 bool bytes_overlap(const Buffer& a, const Buffer& b) {
   return a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes;
 }
@@ -77,20 +81,23 @@ MemoryPlan plan_memory(const Graph& graph, const std::vector<NodeId>& order, con
       change[groups[g].last + 1] -= static_cast<int64_t>(groups[g].bytes);
     }
   int64_t live = 0;
-  for (int64_t c : change) plan.live_peak_bytes = std::max(plan.live_peak_bytes, static_cast<size_t>(live += c));
+  for (size_t s = 0; s < change.size(); ++s)
+    if (static_cast<size_t>(live += change[s]) > plan.live_peak_bytes) {
+      plan.live_peak_bytes = static_cast<size_t>(live);
+      plan.live_peak_step = s;
+    }
 
   std::vector<size_t> by_size;
   for (size_t g = 0; g < groups.size(); ++g)
     if (group[g] == g) by_size.push_back(g);
   std::stable_sort(by_size.begin(), by_size.end(), [&](size_t a, size_t b) { return groups[a].bytes > groups[b].bytes; });
-  auto overlap_in_time = [](const Group& a, const Group& b) { return a.first <= b.last && b.first <= a.last; };
   std::vector<size_t> placed;
   std::vector<const Group*> conflicts;
   for (size_t idx : by_size) {
     Group& g = groups[idx];
     conflicts.clear();
     for (size_t p : placed)
-      if (overlap_in_time(g, groups[p])) conflicts.push_back(&groups[p]);
+      if (lifetimes_overlap(g, groups[p])) conflicts.push_back(&groups[p]);
     std::sort(conflicts.begin(), conflicts.end(), [](const Group* x, const Group* y) { return x->offset < y->offset; });
     size_t offset = 0;
     for (const Group* c : conflicts) {

@@ -36,6 +36,7 @@ struct MemoryPlan {
   // The most bytes live at one step: no placement of these lifetimes needs less than this
   // (arena_bytes above it is the placement's fragmentation).
   size_t live_peak_bytes = 0;
+  size_t live_peak_step = 0;  // the first step of the order where it is reached
 };
 
 constexpr size_t kArenaAlignment = 64;

@@ -603,12 +603,12 @@ void validate(const RunConfig& c) {
 void average_state_over_ranks(Trainer& trainer) {
   nn::TensorMap state;
   const double ranks = dist::world().size();
-  for (const auto& [name, t] : trainer.host_values()) {
-    if (trainer.graph().params.find(name)->kind != LeafKind::state) continue;
-    Tensor host = t.clone();
+  for (const nn::ParamInfo& info : trainer.graph().params.all()) {
+    if (info.kind != LeafKind::state) continue;
+    Tensor host = trainer.backend().to_host(trainer.values().at(info.name)).clone();
     dist::all_reduce_sum(host);
     for (int64_t i = 0; i < host.numel(); ++i) host.set_item(i, host.item(i) / ranks);
-    state.emplace(name, host);
+    state.emplace(info.name, host);
   }
   trainer.load_state(state, {});
 }
@@ -618,8 +618,7 @@ RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& 
   validate(given);
   const int rank = dist::world().rank(), ranks = dist::world().size();
   // Rank 0 alone logs and writes files; the others run silently beside it.
-  std::ostream silent(nullptr);
-  std::ostream& log = rank == 0 ? rank_log : silent;
+  std::ostream& log = dist::rank0_only(rank_log);
   const bool writer = rank == 0;
   const data::ImageDataset train_set =
       data::first_samples(data::load_dataset(given.dataset, given.data_dir, data::Split::train), given.train_limit);
@@ -742,8 +741,7 @@ RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& 
 RunSummary evaluate_checkpoint(const std::string& checkpoint, const EvaluateOptions& options, Backend& backend,
                                std::ostream& rank_log) {
   // Under mpirun every rank evaluates its share of the batches; rank 0 reports and draws.
-  std::ostream silent(nullptr);
-  std::ostream& log = dist::world().rank() == 0 ? rank_log : silent;
+  std::ostream& log = dist::rank0_only(rank_log);
   AGILENN_CHECK(options.batch > 0, "--batch-size " << options.batch << ": must be positive");
   AGILENN_CHECK(options.figure_samples >= 0, "--figure-samples " << options.figure_samples << ": must be 0 or more");
   const io::Checkpoint ck = io::load_checkpoint(checkpoint);

@@ -9,6 +9,11 @@
 namespace agilenn::train {
 namespace {
 
+// Element k of a contiguous tensor, as a scalar view of its memory.
+Tensor element(const Tensor& t, int64_t k) {
+  return Tensor({}, t.dtype(), t.storage(), t.offset_bytes() + static_cast<size_t>(k) * dtype_size(t.dtype()));
+}
+
 bool same_tensor(const Tensor& a, const Tensor& b) {
   return a.storage() == b.storage() && a.offset_bytes() == b.offset_bytes() && a.shape() == b.shape() &&
          a.dtype() == b.dtype();
@@ -158,8 +163,7 @@ void Trainer::enqueue(const Tensor& images, const Tensor& labels, int64_t global
     if (!ranks_row_.defined())
       ranks_row_ = Tensor({width}, out[0].dtype(), backend_.allocate(static_cast<size_t>(width) * dtype_size(out[0].dtype())));
     for (int64_t k = 0; k < width; ++k) {
-      row[static_cast<size_t>(k)] = Tensor({}, ranks_row_.dtype(), ranks_row_.storage(),
-                                           ranks_row_.offset_bytes() + static_cast<size_t>(k) * dtype_size(ranks_row_.dtype()));
+      row[static_cast<size_t>(k)] = element(ranks_row_, k);
       backend_.copy_into(out[static_cast<size_t>(k)], row[static_cast<size_t>(k)]);
     }
     backend_.start_all_reduce_sum(ranks_row_);
@@ -177,8 +181,7 @@ void Trainer::enqueue(const Tensor& images, const Tensor& labels, int64_t global
   }
   if (history_rows_ == kHistoryRows) drain_history();
   for (int64_t k = 0; k < width; ++k) {
-    Tensor cell({}, history_.dtype(), history_.storage(),
-                history_.offset_bytes() + static_cast<size_t>(history_rows_ * width + k) * dtype_size(history_.dtype()));
+    Tensor cell = element(history_, history_rows_ * width + k);
     AGILENN_CHECK(row[static_cast<size_t>(k)].dtype() == history_.dtype() && row[static_cast<size_t>(k)].numel() == 1,
                   "the step's loss and metrics must be scalars of one dtype");
     backend_.copy_into(row[static_cast<size_t>(k)], cell);
