@@ -40,6 +40,12 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
          "under mpirun: gradients are summed over the ranks in buckets of this many MiB, each started as soon as "
          "the backward has produced it (default 25)")
       ->check(CLI::Range(0.001, 4096.0));
+  cmd->add_option_function<double>(
+         "--memory-budget-mb", [&cfg](double mb) { cfg.memory_budget = static_cast<size_t>(mb * (1 << 20)); },
+         "recompute cheap elementwise values (batch-norm and activation outputs) where the backward reads them "
+         "instead of keeping them, until the step's intermediates peak at no more than this many MiB or no "
+         "recomputation lowers the peak; 0: as low as that goes (default: keep every value)")
+      ->check(CLI::Range(0.0, 1.0e7));
   cmd->add_option("--lr", cfg.lr,
                   "initial learning rate (default: the preset's; AgileNN SGDW 0.1; reference net Adam, tiny 1e-2, "
                   "paper 1e-3, or the seed's fine-tuning 1e-4 with --init)");

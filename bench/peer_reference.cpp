@@ -166,7 +166,7 @@ int time_case(const Options& o) {
   json r = {{"kind", o.kind}, {"device", o.device}, {"batch", o.batch}, {"warmup", o.warmup}, {"iters", o.time_iters}};
   r["arena_bytes"] = t.plan().memory.arena_bytes;
   const Plan& plan = t.plan();
-  r["arena_bytes_without_in_place"] = plan_memory(g, plan.order, plan.outputs, plan.canonical, false).arena_bytes;
+  r["arena_bytes_without_in_place"] = plan_memory(g, plan.order, plan.reads, plan.outputs, false).arena_bytes;
   r["output_bytes"] = outputs;
   r["step_memory_bytes"] = t.plan().memory.arena_bytes + outputs;
   r["memory_measure"] = "planned arena of intermediates + the step's outputs (gradients, loss, metrics, BN statistics)";

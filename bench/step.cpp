@@ -56,8 +56,10 @@ bool unavailable(benchmark::State& state, On on) {
   return true;
 }
 
+// `remat`: the step's values recomputed as far as that lowers its memory peak
+// (CompileOptions::memory_budget 0, agilenn-train's --memory-budget-mb 0).
 std::unique_ptr<train::Trainer> make_trainer(On on, const std::string& preset, int64_t batch, bool attribution,
-                                             int ig_steps) {
+                                             int ig_steps, bool remat = false) {
   train::AgileNNStepOptions opt;
   opt.preset = models::preset(preset);
   opt.classes = kClasses;
@@ -69,7 +71,7 @@ std::unique_ptr<train::Trainer> make_trainer(On on, const std::string& preset, i
   const std::string table_name = step->zero_point_table;
   auto t = std::make_unique<train::Trainer>(std::move(step), values,
                                             std::make_unique<train::SGDW>(train::CosineSchedule{0.01, 1000, 0}),
-                                            backend_for(on));
+                                            backend_for(on), remat ? CompileOptions{0} : CompileOptions{});
   if (!table_name.empty()) t->set_input(table_name, train::compute_zero_point_table(opt.preset, kClasses, values, DType::f32, cpu_backend()));
   // As agilenn-train runs it: on the GPU, each step replayed as a recorded CUDA graph.
   t->executor().set_graph_replay(on == On::cuda);
@@ -130,8 +132,12 @@ void report(benchmark::State& state, train::Trainer& t, int64_t batch, On on, do
   // The same plan without in-place reuse, for the memory it saves.
   const Plan& p = t.plan();
   state.counters["arena_no_inplace_MiB"] =
-      static_cast<double>(plan_memory(g, p.order, p.outputs, p.canonical, false).arena_bytes) / kMiB;
+      static_cast<double>(plan_memory(g, p.order, p.reads, p.outputs, false).arena_bytes) / kMiB;
   state.counters["live_peak_MiB"] = static_cast<double>(p.memory.live_peak_bytes) / kMiB;
+  if (p.recomputed > 0) {
+    state.counters["live_peak_keep_all_MiB"] = static_cast<double>(p.live_peak_without_remat) / kMiB;
+    state.counters["recomputed_nodes"] = static_cast<double>(p.recomputed);
+  }
   state.counters["params_MiB"] = params / kMiB;
   state.counters["peak_MiB"] = (arena + params + outputs) / kMiB;
   if (on == On::cuda) {
@@ -141,11 +147,12 @@ void report(benchmark::State& state, train::Trainer& t, int64_t batch, On on, do
   }
 }
 
-void step_benchmark(benchmark::State& state, On on, const std::string& preset, int64_t batch, bool attribution) {
+void step_benchmark(benchmark::State& state, On on, const std::string& preset, int64_t batch, bool attribution,
+                    bool remat) {
   if (unavailable(state, on)) return;
   guarded(state, [&] {
     const double before = start_memory(on);
-    auto t = make_trainer(on, preset, batch, attribution, 2);
+    auto t = make_trainer(on, preset, batch, attribution, 2, remat);
     const data::Batch b = make_batch(on, preset, batch);
     warm_up(*t, b);
     LoopTimer timer;
@@ -153,7 +160,8 @@ void step_benchmark(benchmark::State& state, On on, const std::string& preset, i
     for (auto _ : state) t->enqueue(b.images, b.labels);
     t->collect();
     report(state, *t, batch, on, before, timer.seconds_per_iteration(state));
-    state.SetLabel(preset + (attribution ? " second-order AgileNN" : " plain first-order"));
+    state.SetLabel(preset + (attribution ? " second-order AgileNN" : " plain first-order") +
+                   (remat ? ", recomputing" : ""));
   });
 }
 
@@ -275,13 +283,14 @@ void register_steps(On on) {
   std::vector<StepCase> steps{{"tiny", 32}, {"tiny", 64}, {"paper", 8}};
   if (gpu) steps.push_back({"paper", 64});
   for (const StepCase& c : steps)
-    for (bool attribution : {true, false}) {
-      const std::string name =
-          "BM_Step/" + dev + "/" + c.preset + "/" + std::to_string(c.batch) + "/" + (attribution ? "agilenn" : "plain");
-      benchmark::RegisterBenchmark(name.c_str(), [on, c, attribution](benchmark::State& s) {
-        step_benchmark(s, on, c.preset, c.batch, attribution);
-      })->UseRealTime()->MinTime(1.0)->Unit(benchmark::kMillisecond);
-    }
+    for (bool attribution : {true, false})
+      for (bool remat : {false, true}) {
+        const std::string name = "BM_Step/" + dev + "/" + c.preset + "/" + std::to_string(c.batch) + "/" +
+                                 (attribution ? "agilenn" : "plain") + (remat ? "-remat" : "");
+        benchmark::RegisterBenchmark(name.c_str(), [on, c, attribution, remat](benchmark::State& s) {
+          step_benchmark(s, on, c.preset, c.batch, attribution, remat);
+        })->UseRealTime()->MinTime(1.0)->Unit(benchmark::kMillisecond);
+      }
   const std::vector<StepCase> ratios{{"tiny", 32}, {"paper", gpu ? 64 : 8}};
   for (const StepCase& c : ratios) {
     const std::string name = "BM_ExplainabilityCost/" + dev + "/" + c.preset + "/" + std::to_string(c.batch);
@@ -345,6 +354,7 @@ struct StepSpec {
   std::string preset;
   int64_t batch;
   bool attribution;
+  bool remat;
 };
 
 StepSpec parse_step_spec(const std::string& flag, const std::string& spec) {
@@ -355,16 +365,21 @@ StepSpec parse_step_spec(const std::string& flag, const std::string& spec) {
     if (slash == std::string::npos) break;
     at = slash + 1;
   }
+  const std::string suffix = "-remat";
+  std::string mode = part.size() == 4 ? part[3] : "";
+  const bool remat = mode.size() > suffix.size() && mode.ends_with(suffix);
+  if (remat) mode.resize(mode.size() - suffix.size());
   AGILENN_CHECK(part.size() == 4 && (part[0] == "cpu" || part[0] == "cuda") &&
-                    (part[3] == "agilenn" || part[3] == "plain") && !part[2].empty() &&
+                    (mode == "agilenn" || mode == "plain") && !part[2].empty() &&
                     part[2].find_first_not_of("0123456789") == std::string::npos,
-                flag << "=" << spec << ": expected <cpu|cuda>/<preset>/<batch>/<agilenn|plain>, e.g. cpu/tiny/64/agilenn");
+                flag << "=" << spec
+                     << ": expected <cpu|cuda>/<preset>/<batch>/<agilenn|plain>[-remat], e.g. cpu/tiny/64/agilenn");
   const On on = part[0] == "cpu" ? On::cpu : On::cuda;
   if (on == On::cuda) {
     const std::string why = gpu_unavailable();
     AGILENN_CHECK(why.empty(), flag << "=" << spec << ": " << why);
   }
-  return {on, part[1], std::stoll(part[2]), part[3] == "agilenn"};
+  return {on, part[1], std::stoll(part[2]), mode == "agilenn", remat};
 }
 
 // Where the step's memory peaks: the step of the plan with the most bytes live, and what
@@ -395,7 +410,7 @@ void report_memory_peak(const Graph& g, const Plan& plan, std::ostream& out) {
 
 int profile_step(const std::string& spec, std::ostream& out) {
   const StepSpec sp = parse_step_spec("--profile_step", spec);
-  auto t = make_trainer(sp.on, sp.preset, sp.batch, sp.attribution, 2);
+  auto t = make_trainer(sp.on, sp.preset, sp.batch, sp.attribution, 2, sp.remat);
   const data::Batch b = make_batch(sp.on, sp.preset, sp.batch);
   warm_up(*t, b);
   constexpr int kSteps = 20;
@@ -501,7 +516,7 @@ int dist_report(const std::string& spec, std::ostream& out) {
   AGILENN_CHECK(dist::world().local_rank() == dist::world().rank(),
                 "--dist_report: run every rank on one machine (its times compare on one clock)");
   const StepSpec sp = parse_step_spec("--dist_report", spec);
-  auto t = make_trainer(sp.on, sp.preset, sp.batch, sp.attribution, 2);
+  auto t = make_trainer(sp.on, sp.preset, sp.batch, sp.attribution, 2, sp.remat);
   t->executor().set_graph_replay(false);  // the buckets start from the host while the backward runs
   AGILENN_CHECK(t->gradient_buckets(), "--dist_report: the step has no gradients to reduce");
   const data::Batch b = make_batch(sp.on, sp.preset, sp.batch);

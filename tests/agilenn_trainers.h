@@ -20,10 +20,11 @@ struct AgileNNTrainers {
         table(train::compute_zero_point_table(options.preset, options.classes, init, DType::f32, cpu_backend())) {}
 
   // SGDW at 0.1, cosine over `schedule_steps`, on `backend`, the table set.
-  std::unique_ptr<train::Trainer> make(Backend& backend, int64_t schedule_steps, bool graph_replay = false) const {
+  std::unique_ptr<train::Trainer> make(Backend& backend, int64_t schedule_steps, bool graph_replay = false,
+                                       const CompileOptions& compile = {}) const {
     auto t = std::make_unique<train::Trainer>(train::build_agilenn_step(options), init,
                                               std::make_unique<train::SGDW>(train::CosineSchedule{0.1, schedule_steps, 0}),
-                                              backend);
+                                              backend, compile);
     t->set_input(t->graph().zero_point_table, table);
     t->executor().set_graph_replay(graph_replay);
     return t;

@@ -52,9 +52,10 @@ struct OpDef {
   std::string no_vjp_reason;
   // Elementwise on every backend: element i of the output is computed from element i of
   // each input of the output's shape (and any element of broadcast ones) and written after
-  // it was read, so the output may take the memory of such an input that dies here (the
-  // memory plan's in-place reuse).
-  bool in_place = false;
+  // it was read. So the output may take the memory of such an input that dies here (the
+  // memory plan's in-place reuse), and recomputing it costs one pass over memory that is
+  // being read anyway (rematerialisation).
+  bool elementwise = false;
 };
 
 class OpRegistry {

@@ -79,8 +79,8 @@ void add(OpRegistry& r, const std::string& name, ShapeRule rule, bool is_leaf = 
   r.add(std::move(d));
 }
 
-// The elementwise maps whose kernels (CPU and CUDA) may write over an input (OpDef::in_place).
-const char* const kInPlace[] = {"neg",  "abs", "sign", "exp", "log",     "sqrt",    "rsqrt", "sigmoid",
+// The elementwise maps whose kernels (CPU and CUDA) may write over an input (OpDef::elementwise).
+const char* const kElementwise[] = {"neg",  "abs", "sign", "exp", "log",     "sqrt",    "rsqrt", "sigmoid",
                                 "tanh", "stop_gradient", "clamp", "clamp_grad", "add", "sub", "mul",
                                 "div",  "maximum", "minimum", "where"};
 
@@ -388,7 +388,7 @@ void register_shape_rules(OpRegistry& r) {
     AGILENN_CHECK(a.i("out_h") > 0 && a.i("out_w") > 0, "output size must be positive");
     return {{x.shape[0], a.i("out_h"), a.i("out_w"), x.shape[3]}, x.dtype};
   });
-  for (const char* op : kInPlace) const_cast<OpDef&>(r.get(op)).in_place = true;
+  for (const char* op : kElementwise) const_cast<OpDef&>(r.get(op)).elementwise = true;
 }
 
 }  // namespace agilenn

@@ -19,10 +19,13 @@ bool bytes_overlap(const Buffer& a, const Buffer& b) {
 
 }  // namespace
 
-MemoryPlan plan_memory(const Graph& graph, const std::vector<NodeId>& order, const std::vector<NodeId>& outputs,
-                       const std::vector<NodeId>& canonical, bool in_place) {
+MemoryPlan plan_memory(const Graph& graph, const std::vector<NodeId>& order,
+                       const std::vector<std::vector<NodeId>>& reads, const std::vector<NodeId>& outputs,
+                       bool in_place) {
+  AGILENN_CHECK(reads.size() == order.size(), "plan_memory: " << reads.size() << " read lists for " << order.size()
+                                                              << " steps");
   std::vector<bool> is_output(graph.size(), false);
-  for (NodeId o : outputs) is_output[static_cast<size_t>(canonical[static_cast<size_t>(o)])] = true;
+  for (NodeId o : outputs) is_output[static_cast<size_t>(o)] = true;
 
   MemoryPlan plan;
   std::unordered_map<NodeId, size_t> buffer_of;
@@ -36,8 +39,8 @@ MemoryPlan plan_memory(const Graph& graph, const std::vector<NodeId>& order, con
     plan.total_bytes += bytes;
   }
   for (size_t s = 0; s < order.size(); ++s)
-    for (NodeId in : graph.node(order[s]).inputs) {
-      auto it = buffer_of.find(canonical[static_cast<size_t>(in)]);
+    for (NodeId in : reads[s]) {
+      auto it = buffer_of.find(in);
       if (it != buffer_of.end()) plan.buffers[it->second].last = std::max(plan.buffers[it->second].last, s);
     }
 
@@ -49,9 +52,9 @@ MemoryPlan plan_memory(const Graph& graph, const std::vector<NodeId>& order, con
   if (in_place) {
     for (Buffer& out : plan.buffers) {
       const Node& n = graph.node(out.node);
-      if (!n.op->in_place) continue;
-      for (NodeId raw_in : n.inputs) {
-        auto it = buffer_of.find(canonical[static_cast<size_t>(raw_in)]);
+      if (!n.op->elementwise) continue;
+      for (NodeId in_id : reads[out.first]) {
+        auto it = buffer_of.find(in_id);
         if (it == buffer_of.end()) continue;
         const Buffer& in = plan.buffers[it->second];
         const Node& x = graph.node(in.node);

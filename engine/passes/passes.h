@@ -1,9 +1,11 @@
-// Graph passes: common-subexpression elimination, dead-code elimination and the memory
-// plan, combined by `compile` into a Plan that the executor runs.
+// Graph passes: common-subexpression elimination, dead-code elimination,
+// rematerialisation and the memory plan, combined by `compile` into a Plan that the
+// executor runs.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "engine/ir/graph.h"
@@ -42,22 +44,45 @@ struct MemoryPlan {
 constexpr size_t kArenaAlignment = 64;
 
 // Places every computed intermediate of `order` that is not an output in one arena by
-// liveness: buffers whose lifetimes overlap never share bytes, except that with `in_place`
-// the output of an OpDef::in_place op takes the memory of an input of its shape and dtype
-// that dies there (a chain of such ops runs in one buffer). Greedy by size, lowest fit.
-MemoryPlan plan_memory(const Graph& graph, const std::vector<NodeId>& order, const std::vector<NodeId>& outputs,
-                       const std::vector<NodeId>& canonical, bool in_place = true);
+// liveness (`reads[s]`: the values step s reads; `outputs`: canonical ids): buffers whose
+// lifetimes overlap never share bytes, except that with `in_place` the output of an
+// OpDef::elementwise op takes the memory of an input of its shape and dtype that dies there
+// (a chain of such ops runs in one buffer). Greedy by size, lowest fit.
+MemoryPlan plan_memory(const Graph& graph, const std::vector<NodeId>& order,
+                       const std::vector<std::vector<NodeId>>& reads, const std::vector<NodeId>& outputs,
+                       bool in_place = true);
 
 // Throws if two buffers with overlapping lifetimes share bytes, or one leaves the arena.
 void verify_memory_plan(const MemoryPlan& plan);
 
 struct Plan {
-  std::vector<NodeId> order;      // nodes to run, leaves included
-  std::vector<NodeId> outputs;    // canonical ids of the requested outputs
-  std::vector<NodeId> canonical;  // graph node -> its CSE representative
+  std::vector<NodeId> order;                // nodes to run, leaves included
+  std::vector<std::vector<NodeId>> reads;   // per step of `order`: the values its inputs are read from
+  std::vector<NodeId> outputs;              // canonical ids of the requested outputs
+  std::vector<NodeId> canonical;            // graph node -> its CSE representative
   MemoryPlan memory;
+  // Rematerialisation (CompileOptions::memory_budget): the nodes it added to recompute
+  // values, and the arena's live peak before it.
+  size_t recomputed = 0;
+  size_t live_peak_without_remat = 0;
 };
 
+struct CompileOptions {
+  // Rematerialisation: while the live peak of the arena is above this many bytes, a value
+  // that waits across the peak for a later reader and comes from a cheap elementwise op
+  // (OpDef::elementwise) is recomputed just before that reader from what is live there, if
+  // that lowers the peak. 0 lowers it as far as that goes; unset: no rematerialisation.
+  std::optional<size_t> memory_budget;
+};
+
+// The passes on a graph that stays as it is.
 Plan compile(const Graph& graph, const std::vector<NodeId>& outputs);
+// With rematerialisation, which appends the recomputing nodes to `graph` (other plans of
+// the graph are unaffected: CSE merges the copies with their originals there).
+Plan compile(Graph& graph, const std::vector<NodeId>& outputs, const CompileOptions& options);
+
+// Rewrites plan.order and plan.reads to recompute values under `budget` bytes of live
+// peak (see CompileOptions); returns the number of nodes added to `graph`.
+size_t rematerialise(Graph& graph, Plan& plan, size_t budget);
 
 }  // namespace agilenn

@@ -55,14 +55,15 @@ void Executor::bind_computed(std::vector<Tensor>& values) const {
 
 void Executor::launch_all(std::vector<Tensor>& values) {
   std::vector<Tensor> inputs;
-  for (NodeId id : plan_.order) {
+  for (size_t step = 0; step < plan_.order.size(); ++step) {
+    const NodeId id = plan_.order[step];
     const Node& n = graph_.node(id);
     if (n.op_name() == "leaf") {
       if (after_node_) after_node_(id, values[static_cast<size_t>(id)]);
       continue;
     }
     inputs.clear();
-    for (NodeId in : n.inputs) inputs.push_back(values[static_cast<size_t>(plan_.canonical[static_cast<size_t>(in)])]);
+    for (NodeId in : plan_.reads[step]) inputs.push_back(values[static_cast<size_t>(in)]);
     const auto start = std::chrono::steady_clock::now();
     try {
       backend_.run(n, inputs, values[static_cast<size_t>(id)]);

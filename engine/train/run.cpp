@@ -642,7 +642,16 @@ RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& 
   if (!step->zero_point_table.empty()) table = compute_zero_point_table(cfg.preset, classes, values, DType::f32, backend);
   if (done == 0) remap_channels(cfg, classes, values, table, train_set, per_epoch, backend, log);
 
-  Trainer trainer(std::move(step), values, std::move(optimizer), backend);
+  Trainer trainer(std::move(step), values, std::move(optimizer), backend, CompileOptions{cfg.memory_budget});
+  if (cfg.memory_budget) {
+    const Plan& plan = trainer.plan();
+    std::ostringstream line;
+    line << "memory: the step's arena peaks at " << std::fixed << std::setprecision(1)
+         << static_cast<double>(plan.memory.live_peak_bytes) / (1 << 20) << " MiB live ("
+         << static_cast<double>(plan.live_peak_without_remat) / (1 << 20) << " MiB keeping every value; "
+         << plan.recomputed << " nodes recompute values)\n";
+    log << line.str();
+  }
   trainer.executor().set_graph_replay(cfg.graph_replay);
   trainer.set_gradient_bucket_bytes(cfg.bucket_bytes);
   if (ranks > 1) {

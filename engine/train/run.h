@@ -5,6 +5,7 @@
 
 #include <iosfwd>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 
 #include "engine/data/loader.h"
@@ -53,6 +54,9 @@ struct RunConfig {
   // N × batch. sync_bn: the model's batch norms take the global batch's statistics.
   bool sync_bn = false;
   size_t bucket_bytes = size_t{25} << 20;  // gradient all-reduce buckets (Trainer)
+  // The step's arena: recompute cheap values instead of keeping them until its live peak is
+  // at most this many bytes (0: as low as that goes); unset: keep every value (Plan).
+  std::optional<size_t> memory_budget;
   // AgileNN with attribution: the test images each evaluation pictures in TensorBoard
   // (engine/train/figures.h); an output option, not part of the run's configuration JSON.
   int64_t figure_samples = 8;

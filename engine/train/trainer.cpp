@@ -22,7 +22,7 @@ bool same_tensor(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Trainer::Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::unique_ptr<Optimizer> optimizer,
-                 Backend& backend)
+                 Backend& backend, const CompileOptions& compile_options)
     : step_(std::move(step)), backend_(backend), optimizer_(std::move(optimizer)) {
   for (const nn::ParamInfo& info : step_->params.all()) {
     auto it = values.find(info.name);
@@ -34,7 +34,8 @@ Trainer::Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::uni
   // tensors stay as they were.
   for (const auto& [name, t] : values) values_.emplace(name, backend_.copy(t));
   AGILENN_CHECK(step_->grads.empty() || optimizer_, "a training step needs an optimizer");
-  executor_ = std::make_unique<Executor>(step_->graph, compile(step_->graph, step_outputs(*step_)), backend_);
+  executor_ = std::make_unique<Executor>(step_->graph, compile(step_->graph, step_outputs(*step_), compile_options),
+                                         backend_);
   // Every output is consumed within the step (history, optimizer, commits).
   executor_->set_output_views(true);
   guard_ = new_update_guard(backend_);

@@ -27,9 +27,10 @@ class Trainer {
   // `values` holds every parameter and state tensor the step declares (see
   // ParamSet::initialise); the trainer works on its own copy, kept in the backend's memory
   // (uploaded here once; parameters, state and optimizer slots stay there between steps).
-  // `optimizer` may be null for an evaluation step.
+  // `optimizer` may be null for an evaluation step. `compile` sets the step's
+  // rematerialisation (a memory budget for its arena).
   Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::unique_ptr<Optimizer> optimizer,
-          Backend& backend);
+          Backend& backend, const CompileOptions& compile = {});
 
   // Launches one step on a batch (host tensors, or tensors already in the backend's
   // memory) and returns without waiting for it: the loss and metrics stay in the backend's
