@@ -56,6 +56,11 @@ struct OpDef {
   // memory plan's in-place reuse), and recomputing it costs one pass over memory that is
   // being read anyway (rematerialisation).
   bool elementwise = false;
+  // An elementwise op whose kernels evaluate a transcendental function per element (exp,
+  // sigmoid, ...): on a CPU many times the cost of the memory pass, so rematerialisation
+  // keeps its output rather than recompute it (a step's sigmoids recomputed cost more time
+  // than all its other recomputation together).
+  bool transcendental = false;
 };
 
 class OpRegistry {

@@ -83,6 +83,7 @@ void add(OpRegistry& r, const std::string& name, ShapeRule rule, bool is_leaf = 
 const char* const kElementwise[] = {"neg",  "abs", "sign", "exp", "log",     "sqrt",    "rsqrt", "sigmoid",
                                 "tanh", "stop_gradient", "clamp", "clamp_grad", "add", "sub", "mul",
                                 "div",  "maximum", "minimum", "where"};
+const char* const kTranscendental[] = {"exp", "log", "sqrt", "rsqrt", "sigmoid", "tanh"};
 
 }  // namespace
 
@@ -389,6 +390,7 @@ void register_shape_rules(OpRegistry& r) {
     return {{x.shape[0], a.i("out_h"), a.i("out_w"), x.shape[3]}, x.dtype};
   });
   for (const char* op : kElementwise) const_cast<OpDef&>(r.get(op)).elementwise = true;
+  for (const char* op : kTranscendental) const_cast<OpDef&>(r.get(op)).transcendental = true;
 }
 
 }  // namespace agilenn

@@ -70,8 +70,9 @@ struct Plan {
 struct CompileOptions {
   // Rematerialisation: while the live peak of the arena is above this many bytes, a value
   // that waits across the peak for a later reader and comes from a cheap elementwise op
-  // (OpDef::elementwise) is recomputed just before that reader from what is live there, if
-  // that lowers the peak. 0 lowers it as far as that goes; unset: no rematerialisation.
+  // (OpDef::elementwise, not transcendental) is recomputed just before that reader from
+  // what is live there, if that lowers the peak. 0 lowers it as far as that goes; unset:
+  // no rematerialisation.
   std::optional<size_t> memory_budget;
 };
 

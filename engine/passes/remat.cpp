@@ -2,14 +2,15 @@
 // of keeping them in the arena across the step's memory peak.
 //
 // Greedy, one value a round. Find the step where the most bytes are live. Among the values
-// that wait there (made before it, read after it, not read at it) and come from an
-// elementwise op, weigh how each would be had at its next reader: its inputs read from a
-// value live there anyway, from one kept until then, or recomputed themselves, whichever
-// adds the fewest bytes at the peak. Shortlist the values that free the most bytes at the
-// peak, compute exactly what each would leave at every step (values kept longer, the
-// recomputed chain at its reader), and free the one that leaves the lowest peak, of equal
-// peaks the fewest bytes live over the whole step. The readers from its next one on read
-// the recomputed value. Stop under the budget, or when rounds stop paying (see below).
+// that wait there (made before it, read after it, not read at it) and come from a cheap
+// elementwise op (arithmetic, clamps, selections; not exp or sigmoid), weigh how each would
+// be had at its next reader: its inputs read from a value live there anyway, from one kept
+// until then, or recomputed themselves, whichever adds the fewest bytes at the peak.
+// Shortlist the values that free the most bytes at the peak, compute exactly what each
+// would leave at every step (values kept longer, the recomputed chain at its reader), and
+// free the one that leaves the lowest peak, of equal peaks the fewest bytes live over the
+// whole step. The readers from its next one on read the recomputed value. Stop under the
+// budget, or when rounds stop paying (see rematerialise()).
 #include <algorithm>
 #include <optional>
 #include <unordered_map>
@@ -23,6 +24,8 @@ namespace {
 
 constexpr int kMaxDepth = 8;  // enough for a batch norm's affine chain and its activation
 constexpr size_t kShortlist = 16;  // candidates a round weighs exactly
+
+bool recomputable(const Node& n) { return n.op->elementwise && !n.op->transcendental; }
 
 size_t arena_bytes_of(const Node& n) {
   const size_t raw = static_cast<size_t>(numel(n.shape)) * dtype_size(n.dtype);
@@ -75,7 +78,7 @@ class Rematerialiser {
     for (size_t s = 0; s < peak; ++s) {
       const NodeId v = plan_.order[s];
       const auto vi = static_cast<size_t>(v);
-      if (!counted(v) || !graph_.node(v).op->elementwise || last_read[vi] == peak || last_[vi] <= peak) continue;
+      if (!counted(v) || !recomputable(graph_.node(v)) || last_read[vi] == peak || last_[vi] <= peak) continue;
       const size_t site = next_read[vi], kept_until = std::max(s, last_read[vi]);
       const Choice c = choose(v, v, site, peak, 0);
       const size_t bytes = arena_bytes_of(graph_.node(v));
@@ -180,7 +183,7 @@ class Rematerialiser {
     if (kept_past_peak) return {*kept_past_peak, 0};
     Choice keep{w, arena_bytes_of(graph_.node(w))};
     if (w == freed) keep.cost = kNever;
-    if (depth < kMaxDepth && graph_.node(w).op->elementwise) {
+    if (depth < kMaxDepth && recomputable(graph_.node(w))) {
       Choice again{kNoNode, 0};
       for (NodeId in : plan_.reads[pos_[static_cast<size_t>(w)]]) {
         const size_t c = choose(in, freed, site, peak, depth + 1).cost;
