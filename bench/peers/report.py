@@ -84,21 +84,22 @@ def describe_device(device: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def agilenn_rows(d: str, config: dict[str, Any], device: str) -> list[dict[str, Any]]:
     rows = []
     bench = read_json(os.path.join(d, "bench.json"))
-    timing = {k: read_json(os.path.join(d, "f32", f"timing-{k}.json")) for k in ("agilenn", "plain")}
     name = f"BM_Step/{device}/{config['preset']['name']}/{config['batch']}"
-    for kind, arg in zip(KINDS, ("agilenn", "plain")):
-        loop = timing.get(arg)
+    # Each step as planned (every value kept), then rematerialised as far as that goes.
+    for suffix, (kind, arg) in [(s, k) for s in ("", "-remat") for k in zip(KINDS, ("agilenn", "plain"))]:
+        arg += suffix
+        loop = read_json(os.path.join(d, "f32", f"timing-{arg}.json"))
         for b in (bench or {}).get("benchmarks", []):
             if re.match(rf"{re.escape(name)}/{arg}(/|$)", b["name"]) and b.get("run_type", "iteration") == "iteration":
                 scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
-                rows.append({"system": "agilenn", "mode": "bench", "kind": kind, "status": "ok", "reason": "",
+                rows.append({"system": "agilenn", "mode": "bench" + suffix, "kind": kind, "status": "ok", "reason": "",
                              "median_ms": b["real_time"] * scale, "images_per_s": b["images/s"],
                              "arena_bytes": b["arena_MiB"] * 2**20, "iterations": b["iterations"],
                              "benchmark": b["name"], "counters": {k: v for k, v in b.items() if k.endswith("_MiB")},
                              "step_memory_bytes": loop.get("step_memory_bytes") if loop else None,
                              "note": "agilenn-bench BM_Step (mean over its iterations); step memory as the loop row's"})
         if loop:
-            rows.append({**loop, "system": "agilenn", "mode": "loop", "kind": kind, "status": "ok", "reason": "",
+            rows.append({**loop, "system": "agilenn", "mode": "loop" + suffix, "kind": kind, "status": "ok", "reason": "",
                          "note": "agilenn-peer-reference --time (median), measured as the peers are"})
     return rows
 
@@ -207,7 +208,7 @@ def main() -> int:
             rows += read_json(os.path.join(d, f"{peer}.json")) or [
                 {"system": peer, "mode": "-", "kind": "-", "status": "error", "reason": "no result (see the log above)"}]
         systems = ["agilenn", "torch", "jax"]
-        modes = ["bench", "loop", "eager", "compile", "compile-parts", "jit"]
+        modes = ["bench", "loop", "bench-remat", "loop-remat", "eager", "compile", "compile-parts", "jit"]
         rows.sort(key=lambda r: (systems.index(r["system"]) if r["system"] in systems else 9,
                                  modes.index(r["mode"]) if r["mode"] in modes else 9, r["kind"] != "second-order"))
         summary = {k: config[k] for k in ("batch", "classes", "dtype", "quantizer", "ig", "rho", "lambda", "optimizer",

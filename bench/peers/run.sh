@@ -62,6 +62,9 @@ for cfg in "${configs[@]}"; do
   "$ref" "${common[@]}" --dtype f32 --out "$d/f32"
   for kind in agilenn plain; do  # each timed in a process of its own, as each peer mode is
     "$ref" "${common[@]}" --dtype f32 --out "$d/f32" --time "$n" --kind $kind --warmup "$warmup" --device "$device"
+    # and rematerialised as far as that goes (agilenn-train --memory-budget-mb 0)
+    "$ref" "${common[@]}" --dtype f32 --out "$d/f32" --time "$n" --kind $kind --warmup "$warmup" --device "$device" \
+      --memory-budget-mb 0
   done
   checks=()
   if [[ $f64 == 1 ]]; then
@@ -69,9 +72,9 @@ for cfg in "${configs[@]}"; do
     checks=(--check-dir "$d/f64")
   fi
 
-  # agilenn-bench's BM_Step/<device>/<preset>/<batch>/<agilenn|plain>: m = 2 trapezoid, straight-through.
+  # agilenn-bench's BM_Step/<device>/<preset>/<batch>/<agilenn|plain>[-remat]: m = 2 trapezoid, straight-through.
   if [[ $m == 2 && $rule == trapezoid && $quantizer == straight-through ]]; then
-    filter="^BM_Step/$device/$preset/$batch/(agilenn|plain)(/|\$)"
+    filter="^BM_Step/$device/$preset/$batch/(agilenn|plain)(-remat)?(/|\$)"
     listed=$("$bench" --benchmark_list_tests 2>/dev/null || true)
     if grep -Eq "$filter" <<<"$listed"; then
       "$bench" --benchmark_filter="$filter" --benchmark_format=json >"$d/bench.json"
