@@ -168,9 +168,10 @@ class JaxStep:
         per_channel = jnp.sum(importance, (1, 2))  # P [B,C]
         local, total = jnp.sum(per_channel[:, :k], 1), jnp.sum(per_channel, 1)
         spread = jnp.max(importance[..., k:], (1, 2, 3)) - jnp.min(importance[..., :k], (1, 2, 3))
-        s = local / (total + 1e-9)
+        guarded = total + 1e-9  # both ratios guarded, as agilenn's (an all-zero sample: no 0/0)
+        s = local / guarded
         skew_loss = jnp.mean(jax.nn.relu(cfg["rho"] - s))
-        disorder_loss = jnp.mean(jax.nn.relu(spread / total))
+        disorder_loss = jnp.mean(jax.nn.relu(spread / guarded))
         metrics.update(skew_loss=skew_loss, disorder_loss=disorder_loss, skewness=jnp.mean(s))
         lam = cfg["lambda"]
         return ce * lam + (skew_loss + disorder_loss) * (1 - lam), (metrics, L.updates)

@@ -209,8 +209,9 @@ class TorchStep:
         per_channel = importance.sum((2, 3))  # P [B,C]
         local, total = per_channel[:, :k].sum(1), per_channel.sum(1)
         spread = importance[:, k:].amax((1, 2, 3)) - importance[:, :k].amin((1, 2, 3))
-        s = local / (total + 1e-9)
-        skew_loss, disorder_loss = F.relu(cfg["rho"] - s).mean(), F.relu(spread / total).mean()
+        guarded = total + 1e-9  # both ratios guarded, as agilenn's (an all-zero sample: no 0/0)
+        s = local / guarded
+        skew_loss, disorder_loss = F.relu(cfg["rho"] - s).mean(), F.relu(spread / guarded).mean()
         metrics.update(skew_loss=skew_loss, disorder_loss=disorder_loss, skewness=s.mean())
         lam = cfg["lambda"]
         return ce * lam + (skew_loss + disorder_loss) * (1 - lam), metrics
