@@ -46,6 +46,10 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
          "instead of keeping them, until the step's intermediates peak at no more than this many MiB or no "
          "recomputation lowers the peak; 0: as low as that goes (default: keep every value)")
       ->check(CLI::Range(0.0, 1.0e7));
+  cmd->add_flag_function(
+      "--fuse,!--no-fuse", [&cfg](int64_t n) { cfg.fuse = n > 0; },
+      "run chains of elementwise ops (batch norm's affine part, activations, their gradients) as one fused "
+      "kernel each (default: on with --device cpu; off with cuda until the fused kernel is validated on a GPU)");
   cmd->add_option("--lr", cfg.lr,
                   "initial learning rate (default: the preset's; AgileNN SGDW 0.1; reference net Adam, tiny 1e-2, "
                   "paper 1e-3, or the seed's fine-tuning 1e-4 with --init)");

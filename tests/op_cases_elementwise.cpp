@@ -50,6 +50,18 @@ void add_elementwise_cases(Cases& cs) {
   add({"sign_times_x", {with_kinks({3, 5}, {0.0})}, [](Graph&, V v) { return sign(v[0]) * v[0]; },
        unary_ref([](double x) { return std::abs(x); }), {"sign"}});
 
+  // A fused chain with a broadcast per-column input and every kind of instruction the
+  // fusion pass makes from a batch norm and its activation: ((x - c) * c, clamped) * x + c.
+  add({"fused_elementwise", {with_kinks({4, 5}, {-0.5, 0.5}), in({5}, 0.5, 1.5)},
+       [](Graph&, V v) {
+         return fused_elementwise(v,
+                                  {{"sub", 0, 1}, {"mul", 2, 1}, {"clamp", 3, -1, -0.5, 0.5}, {"mul", 4, 0},
+                                   {"add", 5, 1}},
+                                  {4, 5});
+       },
+       binary_ref([](double x, double c) { return std::min(0.5, std::max(-0.5, (x - c) * c)) * x + c; }),
+       {"fused_elementwise"}});
+
   // ---- binary elementwise with broadcasting
   add({"add_broadcast", {in({3, 5}), in({5})}, [](Graph&, V v) { return v[0] + v[1]; },
        binary_ref([](double a, double b) { return a + b; }), {"add"}});

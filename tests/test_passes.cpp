@@ -247,6 +247,36 @@ TEST(Rematerialise, TheSecondOrderAgileNNStepTrainsBitForBitInLessThanHalfTheMem
   for (const auto& [name, v] : keep->values()) EXPECT_EQ(v.to_vector(), remat->values().at(name).to_vector()) << name;
 }
 
+TEST(Fusion, ChainsBecomeOneNodeWithBitEqualResults) {
+  ElementwiseLayers net(4, false);
+  const Plan plain = compile(net.g, net.outputs);
+  CompileOptions options;
+  options.fuse = true;
+  const Plan fused = compile(net.g, net.outputs, options);
+  verify_memory_plan(fused.memory);
+  EXPECT_GT(fused.fused, 0u);
+  EXPECT_LT(fused.order.size(), plain.order.size());
+  EXPECT_LT(fused.memory.total_bytes, plain.memory.total_bytes);
+  EXPECT_EQ(run_plan(net.g, fused, net.feeds), run_plan(net.g, plain, net.feeds));
+}
+
+TEST(Fusion, TheSecondOrderAgileNNStepTrainsBitForBitFusedAndRecomputed) {
+  train::AgileNNStepOptions opt;
+  opt.classes = 10;
+  opt.batch = 16;
+  const testing::AgileNNTrainers trainers(opt, 5);
+  const auto plain = trainers.make(cpu_backend(), 100);
+  CompileOptions options{0};
+  options.fuse = true;
+  const auto fused = trainers.make(cpu_backend(), 100, false, options);
+  verify_memory_plan(fused->plan().memory);
+  EXPECT_GT(fused->plan().fused, 0u);
+  const int64_t side = opt.preset.input_size;
+  const data::Batch b = data::SyntheticDataset(10, side, side, 3, 32, 9).batch(0, 16);
+  for (int s = 0; s < 2; ++s) EXPECT_EQ(plain->step(b.images, b.labels).loss, fused->step(b.images, b.labels).loss);
+  for (const auto& [name, v] : plain->values()) EXPECT_EQ(v.to_vector(), fused->values().at(name).to_vector()) << name;
+}
+
 TEST(Executor, MissingAndMistypedFeedsAreNamed) {
   Graph g;
   Value x = ops::leaf(g, "images", {2, 3}, DType::f32);

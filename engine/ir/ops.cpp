@@ -60,6 +60,30 @@ Value clamp(const Value& x, double lo, double hi) { return unary("clamp", x, {{"
 Value clamp_grad(const Value& x, const Value& g, double lo, double hi) {
   return make(x.graph(), "clamp_grad", {x, g}, {{"lo", lo}, {"hi", hi}});
 }
+Value fused_elementwise(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps, const Shape& shape) {
+  AGILENN_CHECK(!inputs.empty(), "fused_elementwise: no inputs");
+  return make(inputs[0].graph(), "fused_elementwise", inputs, fused_attrs(steps, shape));
+}
+
+Value fused_elementwise_reference(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps,
+                                  const Shape& shape) {
+  std::vector<Value> r = inputs;
+  for (const FusedStep& s : steps) {
+    const Value& a = r.at(static_cast<size_t>(s.a));
+    const std::string& op = s.op;
+    if (op == "clamp") {
+      r.push_back(clamp(a, s.lo, s.hi));
+    } else if (op == "clamp_grad") {
+      r.push_back(clamp_grad(a, r.at(static_cast<size_t>(s.b)), s.lo, s.hi));
+    } else if (fused_operands(*fused_op_of(op)) == 2) {
+      r.push_back(make(a.graph(), op, {a, r.at(static_cast<size_t>(s.b))}, {}));
+    } else {
+      r.push_back(make(a.graph(), op, {a}, {}));
+    }
+  }
+  return r.back().shape() == shape ? r.back() : broadcast_to(r.back(), shape);
+}
+
 Value add(const Value& a, const Value& b) { return binary("add", a, b); }
 Value sub(const Value& a, const Value& b) { return binary("sub", a, b); }
 Value mul(const Value& a, const Value& b) { return binary("mul", a, b); }

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/ir/fused_program.h"
 #include "engine/ir/value.h"
 
 namespace agilenn {
@@ -46,6 +47,12 @@ Value less_equal(const Value& a, const Value& b);
 Value greater(const Value& a, const Value& b);
 Value greater_equal(const Value& a, const Value& b);
 Value where(const Value& cond, const Value& a, const Value& b);
+// A chain of elementwise ops in one node (the fusion pass makes these; engine/ir/
+// fused_program.h): `steps` over registers that start with `inputs`, broadcast to `shape`.
+Value fused_elementwise(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps, const Shape& shape);
+// The same program as a chain of registry ops: the fused node's meaning (and its vjp).
+Value fused_elementwise_reference(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps,
+                                  const Shape& shape);
 Value cast(const Value& x, DType dtype);
 
 // ---- reductions (empty axes = all axes)

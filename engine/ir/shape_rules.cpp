@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/core/error.h"
+#include "engine/ir/fused_program.h"
 #include "engine/ir/registry.h"
 #include "engine/ir/shape_util.h"
 
@@ -82,7 +83,7 @@ void add(OpRegistry& r, const std::string& name, ShapeRule rule, bool is_leaf = 
 // The elementwise maps whose kernels (CPU and CUDA) may write over an input (OpDef::elementwise).
 const char* const kElementwise[] = {"neg",  "abs", "sign", "exp", "log",     "sqrt",    "rsqrt", "sigmoid",
                                 "tanh", "stop_gradient", "clamp", "clamp_grad", "add", "sub", "mul",
-                                "div",  "maximum", "minimum", "where"};
+                                "div",  "maximum", "minimum", "where", "fused_elementwise"};
 const char* const kTranscendental[] = {"exp", "log", "sqrt", "rsqrt", "sigmoid", "tanh"};
 
 }  // namespace
@@ -120,6 +121,38 @@ void register_shape_rules(OpRegistry& r) {
     AGILENN_CHECK(x.shape == gr.shape && x.dtype == gr.dtype, "input and gradient must share shape and dtype");
     AGILENN_CHECK(a.f("lo") <= a.f("hi"), "lo " << a.f("lo") << " exceeds hi " << a.f("hi"));
     return {x.shape, x.dtype};
+  });
+  // The fusion pass's node: its inputs broadcast to `shape`; every instruction reads
+  // earlier registers and the right number of them.
+  add(r, "fused_elementwise", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    const auto inputs = static_cast<int64_t>(ids.size());
+    AGILENN_CHECK(inputs >= 1 && inputs <= kernels::kFusedMaxInputs,
+                  inputs << " inputs, expected 1 to " << kernels::kFusedMaxInputs);
+    const Shape shape(a.ints("shape").begin(), a.ints("shape").end());
+    check_shape_attr(shape);
+    const Node& first = in(g, ids, 0);
+    expect_float(first);
+    for (size_t k = 0; k < ids.size(); ++k) {
+      const Node& x = in(g, ids, k);
+      AGILENN_CHECK(x.dtype == first.dtype, "input " << k << " is " << dtype_name(x.dtype) << ", input 0 "
+                                                     << dtype_name(first.dtype));
+      AGILENN_CHECK(broadcast_shapes(x.shape, shape) == shape,
+                    "input " << k << " " << shape_str(x.shape) << " does not broadcast to " << shape_str(shape));
+    }
+    const std::vector<FusedStep> steps = fused_steps(a);
+    AGILENN_CHECK(!steps.empty() && steps.size() <= static_cast<size_t>(kernels::kFusedMaxInstructions),
+                  steps.size() << " instructions, expected 1 to " << kernels::kFusedMaxInstructions);
+    for (size_t j = 0; j < steps.size(); ++j) {
+      const int64_t registers = inputs + static_cast<int64_t>(j);
+      const bool two = fused_operands(*fused_op_of(steps[j].op)) == 2;
+      AGILENN_CHECK(steps[j].a >= 0 && steps[j].a < registers && (two ? steps[j].b >= 0 && steps[j].b < registers
+                                                                      : steps[j].b == -1),
+                    "instruction " << j << " (" << steps[j].op << ") reads registers " << steps[j].a << ", "
+                                   << steps[j].b << " of " << registers);
+      AGILENN_CHECK(steps[j].lo <= steps[j].hi, "instruction " << j << ": lo " << steps[j].lo << " exceeds hi "
+                                                                 << steps[j].hi);
+    }
+    return {shape, first.dtype};
   });
   for (const char* op : {"equal", "less", "less_equal", "greater", "greater_equal"}) add(r, op, comparison);
 

@@ -65,6 +65,7 @@ struct Plan {
   // values, and the arena's live peak before it.
   size_t recomputed = 0;
   size_t live_peak_without_remat = 0;
+  size_t fused = 0;  // fused_elementwise nodes (CompileOptions::fuse)
 };
 
 struct CompileOptions {
@@ -74,6 +75,9 @@ struct CompileOptions {
   // what is live there, if that lowers the peak. 0 lowers it as far as that goes; unset:
   // no rematerialisation.
   std::optional<size_t> memory_budget;
+  // Elementwise fusion (after rematerialisation): chains whose intermediates have one
+  // reader run as one fused_elementwise node.
+  bool fuse = false;
 };
 
 // The passes on a graph that stays as it is.
@@ -81,6 +85,11 @@ Plan compile(const Graph& graph, const std::vector<NodeId>& outputs);
 // With rematerialisation, which appends the recomputing nodes to `graph` (other plans of
 // the graph are unaffected: CSE merges the copies with their originals there).
 Plan compile(Graph& graph, const std::vector<NodeId>& outputs, const CompileOptions& options);
+
+// Replaces each chain of fusable elementwise steps (every intermediate read once, by the
+// chain, at the chain's shape; not a plan output) with one fused_elementwise node appended
+// to `graph`; returns the number of fused nodes.
+size_t fuse_elementwise(Graph& graph, Plan& plan);
 
 // Rewrites plan.order and plan.reads to recompute values under `budget` bytes of live
 // peak (see CompileOptions); returns the number of nodes added to `graph`.

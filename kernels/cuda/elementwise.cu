@@ -1,11 +1,13 @@
 // fill, iota, unary math, clamp, binary arithmetic, comparisons, where, cast,
-// stop_gradient, float32, with the CPU backend's per-element math
+// stop_gradient, fused_elementwise, float32, with the CPU backend's per-element math
 // (kernels/shared/elementwise.h). Every op but fill and iota is one strided walk (strided.cuh) applying a
 // small functor, so broadcasting is handled once, by the operands' strides: a same-shape
 // operand collapses to one contiguous axis and costs no index arithmetic.
+#include "engine/ir/fused_program.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/strided.cuh"
 #include "kernels/shared/elementwise.h"
+#include "kernels/shared/fused_elementwise.h"
 
 namespace agilenn::cuda {
 namespace {
@@ -57,7 +59,41 @@ struct Select {
   __device__ void operator()(int64_t i, const int64_t (&o)[3]) const { y[i] = c[o[0]] ? a[o[1]] : b[o[2]]; }
 };
 
+// A fused_elementwise node: every element runs the whole program in registers.
+struct FusedMap {
+  const float* x[kernels::kFusedMaxInputs];
+  int inputs, count;
+  kernels::FusedInstruction<float> program[kernels::kFusedMaxInstructions];
+  float* y;
+  __device__ void operator()(int64_t i, const int64_t (&o)[kernels::kFusedMaxInputs]) const {
+    float r[kernels::kFusedMaxInputs + kernels::kFusedMaxInstructions];
+    for (int k = 0; k < inputs; ++k) r[k] = x[k][o[k]];
+    for (int j = 0; j < count; ++j) {
+      const auto& ins = program[j];
+      r[inputs + j] = kernels::apply_fused(ins, r[ins.a], r[ins.b >= 0 ? ins.b : ins.a]);
+    }
+    y[i] = r[inputs + count - 1];
+  }
+};
+
 // ---- launchers
+
+void launch_fused(const Node& node, std::span<const Tensor> in, Tensor& out) {
+  const auto program = fused_program<float>(node.attrs);
+  FusedMap f{};
+  f.inputs = static_cast<int>(in.size());
+  f.count = static_cast<int>(program.size());
+  std::array<std::vector<int64_t>, kernels::kFusedMaxInputs> strides;
+  for (size_t k = 0; k < strides.size(); ++k) {
+    strides[k].assign(out.shape().size(), 0);  // unused operands walk nothing
+    if (k >= in.size()) continue;
+    f.x[k] = in[k].data<float>();
+    strides[k] = broadcast_strides(in[k].shape(), out.shape());
+  }
+  for (size_t j = 0; j < program.size(); ++j) f.program[j] = program[j];
+  f.y = out.data<float>();
+  launch_strided(out.numel(), make_strided_index<kernels::kFusedMaxInputs>(node, out.shape(), strides), f);
+}
 
 // y = op(x) over a same-shape input.
 template <class X, class Y, class Op>
@@ -137,6 +173,9 @@ void register_elementwise(KernelTable& t) {
     });
   });
 
+  t.add("fused_elementwise", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    dispatch_f32(out.dtype(), node, [&](float) { launch_fused(node, in, out); });
+  });
   add_unary(t, "neg", kernels::Neg{});
   add_unary(t, "abs", kernels::Abs{});
   add_unary(t, "sign", kernels::Sign{});

@@ -1,0 +1,71 @@
+#include "engine/ir/fused_program.h"
+
+#include <bit>
+
+#include "engine/core/error.h"
+
+namespace agilenn {
+namespace {
+
+using kernels::FusedOp;
+
+struct Named {
+  const char* name;
+  FusedOp op;
+  int operands;
+};
+constexpr Named kFusable[] = {
+    {"neg", FusedOp::neg, 1},         {"abs", FusedOp::abs, 1},         {"sign", FusedOp::sign, 1},
+    {"exp", FusedOp::exp, 1},         {"log", FusedOp::log, 1},         {"sqrt", FusedOp::sqrt, 1},
+    {"rsqrt", FusedOp::rsqrt, 1},     {"sigmoid", FusedOp::sigmoid, 1}, {"tanh", FusedOp::tanh, 1},
+    {"stop_gradient", FusedOp::identity, 1}, {"clamp", FusedOp::clamp, 1}, {"clamp_grad", FusedOp::clamp_grad, 2},
+    {"add", FusedOp::add, 2},         {"sub", FusedOp::sub, 2},         {"mul", FusedOp::mul, 2},
+    {"div", FusedOp::div, 2},         {"maximum", FusedOp::maximum, 2}, {"minimum", FusedOp::minimum, 2},
+};
+
+const Named& entry(FusedOp op) {
+  for (const Named& n : kFusable)
+    if (n.op == op) return n;
+  AGILENN_THROW("fused_elementwise: no op with code " << static_cast<int>(op));
+}
+
+}  // namespace
+
+std::optional<FusedOp> fused_op_of(const std::string& name) {
+  for (const Named& n : kFusable)
+    if (name == n.name) return n.op;
+  return std::nullopt;
+}
+
+const char* fused_op_name(FusedOp op) { return entry(op).name; }
+int fused_operands(FusedOp op) { return entry(op).operands; }
+
+Attrs fused_attrs(const std::vector<FusedStep>& steps, const Shape& shape) {
+  std::vector<int64_t> program, ranges;
+  for (const FusedStep& s : steps) {
+    const auto op = fused_op_of(s.op);
+    AGILENN_CHECK(op, "fused_elementwise: op '" << s.op << "' cannot be fused");
+    program.insert(program.end(), {static_cast<int64_t>(*op), s.a, s.b});
+    ranges.insert(ranges.end(), {std::bit_cast<int64_t>(s.lo), std::bit_cast<int64_t>(s.hi)});
+  }
+  return Attrs{{"program", program}, {"ranges", ranges}, {"shape", std::vector<int64_t>(shape.begin(), shape.end())}};
+}
+
+std::vector<FusedStep> fused_steps(const Attrs& attrs) {
+  const auto& program = attrs.ints("program");
+  const auto& ranges = attrs.ints("ranges");
+  AGILENN_CHECK(program.size() % 3 == 0 && ranges.size() * 3 == program.size() * 2,
+                "fused_elementwise: " << program.size() << " program entries and " << ranges.size() << " ranges");
+  std::vector<FusedStep> steps;
+  for (size_t j = 0; j < program.size() / 3; ++j) {
+    const int64_t code = program[3 * j];
+    AGILENN_CHECK(code >= 0 && code < kernels::kFusedOps, "fused_elementwise: instruction " << j << " has op code "
+                                                                                            << code);
+    steps.push_back({fused_op_name(static_cast<FusedOp>(code)), static_cast<int32_t>(program[3 * j + 1]),
+                     static_cast<int32_t>(program[3 * j + 2]), std::bit_cast<double>(ranges[2 * j]),
+                     std::bit_cast<double>(ranges[2 * j + 1])});
+  }
+  return steps;
+}
+
+}  // namespace agilenn

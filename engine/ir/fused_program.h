@@ -1,0 +1,42 @@
+// The program a fused_elementwise node carries (kernels/shared/fused_elementwise.h): how
+// the fusion pass writes it into attributes, how kernels read it back, and which ops it
+// may hold.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/ir/graph.h"
+#include "kernels/shared/fused_elementwise.h"
+
+namespace agilenn {
+
+// One instruction: `op` (a registry op name) on registers a and b (b = -1 for one
+// operand); clamp and clamp_grad's range.
+struct FusedStep {
+  std::string op;
+  int32_t a = 0, b = -1;
+  double lo = 0, hi = 0;
+};
+
+// The fusable op of a registry name, or none.
+std::optional<kernels::FusedOp> fused_op_of(const std::string& name);
+const char* fused_op_name(kernels::FusedOp op);
+int fused_operands(kernels::FusedOp op);
+
+// Attributes of a fused_elementwise node: "program" (op, a, b per instruction), "ranges"
+// (lo, hi per instruction, as the bits of doubles) and the output "shape".
+Attrs fused_attrs(const std::vector<FusedStep>& steps, const Shape& shape);
+std::vector<FusedStep> fused_steps(const Attrs& attrs);
+
+// The program of a node in precision T, checked against `inputs` registers.
+template <class T>
+std::vector<kernels::FusedInstruction<T>> fused_program(const Attrs& attrs) {
+  std::vector<kernels::FusedInstruction<T>> out;
+  for (const FusedStep& s : fused_steps(attrs))
+    out.push_back({*fused_op_of(s.op), s.a, s.b, static_cast<T>(s.lo), static_cast<T>(s.hi)});
+  return out;
+}
+
+}  // namespace agilenn

@@ -1,0 +1,112 @@
+// Elementwise fusion: a chain of elementwise ops whose intermediate values each have one
+// reader becomes one fused_elementwise node, which reads the chain's inputs once and
+// writes its result once (one loop on the CPU, one kernel on CUDA), and whose
+// intermediates never take arena memory.
+#include <algorithm>
+#include <unordered_map>
+
+#include "engine/ir/fused_program.h"
+#include "engine/ir/registry.h"
+#include "engine/passes/passes.h"
+
+namespace agilenn {
+namespace {
+
+constexpr size_t kNone = SIZE_MAX;
+
+bool fusable(const Node& n) {
+  return n.op_name() != "leaf" && fused_op_of(n.op_name()) && (n.dtype == DType::f32 || n.dtype == DType::f64);
+}
+
+}  // namespace
+
+size_t fuse_elementwise(Graph& graph, Plan& plan) {
+  const size_t n = plan.order.size();
+  std::vector<int> readers(graph.size(), 0);
+  for (const auto& r : plan.reads)
+    for (NodeId in : r) ++readers[static_cast<size_t>(in)];
+  std::vector<bool> is_output(graph.size(), false);
+  for (NodeId o : plan.outputs) is_output[static_cast<size_t>(o)] = true;
+  std::vector<size_t> pos(graph.size(), kNone);
+  for (size_t s = 0; s < n; ++s) pos[static_cast<size_t>(plan.order[s])] = s;
+
+  // members[s]: the steps of the group whose result step s computes (empty once absorbed).
+  std::vector<std::vector<size_t>> members(n);
+  auto inputs_of = [&](const std::vector<size_t>& steps) {
+    std::vector<NodeId> made, inputs;
+    for (size_t m : steps) made.push_back(plan.order[m]);
+    for (size_t m : steps)
+      for (NodeId in : plan.reads[m])
+        if (std::find(made.begin(), made.end(), in) == made.end() &&
+            std::find(inputs.begin(), inputs.end(), in) == inputs.end())
+          inputs.push_back(in);
+    return inputs;
+  };
+  for (size_t s = 0; s < n; ++s) {
+    const Node& node = graph.node(plan.order[s]);
+    if (!fusable(node)) continue;
+    members[s] = {s};
+    for (NodeId in : plan.reads[s]) {
+      const size_t q = pos[static_cast<size_t>(in)];
+      // Only a value read once, here, at the same shape: it then lives nowhere else.
+      if (q == kNone || members[q].empty() || readers[static_cast<size_t>(in)] != 1 ||
+          is_output[static_cast<size_t>(in)] || graph.node(in).shape != node.shape)
+        continue;
+      std::vector<size_t> merged = members[q];
+      merged.insert(merged.end(), members[s].begin(), members[s].end());
+      std::sort(merged.begin(), merged.end());
+      if (merged.size() > static_cast<size_t>(kernels::kFusedMaxInstructions) ||
+          inputs_of(merged).size() > static_cast<size_t>(kernels::kFusedMaxInputs))
+        continue;
+      members[s] = std::move(merged);
+      members[q].clear();
+    }
+  }
+
+  std::vector<bool> dropped(n, false);
+  std::unordered_map<NodeId, NodeId> renamed;  // a group's result -> its fused node
+  size_t fused = 0;
+  for (size_t s = 0; s < n; ++s) {
+    if (members[s].size() < 2 || is_output[static_cast<size_t>(plan.order[s])]) continue;
+    const std::vector<NodeId> inputs = inputs_of(members[s]);
+    std::vector<NodeId> registers = inputs;
+    std::vector<FusedStep> steps;
+    for (size_t m : members[s]) {
+      const Node& member = graph.node(plan.order[m]);
+      FusedStep step{member.op_name()};
+      const auto reg = [&](NodeId v) {
+        return static_cast<int32_t>(std::find(registers.begin(), registers.end(), v) - registers.begin());
+      };
+      step.a = reg(plan.reads[m][0]);
+      if (plan.reads[m].size() > 1) step.b = reg(plan.reads[m][1]);
+      if (member.attrs.has("lo")) step.lo = member.attrs.f("lo"), step.hi = member.attrs.f("hi");
+      steps.push_back(step);
+      registers.push_back(plan.order[m]);
+      if (m != s) dropped[m] = true;
+    }
+    const NodeId root = plan.order[s];
+    const NodeId node = graph.add("fused_elementwise", inputs, fused_attrs(steps, graph.node(root).shape));
+    plan.order[s] = node;
+    plan.reads[s] = inputs;
+    renamed[root] = node;
+    ++fused;
+  }
+  for (auto& r : plan.reads)
+    for (NodeId& in : r)
+      if (auto it = renamed.find(in); it != renamed.end()) in = it->second;
+  size_t kept = 0;
+  for (size_t s = 0; s < n; ++s) {
+    if (dropped[s]) continue;
+    if (kept != s) {
+      plan.order[kept] = plan.order[s];
+      plan.reads[kept] = std::move(plan.reads[s]);
+    }
+    ++kept;
+  }
+  plan.order.resize(kept);
+  plan.reads.resize(kept);
+  for (size_t id = plan.canonical.size(); id < graph.size(); ++id) plan.canonical.push_back(static_cast<NodeId>(id));
+  return fused;
+}
+
+}  // namespace agilenn
