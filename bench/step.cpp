@@ -141,6 +141,9 @@ void report(benchmark::State& state, train::Trainer& t, int64_t batch, On on, do
   state.counters["arena_no_inplace_MiB"] =
       static_cast<double>(plan_memory(g, p.order, p.reads, p.outputs, false).arena_bytes) / kMiB;
   state.counters["live_peak_MiB"] = static_cast<double>(p.memory.live_peak_bytes) / kMiB;
+  // Kernel launches a step makes (one per computed node; a library call may launch more).
+  state.counters["nodes_per_step"] = static_cast<double>(
+      std::count_if(p.order.begin(), p.order.end(), [&](NodeId id) { return g.node(id).op_name() != "leaf"; }));
   if (p.recomputed > 0) {
     state.counters["live_peak_keep_all_MiB"] = static_cast<double>(p.live_peak_without_remat) / kMiB;
     state.counters["recomputed_nodes"] = static_cast<double>(p.recomputed);

@@ -228,23 +228,41 @@ TEST(Rematerialise, StopsOnceThePeakIsWithinTheBudget) {
   EXPECT_EQ(roomy.order, keep.order);
 }
 
+// The tiny second-order AgileNN step (batch 16) from one state, twice: as planned, and
+// compiled with `options`.
+struct TinySteps {
+  std::unique_ptr<train::Trainer> planned, compiled;
+  int64_t side = 0;
+
+  explicit TinySteps(const CompileOptions& options) {
+    train::AgileNNStepOptions opt;
+    opt.classes = 10;
+    opt.batch = 16;
+    side = opt.preset.input_size;
+    const testing::AgileNNTrainers trainers(opt, 5);
+    planned = trainers.make(cpu_backend(), 100);
+    compiled = trainers.make(cpu_backend(), 100, false, options);
+    verify_memory_plan(compiled->plan().memory);
+  }
+
+  // Two steps of each on one batch: the same losses, parameters and state, bit for bit.
+  void expect_same_training() {
+    const data::Batch b = data::SyntheticDataset(10, side, side, 3, 32, 9).batch(0, 16);
+    for (int s = 0; s < 2; ++s)
+      EXPECT_EQ(planned->step(b.images, b.labels).loss, compiled->step(b.images, b.labels).loss);
+    for (const auto& [name, v] : planned->values())
+      EXPECT_EQ(v.to_vector(), compiled->values().at(name).to_vector()) << name;
+  }
+};
+
 TEST(Rematerialise, TheSecondOrderAgileNNStepTrainsBitForBitInLessThanHalfTheMemory) {
-  train::AgileNNStepOptions opt;
-  opt.classes = 10;
-  opt.batch = 16;
-  const testing::AgileNNTrainers trainers(opt, 5);
-  const auto keep = trainers.make(cpu_backend(), 100);
-  const auto remat = trainers.make(cpu_backend(), 100, false, CompileOptions{0});
-  verify_memory_plan(remat->plan().memory);
+  TinySteps steps(CompileOptions{0});
   // Measured at batch 16: a live peak of 15.7 MiB keeping every value and 5.9 MiB with
   // recomputation, 163 nodes added to 1,618 (integer work on the graph, the same on any
   // machine).
-  EXPECT_LT(static_cast<double>(remat->plan().memory.live_peak_bytes),
-            0.5 * static_cast<double>(keep->plan().memory.live_peak_bytes));
-  const int64_t side = opt.preset.input_size;
-  const data::Batch b = data::SyntheticDataset(10, side, side, 3, 32, 9).batch(0, 16);
-  for (int s = 0; s < 2; ++s) EXPECT_EQ(keep->step(b.images, b.labels).loss, remat->step(b.images, b.labels).loss);
-  for (const auto& [name, v] : keep->values()) EXPECT_EQ(v.to_vector(), remat->values().at(name).to_vector()) << name;
+  EXPECT_LT(static_cast<double>(steps.compiled->plan().memory.live_peak_bytes),
+            0.5 * static_cast<double>(steps.planned->plan().memory.live_peak_bytes));
+  steps.expect_same_training();
 }
 
 TEST(Fusion, ChainsBecomeOneNodeWithBitEqualResults) {
@@ -261,20 +279,11 @@ TEST(Fusion, ChainsBecomeOneNodeWithBitEqualResults) {
 }
 
 TEST(Fusion, TheSecondOrderAgileNNStepTrainsBitForBitFusedAndRecomputed) {
-  train::AgileNNStepOptions opt;
-  opt.classes = 10;
-  opt.batch = 16;
-  const testing::AgileNNTrainers trainers(opt, 5);
-  const auto plain = trainers.make(cpu_backend(), 100);
   CompileOptions options{0};
   options.fuse = true;
-  const auto fused = trainers.make(cpu_backend(), 100, false, options);
-  verify_memory_plan(fused->plan().memory);
-  EXPECT_GT(fused->plan().fused, 0u);
-  const int64_t side = opt.preset.input_size;
-  const data::Batch b = data::SyntheticDataset(10, side, side, 3, 32, 9).batch(0, 16);
-  for (int s = 0; s < 2; ++s) EXPECT_EQ(plain->step(b.images, b.labels).loss, fused->step(b.images, b.labels).loss);
-  for (const auto& [name, v] : plain->values()) EXPECT_EQ(v.to_vector(), fused->values().at(name).to_vector()) << name;
+  TinySteps steps(options);
+  EXPECT_GT(steps.compiled->plan().fused, 0u);
+  steps.expect_same_training();
 }
 
 TEST(Executor, MissingAndMistypedFeedsAreNamed) {

@@ -27,8 +27,22 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
     for (NodeId in : r) ++readers[static_cast<size_t>(in)];
   std::vector<bool> is_output(graph.size(), false);
   for (NodeId o : plan.outputs) is_output[static_cast<size_t>(o)] = true;
-  std::vector<size_t> pos(graph.size(), kNone);
+  std::vector<size_t> pos(graph.size(), kNone), last_read(graph.size(), 0);
   for (size_t s = 0; s < n; ++s) pos[static_cast<size_t>(plan.order[s])] = s;
+  for (size_t s = 0; s < n; ++s)
+    for (NodeId in : plan.reads[s]) last_read[static_cast<size_t>(in)] = s;
+  const auto bytes = [&](NodeId v) { return numel(graph.node(v).shape) * static_cast<int64_t>(dtype_size(graph.node(v).dtype)); };
+  // A fused node reads its inputs where its result is made: absorbing a value made long
+  // before must not keep its large inputs alive longer than they were (the value itself,
+  // one buffer, would otherwise become several).
+  const auto keeps_nothing_longer = [&](const std::vector<NodeId>& inputs, NodeId value, size_t at) {
+    for (NodeId e : inputs) {
+      const Node& x = graph.node(e);
+      const bool in_arena = x.op_name() != "leaf" && !is_output[static_cast<size_t>(e)];
+      if (in_arena && last_read[static_cast<size_t>(e)] < at && 8 * bytes(e) > bytes(value)) return false;
+    }
+    return true;
+  };
 
   // members[s]: the steps of the group whose result step s computes (empty once absorbed).
   std::vector<std::vector<size_t>> members(n);
@@ -52,6 +66,7 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
       if (q == kNone || members[q].empty() || readers[static_cast<size_t>(in)] != 1 ||
           is_output[static_cast<size_t>(in)] || graph.node(in).shape != node.shape)
         continue;
+      if (!keeps_nothing_longer(inputs_of(members[q]), in, s)) continue;
       std::vector<size_t> merged = members[q];
       merged.insert(merged.end(), members[s].begin(), members[s].end());
       std::sort(merged.begin(), merged.end());
