@@ -275,6 +275,8 @@ TEST(Fusion, ChainsBecomeOneNodeWithBitEqualResults) {
   EXPECT_GT(fused.fused, 0u);
   EXPECT_LT(fused.order.size(), plain.order.size());
   EXPECT_LT(fused.memory.total_bytes, plain.memory.total_bytes);
+  // A fused node reads its inputs where its result is made; that must never raise the peak.
+  EXPECT_LE(fused.memory.live_peak_bytes, plain.memory.live_peak_bytes);
   EXPECT_EQ(run_plan(net.g, fused, net.feeds), run_plan(net.g, plain, net.feeds));
 }
 
@@ -283,6 +285,9 @@ TEST(Fusion, TheSecondOrderAgileNNStepTrainsBitForBitFusedAndRecomputed) {
   options.fuse = true;
   TinySteps steps(options);
   EXPECT_GT(steps.compiled->plan().fused, 0u);
+  // Fusion keeps what recomputation saved (5.9 of 15.7 MiB, as without fusion).
+  EXPECT_LT(static_cast<double>(steps.compiled->plan().memory.live_peak_bytes),
+            0.5 * static_cast<double>(steps.planned->plan().memory.live_peak_bytes));
   steps.expect_same_training();
 }
 
