@@ -148,9 +148,9 @@ int time_case(const Options& o) {
   const std::string table_name = step->zero_point_table;
   Tensor table;
   if (!table_name.empty()) table = io::load_checkpoint(o.out + "/expected.safetensors").tensors.at(table_name);
-  CompileOptions compile;  // as agilenn-train compiles the step (fused on the CPU)
-  if (o.memory_budget_mb) compile.memory_budget = static_cast<size_t>(*o.memory_budget_mb * (1 << 20));
-  compile.fuse = be.device() == Device::cpu;
+  std::optional<size_t> budget;
+  if (o.memory_budget_mb) budget = static_cast<size_t>(*o.memory_budget_mb * (1 << 20));
+  const CompileOptions compile = train::step_compile_options(be, budget);  // as agilenn-train compiles it
   train::Trainer t(std::move(step), w.tensors, bench_optimizer(), be, compile);
   if (!table_name.empty()) t.set_input(table_name, table);
   const Tensor images = be.to_device(b.tensors.at("images")), labels = be.to_device(b.tensors.at("labels"));

@@ -56,15 +56,8 @@ bool unavailable(benchmark::State& state, On on) {
   return true;
 }
 
-// As agilenn-train compiles the step: fused on the CPU; `remat`: its values recomputed as
-// far as that lowers its memory peak (--memory-budget-mb 0).
-CompileOptions step_compile_options(On on, bool remat) {
-  CompileOptions c;
-  if (remat) c.memory_budget = 0;
-  c.fuse = on == On::cpu;
-  return c;
-}
-
+// Compiled as agilenn-train compiles it; `remat`: its values recomputed as far as that
+// lowers its memory peak (--memory-budget-mb 0).
 std::unique_ptr<train::Trainer> make_trainer(On on, const std::string& preset, int64_t batch, bool attribution,
                                              int ig_steps, bool remat = false) {
   train::AgileNNStepOptions opt;
@@ -78,7 +71,9 @@ std::unique_ptr<train::Trainer> make_trainer(On on, const std::string& preset, i
   const std::string table_name = step->zero_point_table;
   auto t = std::make_unique<train::Trainer>(std::move(step), values,
                                             std::make_unique<train::SGDW>(train::CosineSchedule{0.01, 1000, 0}),
-                                            backend_for(on), step_compile_options(on, remat));
+                                            backend_for(on),
+                                            train::step_compile_options(backend_for(on), remat ? std::optional<size_t>(0)
+                                                                                         : std::nullopt));
   if (!table_name.empty()) t->set_input(table_name, train::compute_zero_point_table(opt.preset, kClasses, values, DType::f32, cpu_backend()));
   // As agilenn-train runs it: on the GPU, each step replayed as a recorded CUDA graph.
   t->executor().set_graph_replay(on == On::cuda);

@@ -51,20 +51,26 @@ Attrs fused_attrs(const std::vector<FusedStep>& steps, const Shape& shape) {
   return Attrs{{"program", program}, {"ranges", ranges}, {"shape", std::vector<int64_t>(shape.begin(), shape.end())}};
 }
 
-std::vector<FusedStep> fused_steps(const Attrs& attrs) {
+std::vector<kernels::FusedInstruction<double>> fused_instructions(const Attrs& attrs) {
   const auto& program = attrs.ints("program");
   const auto& ranges = attrs.ints("ranges");
   AGILENN_CHECK(program.size() % 3 == 0 && ranges.size() * 3 == program.size() * 2,
                 "fused_elementwise: " << program.size() << " program entries and " << ranges.size() << " ranges");
-  std::vector<FusedStep> steps;
+  std::vector<kernels::FusedInstruction<double>> out;
   for (size_t j = 0; j < program.size() / 3; ++j) {
     const int64_t code = program[3 * j];
     AGILENN_CHECK(code >= 0 && code < kernels::kFusedOps, "fused_elementwise: instruction " << j << " has op code "
                                                                                             << code);
-    steps.push_back({fused_op_name(static_cast<FusedOp>(code)), static_cast<int32_t>(program[3 * j + 1]),
-                     static_cast<int32_t>(program[3 * j + 2]), std::bit_cast<double>(ranges[2 * j]),
-                     std::bit_cast<double>(ranges[2 * j + 1])});
+    out.push_back({static_cast<FusedOp>(code), static_cast<int32_t>(program[3 * j + 1]),
+                   static_cast<int32_t>(program[3 * j + 2]), std::bit_cast<double>(ranges[2 * j]),
+                   std::bit_cast<double>(ranges[2 * j + 1])});
   }
+  return out;
+}
+
+std::vector<FusedStep> fused_steps(const Attrs& attrs) {
+  std::vector<FusedStep> steps;
+  for (const auto& in : fused_instructions(attrs)) steps.push_back({fused_op_name(in.op), in.a, in.b, in.lo, in.hi});
   return steps;
 }
 

@@ -28,14 +28,16 @@ int fused_operands(kernels::FusedOp op);
 // Attributes of a fused_elementwise node: "program" (op, a, b per instruction), "ranges"
 // (lo, hi per instruction, as the bits of doubles) and the output "shape".
 Attrs fused_attrs(const std::vector<FusedStep>& steps, const Shape& shape);
+// The instructions as read from the attributes (op codes checked), in double precision.
+std::vector<kernels::FusedInstruction<double>> fused_instructions(const Attrs& attrs);
 std::vector<FusedStep> fused_steps(const Attrs& attrs);
 
-// The program of a node in precision T, checked against `inputs` registers.
+// The program of a node in the kernels' precision T.
 template <class T>
 std::vector<kernels::FusedInstruction<T>> fused_program(const Attrs& attrs) {
   std::vector<kernels::FusedInstruction<T>> out;
-  for (const FusedStep& s : fused_steps(attrs))
-    out.push_back({*fused_op_of(s.op), s.a, s.b, static_cast<T>(s.lo), static_cast<T>(s.hi)});
+  for (const auto& in : fused_instructions(attrs))
+    out.push_back({in.op, in.a, in.b, static_cast<T>(in.lo), static_cast<T>(in.hi)});
   return out;
 }
 

@@ -1,7 +1,5 @@
 // The passes in order: CSE, DCE, rematerialisation and fusion when asked for, then the
 // memory plan.
-#include <utility>
-
 #include "engine/core/error.h"
 #include "engine/passes/passes.h"
 
@@ -31,12 +29,14 @@ Plan compile(const Graph& graph, const std::vector<NodeId>& outputs) {
 }
 
 Plan compile(Graph& graph, const std::vector<NodeId>& outputs, const CompileOptions& options) {
-  Plan plan = compile(std::as_const(graph), outputs);
-  plan.live_peak_without_remat = plan.memory.live_peak_bytes;
-  if (options.memory_budget && plan.memory.live_peak_bytes > *options.memory_budget)
-    plan.recomputed = rematerialise(graph, plan, *options.memory_budget);
+  Plan plan = without_memory(graph, outputs);
+  if (options.memory_budget) {  // its starting point, the plan keeping every value, is reported
+    plan.live_peak_without_remat = plan_memory(graph, plan.order, plan.reads, plan.outputs).live_peak_bytes;
+    if (plan.live_peak_without_remat > *options.memory_budget)
+      plan.recomputed = rematerialise(graph, plan, *options.memory_budget);
+  }
   if (options.fuse) plan.fused = fuse_elementwise(graph, plan);
-  if (plan.recomputed > 0 || plan.fused > 0) plan.memory = plan_memory(graph, plan.order, plan.reads, plan.outputs);
+  plan.memory = plan_memory(graph, plan.order, plan.reads, plan.outputs);
   return plan;
 }
 

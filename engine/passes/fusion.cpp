@@ -31,7 +31,6 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
   for (size_t s = 0; s < n; ++s) pos[static_cast<size_t>(plan.order[s])] = s;
   for (size_t s = 0; s < n; ++s)
     for (NodeId in : plan.reads[s]) last_read[static_cast<size_t>(in)] = s;
-  const auto bytes = [&](NodeId v) { return numel(graph.node(v).shape) * static_cast<int64_t>(dtype_size(graph.node(v).dtype)); };
   // A fused node reads its inputs where its result is made: absorbing a value made long
   // before must not keep its large inputs alive longer than they were (the value itself,
   // one buffer, would otherwise become several).
@@ -39,7 +38,7 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
     for (NodeId e : inputs) {
       const Node& x = graph.node(e);
       const bool in_arena = x.op_name() != "leaf" && !is_output[static_cast<size_t>(e)];
-      if (in_arena && last_read[static_cast<size_t>(e)] < at && 8 * bytes(e) > bytes(value)) return false;
+      if (in_arena && last_read[static_cast<size_t>(e)] < at && 8 * arena_bytes(x) > arena_bytes(graph.node(value))) return false;
     }
     return true;
   };

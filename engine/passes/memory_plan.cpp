@@ -19,6 +19,11 @@ bool bytes_overlap(const Buffer& a, const Buffer& b) {
 
 }  // namespace
 
+size_t arena_bytes(const Node& n) {
+  const size_t raw = static_cast<size_t>(numel(n.shape)) * dtype_size(n.dtype);
+  return std::max<size_t>(1, (raw + kArenaAlignment - 1) / kArenaAlignment) * kArenaAlignment;
+}
+
 MemoryPlan plan_memory(const Graph& graph, const std::vector<NodeId>& order,
                        const std::vector<std::vector<NodeId>>& reads, const std::vector<NodeId>& outputs,
                        bool in_place) {
@@ -32,8 +37,7 @@ MemoryPlan plan_memory(const Graph& graph, const std::vector<NodeId>& order,
   for (size_t s = 0; s < order.size(); ++s) {
     const Node& n = graph.node(order[s]);
     if (n.op_name() == "leaf" || is_output[static_cast<size_t>(n.id)]) continue;
-    const size_t raw = static_cast<size_t>(numel(n.shape)) * dtype_size(n.dtype);
-    const size_t bytes = std::max<size_t>(1, (raw + kArenaAlignment - 1) / kArenaAlignment) * kArenaAlignment;
+    const size_t bytes = arena_bytes(n);
     buffer_of[n.id] = plan.buffers.size();
     plan.buffers.push_back({n.id, bytes, 0, s, s});
     plan.total_bytes += bytes;

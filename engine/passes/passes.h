@@ -43,6 +43,9 @@ struct MemoryPlan {
 
 constexpr size_t kArenaAlignment = 64;
 
+// The bytes a node's value takes in the arena: its size rounded up to the alignment.
+size_t arena_bytes(const Node& n);
+
 // Places every computed intermediate of `order` that is not an output in one arena by
 // liveness (`reads[s]`: the values step s reads; `outputs`: canonical ids): buffers whose
 // lifetimes overlap never share bytes, except that with `in_place` the output of an

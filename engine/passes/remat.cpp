@@ -27,11 +27,6 @@ constexpr size_t kShortlist = 16;  // candidates a round weighs exactly
 
 bool recomputable(const Node& n) { return n.op->elementwise && !n.op->transcendental; }
 
-size_t arena_bytes_of(const Node& n) {
-  const size_t raw = static_cast<size_t>(numel(n.shape)) * dtype_size(n.dtype);
-  return std::max<size_t>(1, (raw + kArenaAlignment - 1) / kArenaAlignment) * kArenaAlignment;
-}
-
 // How one value is had at the reader's step: read an existing value (kept until then), or
 // recompute it from its inputs (each chosen the same way); `cost` is the bytes that adds to
 // the live peak.
@@ -81,7 +76,7 @@ class Rematerialiser {
       if (!counted(v) || !recomputable(graph_.node(v)) || last_read[vi] == peak || last_[vi] <= peak) continue;
       const size_t site = next_read[vi], kept_until = std::max(s, last_read[vi]);
       const Choice c = choose(v, v, site, peak, 0);
-      const size_t bytes = arena_bytes_of(graph_.node(v));
+      const size_t bytes = arena_bytes(graph_.node(v));
       if (c.cost < bytes) candidates.push_back({v, c, bytes - c.cost, site - kept_until, kept_until, site});
     }
     const size_t shortlist = std::min<size_t>(candidates.size(), kShortlist);
@@ -124,7 +119,7 @@ class Rematerialiser {
     std::vector<int64_t> change(n + 1, 0);
     for (NodeId id : plan_.order) {
       if (!counted(id)) continue;
-      const auto b = static_cast<int64_t>(arena_bytes_of(graph_.node(id)));
+      const auto b = static_cast<int64_t>(arena_bytes(graph_.node(id)));
       change[pos_[static_cast<size_t>(id)]] += b;
       change[last_[static_cast<size_t>(id)] + 1] -= b;
     }
@@ -181,7 +176,7 @@ class Rematerialiser {
       if (last_[ui] >= peak || pos_[ui] > peak) kept_past_peak = u;            // kept longer, not across it
     }
     if (kept_past_peak) return {*kept_past_peak, 0};
-    Choice keep{w, arena_bytes_of(graph_.node(w))};
+    Choice keep{w, arena_bytes(graph_.node(w))};
     if (w == freed) keep.cost = kNever;
     if (depth < kMaxDepth && recomputable(graph_.node(w))) {
       Choice again{kNoNode, 0};
@@ -210,14 +205,14 @@ class Rematerialiser {
       change[std::min(to, n - 1) + 1] -= bytes;
     };
     const auto vi = static_cast<size_t>(v);
-    const auto v_bytes = static_cast<int64_t>(arena_bytes_of(graph_.node(v)));
+    const auto v_bytes = static_cast<int64_t>(arena_bytes(graph_.node(v)));
     std::vector<NodeId> kept;
     if (top.existing != kNoNode) {
       // Another copy takes the reads from the site on: it lives until v's last reader.
       add(kept_until + 1, last_[vi], -v_bytes);
       const auto ui = static_cast<size_t>(top.existing);
       if (counted(top.existing) && last_[ui] < last_[vi])
-        add(last_[ui] + 1, last_[vi], static_cast<int64_t>(arena_bytes_of(graph_.node(top.existing))));
+        add(last_[ui] + 1, last_[vi], static_cast<int64_t>(arena_bytes(graph_.node(top.existing))));
     } else {
       add(kept_until + 1, site - 1, -v_bytes);  // from the site on, its copy stands in
       int64_t transient = 0;
@@ -227,7 +222,7 @@ class Rematerialiser {
     std::sort(kept.begin(), kept.end());
     kept.erase(std::unique(kept.begin(), kept.end()), kept.end());
     for (NodeId u : kept)
-      add(last_[static_cast<size_t>(u)] + 1, site, static_cast<int64_t>(arena_bytes_of(graph_.node(u))));
+      add(last_[static_cast<size_t>(u)] + 1, site, static_cast<int64_t>(arena_bytes(graph_.node(u))));
     Effect e{0, 0};
     int64_t delta = 0;
     for (size_t s = 0; s < n; ++s) {
@@ -246,7 +241,7 @@ class Rematerialiser {
       if (counted(c.existing) && last_[static_cast<size_t>(c.existing)] < site) kept.push_back(c.existing);
       return;
     }
-    transient += static_cast<int64_t>(arena_bytes_of(graph_.node(w)));
+    transient += static_cast<int64_t>(arena_bytes(graph_.node(w)));
     for (NodeId in : plan_.reads[pos_[static_cast<size_t>(w)]]) walk(in, site, kept, transient);
   }
 

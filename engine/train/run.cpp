@@ -642,8 +642,8 @@ RunSummary run_training(const RunConfig& given, Backend& backend, std::ostream& 
   if (!step->zero_point_table.empty()) table = compute_zero_point_table(cfg.preset, classes, values, DType::f32, backend);
   if (done == 0) remap_channels(cfg, classes, values, table, train_set, per_epoch, backend, log);
 
-  CompileOptions compile_options{cfg.memory_budget};
-  compile_options.fuse = cfg.fuse.value_or(backend.device() == Device::cpu);
+  CompileOptions compile_options = step_compile_options(backend, cfg.memory_budget);
+  if (cfg.fuse) compile_options.fuse = *cfg.fuse;
   Trainer trainer(std::move(step), values, std::move(optimizer), backend, compile_options);
   if (cfg.memory_budget) {
     const Plan& plan = trainer.plan();

@@ -57,8 +57,8 @@ struct RunConfig {
   // The step's arena: recompute cheap values instead of keeping them until its live peak is
   // at most this many bytes (0: as low as that goes); unset: keep every value (Plan).
   std::optional<size_t> memory_budget;
-  // Elementwise fusion of the step (CompileOptions::fuse); unset: on for the CPU backend,
-  // off on CUDA until its fused kernel has passed the GPU parity test on a GPU.
+  // Elementwise fusion of the step (CompileOptions::fuse); unset: step_compile_options'
+  // choice for the backend.
   std::optional<bool> fuse;
   // AgileNN with attribution: the test images each evaluation pictures in TensorBoard
   // (engine/train/figures.h); an output option, not part of the run's configuration JSON.

@@ -21,6 +21,13 @@ bool same_tensor(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
+CompileOptions step_compile_options(const Backend& backend, std::optional<size_t> memory_budget) {
+  CompileOptions options;
+  options.memory_budget = memory_budget;
+  options.fuse = backend.device() == Device::cpu;
+  return options;
+}
+
 Trainer::Trainer(std::unique_ptr<StepGraph> step, nn::TensorMap values, std::unique_ptr<Optimizer> optimizer,
                  Backend& backend, const CompileOptions& compile_options)
     : step_(std::move(step)), backend_(backend), optimizer_(std::move(optimizer)) {

@@ -22,6 +22,11 @@ struct StepResult {
   std::map<std::string, double> metrics;
 };
 
+// How agilenn-train compiles a training step for `backend`: elementwise fusion where its
+// fused kernel is validated (the CPU; CUDA once the GPU parity test has run on a GPU), and
+// rematerialisation under `memory_budget` when one is given.
+CompileOptions step_compile_options(const Backend& backend, std::optional<size_t> memory_budget = {});
+
 class Trainer {
  public:
   // `values` holds every parameter and state tensor the step declares (see
