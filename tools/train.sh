@@ -7,7 +7,7 @@
 #
 # AGILENN_BASELINE=1 also trains the same model without the attribution losses (`train
 # --plain`, same epochs and recipe) into $out/plain, the baseline of the README's table.
-# The tiny preset's recipe (no augmentation, Adam 1e-2 for the reference net, SGDW 0.1,
+# The tiny preset's recipe (no augmentation, Adam 1e-2 for the reference net, SGDW 0.125,
 # batch-norm statistics recomputed before each evaluation) is its default; see
 # engine/models/presets.cpp.
 set -euo pipefail

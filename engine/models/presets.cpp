@@ -59,12 +59,13 @@ const AgileNNPreset kPaper{
 };
 
 // Same structure, far fewer channels: 28×28 inputs (Fashion-MNIST's own size), 14×14×10
-// features (K = 2).
+// features (K = 2). The widths and the learning rate come from the Fashion-MNIST runs in
+// bench/results/fmnist-accuracy-2026-11-30.md.
 const AgileNNPreset kTiny{
     .name = "tiny",
     .input_size = 28,
     .fe_stride = 2,
-    .fe_mid_channels = 16,
+    .fe_mid_channels = 32,
     .feature_channels = 10,
     .split_ratio = 0.2,
     .num_centroids = 8,
@@ -87,7 +88,8 @@ const AgileNNPreset kTiny{
                   .padding = ops::Padding::same},
     .rho = kRho,
     .lambda = kLambda,
-    .lr = 0.1,
+    // 0.1 / λ: against 0.1, it lifted the test skewness by about 0.03 at the same accuracy.
+    .lr = 0.125,
     .reference_lr = 1e-2,
     .augment = false,
     .channel_remapping = "global_importance",
