@@ -2,11 +2,14 @@
 // come back to the caller, nested and concurrent loops finish, and a training step gives
 // bit-identical results whether or not another thread keeps a core busy (pieces then go
 // to different threads).
+#include <cblas.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -29,6 +32,20 @@ struct ThreadCount {
 TEST(Threads, CountIsPositiveAndDescribed) {
   EXPECT_GE(threads::count(), 1);
   EXPECT_NE(threads::describe().find("thread"), std::string::npos) << threads::describe();
+}
+
+// OpenBLAS 0.3.21 (Debian's) runs the SSE3-only Prescott kernels on an Intel CPU model it
+// does not know, this project's VMs among them; the engine picks from the CPU's features
+// instead (threads.cpp). Whatever the CPU, a CPU with AVX2 never runs Prescott's GEMMs unless
+// the user asked for them.
+TEST(Threads, OpenBlasRunsKernelsForTheCpusVectorUnits) {
+  threads::count();  // configures the pool and OpenBLAS
+  const std::string kernels = openblas_get_corename();
+  EXPECT_NE(threads::describe().find("OpenBLAS kernels " + kernels), std::string::npos) << threads::describe();
+  __builtin_cpu_init();
+  if (std::getenv("OPENBLAS_CORETYPE") || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+    GTEST_SKIP() << "OPENBLAS_CORETYPE is set or this CPU has no AVX2/FMA; OpenBLAS runs " << kernels;
+  EXPECT_NE(kernels, "Prescott") << threads::describe();
 }
 
 TEST(Threads, EveryIndexRunsOnceInPiecesThatDependOnlyOnTheSplit) {

@@ -106,6 +106,37 @@ int cgroup_quota_cpus() {
   return std::max(1, static_cast<int>(best + 0.999));
 }
 
+// OpenBLAS's runtime kernel choice (a DYNAMIC_ARCH build, as Debian's) before 0.3.25 maps
+// an Intel CPU model it does not know (a new or a virtual one: this project's VMs report
+// family 6, model 207) to the Prescott kernels, SSE3 only: its GEMMs then run 3-5× slower
+// than with the AVX-512 kernels the CPU has (measured on that VM: 19-31 against 85-144
+// GFLOP/s on the convolutions' shapes, one thread). Where that happened and the user set no
+// OPENBLAS_CORETYPE, this picks the kernel set from the CPU's features instead, as later
+// OpenBLAS versions do, before the first BLAS call; it names what it did.
+// gotoblas_dynamic_init/quit are OpenBLAS's own (re)selection entry points, present only in
+// DYNAMIC_ARCH builds: weak, so that another BLAS build still links and is left alone.
+extern "C" void gotoblas_dynamic_init(void) __attribute__((weak));
+extern "C" void gotoblas_dynamic_quit(void) __attribute__((weak));
+
+std::string choose_openblas_kernels() {
+  const std::string chosen = openblas_get_corename();
+  if (std::getenv("OPENBLAS_CORETYPE") || chosen != "Prescott" || !gotoblas_dynamic_init || !gotoblas_dynamic_quit)
+    return "OpenBLAS kernels " + chosen;
+  __builtin_cpu_init();
+  const char* better = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")
+                           ? "SkylakeX"
+                       : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "Haswell"
+                                                                                          : nullptr;
+  if (!better) return "OpenBLAS kernels " + chosen;
+  setenv("OPENBLAS_CORETYPE", better, 0);
+  gotoblas_dynamic_quit();
+  gotoblas_dynamic_init();
+  unsetenv("OPENBLAS_CORETYPE");
+  return std::string("OpenBLAS kernels ") + openblas_get_corename() + " (OpenBLAS chose " + chosen +
+         ", which this CPU outgrows)";
+}
+
 struct Config {
   int threads = 1;
   int64_t spin_us = kDefaultSpinMicroseconds;
@@ -136,6 +167,7 @@ Config configure() {
   }
   // OpenBLAS runs on the calling thread: our chunks are its parallelism.
   openblas_set_num_threads(1);
+  how << "; " << choose_openblas_kernels();
   c.how = how.str();
   return c;
 }
