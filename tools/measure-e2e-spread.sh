@@ -13,7 +13,8 @@
 #
 # Usage: tools/measure-e2e-spread.sh [build-dir]   (default: build-cpu, else build)
 # Environment: SEEDS (default "1 2 3 4 5"), CORETYPES (default "Haswell Zen SkylakeX
-# Sandybridge"; "native" = OpenBLAS's own choice for this CPU), THREADS (engine threads,
+# Sandybridge"; "native" = the engine's choice for this CPU: OpenBLAS's own, unless that is
+# its Prescott fallback on a CPU with AVX2, engine/runtime/threads.cpp), THREADS (engine threads,
 # default "2", as CI's two cores; the split of parallel reductions follows the count),
 # JOBS (runs side by side, default 1), OUT (default
 # bench/results/e2e-spread-<date>-<commit>.md).
@@ -82,7 +83,7 @@ with open(out, 'w') as f:
     f.write(f"# Spread of the Fashion-MNIST subset e2e run\n\n")
     f.write(f"`EndToEnd.FashionMnistSubsetTrainsToAccuracyAndSkewnessWithoutCollapse` (tests/test_e2e.cpp) measured by\n"
             f"`tools/measure-e2e-spread.sh` on {datetime.date.today()} at {commit}, {cpu}.\n"
-            f"Seeds × OpenBLAS kernel sets (OPENBLAS_CORETYPE; `native` = OpenBLAS's choice for this CPU,\n"
+            f"Seeds × OpenBLAS kernel sets (OPENBLAS_CORETYPE; `native` = the engine's choice for this CPU,\n"
             f"`kernel` = the set OpenBLAS reports it ran) × engine threads. Accuracy on the first 1000 test\n"
             f"images; min test/train = the smallest ratio, over the epochs of both stages, of the test accuracy\n"
             f"after an epoch to the mean accuracy of that epoch's training batches; min train = the lowest of those\n"

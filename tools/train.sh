@@ -21,7 +21,7 @@ start=$SECONDS
 if [[ ! -f "$out/reference/best.safetensors" ]]; then
   "$train" reference --dataset fashion-mnist --preset tiny --epochs 2 --batch-size 64 --out "$out/reference"
 fi
-"$train" train --dataset fashion-mnist --preset tiny --epochs 5 --batch-size 64 \
+"$train" train --dataset fashion-mnist --preset tiny --epochs 7 --batch-size 64 \
   --reference "$out/reference/best.safetensors" --out "$out/agilenn" "$@"
 echo "main job: $((SECONDS - start)) s (reference net and AgileNN)"
 # The deployable split, verified in its runtimes: (a) engine, (b) float split, (c) int8 device
@@ -30,5 +30,5 @@ split="$out/split-$(date -u +%Y%m%dT%H%M%SZ)"
 "$root/build/apps/agilenn-export" "$out/agilenn/best.safetensors" --out "$split"
 python3 "$root/tools/verify-export.py" "$split"
 if [[ "${AGILENN_BASELINE:-0}" == 1 ]]; then
-  "$train" train --plain --dataset fashion-mnist --preset tiny --epochs 5 --batch-size 64 --out "$out/plain" "$@"
+  "$train" train --plain --dataset fashion-mnist --preset tiny --epochs 7 --batch-size 64 --out "$out/plain" "$@"
 fi

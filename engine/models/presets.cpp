@@ -14,8 +14,8 @@ namespace {
 
 using S = EfficientStage;
 
-// The seed's attribution losses, in every preset: target skewness ρ and the
-// classification loss's weight λ.
+// The seed's attribution losses: target skewness ρ and the classification loss's weight λ
+// (the tiny preset weighs the attribution losses more, see there).
 constexpr double kRho = 0.8, kLambda = 0.8;
 
 // The seed's configuration (DESIGN.md §1 and §7).
@@ -87,8 +87,10 @@ const AgileNNPreset kTiny{
                   .bn_eps = 1e-3,
                   .padding = ops::Padding::same},
     .rho = kRho,
-    .lambda = kLambda,
-    // 0.1 / λ: against 0.1, it lifted the test skewness by about 0.03 at the same accuracy.
+    // The skewness a run settles at varies by seed (and by CPU, whose kernels give another
+    // trajectory): at λ = 0.8 over 0.76-0.82 around ρ = 0.8, at 0.7 over 0.80-0.83.
+    .lambda = 0.7,
+    // Against 0.1, 0.125 lifted the test skewness by about 0.03 at the same accuracy.
     .lr = 0.125,
     .reference_lr = 1e-2,
     .augment = false,
