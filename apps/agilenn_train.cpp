@@ -51,8 +51,8 @@ void add_common(CLI::App* cmd, RunConfig& cfg, std::string& preset, DeviceFlags&
       "run chains of elementwise ops (batch norm's affine part, activations, their gradients) as one fused "
       "kernel each (default: on with --device cpu; off with cuda until the fused kernel is validated on a GPU)");
   cmd->add_option("--lr", cfg.lr,
-                  "initial learning rate (default: the preset's; AgileNN SGDW, tiny 0.125, paper 0.1; reference net Adam, tiny 1e-2, "
-                  "paper 1e-3, or the seed's fine-tuning 1e-4 with --init)");
+                  "initial learning rate (default: the preset's; AgileNN SGDW, tiny 0.125, paper 0.1; "
+                  "reference net Adam, tiny 1e-2, paper 1e-3, or the seed's fine-tuning 1e-4 with --init)");
   dev.augment_flag = cmd->add_flag("--augment,!--no-augment", dev.augment,
                                    "augment training images (random flip, pad + random crop, per dataset as the seed); "
                                    "default: the preset's (tiny off, paper on)");

@@ -59,7 +59,7 @@ const AgileNNPreset kPaper{
 };
 
 // Same structure, far fewer channels: 28×28 inputs (Fashion-MNIST's own size), 14×14×10
-// features (K = 2). The widths and the learning rate come from the Fashion-MNIST runs in
+// features (K = 2). The widths, λ and the learning rate come from the Fashion-MNIST runs in
 // bench/results/fmnist-accuracy-2026-11-30.md.
 const AgileNNPreset kTiny{
     .name = "tiny",

@@ -106,9 +106,9 @@ int cgroup_quota_cpus() {
   return std::max(1, static_cast<int>(best + 0.999));
 }
 
-// OpenBLAS's runtime kernel choice (a DYNAMIC_ARCH build, as Debian's) before 0.3.25 maps
-// an Intel CPU model it does not know (a new or a virtual one: this project's VMs report
-// family 6, model 207) to the Prescott kernels, SSE3 only: its GEMMs then run 3-5× slower
+// OpenBLAS's runtime kernel choice (a DYNAMIC_ARCH build) in Debian's 0.3.21 maps an Intel
+// CPU model it does not know (a new or a virtual one: this project's VMs report family 6,
+// model 207) to the Prescott kernels, SSE3 only: its GEMMs then run 3-5× slower
 // than with the AVX-512 kernels the CPU has (measured on that VM: 19-31 against 85-144
 // GFLOP/s on the convolutions' shapes, one thread). Where that happened and the user set no
 // OPENBLAS_CORETYPE, this picks the kernel set from the CPU's features instead, as later
