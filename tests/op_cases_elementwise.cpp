@@ -61,6 +61,31 @@ void add_elementwise_cases(Cases& cs) {
        },
        binary_ref([](double x, double c) { return std::min(0.5, std::max(-0.5, (x - c) * c)) * x + c; }),
        {"fused_elementwise"}});
+  // A batch norm's backward pieces: a broadcast_to taken in as an instruction (its operand,
+  // per column, read broadcast), and the chain summed over its leading axes as the
+  // statistics' and the per-column operands' gradients are.
+  add({"fused_elementwise_broadcast", {in({4, 5}), in({1, 5})},
+       [](Graph&, V v) { return fused_elementwise(v, {{"broadcast_to", 1}, {"mul", 2, 0}, {"add", 3, 2}}, {4, 5}); },
+       binary_ref([](double x, double c) { return c * x + c; }), {"fused_elementwise"}});
+  add({"fused_sum_leading_axes", {with_kinks({3, 4, 5}, {-0.5, 0.5}), in({5}, 0.5, 1.5)},
+       [](Graph&, V v) {
+         return fused_sum(v, {{"sub", 0, 1}, {"mul", 2, 1}, {"clamp", 3, -1, -0.5, 0.5}, {"mul", 4, 0}},
+                          {3, 4, 5}, {0, 1}, false);
+       },
+       [](T x) {
+         const Tensor chain = map_ref({x[0], x[1]}, [](const std::vector<double>& a) {
+           return std::min(0.5, std::max(-0.5, (a[0] - a[1]) * a[1])) * a[0];
+         });
+         return reduce_ref(chain, {0, 1}, false, 0, std::plus<double>());
+       },
+       {"fused_sum"}});
+  add({"fused_sum_keepdims", {in({6, 3}), in({1, 3})},
+       [](Graph&, V v) { return fused_sum(v, {{"broadcast_to", 1}, {"mul", 0, 2}, {"mul", 3, 0}}, {6, 3}, {0}, true); },
+       [](T x) {
+         const Tensor chain = map_ref({x[0], x[1]}, [](const std::vector<double>& a) { return a[0] * a[1] * a[0]; });
+         return reduce_ref(chain, {0}, true, 0, std::plus<double>());
+       },
+       {"fused_sum"}});
 
   // ---- binary elementwise with broadcasting
   add({"add_broadcast", {in({3, 5}), in({5})}, [](Graph&, V v) { return v[0] + v[1]; },

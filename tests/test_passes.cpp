@@ -172,6 +172,11 @@ struct ElementwiseLayers {
   }
 };
 
+size_t count_op(const Graph& g, const Plan& plan, const std::string& op) {
+  return static_cast<size_t>(
+      std::count_if(plan.order.begin(), plan.order.end(), [&](NodeId id) { return g.node(id).op_name() == op; }));
+}
+
 std::vector<std::vector<double>> run_plan(const Graph& g, Plan plan, const Feeds& feeds) {
   Executor ex(g, std::move(plan), cpu_backend());
   std::vector<std::vector<double>> out;
@@ -280,11 +285,44 @@ TEST(Fusion, ChainsBecomeOneNodeWithBitEqualResults) {
   EXPECT_EQ(run_plan(net.g, fused, net.feeds), run_plan(net.g, plain, net.feeds));
 }
 
+// A batch norm's statistics and its backward's column sums read chains of elementwise
+// ops: each such sum becomes one fused_sum node, which equals the chain and sum bit for bit.
+TEST(Fusion, ColumnSumsTakeInTheChainsTheyReadBitForBit) {
+  Graph g;
+  const Shape shape{6, 5, 7};
+  const Value x = ops::leaf(g, "x", shape, DType::f64);
+  const Value gamma = ops::leaf(g, "gamma", {7}, DType::f64, LeafKind::parameter);
+  const Value beta = ops::leaf(g, "beta", {7}, DType::f64, LeafKind::parameter);
+  const Value mean = ops::leaf(g, "mean", {7}, DType::f64, LeafKind::state);
+  const Value var = ops::leaf(g, "var", {7}, DType::f64, LeafKind::state);
+  const ops::BatchNormResult bn = ops::batch_norm_train(x, gamma, beta, mean, var, 0.9, 1e-5, 1);
+  const Value loss = ops::sum(ops::clamp(bn.y, 0.0, 6.0) * x);
+  std::vector<NodeId> outputs{loss.id()};
+  for (const Value& d : grad(loss, {x, gamma, beta})) outputs.push_back(d.id());
+  const Feeds feeds{{"x", testing::random_tensor(shape, DType::f64, 1, -1.0, 3.0)},
+                    {"gamma", testing::random_tensor({7}, DType::f64, 2, 0.5, 1.5)},
+                    {"beta", testing::random_tensor({7}, DType::f64, 3, 0.0, 2.0)},
+                    {"mean", testing::random_tensor({7}, DType::f64, 4)},
+                    {"var", testing::random_tensor({7}, DType::f64, 5, 0.5, 1.0)}};
+  const Plan plain = compile(g, outputs);
+  CompileOptions options;
+  options.fuse = true;
+  const Plan fused = compile(g, outputs, options);
+  verify_memory_plan(fused.memory);
+  // The variance's sum of squares at least; the parameters' gradients are plan outputs,
+  // whose sums stay sums.
+  EXPECT_GE(count_op(g, fused, "fused_sum"), 1u);
+  EXPECT_LT(count_op(g, fused, "sum"), count_op(g, plain, "sum"));
+  EXPECT_LT(fused.memory.total_bytes, plain.memory.total_bytes);
+  EXPECT_EQ(run_plan(g, fused, feeds), run_plan(g, plain, feeds));
+}
+
 TEST(Fusion, TheSecondOrderAgileNNStepTrainsBitForBitFusedAndRecomputed) {
   CompileOptions options{0};
   options.fuse = true;
   TinySteps steps(options);
   EXPECT_GT(steps.compiled->plan().fused, 0u);
+  EXPECT_GT(count_op(steps.compiled->graph().graph, steps.compiled->plan(), "fused_sum"), 0u);
   // Fusion keeps what recomputation saved (5.9 of 15.7 MiB, as without fusion).
   EXPECT_LT(static_cast<double>(steps.compiled->plan().memory.live_peak_bytes),
             0.5 * static_cast<double>(steps.planned->plan().memory.live_peak_bytes));

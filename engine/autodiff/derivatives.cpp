@@ -212,11 +212,16 @@ const Entry kDerivatives[] = {
      const Value &d = c.inputs[0], &a = c.inputs[1], &g = c.grad_output;
      return {c.needs(0) ? attribution_stats_backward(d, a, g, k, 0) : Value(),
              c.needs(1) ? attribution_stats_backward(d, a, g, k, 1) : Value()}; }},
-  // A fusion pass's node: the vjp of the chain it stands for.
+  // The fusion pass's nodes: the vjp of the chain (and sum) each stands for.
   {"fused_elementwise", [](C c) -> Grads {
      return through_decomposition(c, [&] {
        const Shape shape(c.node.attrs.ints("shape").begin(), c.node.attrs.ints("shape").end());
        return fused_elementwise_reference(c.inputs, fused_steps(c.node.attrs), shape); }); }},
+  {"fused_sum", [](C c) -> Grads {
+     return through_decomposition(c, [&] {
+       const Shape shape(c.node.attrs.ints("shape").begin(), c.node.attrs.ints("shape").end());
+       return sum(fused_elementwise_reference(c.inputs, fused_steps(c.node.attrs), shape), c.node.attrs.ints("axes"),
+                  c.node.attrs.i("keepdims") != 0); }); }},
   {"attribution_stats_backward", [](C c) -> Grads {
      return through_decomposition(c, [&] {
        return attribution_stats_backward_reference(c.inputs[0], c.inputs[1], c.inputs[2],

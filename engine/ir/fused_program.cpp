@@ -18,7 +18,7 @@ constexpr Named kFusable[] = {
     {"neg", FusedOp::neg, 1},         {"abs", FusedOp::abs, 1},         {"sign", FusedOp::sign, 1},
     {"exp", FusedOp::exp, 1},         {"log", FusedOp::log, 1},         {"sqrt", FusedOp::sqrt, 1},
     {"rsqrt", FusedOp::rsqrt, 1},     {"sigmoid", FusedOp::sigmoid, 1}, {"tanh", FusedOp::tanh, 1},
-    {"stop_gradient", FusedOp::identity, 1}, {"clamp", FusedOp::clamp, 1}, {"clamp_grad", FusedOp::clamp_grad, 2},
+    {"stop_gradient", FusedOp::identity, 1}, {"broadcast_to", FusedOp::broadcast, 1}, {"clamp", FusedOp::clamp, 1}, {"clamp_grad", FusedOp::clamp_grad, 2},
     {"add", FusedOp::add, 2},         {"sub", FusedOp::sub, 2},         {"mul", FusedOp::mul, 2},
     {"div", FusedOp::div, 2},         {"maximum", FusedOp::maximum, 2}, {"minimum", FusedOp::minimum, 2},
 };
@@ -49,6 +49,14 @@ Attrs fused_attrs(const std::vector<FusedStep>& steps, const Shape& shape) {
     ranges.insert(ranges.end(), {std::bit_cast<int64_t>(s.lo), std::bit_cast<int64_t>(s.hi)});
   }
   return Attrs{{"program", program}, {"ranges", ranges}, {"shape", std::vector<int64_t>(shape.begin(), shape.end())}};
+}
+
+Attrs fused_sum_attrs(const std::vector<FusedStep>& steps, const Shape& shape, std::vector<int64_t> axes,
+                      bool keepdims) {
+  Attrs a = fused_attrs(steps, shape);
+  a.set("axes", std::move(axes));
+  a.set("keepdims", int64_t{keepdims});
+  return a;
 }
 
 std::vector<kernels::FusedInstruction<double>> fused_instructions(const Attrs& attrs) {

@@ -1,4 +1,4 @@
-// The program a fused_elementwise node carries (kernels/shared/fused_elementwise.h): how
+// The program a fused_elementwise or fused_sum node carries (kernels/shared/fused_elementwise.h): how
 // the fusion pass writes it into attributes, how kernels read it back, and which ops it
 // may hold.
 #pragma once
@@ -28,6 +28,9 @@ int fused_operands(kernels::FusedOp op);
 // Attributes of a fused_elementwise node: "program" (op, a, b per instruction), "ranges"
 // (lo, hi per instruction, as the bits of doubles) and the output "shape".
 Attrs fused_attrs(const std::vector<FusedStep>& steps, const Shape& shape);
+// A fused_sum node's: those and the summed leading "axes", "keepdims" as sum's.
+Attrs fused_sum_attrs(const std::vector<FusedStep>& steps, const Shape& shape, std::vector<int64_t> axes,
+                      bool keepdims);
 // The instructions as read from the attributes (op codes checked), in double precision.
 std::vector<kernels::FusedInstruction<double>> fused_instructions(const Attrs& attrs);
 std::vector<FusedStep> fused_steps(const Attrs& attrs);

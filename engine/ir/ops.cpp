@@ -65,6 +65,12 @@ Value fused_elementwise(const std::vector<Value>& inputs, const std::vector<Fuse
   return make(inputs[0].graph(), "fused_elementwise", inputs, fused_attrs(steps, shape));
 }
 
+Value fused_sum(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps, const Shape& shape,
+                std::vector<int64_t> axes, bool keepdims) {
+  AGILENN_CHECK(!inputs.empty(), "fused_sum: no inputs");
+  return make(inputs[0].graph(), "fused_sum", inputs, fused_sum_attrs(steps, shape, std::move(axes), keepdims));
+}
+
 Value fused_elementwise_reference(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps,
                                   const Shape& shape) {
   std::vector<Value> r = inputs;
@@ -73,6 +79,8 @@ Value fused_elementwise_reference(const std::vector<Value>& inputs, const std::v
     const std::string& op = s.op;
     if (op == "clamp") {
       r.push_back(clamp(a, s.lo, s.hi));
+    } else if (op == "broadcast_to") {
+      r.push_back(broadcast_to(a, shape));
     } else if (op == "clamp_grad") {
       r.push_back(clamp_grad(a, r.at(static_cast<size_t>(s.b)), s.lo, s.hi));
     } else if (fused_operands(*fused_op_of(op)) == 2) {

@@ -86,6 +86,40 @@ const char* const kElementwise[] = {"neg",  "abs", "sign", "exp", "log",     "sq
                                 "div",  "maximum", "minimum", "where", "fused_elementwise"};
 const char* const kTranscendental[] = {"exp", "log", "sqrt", "rsqrt", "sigmoid", "tanh"};
 
+// A fused program's node (the fusion pass's): its inputs broadcast to `shape`; every
+// instruction reads earlier registers and the right number of them. Returns the program's
+// shape and dtype.
+TypeInfo fused_program_type(const Graph& g, const Ids& ids, const Attrs& a) {
+  const auto inputs = static_cast<int64_t>(ids.size());
+  AGILENN_CHECK(inputs >= 1 && inputs <= kernels::kFusedMaxInputs,
+                inputs << " inputs, expected 1 to " << kernels::kFusedMaxInputs);
+  const Shape shape(a.ints("shape").begin(), a.ints("shape").end());
+  check_shape_attr(shape);
+  const Node& first = in(g, ids, 0);
+  expect_float(first);
+  for (size_t k = 0; k < ids.size(); ++k) {
+    const Node& x = in(g, ids, k);
+    AGILENN_CHECK(x.dtype == first.dtype, "input " << k << " is " << dtype_name(x.dtype) << ", input 0 "
+                                                   << dtype_name(first.dtype));
+    AGILENN_CHECK(broadcast_shapes(x.shape, shape) == shape,
+                  "input " << k << " " << shape_str(x.shape) << " does not broadcast to " << shape_str(shape));
+  }
+  const std::vector<FusedStep> steps = fused_steps(a);
+  AGILENN_CHECK(!steps.empty() && steps.size() <= static_cast<size_t>(kernels::kFusedMaxInstructions),
+                steps.size() << " instructions, expected 1 to " << kernels::kFusedMaxInstructions);
+  for (size_t j = 0; j < steps.size(); ++j) {
+    const int64_t registers = inputs + static_cast<int64_t>(j);
+    const bool two = fused_operands(*fused_op_of(steps[j].op)) == 2;
+    AGILENN_CHECK(steps[j].a >= 0 && steps[j].a < registers && (two ? steps[j].b >= 0 && steps[j].b < registers
+                                                                    : steps[j].b == -1),
+                  "instruction " << j << " (" << steps[j].op << ") reads registers " << steps[j].a << ", "
+                                 << steps[j].b << " of " << registers);
+    AGILENN_CHECK(steps[j].lo <= steps[j].hi, "instruction " << j << ": lo " << steps[j].lo << " exceeds hi "
+                                                               << steps[j].hi);
+  }
+  return {shape, first.dtype};
+}
+
 }  // namespace
 
 void register_shape_rules(OpRegistry& r) {
@@ -122,37 +156,17 @@ void register_shape_rules(OpRegistry& r) {
     AGILENN_CHECK(a.f("lo") <= a.f("hi"), "lo " << a.f("lo") << " exceeds hi " << a.f("hi"));
     return {x.shape, x.dtype};
   });
-  // The fusion pass's node: its inputs broadcast to `shape`; every instruction reads
-  // earlier registers and the right number of them.
-  add(r, "fused_elementwise", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
-    const auto inputs = static_cast<int64_t>(ids.size());
-    AGILENN_CHECK(inputs >= 1 && inputs <= kernels::kFusedMaxInputs,
-                  inputs << " inputs, expected 1 to " << kernels::kFusedMaxInputs);
-    const Shape shape(a.ints("shape").begin(), a.ints("shape").end());
-    check_shape_attr(shape);
-    const Node& first = in(g, ids, 0);
-    expect_float(first);
-    for (size_t k = 0; k < ids.size(); ++k) {
-      const Node& x = in(g, ids, k);
-      AGILENN_CHECK(x.dtype == first.dtype, "input " << k << " is " << dtype_name(x.dtype) << ", input 0 "
-                                                     << dtype_name(first.dtype));
-      AGILENN_CHECK(broadcast_shapes(x.shape, shape) == shape,
-                    "input " << k << " " << shape_str(x.shape) << " does not broadcast to " << shape_str(shape));
-    }
-    const std::vector<FusedStep> steps = fused_steps(a);
-    AGILENN_CHECK(!steps.empty() && steps.size() <= static_cast<size_t>(kernels::kFusedMaxInstructions),
-                  steps.size() << " instructions, expected 1 to " << kernels::kFusedMaxInstructions);
-    for (size_t j = 0; j < steps.size(); ++j) {
-      const int64_t registers = inputs + static_cast<int64_t>(j);
-      const bool two = fused_operands(*fused_op_of(steps[j].op)) == 2;
-      AGILENN_CHECK(steps[j].a >= 0 && steps[j].a < registers && (two ? steps[j].b >= 0 && steps[j].b < registers
-                                                                      : steps[j].b == -1),
-                    "instruction " << j << " (" << steps[j].op << ") reads registers " << steps[j].a << ", "
-                                   << steps[j].b << " of " << registers);
-      AGILENN_CHECK(steps[j].lo <= steps[j].hi, "instruction " << j << ": lo " << steps[j].lo << " exceeds hi "
-                                                                 << steps[j].hi);
-    }
-    return {shape, first.dtype};
+  add(r, "fused_elementwise", fused_program_type);
+  // The program summed over its leading axes (the fusion pass's reduction of a chain).
+  add(r, "fused_sum", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
+    const TypeInfo program = fused_program_type(g, ids, a);
+    const auto axes = normalize_axes(a.ints("axes"), program.shape.size());
+    for (size_t i = 0; i < axes.size(); ++i)
+      AGILENN_CHECK(axes[i] == static_cast<int64_t>(i), "axes " << shape_str(a.ints("axes")) << " are not the leading ones of "
+                                                             << shape_str(program.shape));
+    AGILENN_CHECK(!axes.empty() && axes.size() < program.shape.size(),
+                  "axes " << shape_str(a.ints("axes")) << " must leave an axis of " << shape_str(program.shape));
+    return {reduced_shape(program.shape, axes, a.i("keepdims") != 0), program.dtype};
   });
   for (const char* op : {"equal", "less", "less_equal", "greater", "greater_equal"}) add(r, op, comparison);
 

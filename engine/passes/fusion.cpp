@@ -1,12 +1,14 @@
 // Elementwise fusion: a chain of elementwise ops whose intermediate values each have one
 // reader becomes one fused_elementwise node, which reads the chain's inputs once and
 // writes its result once (one loop on the CPU, one kernel on CUDA), and whose
-// intermediates never take arena memory.
+// intermediates never take arena memory; a chain read only by a sum over leading axes
+// becomes, with the sum, one fused_sum node, which stores no element of the chain.
 #include <algorithm>
 #include <unordered_map>
 
 #include "engine/ir/fused_program.h"
 #include "engine/ir/registry.h"
+#include "engine/ir/shape_util.h"
 #include "engine/passes/passes.h"
 
 namespace agilenn {
@@ -16,6 +18,14 @@ constexpr size_t kNone = SIZE_MAX;
 
 bool fusable(const Node& n) {
   return n.op_name() != "leaf" && fused_op_of(n.op_name()) && (n.dtype == DType::f32 || n.dtype == DType::f64);
+}
+
+// A sum over the leading axes of x, leaving at least one.
+bool sums_leading_axes(const Node& sum, const Node& x) {
+  const auto axes = normalize_axes(sum.attrs.ints("axes"), x.shape.size());
+  for (size_t i = 0; i < axes.size(); ++i)
+    if (axes[i] != static_cast<int64_t>(i)) return false;
+  return !axes.empty() && axes.size() < x.shape.size();
 }
 
 }  // namespace
@@ -77,15 +87,31 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
     }
   }
 
-  std::vector<bool> dropped(n, false);
-  std::unordered_map<NodeId, NodeId> renamed;  // a group's result -> its fused node
-  size_t fused = 0;
+  // A sum over leading axes (a column sum, e.g. a batch norm's statistics or a broadcast
+  // operand's gradient) takes in the group that makes its input, read there only: the
+  // group's values are added up as they are made, never stored.
+  std::vector<size_t> summed_at(n, kNone);  // group step -> the step of the sum taking it in
   for (size_t s = 0; s < n; ++s) {
-    if (members[s].size() < 2 || is_output[static_cast<size_t>(plan.order[s])]) continue;
-    const std::vector<NodeId> inputs = inputs_of(members[s]);
+    const Node& node = graph.node(plan.order[s]);
+    // A plan output keeps its node: callers find it by its id (gradient buckets do).
+    if (node.op_name() != "sum" || is_output[static_cast<size_t>(plan.order[s])]) continue;
+    const NodeId in = plan.reads[s][0];
+    const size_t q = pos[static_cast<size_t>(in)];
+    if (q == kNone || members[q].empty() || readers[static_cast<size_t>(in)] != 1 || is_output[static_cast<size_t>(in)])
+      continue;
+    if (!sums_leading_axes(node, graph.node(in)) || !keeps_nothing_longer(inputs_of(members[q]), in, s)) continue;
+    summed_at[q] = s;
+  }
+
+  std::vector<bool> dropped(n, false);
+  std::unordered_map<NodeId, NodeId> renamed;  // a replaced node -> its fused node
+  // Replaces step `at` with an `op` node running the program of `group` (whose other steps
+  // are dropped), with the attributes attrs_of(program, the group's shape).
+  const auto replace = [&](size_t at, const std::vector<size_t>& group, const std::string& op, auto attrs_of) {
+    const std::vector<NodeId> inputs = inputs_of(group);
     std::vector<NodeId> registers = inputs;
     std::vector<FusedStep> steps;
-    for (size_t m : members[s]) {
+    for (size_t m : group) {
       const Node& member = graph.node(plan.order[m]);
       FusedStep step{member.op_name()};
       const auto reg = [&](NodeId v) {
@@ -96,14 +122,29 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
       if (member.attrs.has("lo")) step.lo = member.attrs.f("lo"), step.hi = member.attrs.f("hi");
       steps.push_back(step);
       registers.push_back(plan.order[m]);
-      if (m != s) dropped[m] = true;
+      if (m != at) dropped[m] = true;
     }
-    const NodeId root = plan.order[s];
-    const NodeId node = graph.add("fused_elementwise", inputs, fused_attrs(steps, graph.node(root).shape));
-    plan.order[s] = node;
-    plan.reads[s] = inputs;
-    renamed[root] = node;
-    ++fused;
+    Attrs attrs = attrs_of(steps, graph.node(plan.order[group.back()]).shape);
+    const NodeId replaced = plan.order[at];
+    const NodeId node = graph.add(op, inputs, std::move(attrs));
+    plan.order[at] = node;
+    plan.reads[at] = inputs;
+    renamed[replaced] = node;
+  };
+  size_t fused = 0;
+  for (size_t s = 0; s < n; ++s) {
+    if (summed_at[s] != kNone) {
+      const Attrs& sum = graph.node(plan.order[summed_at[s]]).attrs;
+      const std::vector<int64_t> axes = sum.ints("axes");
+      const bool keepdims = sum.i("keepdims") != 0;
+      replace(summed_at[s], members[s], "fused_sum", [&](const std::vector<FusedStep>& steps, const Shape& shape) {
+        return fused_sum_attrs(steps, shape, axes, keepdims);
+      });
+      ++fused;
+    } else if (members[s].size() >= 2 && !is_output[static_cast<size_t>(plan.order[s])]) {
+      replace(s, members[s], "fused_elementwise", fused_attrs);
+      ++fused;
+    }
   }
   for (auto& r : plan.reads)
     for (NodeId& in : r)

@@ -68,7 +68,7 @@ struct Plan {
   // values, and the arena's live peak before it.
   size_t recomputed = 0;
   size_t live_peak_without_remat = 0;
-  size_t fused = 0;  // fused_elementwise nodes (CompileOptions::fuse)
+  size_t fused = 0;  // fused_elementwise and fused_sum nodes (CompileOptions::fuse)
 };
 
 struct CompileOptions {
@@ -79,7 +79,8 @@ struct CompileOptions {
   // no rematerialisation.
   std::optional<size_t> memory_budget;
   // Elementwise fusion (after rematerialisation): chains whose intermediates have one
-  // reader run as one fused_elementwise node.
+  // reader run as one fused_elementwise node, or with the column sum reading them as one
+  // fused_sum node.
   bool fuse = false;
 };
 
@@ -91,7 +92,8 @@ Plan compile(Graph& graph, const std::vector<NodeId>& outputs, const CompileOpti
 
 // Replaces each chain of fusable elementwise steps (every intermediate read once, by the
 // chain, at the chain's shape; not a plan output) with one fused_elementwise node appended
-// to `graph`; returns the number of fused nodes.
+// to `graph`, or, where the chain's result is read only by a sum over leading axes, the
+// chain and the sum with one fused_sum node; returns the number of fused nodes.
 size_t fuse_elementwise(Graph& graph, Plan& plan);
 
 // Rewrites plan.order and plan.reads to recompute values under `budget` bytes of live

@@ -1,5 +1,5 @@
-// fill, unary math, clamp, binary arithmetic, comparisons, where, cast, stop_gradient;
-// the per-element math is kernels/shared/elementwise.h.
+// fill, unary math, clamp, binary arithmetic, comparisons, where, cast, stop_gradient,
+// fused_elementwise and fused_sum; the per-element math is kernels/shared/elementwise.h.
 #include <algorithm>
 #include <type_traits>
 
@@ -80,11 +80,11 @@ void range_kernel(KernelTable& t, const std::string& op) {
   });
 }
 
-// fused_elementwise: the program runs over blocks of elements, one instruction at a time
-// over the whole block (a tight loop per instruction, where a per-element interpreter would
-// branch per element and instruction). Same-shape inputs are read in place, periodic
-// broadcast ones from a tile; others are gathered per block, a row of the last axis at a
-// time.
+// fused_elementwise and fused_sum: the program runs over blocks of elements, one
+// instruction at a time over the whole block (a tight loop per instruction, where a
+// per-element interpreter would branch per element and instruction). Same-shape inputs
+// are read in place, periodic broadcast ones from a tile; others are gathered per block,
+// a row of the last axis at a time.
 // The period of a broadcast input that repeats along the flat output index (a trailing
 // block of the output's axes, e.g. per-channel values of a channels-last tensor, or a
 // scalar); 0 when it does not.
@@ -101,81 +101,155 @@ int64_t flat_period(const Shape& in, const Shape& out) {
   return period;
 }
 
+// A fused program's evaluation over runs of at most kBlock consecutive elements of its
+// shape, shared by fused_elementwise (which writes every run) and fused_sum (which adds
+// them up).
+template <class T>
+class FusedRuns {
+ public:
+  static constexpr int64_t kBlock = 256;
+
+  // One thread's registers.
+  struct Scratch {
+    std::vector<T> values;
+    std::vector<const T*> reg;
+  };
+
+  FusedRuns(const Node& node, std::span<const Tensor> in, const Shape& shape)
+      : program_(fused_program<T>(node.attrs)), in_(in), shape_(shape), strides_(in.size()), tiles_(in.size()),
+        period_(in.size(), 0) {
+    constexpr int64_t kMaxTile = 4096;
+    // A periodic input is read from a tile of it repeated past a block's length (made once
+    // here), at the block's phase: no per-block gathering.
+    for (size_t k = 0; k < in.size(); ++k) {
+      if (in[k].shape() == shape) continue;
+      period_[k] = flat_period(in[k].shape(), shape);
+      if (period_[k] > 0 && period_[k] <= kMaxTile) {
+        const T* x = in[k].data<T>();
+        tiles_[k].resize(static_cast<size_t>(kBlock + period_[k]));
+        for (size_t j = 0; j < tiles_[k].size(); ++j) tiles_[k][j] = x[static_cast<int64_t>(j) % period_[k]];
+        continue;
+      }
+      strides_[k] = broadcast_strides(in[k].shape(), shape);
+    }
+  }
+
+  size_t instructions() const { return program_.size(); }
+
+  Scratch scratch() const {
+    const size_t registers = in_.size() + program_.size();
+    return {std::vector<T>(registers * kBlock), std::vector<const T*>(registers)};
+  }
+
+  // Elements [first, first + len) of the result, len <= kBlock: written to dst, or to the
+  // scratch where dst is null; returns where they are.
+  const T* run(int64_t first, int64_t len, Scratch& s, T* dst) const {
+    const size_t inputs = in_.size(), rank = shape_.size();
+    for (size_t k = 0; k < inputs; ++k) {
+      const T* x = in_[k].data<T>();
+      if (!tiles_[k].empty()) {
+        s.reg[k] = tiles_[k].data() + first % period_[k];
+        continue;
+      }
+      if (strides_[k].empty()) {
+        s.reg[k] = x + first;
+        continue;
+      }
+      // Row by row (the last axis), along which the input steps by one stride.
+      const std::vector<int64_t>& st = strides_[k];
+      T* gathered = s.values.data() + k * kBlock;
+      const int64_t width = rank == 0 ? 1 : shape_[rank - 1], step = rank == 0 ? 0 : st[rank - 1];
+      for (int64_t e = 0; e < len;) {
+        int64_t off = 0, rem = first + e;
+        for (size_t d = rank; d-- > 0;) {
+          off += (rem % shape_[d]) * st[d];
+          rem /= shape_[d];
+        }
+        const int64_t seg = std::min(len - e, width - (first + e) % width);
+        if (step == 0) {
+          std::fill_n(gathered + e, seg, x[off]);
+        } else {
+          for (int64_t j = 0; j < seg; ++j) gathered[e + j] = x[off + j * step];
+        }
+        e += seg;
+      }
+      s.reg[k] = gathered;
+    }
+    for (size_t j = 0; j < program_.size(); ++j) {
+      const auto& ins = program_[j];
+      T* out = j + 1 == program_.size() && dst ? dst : s.values.data() + (inputs + j) * kBlock;
+      const T* a = s.reg[static_cast<size_t>(ins.a)];
+      const T* b = ins.b >= 0 ? s.reg[static_cast<size_t>(ins.b)] : a;
+      kernels::visit_fused(ins, [&](auto f, int) {
+        if constexpr (requires { f(a[0], b[0]); }) {
+          for (int64_t e = 0; e < len; ++e) out[e] = f(a[e], b[e]);
+        } else {
+          for (int64_t e = 0; e < len; ++e) out[e] = f(a[e]);
+        }
+      });
+      s.reg[inputs + j] = out;
+    }
+    return s.reg.back();
+  }
+
+ private:
+  std::vector<kernels::FusedInstruction<T>> program_;
+  std::span<const Tensor> in_;
+  const Shape& shape_;
+  std::vector<std::vector<int64_t>> strides_;
+  std::vector<std::vector<T>> tiles_;
+  std::vector<int64_t> period_;
+};
+
 template <class T>
 void run_fused(const Node& node, std::span<const Tensor> in, Tensor& out) {
-  constexpr int64_t kBlock = 256, kMaxTile = 4096;
-  const auto program = fused_program<T>(node.attrs);
-  const Shape& shape = out.shape();
-  const size_t inputs = in.size(), registers = inputs + program.size(), rank = shape.size();
-  std::vector<std::vector<int64_t>> strides(inputs);
-  // A periodic input is read from a tile of it repeated past a block's length (made once
-  // here), at the block's phase: no per-block gathering.
-  std::vector<std::vector<T>> tiles(inputs);
-  std::vector<int64_t> period(inputs, 0);
-  for (size_t k = 0; k < inputs; ++k) {
-    if (in[k].shape() == shape) continue;
-    period[k] = flat_period(in[k].shape(), shape);
-    if (period[k] > 0 && period[k] <= kMaxTile) {
-      const T* x = in[k].data<T>();
-      tiles[k].resize(static_cast<size_t>(kBlock + period[k]));
-      for (size_t j = 0; j < tiles[k].size(); ++j) tiles[k][j] = x[static_cast<int64_t>(j) % period[k]];
-      continue;
-    }
-    strides[k] = broadcast_strides(in[k].shape(), shape);
-  }
+  const FusedRuns<T> runs(node, in, out.shape());
   T* y = out.data<T>();
-  const int64_t n = out.numel();
-  parallel_for(n, n * static_cast<int64_t>(program.size()), [&](int64_t begin, int64_t end) {
-    std::vector<T> scratch(registers * kBlock);
-    std::vector<const T*> reg(registers);
-    for (int64_t first = begin; first < end; first += kBlock) {
-      const int64_t len = std::min(kBlock, end - first);
-      for (size_t k = 0; k < inputs; ++k) {
-        const T* x = in[k].data<T>();
-        if (!tiles[k].empty()) {
-          reg[k] = tiles[k].data() + first % period[k];
-          continue;
+  const int64_t n = out.numel(), block = FusedRuns<T>::kBlock;
+  parallel_for(n, n * static_cast<int64_t>(runs.instructions()), [&](int64_t begin, int64_t end) {
+    auto scratch = runs.scratch();
+    for (int64_t first = begin; first < end; first += block)
+      runs.run(first, std::min(block, end - first), scratch, y + first);
+  });
+}
+
+// fused_sum adds the program's rows into the sum's kRowBlocks partial rows and those in
+// order, as the sum kernel does (reduce_rows, kernels/cpu/reductions.cpp): the fused node
+// equals its chain and sum bit for bit.
+template <class T>
+void run_fused_sum(const Node& node, std::span<const Tensor> in, Tensor& out) {
+  const Shape shape(node.attrs.ints("shape").begin(), node.attrs.ints("shape").end());
+  const FusedRuns<T> runs(node, in, shape);
+  const int64_t width = out.numel(), rows = numel(shape) / width, block = FusedRuns<T>::kBlock;
+  const int64_t blocks = std::min(rows, kRowBlocks);
+  std::vector<T> partial(static_cast<size_t>(blocks * width), T(0));
+  parallel_for(blocks, rows * width * static_cast<int64_t>(runs.instructions()), [&](int64_t first, int64_t last) {
+    auto scratch = runs.scratch();
+    for (int64_t b = first; b < last; ++b) {
+      T* acc = partial.data() + b * width;
+      const int64_t end = rows * (b + 1) / blocks;
+      if (width <= block) {  // whole rows per run
+        for (int64_t r = rows * b / blocks; r < end;) {
+          const int64_t count = std::min(block / width, end - r);
+          const T* v = runs.run(r * width, count * width, scratch, nullptr);
+          for (int64_t k = 0; k < count; ++k, v += width)
+            for (int64_t j = 0; j < width; ++j) acc[j] = acc[j] + v[j];
+          r += count;
         }
-        if (strides[k].empty()) {
-          reg[k] = x + first;
-          continue;
-        }
-        // Row by row (the last axis), along which the input steps by one stride.
-        const std::vector<int64_t>& st = strides[k];
-        T* gathered = scratch.data() + k * kBlock;
-        const int64_t width = rank == 0 ? 1 : shape[rank - 1], step = rank == 0 ? 0 : st[rank - 1];
-        for (int64_t e = 0; e < len;) {
-          int64_t off = 0, rem = first + e;
-          for (size_t d = rank; d-- > 0;) {
-            off += (rem % shape[d]) * st[d];
-            rem /= shape[d];
-          }
-          const int64_t seg = std::min(len - e, width - (first + e) % width);
-          if (step == 0) {
-            std::fill_n(gathered + e, seg, x[off]);
-          } else {
-            for (int64_t j = 0; j < seg; ++j) gathered[e + j] = x[off + j * step];
-          }
-          e += seg;
-        }
-        reg[k] = gathered;
+        continue;
       }
-      for (size_t j = 0; j < program.size(); ++j) {
-        const auto& ins = program[j];
-        T* dst = j + 1 == program.size() ? y + first : scratch.data() + (inputs + j) * kBlock;
-        const T* a = reg[static_cast<size_t>(ins.a)];
-        const T* b = ins.b >= 0 ? reg[static_cast<size_t>(ins.b)] : a;
-        kernels::visit_fused(ins, [&](auto f, int) {
-          if constexpr (requires { f(a[0], b[0]); }) {
-            for (int64_t e = 0; e < len; ++e) dst[e] = f(a[e], b[e]);
-          } else {
-            for (int64_t e = 0; e < len; ++e) dst[e] = f(a[e]);
-          }
-        });
-        reg[inputs + j] = dst;
-      }
+      for (int64_t r = rows * b / blocks; r < end; ++r)
+        for (int64_t c = 0; c < width; c += block) {
+          const int64_t len = std::min(block, width - c);
+          const T* v = runs.run(r * width + c, len, scratch, nullptr);
+          for (int64_t j = 0; j < len; ++j) acc[c + j] = acc[c + j] + v[j];
+        }
     }
   });
+  T* y = out.data<T>();
+  for (int64_t j = 0; j < width; ++j) y[j] = T(0);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t j = 0; j < width; ++j) y[j] = y[j] + partial[static_cast<size_t>(b * width + j)];
 }
 
 }  // namespace
@@ -183,6 +257,9 @@ void run_fused(const Node& node, std::span<const Tensor> in, Tensor& out) {
 void register_elementwise(KernelTable& t) {
   t.add("fused_elementwise", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
     dispatch_float(out.dtype(), node, [&](auto tag) { run_fused<decltype(tag)>(node, in, out); });
+  });
+  t.add("fused_sum", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    dispatch_float(out.dtype(), node, [&](auto tag) { run_fused_sum<decltype(tag)>(node, in, out); });
   });
   t.add("fill", [](const Node& node, std::span<const Tensor>, Tensor& out) {
     dispatch_any(out.dtype(), [&](auto tag) {

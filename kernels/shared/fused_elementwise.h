@@ -1,7 +1,9 @@
 // The per-element program of a fused_elementwise node (made by the fusion pass from a
-// chain of elementwise ops): registers 0..inputs-1 hold the inputs' elements; instruction
-// j applies one elementwise op to earlier registers and writes register inputs + j; the
-// last register is the output. The ops are the functors of elementwise.h, so a fused
+// chain of elementwise ops), and of a fused_sum node (such a chain summed over leading
+// axes): registers 0..inputs-1 hold the inputs' elements; instruction j applies one
+// elementwise op to earlier registers and writes register inputs + j; the last register
+// is the output. `broadcast` (a broadcast_to) is the identity on an element: its operand,
+// an input of a smaller shape, is read broadcast like every input. The ops are the functors of elementwise.h, so a fused
 // node computes bit for bit what its chain computed, on every backend.
 #pragma once
 
@@ -12,7 +14,7 @@
 namespace agilenn::kernels {
 
 enum class FusedOp : int32_t {
-  neg, abs, sign, exp, log, sqrt, rsqrt, sigmoid, tanh, identity, clamp,  // one operand
+  neg, abs, sign, exp, log, sqrt, rsqrt, sigmoid, tanh, identity, broadcast, clamp,  // one operand
   clamp_grad, add, sub, mul, div, maximum, minimum,                        // two operands
 };
 constexpr int32_t kFusedOps = static_cast<int32_t>(FusedOp::minimum) + 1;
@@ -40,6 +42,7 @@ AGILENN_HD void visit_fused(const FusedInstruction<T>& in, Visit&& visit) {
     case FusedOp::sigmoid: visit(Sigmoid{}, 1); return;
     case FusedOp::tanh: visit(Tanh{}, 1); return;
     case FusedOp::identity: visit(Identity{}, 1); return;
+    case FusedOp::broadcast: visit(Identity{}, 1); return;
     case FusedOp::clamp: visit(Clamp<T>{in.lo, in.hi}, 1); return;
     case FusedOp::clamp_grad: visit(ClampGrad<T>{in.lo, in.hi}, 2); return;
     case FusedOp::add: visit(Add{}, 2); return;
