@@ -3,11 +3,10 @@
 // (kernels/shared/elementwise.h). Every op but fill and iota is one strided walk (strided.cuh) applying a
 // small functor, so broadcasting is handled once, by the operands' strides: a same-shape
 // operand collapses to one contiguous axis and costs no index arithmetic.
-#include "engine/ir/fused_program.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/fused_program.cuh"
 #include "kernels/cuda/strided.cuh"
 #include "kernels/shared/elementwise.h"
-#include "kernels/shared/fused_elementwise.h"
 
 namespace agilenn::cuda {
 namespace {
@@ -59,40 +58,17 @@ struct Select {
   __device__ void operator()(int64_t i, const int64_t (&o)[3]) const { y[i] = c[o[0]] ? a[o[1]] : b[o[2]]; }
 };
 
-// A fused_elementwise node: every element runs the whole program in registers.
+// A fused_elementwise node: its program's value at every element.
 struct FusedMap {
-  const float* x[kernels::kFusedMaxInputs];
-  int inputs, count;
-  kernels::FusedInstruction<float> program[kernels::kFusedMaxInstructions];
+  FusedProgramArgs program;
   float* y;
-  __device__ void operator()(int64_t i, const int64_t (&o)[kernels::kFusedMaxInputs]) const {
-    float r[kernels::kFusedMaxInputs + kernels::kFusedMaxInstructions];
-    for (int k = 0; k < inputs; ++k) r[k] = x[k][o[k]];
-    for (int j = 0; j < count; ++j) {
-      const auto& ins = program[j];
-      r[inputs + j] = kernels::apply_fused(ins, r[ins.a], r[ins.b >= 0 ? ins.b : ins.a]);
-    }
-    y[i] = r[inputs + count - 1];
-  }
+  __device__ void operator()(int64_t i) const { y[i] = program.at(i); }
 };
 
 // ---- launchers
 
 void launch_fused(const Node& node, std::span<const Tensor> in, Tensor& out) {
-  const auto program = fused_program<float>(node.attrs);
-  FusedMap f{};
-  f.inputs = static_cast<int>(in.size());
-  f.count = static_cast<int>(program.size());
-  std::array<std::vector<int64_t>, kernels::kFusedMaxInputs> strides;
-  for (size_t k = 0; k < strides.size(); ++k) {
-    strides[k].assign(out.shape().size(), 0);  // unused operands walk nothing
-    if (k >= in.size()) continue;
-    f.x[k] = in[k].data<float>();
-    strides[k] = broadcast_strides(in[k].shape(), out.shape());
-  }
-  for (size_t j = 0; j < program.size(); ++j) f.program[j] = program[j];
-  f.y = out.data<float>();
-  launch_strided(out.numel(), make_strided_index<kernels::kFusedMaxInputs>(node, out.shape(), strides), f);
+  launch_for_each(out.numel(), FusedMap{fused_program_args(node, in, out.shape()), out.data<float>()});
 }
 
 // y = op(x) over a same-shape input.

@@ -1,5 +1,5 @@
-// sum, max, min over any set of axes; argmin along one axis; softmax and log_softmax
-// along one axis. Every result is deterministic: each output is combined by a fixed set
+// sum, max, min over any set of axes; fused_sum; argmin along one axis; softmax and
+// log_softmax along one axis. Every result is deterministic: each output is combined by a fixed set
 // of threads in a fixed order (per-thread strided loops, then a shared-memory tree), and
 // that order depends only on the shapes, never on timing or on the device.
 #include <math_constants.h>
@@ -10,11 +10,10 @@
 
 #include "engine/ir/shape_util.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/fused_program.cuh"
 
 namespace agilenn::cuda {
 namespace {
-
-constexpr int kMaxRank = 8;
 
 // Extents and element strides of up to kMaxRank axes, outermost first; passed by value.
 struct Dims {
@@ -106,14 +105,27 @@ __global__ void reduce_groups_kernel(const float* x, float* y, int64_t outputs, 
   }
 }
 
-// Column reduction of x viewed as [outer, rows, width]: a block covers kColumns adjacent
-// columns (consecutive threads read consecutive addresses) with kRowLanes threads each;
-// the rows are cut into `chunks` ranges of rows_per_chunk, and
-// y[(o·chunks + chunk)·width + col] combines column col of chunk `chunk` of slice o.
+// The element (o, r, col) of a column reduction's input: a tensor viewed as
+// [outer, rows, width], or a fused program's value (fused_sum: outer 1).
+struct DenseColumns {
+  const float* x;
+  int64_t rows, width;
+  __device__ float operator()(int64_t o, int64_t r, int64_t col) const { return x[(o * rows + r) * width + col]; }
+};
+struct FusedColumns {
+  FusedProgramArgs program;
+  int64_t width;
+  __device__ float operator()(int64_t, int64_t r, int64_t col) const { return program.at(r * width + col); }
+};
+
+// Column reduction of an input viewed as [outer, rows, width] (elements from `load`): a
+// block covers kColumns adjacent columns (consecutive threads read consecutive addresses)
+// with kRowLanes threads each; the rows are cut into `chunks` ranges of rows_per_chunk,
+// and y[(o·chunks + chunk)·width + col] combines column col of chunk `chunk` of slice o.
 constexpr int kColumns = 32, kRowLanes = kThreads / kColumns;
 
-template <class Op>
-__global__ void reduce_columns_kernel(const float* x, float* y, int64_t outer, int64_t rows, int64_t width,
+template <class Op, class Load>
+__global__ void reduce_columns_kernel(Load load, float* y, int64_t outer, int64_t rows, int64_t width,
                                       int64_t rows_per_chunk, int64_t chunks) {
   __shared__ float sh[kThreads];
   const Op op;
@@ -125,9 +137,8 @@ __global__ void reduce_columns_kernel(const float* x, float* y, int64_t outer, i
         const int64_t col = c0 + tx;
         float acc = Op::init();
         if (col < width) {
-          const float* p = x + o * rows * width + col;
           const int64_t end = (chunk + 1) * rows_per_chunk < rows ? (chunk + 1) * rows_per_chunk : rows;
-          for (int64_t r = chunk * rows_per_chunk + ty; r < end; r += kRowLanes) acc = op(acc, p[r * width]);
+          for (int64_t r = chunk * rows_per_chunk + ty; r < end; r += kRowLanes) acc = op(acc, load(o, r, col));
         }
         acc = tree_reduce(sh, acc, ty, kRowLanes, kColumns, op);
         if (ty == 0 && col < width) y[(o * chunks + chunk) * width + col] = acc;
@@ -209,11 +220,12 @@ Dims make_dims(const std::vector<int64_t>& extent, const std::vector<int64_t>& s
   return d;
 }
 
-// Combines column-wise x viewed as [outer, rows, width] into y [outer, width]. With few
-// columns and many rows, the rows are first cut into chunks reduced in parallel into
-// workspace, and the chunk results are then combined by the same kernel.
-template <class Op>
-void launch_reduce_columns(const float* x, float* y, int64_t outer, int64_t rows, int64_t width) {
+// Combines column-wise the input viewed as [outer, rows, width] (elements from `load`)
+// into y [outer, width]. With few columns and many rows, the rows are first cut into
+// chunks reduced in parallel into workspace, and the chunk results are then combined by
+// the same kernel.
+template <class Op, class Load>
+void launch_reduce_columns(const Load& load, float* y, int64_t outer, int64_t rows, int64_t width) {
   const int64_t col_blocks = (width + kColumns - 1) / kColumns;
   // Aim for ~2048 blocks in all, each chunk at least 128 rows (16 per thread).
   const int64_t max_chunks = std::max<int64_t>(1, rows / 128);
@@ -222,15 +234,17 @@ void launch_reduce_columns(const float* x, float* y, int64_t outer, int64_t rows
   if (rows_per_chunk > 0) chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
   const dim3 grid(grid_cap(col_blocks, 1 << 30), grid_cap(chunks, 65535), grid_cap(outer, 65535));
   if (chunks == 1) {
-    reduce_columns_kernel<Op><<<grid, kThreads, 0, stream()>>>(x, y, outer, rows, width, rows_per_chunk, 1);
+    reduce_columns_kernel<Op><<<grid, kThreads, 0, stream()>>>(load, y, outer, rows, width, rows_per_chunk, 1);
     AGILENN_CUDA_CHECK_LAUNCH();
     return;
   }
   auto* partial = static_cast<float*>(workspace(static_cast<size_t>(outer * chunks * width) * sizeof(float)));
-  reduce_columns_kernel<Op><<<grid, kThreads, 0, stream()>>>(x, partial, outer, rows, width, rows_per_chunk, chunks);
+  reduce_columns_kernel<Op><<<grid, kThreads, 0, stream()>>>(load, partial, outer, rows, width, rows_per_chunk,
+                                                             chunks);
   AGILENN_CUDA_CHECK_LAUNCH();
   const dim3 grid2(grid.x, 1, grid.z);
-  reduce_columns_kernel<Op><<<grid2, kThreads, 0, stream()>>>(partial, y, outer, chunks, width, chunks, 1);
+  reduce_columns_kernel<Op><<<grid2, kThreads, 0, stream()>>>(DenseColumns{partial, chunks, width}, y, outer, chunks,
+                                                              width, chunks, 1);
   AGILENN_CUDA_CHECK_LAUNCH();
 }
 
@@ -257,9 +271,10 @@ void launch_reduce(const float* x, float* y, const Shape& shape, const std::vect
   if (outputs == 0) return;
   const size_t n = extent.size();
   // [reduced, kept] and [kept, reduced, kept]: column reductions of [outer, rows, width].
-  if (n == 2 && reduced[0] && !reduced[1]) return launch_reduce_columns<Op>(x, y, 1, extent[0], extent[1]);
+  if (n == 2 && reduced[0] && !reduced[1])
+    return launch_reduce_columns<Op>(DenseColumns{x, extent[0], extent[1]}, y, 1, extent[0], extent[1]);
   if (n == 3 && !reduced[0] && reduced[1] && !reduced[2])
-    return launch_reduce_columns<Op>(x, y, extent[0], extent[1], extent[2]);
+    return launch_reduce_columns<Op>(DenseColumns{x, extent[1], extent[2]}, y, extent[0], extent[1], extent[2]);
 
   std::vector<int64_t> stride(n, 1);
   for (size_t i = n; i-- > 1;) stride[i - 1] = stride[i] * extent[i];
@@ -332,6 +347,16 @@ void register_reductions(KernelTable& table) {
   table.add("argmin", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
     dispatch_f32(in[0].dtype(), node, [&](float) {
       launch_argmin(in[0].data<float>(), out.data<int32_t>(), AxisView(in[0].shape(), node.attrs.i("axis")));
+    });
+  });
+  // The fused program's rows (its leading axes, merged) summed as sum's column reduction.
+  table.add("fused_sum", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
+    dispatch_f32(out.dtype(), node, [&](float) {
+      const Shape shape(node.attrs.ints("shape").begin(), node.attrs.ints("shape").end());
+      const int64_t width = out.numel(), rows = width == 0 ? 0 : numel(shape) / width;
+      if (width == 0) return;
+      launch_reduce_columns<SumOp>(FusedColumns{fused_program_args(node, in, shape), width}, out.data<float>(), 1, rows,
+                                   width);
     });
   });
   table.add("softmax", softmax_family<false>);
