@@ -219,8 +219,10 @@ void run_fused(const Node& node, std::span<const Tensor> in, Tensor& out) {
 template <class T>
 void run_fused_sum(const Node& node, std::span<const Tensor> in, Tensor& out) {
   const Shape shape(node.attrs.ints("shape").begin(), node.attrs.ints("shape").end());
+  const int64_t width = out.numel();
+  if (width == 0) return;
   const FusedRuns<T> runs(node, in, shape);
-  const int64_t width = out.numel(), rows = numel(shape) / width, block = FusedRuns<T>::kBlock;
+  const int64_t rows = numel(shape) / width, block = FusedRuns<T>::kBlock;
   const int64_t blocks = std::min(rows, kRowBlocks);
   std::vector<T> partial(static_cast<size_t>(blocks * width), T(0));
   parallel_for(blocks, rows * width * static_cast<int64_t>(runs.instructions()), [&](int64_t first, int64_t last) {

@@ -353,8 +353,9 @@ void register_reductions(KernelTable& table) {
   table.add("fused_sum", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
     dispatch_f32(out.dtype(), node, [&](float) {
       const Shape shape(node.attrs.ints("shape").begin(), node.attrs.ints("shape").end());
-      const int64_t width = out.numel(), rows = width == 0 ? 0 : numel(shape) / width;
+      const int64_t width = out.numel();
       if (width == 0) return;
+      const int64_t rows = numel(shape) / width;
       launch_reduce_columns<SumOp>(FusedColumns{fused_program_args(node, in, shape), width}, out.data<float>(), 1, rows,
                                    width);
     });
