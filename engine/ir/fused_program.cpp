@@ -18,7 +18,8 @@ constexpr Named kFusable[] = {
     {"neg", FusedOp::neg, 1},         {"abs", FusedOp::abs, 1},         {"sign", FusedOp::sign, 1},
     {"exp", FusedOp::exp, 1},         {"log", FusedOp::log, 1},         {"sqrt", FusedOp::sqrt, 1},
     {"rsqrt", FusedOp::rsqrt, 1},     {"sigmoid", FusedOp::sigmoid, 1}, {"tanh", FusedOp::tanh, 1},
-    {"stop_gradient", FusedOp::identity, 1}, {"broadcast_to", FusedOp::broadcast, 1}, {"clamp", FusedOp::clamp, 1}, {"clamp_grad", FusedOp::clamp_grad, 2},
+    {"stop_gradient", FusedOp::identity, 1}, {"broadcast_to", FusedOp::broadcast, 1},
+    {"clamp", FusedOp::clamp, 1},     {"clamp_grad", FusedOp::clamp_grad, 2},
     {"add", FusedOp::add, 2},         {"sub", FusedOp::sub, 2},         {"mul", FusedOp::mul, 2},
     {"div", FusedOp::div, 2},         {"maximum", FusedOp::maximum, 2}, {"minimum", FusedOp::minimum, 2},
 };

@@ -1,6 +1,6 @@
-// The program a fused_elementwise or fused_sum node carries (kernels/shared/fused_elementwise.h): how
-// the fusion pass writes it into attributes, how kernels read it back, and which ops it
-// may hold.
+// The program a fused_elementwise or fused_sum node carries
+// (kernels/shared/fused_elementwise.h): how the fusion pass writes it into attributes, how
+// kernels read it back, and which ops it may hold.
 #pragma once
 
 #include <optional>

@@ -3,8 +3,9 @@
 // axes): registers 0..inputs-1 hold the inputs' elements; instruction j applies one
 // elementwise op to earlier registers and writes register inputs + j; the last register
 // is the output. `broadcast` (a broadcast_to) is the identity on an element: its operand,
-// an input of a smaller shape, is read broadcast like every input. The ops are the functors of elementwise.h, so a fused
-// node computes bit for bit what its chain computed, on every backend.
+// an input of a smaller shape, is read broadcast like every input. The ops are the
+// functors of elementwise.h, so a fused node computes bit for bit what its chain
+// computed, on every backend.
 #pragma once
 
 #include <cstdint>
