@@ -161,12 +161,9 @@ void register_shape_rules(OpRegistry& r) {
   add(r, "fused_sum", [](const Graph& g, const Ids& ids, const Attrs& a) -> TypeInfo {
     const TypeInfo program = fused_program_type(g, ids, a);
     const auto axes = normalize_axes(a.ints("axes"), program.shape.size());
-    for (size_t i = 0; i < axes.size(); ++i)
-      AGILENN_CHECK(axes[i] == static_cast<int64_t>(i),
-                    "axes " << shape_str(a.ints("axes")) << " are not the leading ones of "
-                            << shape_str(program.shape));
-    AGILENN_CHECK(!axes.empty() && axes.size() < program.shape.size(),
-                  "axes " << shape_str(a.ints("axes")) << " must leave an axis of " << shape_str(program.shape));
+    AGILENN_CHECK(leading_axes(axes, program.shape.size()), "axes " << shape_str(a.ints("axes"))
+                                                                  << " are not leading axes leaving one of "
+                                                                  << shape_str(program.shape));
     return {reduced_shape(program.shape, axes, a.i("keepdims") != 0), program.dtype};
   });
   for (const char* op : {"equal", "less", "less_equal", "greater", "greater_equal"}) add(r, op, comparison);

@@ -47,6 +47,12 @@ Shape reduced_shape(const Shape& in, const std::vector<int64_t>& axes, bool keep
   return out;
 }
 
+bool leading_axes(const std::vector<int64_t>& axes, size_t rank) {
+  for (size_t i = 0; i < axes.size(); ++i)
+    if (axes[i] != static_cast<int64_t>(i)) return false;
+  return axes.size() < rank;
+}
+
 ConvGeometry conv_geometry(const Shape& x, const Shape& w, const std::vector<int64_t>& stride,
                            const std::vector<int64_t>& dilation, const std::vector<int64_t>& pads,
                            int64_t groups) {

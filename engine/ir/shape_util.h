@@ -16,6 +16,9 @@ std::vector<int64_t> normalize_axes(const std::vector<int64_t>& axes, size_t ran
 // Numpy broadcasting of two shapes; throws when incompatible.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
 Shape reduced_shape(const Shape& in, const std::vector<int64_t>& axes, bool keepdims);
+// Normalized axes {0, ..., k-1} with k < rank: a reduction over them leaves rows of
+// contiguous kept elements (a column sum).
+bool leading_axes(const std::vector<int64_t>& axes, size_t rank);
 
 // Geometry of one 2-D convolution over NHWC input and HWIO filter [KH,KW,C/groups,Cout].
 struct ConvGeometry {

@@ -20,14 +20,6 @@ bool fusable(const Node& n) {
   return n.op_name() != "leaf" && fused_op_of(n.op_name()) && (n.dtype == DType::f32 || n.dtype == DType::f64);
 }
 
-// A sum over the leading axes of x, leaving at least one.
-bool sums_leading_axes(const Node& sum, const Node& x) {
-  const auto axes = normalize_axes(sum.attrs.ints("axes"), x.shape.size());
-  for (size_t i = 0; i < axes.size(); ++i)
-    if (axes[i] != static_cast<int64_t>(i)) return false;
-  return !axes.empty() && axes.size() < x.shape.size();
-}
-
 }  // namespace
 
 size_t fuse_elementwise(Graph& graph, Plan& plan) {
@@ -99,7 +91,10 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
     const size_t q = pos[static_cast<size_t>(in)];
     if (q == kNone || members[q].empty() || readers[static_cast<size_t>(in)] != 1 || is_output[static_cast<size_t>(in)])
       continue;
-    if (!sums_leading_axes(node, graph.node(in)) || !keeps_nothing_longer(inputs_of(members[q]), in, s)) continue;
+    const size_t rank = graph.node(in).shape.size();
+    if (!leading_axes(normalize_axes(node.attrs.ints("axes"), rank), rank) ||
+        !keeps_nothing_longer(inputs_of(members[q]), in, s))
+      continue;
     summed_at[q] = s;
   }
 

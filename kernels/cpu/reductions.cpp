@@ -66,13 +66,6 @@ struct ReductionLayout {
   }
 };
 
-// Axes {0..k-1} with k < rank: the kept elements of each row are contiguous.
-bool reduces_leading_axes(const std::vector<int64_t>& axes, size_t rank) {
-  for (size_t i = 0; i < axes.size(); ++i)
-    if (axes[i] != static_cast<int64_t>(i)) return false;
-  return axes.size() < rank;
-}
-
 // y[j] = combine over r of x[r * width + j]. Rows are split into a fixed number of
 // blocks whose partial results are combined in order, so the result does not depend on
 // the thread count; the inner loop runs along contiguous memory.
@@ -103,7 +96,7 @@ void reduction_kernel(KernelTable& t, const std::string& op, Init init, Combine 
       const ReductionLayout layout(in[0].shape(), axes);
       const T* x = in[0].data<T>();
       T* y = out.data<T>();
-      if (reduces_leading_axes(axes, in[0].rank())) {
+      if (leading_axes(axes, in[0].rank())) {
         reduce_rows(x, layout.per_output, layout.outputs, y, init(tag), combine);
         return;
       }

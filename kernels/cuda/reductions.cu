@@ -1,7 +1,7 @@
 // sum, max, min over any set of axes; fused_sum; argmin along one axis; softmax and
-// log_softmax along one axis. Every result is deterministic: each output is combined by a fixed set
-// of threads in a fixed order (per-thread strided loops, then a shared-memory tree), and
-// that order depends only on the shapes, never on timing or on the device.
+// log_softmax along one axis. Every result is deterministic: each output is combined by a
+// fixed set of threads in a fixed order (per-thread strided loops, then a shared-memory
+// tree), and that order depends only on the shapes, never on timing or on the device.
 #include <math_constants.h>
 
 #include <algorithm>
