@@ -2,8 +2,8 @@
 // against their twin, the CPU backend, which runs the same per-element math
 // (kernels/shared); skipped without a GPU. CudaFused.*OnAKnownSample and the tie rules
 // pin the CPU backend's values by hand and run everywhere.
-// CudaReductionPaths.*: the reduction, softmax, argmin and matmul kernels against the
-// CPU backend on shapes that reach every launch path (column sums cut into chunks, row
+// CudaReductionPaths.*: the reduction (fused_sum's included), softmax, argmin and matmul
+// kernels against the CPU backend on shapes that reach every launch path (column sums cut into chunks, row
 // reductions, the general strided path, contiguous and strided axes); skipped without a
 // GPU.
 #include <gtest/gtest.h>
@@ -327,6 +327,33 @@ TEST(CudaReductionPaths, SumMaxMinMatchTheCpuOnEveryLaunchPath) {
           return std::vector<Value>{ops::sum(v[0], axes), ops::max(v[0], axes, true), ops::min(v[0], axes)};
         },
         shape_str(rc.x));
+  }
+}
+
+// fused_sum reads its elements through the fused program in the same column reduction:
+// a batch norm's variance, (x - c)², over the same launch paths as sum's column sums,
+// the per-column c read broadcast through a broadcast_to instruction.
+TEST(CudaReductionPaths, FusedSumMatchesTheCpuOnTheColumnPaths) {
+  AGILENN_SKIP_WITHOUT_GPU();
+  const std::vector<ReduceCase> cases = {
+      {{70001, 24}, {0}},             // chunked column sums
+      {{64, 32, 32, 24}, {0, 1, 2}},  // batch-norm statistics
+      {{300, 1000}, {0}},             // many columns
+      {{5, 3, 7}, {0, 1}},            // short columns, no chunks
+  };
+  uint64_t seed = 500;
+  for (const ReduceCase& rc : cases) {
+    const Tensor x = random_tensor(rc.x, DType::f32, seed++, -1.0, 1.0);
+    const Tensor c = random_tensor({rc.x.back()}, DType::f32, seed++, -0.5, 0.5);
+    const Shape shape = rc.x;
+    const auto axes = rc.axes;
+    expect_parity(
+        {x, c},
+        [shape, axes](const std::vector<Value>& v) {
+          return std::vector<Value>{
+              ops::fused_sum(v, {{"broadcast_to", 1}, {"sub", 0, 2}, {"mul", 3, 3}}, shape, axes, false)};
+        },
+        "fused_sum " + shape_str(rc.x));
   }
 }
 
