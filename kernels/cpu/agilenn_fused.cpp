@@ -56,31 +56,21 @@ void quantize_backward_kernel(const T* x, const T* c, const T* g, int64_t n, J j
     });
     return;
   }
-  const int64_t blocks = std::min(n, kRowBlocks);
-  std::vector<T> weights(static_cast<size_t>(blocks * j), T(0)), diffs(weights.size(), T(0));
-  parallel_for(blocks, n * j, [&](int64_t begin, int64_t end) {
-    CentroidScratch<T> exps(j);
-    CentroidScratch<T> wb(j), db(j);
-    for (int64_t b = begin; b < end; ++b) {
-      std::fill_n(wb.data(), j, T(0));
-      std::fill_n(db.data(), j, T(0));
-      for (int64_t i = n * b / blocks; i < n * (b + 1) / blocks; ++i)
-        kernels::quantize_soft_grad(x[i], c, j, g[i], exps.data(), [&](int64_t k, T gp, T gd) {
-          wb.data()[k] += gp;
-          db.data()[k] += -gd;
-        });
-      std::copy_n(wb.data(), j, weights.data() + b * j);
-      std::copy_n(db.data(), j, diffs.data() + b * j);
-    }
-  });
-  for (int64_t k = 0; k < j; ++k) {
-    T w = 0, d = 0;
-    for (int64_t b = 0; b < blocks; ++b) {
-      w += weights[static_cast<size_t>(b * j + k)];
-      d += diffs[static_cast<size_t>(b * j + k)];
-    }
-    y[k] = w + d;
-  }
+  // Element k of the summed row holds the weights' term of centroid k, element j + k the
+  // difference's.
+  std::vector<T> terms(static_cast<size_t>(2 * j));
+  reduce_row_blocks(
+      n, 2 * int64_t{j}, n * j, T(0), [](T a, T b) { return a + b; },
+      [&](T* acc, int64_t first, int64_t end) {
+        CentroidScratch<T> exps(j);
+        for (int64_t i = first; i < end; ++i)
+          kernels::quantize_soft_grad(x[i], c, j, g[i], exps.data(), [&](int64_t k, T gp, T gd) {
+            acc[k] += gp;
+            acc[j + k] += -gd;
+          });
+      },
+      terms.data());
+  for (int64_t k = 0; k < j; ++k) y[k] = terms[static_cast<size_t>(k)] + terms[static_cast<size_t>(j + k)];
 }
 
 }  // namespace

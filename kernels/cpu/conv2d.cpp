@@ -178,32 +178,27 @@ template <class T>
 void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* gy, T* dw) {
   const kernels::DepthwiseGeometry dg = kernels::depthwise_geometry(g);
   const int64_t m = dg.m, rows = g.n * g.oh, wsize = g.kh * g.kw * g.cout;
-  const int64_t blocks = std::min(rows, kRowBlocks);
-  std::vector<T> partial(static_cast<size_t>(blocks * wsize), T(0));
-  parallel_for(blocks, rows * g.ow * wsize, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      T* acc = partial.data() + b * wsize;
-      for (int64_t r = rows * b / blocks; r < rows * (b + 1) / blocks; ++r) {
-        const int64_t n = r / g.oh, oh = r % g.oh;
-        for (int64_t ow = 0; ow < g.ow; ++ow) {
-          const T* gyp = gy + (r * g.ow + ow) * g.cout;
-          kernels::for_each_window_tap(dg, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
-            const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
-            T* ap = acc + (kh * g.kw + kw) * g.cout;
-            if (m == 1) {
-              for (int64_t c = 0; c < g.c; ++c) ap[c] += xp[c] * gyp[c];
-            } else {
-              for (int64_t c = 0; c < g.c; ++c)
-                for (int64_t j = 0; j < m; ++j) ap[c * m + j] += xp[c] * gyp[c * m + j];
-            }
-          });
+  reduce_row_blocks(
+      rows, wsize, rows * g.ow * wsize, T(0), [](T a, T b) { return a + b; },
+      [&](T* acc, int64_t first, int64_t end) {
+        for (int64_t r = first; r < end; ++r) {
+          const int64_t n = r / g.oh, oh = r % g.oh;
+          for (int64_t ow = 0; ow < g.ow; ++ow) {
+            const T* gyp = gy + (r * g.ow + ow) * g.cout;
+            kernels::for_each_window_tap(dg, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+              const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
+              T* ap = acc + (kh * g.kw + kw) * g.cout;
+              if (m == 1) {
+                for (int64_t c = 0; c < g.c; ++c) ap[c] += xp[c] * gyp[c];
+              } else {
+                for (int64_t c = 0; c < g.c; ++c)
+                  for (int64_t j = 0; j < m; ++j) ap[c * m + j] += xp[c] * gyp[c * m + j];
+              }
+            });
+          }
         }
-      }
-    }
-  });
-  std::fill(dw, dw + wsize, T(0));
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t i = 0; i < wsize; ++i) dw[i] += partial[static_cast<size_t>(b * wsize + i)];
+      },
+      dw);
 }
 
 // A 1x1, stride-1, unpadded, ungrouped convolution is a GEMM over pixels: no im2col.

@@ -213,9 +213,9 @@ void run_fused(const Node& node, std::span<const Tensor> in, Tensor& out) {
   });
 }
 
-// fused_sum adds the program's rows into the sum's kRowBlocks partial rows and those in
-// order, as the sum kernel does (reduce_rows, kernels/cpu/reductions.cpp): the fused node
-// equals its chain and sum bit for bit.
+// fused_sum adds the program's rows in the sum kernel's blocks and order (reduce_row_blocks,
+// as reduce_rows in kernels/cpu/reductions.cpp): the fused node equals its chain and sum bit
+// for bit.
 template <class T>
 void run_fused_sum(const Node& node, std::span<const Tensor> in, Tensor& out) {
   const Shape shape(node.attrs.ints("shape").begin(), node.attrs.ints("shape").end());
@@ -223,35 +223,28 @@ void run_fused_sum(const Node& node, std::span<const Tensor> in, Tensor& out) {
   if (width == 0) return;
   const FusedRuns<T> runs(node, in, shape);
   const int64_t rows = numel(shape) / width, block = FusedRuns<T>::kBlock;
-  const int64_t blocks = std::min(rows, kRowBlocks);
-  std::vector<T> partial(static_cast<size_t>(blocks * width), T(0));
-  parallel_for(blocks, rows * width * static_cast<int64_t>(runs.instructions()), [&](int64_t first, int64_t last) {
-    auto scratch = runs.scratch();
-    for (int64_t b = first; b < last; ++b) {
-      T* acc = partial.data() + b * width;
-      const int64_t end = rows * (b + 1) / blocks;
-      if (width <= block) {  // whole rows per run
-        for (int64_t r = rows * b / blocks; r < end;) {
-          const int64_t count = std::min(block / width, end - r);
-          const T* v = runs.run(r * width, count * width, scratch, nullptr);
-          for (int64_t k = 0; k < count; ++k, v += width)
-            for (int64_t j = 0; j < width; ++j) acc[j] = acc[j] + v[j];
-          r += count;
+  reduce_row_blocks(
+      rows, width, rows * width * static_cast<int64_t>(runs.instructions()), T(0), [](T x, T y) { return x + y; },
+      [&](T* acc, int64_t first, int64_t end) {
+        auto scratch = runs.scratch();
+        if (width <= block) {  // whole rows per run
+          for (int64_t r = first; r < end;) {
+            const int64_t count = std::min(block / width, end - r);
+            const T* v = runs.run(r * width, count * width, scratch, nullptr);
+            for (int64_t k = 0; k < count; ++k, v += width)
+              for (int64_t j = 0; j < width; ++j) acc[j] = acc[j] + v[j];
+            r += count;
+          }
+          return;
         }
-        continue;
-      }
-      for (int64_t r = rows * b / blocks; r < end; ++r)
-        for (int64_t c = 0; c < width; c += block) {
-          const int64_t len = std::min(block, width - c);
-          const T* v = runs.run(r * width + c, len, scratch, nullptr);
-          for (int64_t j = 0; j < len; ++j) acc[c + j] = acc[c + j] + v[j];
-        }
-    }
-  });
-  T* y = out.data<T>();
-  for (int64_t j = 0; j < width; ++j) y[j] = T(0);
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t j = 0; j < width; ++j) y[j] = y[j] + partial[static_cast<size_t>(b * width + j)];
+        for (int64_t r = first; r < end; ++r)
+          for (int64_t c = 0; c < width; c += block) {
+            const int64_t len = std::min(block, width - c);
+            const T* v = runs.run(r * width + c, len, scratch, nullptr);
+            for (int64_t j = 0; j < len; ++j) acc[c + j] = acc[c + j] + v[j];
+          }
+      },
+      out.data<T>());
 }
 
 }  // namespace

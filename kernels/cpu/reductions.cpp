@@ -66,25 +66,18 @@ struct ReductionLayout {
   }
 };
 
-// y[j] = combine over r of x[r * width + j]. Rows are split into a fixed number of
-// blocks whose partial results are combined in order, so the result does not depend on
-// the thread count; the inner loop runs along contiguous memory.
+// y[j] = combine over r of x[r * width + j], the inner loop along contiguous memory.
 template <class T, class Combine>
 void reduce_rows(const T* x, int64_t rows, int64_t width, T* y, T init, Combine combine) {
-  const int64_t blocks = std::min(rows, kRowBlocks);
-  std::vector<T> partial(static_cast<size_t>(blocks * width), init);
-  parallel_for(blocks, rows * width, [&](int64_t first, int64_t last) {
-    for (int64_t b = first; b < last; ++b) {
-      T* acc = partial.data() + b * width;
-      for (int64_t r = rows * b / blocks; r < rows * (b + 1) / blocks; ++r) {
-        const T* row = x + r * width;
-        for (int64_t j = 0; j < width; ++j) acc[j] = combine(acc[j], row[j]);
-      }
-    }
-  });
-  for (int64_t j = 0; j < width; ++j) y[j] = init;
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t j = 0; j < width; ++j) y[j] = combine(y[j], partial[static_cast<size_t>(b * width + j)]);
+  reduce_row_blocks(
+      rows, width, rows * width, init, combine,
+      [&](T* acc, int64_t first, int64_t end) {
+        for (int64_t r = first; r < end; ++r) {
+          const T* row = x + r * width;
+          for (int64_t j = 0; j < width; ++j) acc[j] = combine(acc[j], row[j]);
+        }
+      },
+      y);
 }
 
 template <class Init, class Combine>
