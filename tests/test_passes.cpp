@@ -309,11 +309,59 @@ TEST(Fusion, ColumnSumsTakeInTheChainsTheyReadBitForBit) {
   options.fuse = true;
   const Plan fused = compile(g, outputs, options);
   verify_memory_plan(fused.memory);
-  // The variance's sum of squares at least; the parameters' gradients are plan outputs,
-  // whose sums stay sums.
-  EXPECT_GE(count_op(g, fused, "fused_sum"), 1u);
+  EXPECT_GE(count_op(g, fused, "fused_sum"), 3u);  // the statistics and the parameters' gradients
   EXPECT_LT(count_op(g, fused, "sum"), count_op(g, plain, "sum"));
+  // The centred input x - mean, read by the variance, the normalisation and the backward,
+  // is recomputed by each of them from x: it is never stored.
+  EXPECT_GE(count_op(g, plain, "sub"), 1u);
+  EXPECT_EQ(count_op(g, fused, "sub"), 0u);
   EXPECT_LT(fused.memory.total_bytes, plain.memory.total_bytes);
+  EXPECT_LT(fused.memory.live_peak_bytes, plain.memory.live_peak_bytes);
+  EXPECT_EQ(run_plan(g, fused, feeds), run_plan(g, plain, feeds));
+}
+
+// A value read by several fused readers is copied into each when it reads one value of its
+// size (x - m, m per column); one that reads two (x · y) is stored and read.
+TEST(Fusion, ACheapValueWithSeveralReadersIsRecomputedByEachUnlessItReadsTwoFullValues) {
+  Graph g;
+  const Value x = ops::leaf(g, "x", {64, 8}, DType::f64);
+  const Value y = ops::leaf(g, "y", {64, 8}, DType::f64);
+  const Value m = ops::leaf(g, "m", {8}, DType::f64);
+  const Value centred = ops::exp(x) - m;  // exp: not a leaf, so it takes arena memory
+  const Value product = ops::exp(x) * y;
+  const std::vector<NodeId> outputs{ops::sum(centred * centred, {0}).id(), (centred * 2.0).id(),
+                                    ops::sum(product + 1.0, {0}).id(), (product * 3.0).id()};
+  const Feeds feeds{{"x", testing::random_tensor({64, 8}, DType::f64, 1)},
+                    {"y", testing::random_tensor({64, 8}, DType::f64, 2)},
+                    {"m", testing::random_tensor({8}, DType::f64, 3)}};
+  const Plan plain = compile(g, outputs);
+  CompileOptions options;
+  options.fuse = true;
+  const Plan fused = compile(g, outputs, options);
+  verify_memory_plan(fused.memory);
+  const auto stored = [&](const Value& v) {
+    return std::find(fused.order.begin(), fused.order.end(), v.id()) != fused.order.end();
+  };
+  EXPECT_FALSE(stored(centred));
+  EXPECT_TRUE(stored(product));
+  EXPECT_EQ(count_op(g, fused, "fused_sum"), 2u);
+  EXPECT_EQ(run_plan(g, fused, feeds), run_plan(g, plain, feeds));
+}
+
+// A sum that is a plan output fuses too: the plan's outputs and its CSE map, through which
+// gradient buckets find their gradients, name the fused node.
+TEST(Fusion, AnOutputSumFusesUnderItsOwnName) {
+  Graph g;
+  const Value x = ops::leaf(g, "x", {16, 4}, DType::f64);
+  const Value sum = ops::sum(ops::exp(x) * x, {0});
+  const Feeds feeds{{"x", testing::random_tensor({16, 4}, DType::f64, 1)}};
+  const Plan plain = compile(g, {sum.id()});
+  CompileOptions options;
+  options.fuse = true;
+  const Plan fused = compile(g, {sum.id()}, options);
+  ASSERT_EQ(fused.outputs.size(), 1u);
+  EXPECT_EQ(g.node(fused.outputs[0]).op_name(), "fused_sum");
+  EXPECT_EQ(fused.canonical[static_cast<size_t>(sum.id())], fused.outputs[0]);
   EXPECT_EQ(run_plan(g, fused, feeds), run_plan(g, plain, feeds));
 }
 

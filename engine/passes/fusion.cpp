@@ -2,7 +2,9 @@
 // reader becomes one fused_elementwise node, which reads the chain's inputs once and
 // writes its result once (one loop on the CPU, one kernel on CUDA), and whose
 // intermediates never take arena memory; a chain read only by a sum over leading axes
-// becomes, with the sum, one fused_sum node, which stores no element of the chain.
+// becomes, with the sum, one fused_sum node, which stores no element of the chain. A cheap
+// value with several readers that each fuse, made from one value of its size (x - mean),
+// is recomputed inside each reader instead of stored.
 #include <algorithm>
 #include <unordered_map>
 
@@ -33,19 +35,21 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
   for (size_t s = 0; s < n; ++s) pos[static_cast<size_t>(plan.order[s])] = s;
   for (size_t s = 0; s < n; ++s)
     for (NodeId in : plan.reads[s]) last_read[static_cast<size_t>(in)] = s;
-  // A fused node reads its inputs where its result is made: absorbing a value made long
-  // before must not keep its large inputs alive longer than they were (the value itself,
-  // one buffer, would otherwise become several).
+  // A fused node reads its inputs where its result is made: absorbing a value must not keep
+  // more of its group's inputs alive longer than the value's own buffer, which goes (one
+  // buffer would otherwise become several).
   const auto keeps_nothing_longer = [&](const std::vector<NodeId>& inputs, NodeId value, size_t at) {
+    size_t extended = 0;
     for (NodeId e : inputs) {
       const Node& x = graph.node(e);
       const bool in_arena = x.op_name() != "leaf" && !is_output[static_cast<size_t>(e)];
-      if (in_arena && last_read[static_cast<size_t>(e)] < at && 8 * arena_bytes(x) > arena_bytes(graph.node(value))) return false;
+      if (in_arena && last_read[static_cast<size_t>(e)] < at) extended += arena_bytes(x);
     }
-    return true;
+    return extended <= arena_bytes(graph.node(value));
   };
 
-  // members[s]: the steps of the group whose result step s computes (empty once absorbed).
+  // members[s]: the steps of the group whose result step s computes (empty once moved into
+  // a reader's group). A sum over leading axes holds, as members, the group it sums.
   std::vector<std::vector<size_t>> members(n);
   auto inputs_of = [&](const std::vector<size_t>& steps) {
     std::vector<NodeId> made, inputs;
@@ -57,51 +61,110 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
           inputs.push_back(in);
     return inputs;
   };
-  for (size_t s = 0; s < n; ++s) {
+  const auto within_limits = [&](const std::vector<size_t>& group) {
+    return group.size() <= static_cast<size_t>(kernels::kFusedMaxInstructions) &&
+           inputs_of(group).size() <= static_cast<size_t>(kernels::kFusedMaxInputs);
+  };
+  const auto column_sum_of = [&](size_t s, NodeId value) {
     const Node& node = graph.node(plan.order[s]);
-    if (!fusable(node)) continue;
-    members[s] = {s};
-    for (NodeId in : plan.reads[s]) {
-      const size_t q = pos[static_cast<size_t>(in)];
-      // Only a value read once, here, at the same shape: it then lives nowhere else.
-      if (q == kNone || members[q].empty() || readers[static_cast<size_t>(in)] != 1 ||
-          is_output[static_cast<size_t>(in)] || graph.node(in).shape != node.shape)
-        continue;
-      if (!keeps_nothing_longer(inputs_of(members[q]), in, s)) continue;
-      std::vector<size_t> merged = members[q];
-      merged.insert(merged.end(), members[s].begin(), members[s].end());
-      std::sort(merged.begin(), merged.end());
-      if (merged.size() > static_cast<size_t>(kernels::kFusedMaxInstructions) ||
-          inputs_of(merged).size() > static_cast<size_t>(kernels::kFusedMaxInputs))
-        continue;
-      members[s] = std::move(merged);
-      members[q].clear();
+    const size_t rank = graph.node(value).shape.size();
+    return node.op_name() == "sum" && plan.reads[s][0] == value &&
+           leading_axes(normalize_axes(node.attrs.ints("axes"), rank), rank);
+  };
+  // The steps reading each value, once each.
+  std::vector<std::vector<size_t>> reader_steps(graph.size());
+  for (size_t s = 0; s < n; ++s)
+    for (NodeId in : plan.reads[s])
+      if (reader_steps[static_cast<size_t>(in)].empty() || reader_steps[static_cast<size_t>(in)].back() != s)
+        reader_steps[static_cast<size_t>(in)].push_back(s);
+  // A group with several readers is copied into each of them, rather than stored, when
+  // that costs no memory traffic: every reader fuses (an elementwise step at its shape or a
+  // column sum of it), and the group reads one value at its size (x - mean, say, but not
+  // x · y), which each reader then reads in its place. The value's pass and buffer go; its
+  // few cheap instructions (no exp or log) run once per reader. The copy keeps its input
+  // alive where the value was, never longer than the two were.
+  constexpr size_t kMaxCopiedInstructions = 4;
+  std::vector<bool> copyable(n, false);
+  const auto decide_copyable = [&](size_t q) {
+    const NodeId v = plan.order[q];
+    const Node& value = graph.node(v);
+    if (is_output[static_cast<size_t>(v)] || readers[static_cast<size_t>(v)] < 2 ||
+        members[q].size() > kMaxCopiedInstructions)
+      return false;
+    for (size_t m : members[q])
+      if (graph.node(plan.order[m]).op->transcendental) return false;
+    size_t full_size = 0;
+    for (NodeId e : inputs_of(members[q])) full_size += 8 * arena_bytes(graph.node(e)) > arena_bytes(value) ? 1 : 0;
+    if (full_size > 1) return false;
+    for (size_t r : reader_steps[static_cast<size_t>(v)]) {
+      const Node& reader = graph.node(plan.order[r]);
+      if (!((fusable(reader) && reader.shape == value.shape) || column_sum_of(r, v))) return false;
     }
-  }
-
-  // A sum over leading axes (a column sum, e.g. a batch norm's statistics or a broadcast
-  // operand's gradient) takes in the group that makes its input, read there only: the
-  // group's values are added up as they are made, never stored.
-  std::vector<size_t> summed_at(n, kNone);  // group step -> the step of the sum taking it in
+    return true;
+  };
+  // Step s takes in the group of step q, which makes one of its inputs: moved when s is the
+  // value's only reader, copied when the group is copyable.
+  const auto take = [&](size_t s, size_t q) {
+    const NodeId in = plan.order[q];
+    if (!fusable(graph.node(in)) || members[q].empty()) return;  // not an elementwise group
+    if (std::find(members[s].begin(), members[s].end(), q) != members[s].end()) return;  // read twice
+    const bool move = readers[static_cast<size_t>(in)] == 1 && !is_output[static_cast<size_t>(in)];
+    if (!move && !copyable[q]) return;
+    if (move && !keeps_nothing_longer(inputs_of(members[q]), in, s)) return;
+    std::vector<size_t> merged = members[q];
+    merged.insert(merged.end(), members[s].begin(), members[s].end());
+    std::sort(merged.begin(), merged.end());
+    merged.erase(std::unique(merged.begin(), merged.end()), merged.end());  // a copy met twice
+    if (!within_limits(merged)) return;
+    for (NodeId e : inputs_of(members[q])) {
+      size_t& last = last_read[static_cast<size_t>(e)];
+      last = std::max(last, s);
+    }
+    members[s] = std::move(merged);
+    if (move) members[q].clear();
+  };
+  std::vector<bool> sums(n, false);  // the column sums that took in a group
   for (size_t s = 0; s < n; ++s) {
     const Node& node = graph.node(plan.order[s]);
-    // A plan output keeps its node: callers find it by its id (gradient buckets do).
-    if (node.op_name() != "sum" || is_output[static_cast<size_t>(plan.order[s])]) continue;
+    if (fusable(node)) {
+      members[s] = {s};
+      for (NodeId in : plan.reads[s]) {
+        const size_t q = pos[static_cast<size_t>(in)];
+        // Only a value at the same shape: it is then made element for element.
+        if (q != kNone && graph.node(in).shape == node.shape) take(s, q);
+      }
+      copyable[s] = decide_copyable(s);
+      // Its readers will read its inputs in its place.
+      if (copyable[s])
+        for (NodeId e : inputs_of(members[s])) {
+          size_t& last = last_read[static_cast<size_t>(e)];
+          last = std::max(last, last_read[static_cast<size_t>(plan.order[s])]);
+        }
+      continue;
+    }
+    // A sum over leading axes (a column sum, e.g. a batch norm's statistics or a broadcast
+    // operand's gradient) takes in the group that makes its input: the group's values are
+    // added up as they are made, never stored.
+    if (node.op_name() != "sum") continue;
     const NodeId in = plan.reads[s][0];
     const size_t q = pos[static_cast<size_t>(in)];
-    if (q == kNone || members[q].empty() || readers[static_cast<size_t>(in)] != 1 || is_output[static_cast<size_t>(in)])
-      continue;
-    const size_t rank = graph.node(in).shape.size();
-    if (!leading_axes(normalize_axes(node.attrs.ints("axes"), rank), rank) ||
-        !keeps_nothing_longer(inputs_of(members[q]), in, s))
-      continue;
-    summed_at[q] = s;
+    if (q == kNone || !column_sum_of(s, in)) continue;
+    take(s, q);
+    sums[s] = !members[s].empty();
+  }
+  // A group moved into a reader's goes; a copyable one goes once no remaining step reads it
+  // (a reader may have been unable to take it in within the fused program's limits).
+  std::vector<bool> dropped(n, false), read(graph.size(), false);
+  for (size_t s = n; s-- > 0;) {
+    const NodeId v = plan.order[s];
+    if (fusable(graph.node(v))) dropped[s] = members[s].empty() || (copyable[s] && !read[static_cast<size_t>(v)]);
+    if (dropped[s]) continue;
+    for (NodeId in : members[s].empty() ? plan.reads[s] : inputs_of(members[s])) read[static_cast<size_t>(in)] = true;
   }
 
-  std::vector<bool> dropped(n, false);
   std::unordered_map<NodeId, NodeId> renamed;  // a replaced node -> its fused node
-  // Replaces step `at` with an `op` node running the program of `group` (whose other steps
-  // are dropped), with the attributes attrs_of(program, the group's shape).
+  // Replaces step `at` with an `op` node running the program of `group`, with the
+  // attributes attrs_of(program, the group's shape).
   const auto replace = [&](size_t at, const std::vector<size_t>& group, const std::string& op, auto attrs_of) {
     const std::vector<NodeId> inputs = inputs_of(group);
     std::vector<NodeId> registers = inputs;
@@ -117,7 +180,6 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
       if (member.attrs.has("lo")) step.lo = member.attrs.f("lo"), step.hi = member.attrs.f("hi");
       steps.push_back(step);
       registers.push_back(plan.order[m]);
-      if (m != at) dropped[m] = true;
     }
     Attrs attrs = attrs_of(steps, graph.node(plan.order[group.back()]).shape);
     const NodeId replaced = plan.order[at];
@@ -128,22 +190,29 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
   };
   size_t fused = 0;
   for (size_t s = 0; s < n; ++s) {
-    if (summed_at[s] != kNone) {
-      const Attrs& sum = graph.node(plan.order[summed_at[s]]).attrs;
+    if (dropped[s]) continue;
+    if (sums[s]) {
+      const Attrs& sum = graph.node(plan.order[s]).attrs;
       const std::vector<int64_t> axes = sum.ints("axes");
       const bool keepdims = sum.i("keepdims") != 0;
-      replace(summed_at[s], members[s], "fused_sum", [&](const std::vector<FusedStep>& steps, const Shape& shape) {
+      replace(s, members[s], "fused_sum", [&](const std::vector<FusedStep>& steps, const Shape& shape) {
         return fused_sum_attrs(steps, shape, axes, keepdims);
       });
       ++fused;
-    } else if (members[s].size() >= 2 && !is_output[static_cast<size_t>(plan.order[s])]) {
+    } else if (members[s].size() >= 2) {
       replace(s, members[s], "fused_elementwise", fused_attrs);
       ++fused;
     }
   }
+  // Later steps, the outputs and the CSE map (through which gradient buckets find their
+  // nodes) name the fused nodes.
+  const auto rename = [&](NodeId& id) {
+    if (auto it = renamed.find(id); it != renamed.end()) id = it->second;
+  };
   for (auto& r : plan.reads)
-    for (NodeId& in : r)
-      if (auto it = renamed.find(in); it != renamed.end()) in = it->second;
+    for (NodeId& in : r) rename(in);
+  for (NodeId& o : plan.outputs) rename(o);
+  for (NodeId& c : plan.canonical) rename(c);
   size_t kept = 0;
   for (size_t s = 0; s < n; ++s) {
     if (dropped[s]) continue;

@@ -79,8 +79,8 @@ struct CompileOptions {
   // no rematerialisation.
   std::optional<size_t> memory_budget;
   // Elementwise fusion (after rematerialisation): chains whose intermediates have one
-  // reader run as one fused_elementwise node, or with the column sum reading them as one
-  // fused_sum node.
+  // reader (or are cheap enough to recompute in each) run as one fused_elementwise node,
+  // or with the column sum reading them as one fused_sum node.
   bool fuse = false;
 };
 
@@ -91,9 +91,11 @@ Plan compile(const Graph& graph, const std::vector<NodeId>& outputs);
 Plan compile(Graph& graph, const std::vector<NodeId>& outputs, const CompileOptions& options);
 
 // Replaces each chain of fusable elementwise steps (every intermediate read once, by the
-// chain, at the chain's shape; not a plan output) with one fused_elementwise node appended
-// to `graph`, or, where the chain's result is read only by a sum over leading axes, the
-// chain and the sum with one fused_sum node; returns the number of fused nodes.
+// chain, at the chain's shape, and not a plan output; or copied into each of its readers,
+// see fusion.cpp) with one fused_elementwise node appended to `graph`, or, where the
+// chain's result is read by a sum over leading axes, the chain and the sum with one
+// fused_sum node. Outputs and `canonical` name the fused nodes that replace them. Returns
+// the number of fused nodes.
 size_t fuse_elementwise(Graph& graph, Plan& plan);
 
 // Rewrites plan.order and plan.reads to recompute values under `budget` bytes of live
