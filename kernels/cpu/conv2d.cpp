@@ -119,57 +119,92 @@ void conv_backward_filter_gemm(const ConvGeometry& g, const T* x, const T* gy, T
 
 // ---- one input channel per group (depthwise, with any channel multiplier m = Cout/C)
 
+// Output rows [begin, end) of the n·oh rows of y.
+template <class T>
+AGILENN_CPU_CLONES void depthwise_forward_rows(const ConvGeometry& g, const kernels::DepthwiseGeometry& dg,
+                                               const T* x, const T* w, T* y, int64_t begin, int64_t end) {
+  const int64_t m = dg.m;
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t n = r / g.oh, oh = r % g.oh;
+    for (int64_t ow = 0; ow < g.ow; ++ow) {
+      T* yp = y + (r * g.ow + ow) * g.cout;
+      std::fill(yp, yp + g.cout, T(0));
+      kernels::for_each_window_tap(dg, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+        const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
+        const T* wp = w + (kh * g.kw + kw) * g.cout;
+        if (m == 1) {
+          for (int64_t c = 0; c < g.c; ++c) yp[c] += xp[c] * wp[c];
+        } else {
+          for (int64_t c = 0; c < g.c; ++c)
+            for (int64_t j = 0; j < m; ++j) yp[c * m + j] += xp[c] * wp[c * m + j];
+        }
+      });
+    }
+  }
+}
+
 template <class T>
 void conv_forward_depthwise(const ConvGeometry& g, const T* x, const T* w, T* y) {
   const kernels::DepthwiseGeometry dg = kernels::depthwise_geometry(g);
+  parallel_for(g.n * g.oh, g.n * g.oh * g.ow * g.cout * g.kh * g.kw,
+               [&](int64_t begin, int64_t end) { depthwise_forward_rows(g, dg, x, w, y, begin, end); });
+}
+
+// Input rows [begin, end) of the n·h rows of dx.
+template <class T>
+AGILENN_CPU_CLONES void depthwise_input_grad_rows(const ConvGeometry& g, const kernels::DepthwiseGeometry& dg,
+                                                  const T* gy, const T* w, T* dx, int64_t begin, int64_t end) {
   const int64_t m = dg.m;
-  parallel_for(g.n * g.oh, g.n * g.oh * g.ow * g.cout * g.kh * g.kw, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t n = r / g.oh, oh = r % g.oh;
-      for (int64_t ow = 0; ow < g.ow; ++ow) {
-        T* yp = y + (r * g.ow + ow) * g.cout;
-        std::fill(yp, yp + g.cout, T(0));
-        kernels::for_each_window_tap(dg, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
-          const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
-          const T* wp = w + (kh * g.kw + kw) * g.cout;
-          if (m == 1) {
-            for (int64_t c = 0; c < g.c; ++c) yp[c] += xp[c] * wp[c];
-          } else {
-            for (int64_t c = 0; c < g.c; ++c)
-              for (int64_t j = 0; j < m; ++j) yp[c * m + j] += xp[c] * wp[c * m + j];
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t n = r / g.h, ih = r % g.h;
+    for (int64_t iw = 0; iw < g.w; ++iw) {
+      T* dxp = dx + (r * g.w + iw) * g.c;
+      std::fill(dxp, dxp + g.c, T(0));
+      kernels::for_each_window_reading(dg, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
+        const T* gyp = gy + ((n * g.oh + oh) * g.ow + ow) * g.cout;
+        const T* wp = w + (kh * g.kw + kw) * g.cout;
+        if (m == 1) {
+          for (int64_t c = 0; c < g.c; ++c) dxp[c] += gyp[c] * wp[c];
+        } else {
+          for (int64_t c = 0; c < g.c; ++c) {
+            T s = 0;
+            for (int64_t j = 0; j < m; ++j) s += gyp[c * m + j] * wp[c * m + j];
+            dxp[c] += s;
           }
-        });
-      }
+        }
+      });
     }
-  });
+  }
 }
 
 template <class T>
 void conv_backward_input_depthwise(const ConvGeometry& g, const T* gy, const T* w, T* dx) {
   const kernels::DepthwiseGeometry dg = kernels::depthwise_geometry(g);
+  parallel_for(g.n * g.h, g.n * g.h * g.w * g.cout * g.kh * g.kw,
+               [&](int64_t begin, int64_t end) { depthwise_input_grad_rows(g, dg, gy, w, dx, begin, end); });
+}
+
+// Adds output rows [first, end) (of the n·oh rows of gy) into the filter gradient acc.
+template <class T>
+AGILENN_CPU_CLONES void depthwise_filter_grad_rows(const ConvGeometry& g, const kernels::DepthwiseGeometry& dg,
+                                                   const T* x, const T* gy, T* acc, int64_t first, int64_t end) {
   const int64_t m = dg.m;
-  parallel_for(g.n * g.h, g.n * g.h * g.w * g.cout * g.kh * g.kw, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t n = r / g.h, ih = r % g.h;
-      for (int64_t iw = 0; iw < g.w; ++iw) {
-        T* dxp = dx + (r * g.w + iw) * g.c;
-        std::fill(dxp, dxp + g.c, T(0));
-        kernels::for_each_window_reading(dg, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
-          const T* gyp = gy + ((n * g.oh + oh) * g.ow + ow) * g.cout;
-          const T* wp = w + (kh * g.kw + kw) * g.cout;
-          if (m == 1) {
-            for (int64_t c = 0; c < g.c; ++c) dxp[c] += gyp[c] * wp[c];
-          } else {
-            for (int64_t c = 0; c < g.c; ++c) {
-              T s = 0;
-              for (int64_t j = 0; j < m; ++j) s += gyp[c * m + j] * wp[c * m + j];
-              dxp[c] += s;
-            }
-          }
-        });
-      }
+  for (int64_t r = first; r < end; ++r) {
+    const int64_t n = r / g.oh, oh = r % g.oh;
+    for (int64_t ow = 0; ow < g.ow; ++ow) {
+      const T* gyp = gy + (r * g.ow + ow) * g.cout;
+      kernels::for_each_window_tap(dg, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+        const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
+        T* ap = acc + (kh * g.kw + kw) * g.cout;
+        if (m == 1) {
+          for (int64_t c = 0; c < g.c; ++c) ap[c] += xp[c] * gyp[c];
+        } else {
+          for (int64_t c = 0; c < g.c; ++c)
+            for (int64_t j = 0; j < m; ++j) ap[c * m + j] += xp[c] * gyp[c * m + j];
+        }
+      });
     }
-  });
+  }
 }
 
 // Partial sums over a fixed number of row blocks, added in order: the result does not
@@ -177,28 +212,10 @@ void conv_backward_input_depthwise(const ConvGeometry& g, const T* gy, const T* 
 template <class T>
 void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* gy, T* dw) {
   const kernels::DepthwiseGeometry dg = kernels::depthwise_geometry(g);
-  const int64_t m = dg.m, rows = g.n * g.oh, wsize = g.kh * g.kw * g.cout;
+  const int64_t rows = g.n * g.oh, wsize = g.kh * g.kw * g.cout;
   reduce_row_blocks(
       rows, wsize, rows * g.ow * wsize, T(0), [](T a, T b) { return a + b; },
-      [&](T* acc, int64_t first, int64_t end) {
-        for (int64_t r = first; r < end; ++r) {
-          const int64_t n = r / g.oh, oh = r % g.oh;
-          for (int64_t ow = 0; ow < g.ow; ++ow) {
-            const T* gyp = gy + (r * g.ow + ow) * g.cout;
-            kernels::for_each_window_tap(dg, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
-              const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
-              T* ap = acc + (kh * g.kw + kw) * g.cout;
-              if (m == 1) {
-                for (int64_t c = 0; c < g.c; ++c) ap[c] += xp[c] * gyp[c];
-              } else {
-                for (int64_t c = 0; c < g.c; ++c)
-                  for (int64_t j = 0; j < m; ++j) ap[c * m + j] += xp[c] * gyp[c * m + j];
-              }
-            });
-          }
-        }
-      },
-      dw);
+      [&](T* acc, int64_t first, int64_t end) { depthwise_filter_grad_rows(g, dg, x, gy, acc, first, end); }, dw);
 }
 
 // A 1x1, stride-1, unpadded, ungrouped convolution is a GEMM over pixels: no im2col.

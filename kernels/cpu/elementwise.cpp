@@ -106,10 +106,11 @@ constexpr int64_t kFusedBlock = 256;
 
 // The instructions over len <= kFusedBlock elements: instruction j reads registers a and b
 // of reg (the inputs, then the results so far), writes its result to values + j · kFusedBlock
-// (the last to dst, if given) and becomes register inputs + j.
+// (the last to dst, if given) and becomes register inputs + j. Most of a fused node's time
+// beyond its memory traffic is spent here.
 template <class T>
-void run_program(const kernels::FusedInstruction<T>* program, size_t count, const T** reg, size_t inputs, T* values,
-                 int64_t len, T* dst) {
+AGILENN_CPU_CLONES void run_program(const kernels::FusedInstruction<T>* program, size_t count, const T** reg,
+                                    size_t inputs, T* values, int64_t len, T* dst) {
   for (size_t j = 0; j < count; ++j) {
     const auto& ins = program[j];
     T* out = j + 1 == count && dst ? dst : values + static_cast<int64_t>(j) * kFusedBlock;
@@ -124,22 +125,6 @@ void run_program(const kernels::FusedInstruction<T>* program, size_t count, cons
     });
     reg[inputs + j] = out;
   }
-}
-
-// run_program compiled twice, for the x86-64 baseline (SSE2) and for AVX2, and chosen when
-// the program loads by what the CPU has: AVX2 does twice the elements per instruction,
-// where this loop spends most of a fused node's time beyond its memory traffic. Both do
-// the same IEEE operations in the same order (no FMA: that is not in "avx2"), so their
-// results are equal bit for bit.
-[[gnu::flatten, gnu::target_clones("avx2", "default")]] void run_instructions(
-    const kernels::FusedInstruction<float>* program, size_t count, const float** reg, size_t inputs, float* values,
-    int64_t len, float* dst) {
-  run_program(program, count, reg, inputs, values, len, dst);
-}
-[[gnu::flatten, gnu::target_clones("avx2", "default")]] void run_instructions(
-    const kernels::FusedInstruction<double>* program, size_t count, const double** reg, size_t inputs,
-    double* values, int64_t len, double* dst) {
-  run_program(program, count, reg, inputs, values, len, dst);
 }
 
 // A fused program's evaluation over runs of at most kBlock consecutive elements of its
@@ -216,8 +201,7 @@ class FusedRuns {
       }
       s.reg[k] = gathered;
     }
-    run_instructions(program_.data(), program_.size(), s.reg.data(), inputs, s.values.data() + inputs * kBlock, len,
-                     dst);
+    run_program(program_.data(), program_.size(), s.reg.data(), inputs, s.values.data() + inputs * kBlock, len, dst);
     return s.reg.back();
   }
 
