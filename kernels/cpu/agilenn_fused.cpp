@@ -6,6 +6,7 @@
 // attribution_stats sums each sample's elements in one pass where the decomposition sums
 // per channel first, so it agrees to rounding.
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -46,13 +47,51 @@ class CentroidScratch {
   T* data_;
 };
 
+// Elements [first, end) of quantize's vjp: d/dx into y when dx, else each element's
+// centroid terms added into acc (k: the weights' term of centroid k, j + k: the
+// difference's), element by element in order. Float elements go eight at a time as lanes
+// of a vector, each lane doing the scalar's operations (its own exp included), so they
+// equal the one-at-a-time scalar path bit for bit.
+template <class T, class J>
+AGILENN_CPU_CLONES void quantize_backward_elements(const T* x, const T* c, const T* g, int64_t first, int64_t end,
+                                                   J j, T* dx, T* acc) {
+  int64_t i = first;
+  if constexpr (std::is_same_v<T, float>) {
+    constexpr int kLanes = 8;
+    using Lanes [[gnu::vector_size(kLanes * sizeof(float))]] = float;
+    CentroidScratch<Lanes> lanes_c(j), exps(j);
+    for (int64_t k = 0; k < j; ++k) lanes_c.data()[k] = kernels::rn::filled<Lanes>(c[k]);
+    for (; i + kLanes <= end; i += kLanes) {
+      Lanes xl, gl;
+      std::memcpy(&xl, x + i, sizeof(Lanes));
+      std::memcpy(&gl, g + i, sizeof(Lanes));
+      const auto add_lanes = [&](int64_t k, Lanes gp, Lanes gd) {
+        if (dx) return;
+        for (int lane = 0; lane < kLanes; ++lane) {
+          acc[k] += gp[lane];
+          acc[j + k] += -gd[lane];
+        }
+      };
+      const Lanes d = kernels::quantize_soft_grad(xl, lanes_c.data(), j, gl, exps.data(), add_lanes);
+      if (dx) std::memcpy(dx + i, &d, sizeof(Lanes));
+    }
+  }
+  CentroidScratch<T> exps(j);
+  for (; i < end; ++i) {
+    const T d = kernels::quantize_soft_grad(x[i], c, j, g[i], exps.data(), [&](int64_t k, T gp, T gd) {
+      if (dx) return;
+      acc[k] += gp;
+      acc[j + k] += -gd;
+    });
+    if (dx) dx[i] = d;
+  }
+}
+
 template <class T, class J>
 void quantize_backward_kernel(const T* x, const T* c, const T* g, int64_t n, J j, bool wrt_x, T* y) {
   if (wrt_x) {
     parallel_for(n, n * j, [&](int64_t begin, int64_t end) {
-      CentroidScratch<T> exps(j);
-      for (int64_t i = begin; i < end; ++i)
-        y[i] = kernels::quantize_soft_grad(x[i], c, j, g[i], exps.data(), [](int64_t, T, T) {});
+      quantize_backward_elements(x, c, g, begin, end, j, y, static_cast<T*>(nullptr));
     });
     return;
   }
@@ -62,12 +101,7 @@ void quantize_backward_kernel(const T* x, const T* c, const T* g, int64_t n, J j
   reduce_row_blocks(
       n, 2 * int64_t{j}, n * j, T(0), [](T a, T b) { return a + b; },
       [&](T* acc, int64_t first, int64_t end) {
-        CentroidScratch<T> exps(j);
-        for (int64_t i = first; i < end; ++i)
-          kernels::quantize_soft_grad(x[i], c, j, g[i], exps.data(), [&](int64_t k, T gp, T gd) {
-            acc[k] += gp;
-            acc[j + k] += -gd;
-          });
+        quantize_backward_elements(x, c, g, first, end, j, static_cast<T*>(nullptr), acc);
       },
       terms.data());
   for (int64_t k = 0; k < j; ++k) y[k] = terms[static_cast<size_t>(k)] + terms[static_cast<size_t>(j + k)];

@@ -5,6 +5,7 @@
 
 #include "engine/ir/shape_util.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/shared/rounding.h"
 
 namespace agilenn::cpu {
 namespace {
@@ -126,13 +127,14 @@ void softmax_kernel(const Node& node, std::span<const Tensor> in, Tensor& out) {
         T m = -std::numeric_limits<T>::infinity();
         for (int64_t j = 0; j < v.extent; ++j) m = std::max(m, x[base + j * v.inner]);
         T s = 0;
-        for (int64_t j = 0; j < v.extent; ++j) s += std::exp(x[base + j * v.inner] - m);
+        for (int64_t j = 0; j < v.extent; ++j) s += kernels::rn::exp(x[base + j * v.inner] - m);
         if constexpr (kLog) {
           const T lse = m + std::log(s);
           for (int64_t j = 0; j < v.extent; ++j) y[base + j * v.inner] = x[base + j * v.inner] - lse;
         } else {
           const T inv = T(1) / s;
-          for (int64_t j = 0; j < v.extent; ++j) y[base + j * v.inner] = std::exp(x[base + j * v.inner] - m) * inv;
+          for (int64_t j = 0; j < v.extent; ++j)
+            y[base + j * v.inner] = kernels::rn::exp(x[base + j * v.inner] - m) * inv;
         }
       }
     });

@@ -89,25 +89,27 @@ AGILENN_HD void attribution_write(const AttributionAcc<T>& s, T* y3) {
 // difference's, entering negated). exp(-(x - c_k)² - max) is computed once per centroid
 // into exps[0..j): the decomposition evaluates that same expression in three places, so
 // keeping it changes no bit. j is an int64_t or, where the caller knows it at compile time
-// (std::integral_constant), a constant: the loops then unroll.
+// (std::integral_constant), a constant: the loops then unroll. T may also be a GCC vector
+// of lanes, each lane an element (with c, exps and each's terms in lanes too): every lane
+// then does the scalar's operations.
 template <class T, class J, class Each>
 AGILENN_HD T quantize_soft_grad(T x, const T* c, J j, T g, T* exps, Each&& each) {
-  T m = -T(INFINITY);
+  T m = -rn::filled<T>(INFINITY);
   for (int64_t k = 0; k < j; ++k) {
     const T d = rn::sub(x, c[k]);
     const T z = -rn::mul(d, d);
     m = m < z ? z : m;
   }
-  T s = T(0);
+  T s = rn::filled<T>(0);
   for (int64_t k = 0; k < j; ++k) {
     const T d = rn::sub(x, c[k]);
     exps[k] = rn::exp(rn::sub(-rn::mul(d, d), m));
     s = rn::add(s, exps[k]);
   }
-  const T inv = rn::div(T(1), s);
-  T t = T(0);
+  const T inv = rn::div(rn::filled<T>(1), s);
+  T t = rn::filled<T>(0);
   for (int64_t k = 0; k < j; ++k) t = rn::add(t, rn::mul(rn::mul(g, c[k]), rn::mul(exps[k], inv)));
-  T gx = T(0);
+  T gx = rn::filled<T>(0);
   for (int64_t k = 0; k < j; ++k) {
     const T d = rn::sub(x, c[k]);
     const T p = rn::mul(exps[k], inv);

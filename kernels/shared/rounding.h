@@ -3,13 +3,17 @@
 // contracts those into fused multiply-adds, and division and square root are the IEEE
 // ones. On the host they are plain operators, and the build passes -ffp-contract=off
 // (CMakeLists.txt), so no compiler fuses them either. So the CPU backend and a CUDA kernel
-// round alike. The math functions are overloaded per precision, so a template calls expf for
-// float on both sides (the host's std::exp(float) is the same expf).
+// round alike. The math functions are overloaded per precision, so a template calls the
+// float function for float on both sides (for exp the host's own, below, and the device's
+// expf: they differ in the last bit at times).
 #pragma once
 
 #include <math.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <type_traits>
 
 #include "kernels/shared/host_device.h"
 
@@ -57,7 +61,63 @@ AGILENN_HD bool finite(T x) {
 }
 #endif
 
+// v as a T: for a scalar, its value; for a GCC vector of lanes (kernels/cpu's quantize
+// vjp evaluates eight elements at once), its value in every lane.
+template <class T>
+AGILENN_HD T filled(double v) {
+  if constexpr (std::is_arithmetic_v<T>) {
+    return static_cast<T>(v);
+  } else {
+    return T{} + static_cast<std::remove_cvref_t<decltype(T{}[0])>>(v);
+  }
+}
+
+#ifdef __CUDA_ARCH__
 AGILENN_HD float exp(float x) { return expf(x); }
+#else
+template <class To, class From>
+[[gnu::always_inline]] inline To converted(From x) {
+  if constexpr (std::is_arithmetic_v<From>) {
+    return static_cast<To>(x);
+  } else {
+    return __builtin_convertvector(x, To);
+  }
+}
+
+// e^x for float on the host, written out rather than glibc's expf so that it vectorises and
+// every lane of a vector rounds as the scalar does: F is float or a vector of floats, D and
+// U the double and uint64_t lanes of as many. x is reduced in double to k·ln2 + r with
+// |r| <= ln2/2; e^r is its Taylor series to r^11/11! (truncation below 7e-15 relative), 2^k
+// goes into the exponent bits, and the double result rounds to float once. So it returns
+// the correctly rounded e^x except within about 1e-14 of a point halfway between two
+// floats. Beyond [-104, 89] the float result is 0 or infinity either way; NaN stays NaN
+// (both comparisons are false). Always inlined: vectors never cross a call.
+template <class F, class D, class U>
+[[gnu::always_inline]] inline F exp_lanes(F xf) {
+  const F lo = filled<F>(-104.0), hi = filled<F>(89.0);
+  const D x = converted<D>(xf < lo ? lo : (xf > hi ? hi : xf));
+  const D shift = filled<D>(0x1.8p52);  // adding it rounds to an integer held in the low bits
+  const D shifted = x * 0x1.71547652b82fep0 + shift;  // x / ln2
+  const D k = shifted - shift;
+  const D r = x - k * 0x1.62e42fefa39efp-1;  // ln2
+  constexpr double kInverseFactorials[] = {1.0,        1.0,          1.0 / 2,       1.0 / 6,
+                                           1.0 / 24,   1.0 / 120,    1.0 / 720,     1.0 / 5040,
+                                           1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800};
+  D p = filled<D>(kInverseFactorials[11]);
+  for (int n = 10; n >= 0; --n) p = p * r + kInverseFactorials[n];
+  const U two_to_k = (std::bit_cast<U>(shifted) + 1023) << 52;
+  return converted<F>(p * std::bit_cast<D>(two_to_k));
+}
+inline float exp(float x) { return exp_lanes<float, double, uint64_t>(x); }
+template <class V>
+  requires(!std::is_arithmetic_v<V>)
+[[gnu::always_inline]] inline V exp(V x) {
+  constexpr int kLanes = sizeof(V) / sizeof(float);
+  using D [[gnu::vector_size(kLanes * sizeof(double))]] = double;
+  using U [[gnu::vector_size(kLanes * sizeof(uint64_t))]] = uint64_t;
+  return exp_lanes<V, D, U>(x);
+}
+#endif
 AGILENN_HD double exp(double x) { return ::exp(x); }
 AGILENN_HD float log(float x) { return logf(x); }
 AGILENN_HD double log(double x) { return ::log(x); }
