@@ -77,6 +77,15 @@ void reduce_row_blocks(int64_t rows, int64_t width, int64_t work, T init, Combin
     for (int64_t j = 0; j < width; ++j) y[j] = combine(y[j], partial[static_cast<size_t>(b * width + j)]);
 }
 
+// acc[j] = combine(acc[j], x[r·width + j]) for the rows r in [first, end), in order.
+template <class T, class Combine>
+AGILENN_CPU_CLONES void combine_rows(const T* x, int64_t first, int64_t end, int64_t width, T* acc, Combine combine) {
+  for (int64_t r = first; r < end; ++r) {
+    const T* row = x + r * width;
+    for (int64_t j = 0; j < width; ++j) acc[j] = combine(acc[j], row[j]);
+  }
+}
+
 // Calls f(T{}) with T the C++ type of a floating dtype.
 template <class F>
 void dispatch_float(DType t, const Node& node, F&& f) {

@@ -236,16 +236,15 @@ void run_fused_sum(const Node& node, std::span<const Tensor> in, Tensor& out) {
   if (width == 0) return;
   const FusedRuns<T> runs(node, in, shape);
   const int64_t rows = numel(shape) / width, block = FusedRuns<T>::kBlock;
+  const auto plus = [](T a, T b) { return a + b; };
   reduce_row_blocks(
-      rows, width, rows * width * static_cast<int64_t>(runs.instructions()), T(0), [](T x, T y) { return x + y; },
+      rows, width, rows * width * static_cast<int64_t>(runs.instructions()), T(0), plus,
       [&](T* acc, int64_t first, int64_t end) {
         auto scratch = runs.scratch();
         if (width <= block) {  // whole rows per run
           for (int64_t r = first; r < end;) {
             const int64_t count = std::min(block / width, end - r);
-            const T* v = runs.run(r * width, count * width, scratch, nullptr);
-            for (int64_t k = 0; k < count; ++k, v += width)
-              for (int64_t j = 0; j < width; ++j) acc[j] = acc[j] + v[j];
+            combine_rows(runs.run(r * width, count * width, scratch, nullptr), 0, count, width, acc, plus);
             r += count;
           }
           return;
@@ -253,8 +252,7 @@ void run_fused_sum(const Node& node, std::span<const Tensor> in, Tensor& out) {
         for (int64_t r = first; r < end; ++r)
           for (int64_t c = 0; c < width; c += block) {
             const int64_t len = std::min(block, width - c);
-            const T* v = runs.run(r * width + c, len, scratch, nullptr);
-            for (int64_t j = 0; j < len; ++j) acc[c + j] = acc[c + j] + v[j];
+            combine_rows(runs.run(r * width + c, len, scratch, nullptr), 0, 1, len, acc + c, plus);
           }
       },
       out.data<T>());

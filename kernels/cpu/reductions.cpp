@@ -72,12 +72,7 @@ template <class T, class Combine>
 void reduce_rows(const T* x, int64_t rows, int64_t width, T* y, T init, Combine combine) {
   reduce_row_blocks(
       rows, width, rows * width, init, combine,
-      [&](T* acc, int64_t first, int64_t end) {
-        for (int64_t r = first; r < end; ++r) {
-          const T* row = x + r * width;
-          for (int64_t j = 0; j < width; ++j) acc[j] = combine(acc[j], row[j]);
-        }
-      },
+      [&](T* acc, int64_t first, int64_t end) { combine_rows(x, first, end, width, acc, combine); },
       y);
 }
 
