@@ -47,8 +47,8 @@ class CentroidScratch {
   T* data_;
 };
 
-// Elements [first, end) of quantize's vjp: d/dx into y when dx, else each element's
-// centroid terms added into acc (k: the weights' term of centroid k, j + k: the
+// Elements [first, end) of quantize's vjp: d/dx written to dx when it is given, else each
+// element's centroid terms added into acc (k: the weights' term of centroid k, j + k: the
 // difference's), element by element in order. Float elements go eight at a time as lanes
 // of a vector, each lane doing the scalar's operations (its own exp included), so they
 // equal the one-at-a-time scalar path bit for bit.
