@@ -18,8 +18,14 @@ namespace agilenn::cpu {
 // choosing by what the CPU has: AVX2 does twice the elements per vector instruction. The
 // clones do the same IEEE operations in the same order (no fused multiply-adds: the build
 // forbids contraction and FMA is not part of "avx2"), so their results are equal bit for
-// bit. `flatten` inlines everything the loop calls, so that code is cloned with it.
+// bit. `flatten` inlines everything the loop calls, so that code is cloned with it. Clang
+// refuses target_clones with flatten; its one build here, the fuzz gate's, gets the
+// baseline copy alone.
+#ifdef __clang__
+#define AGILENN_CPU_CLONES
+#else
 #define AGILENN_CPU_CLONES [[gnu::flatten, gnu::target_clones("avx2", "default")]]
+#endif
 
 // Below this much work (elements touched) a loop runs on the calling thread: handing it
 // to other threads costs more than it saves.
