@@ -38,7 +38,7 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
   // A fused node reads its inputs where its result is made: absorbing a value must not keep
   // more of its group's inputs alive longer than the value's own buffer, which goes (one
   // buffer would otherwise become several).
-  const auto keeps_nothing_longer = [&](const std::vector<NodeId>& inputs, NodeId value, size_t at) {
+  const auto extends_no_more_than_it_frees = [&](const std::vector<NodeId>& inputs, NodeId value, size_t at) {
     size_t extended = 0;
     for (NodeId e : inputs) {
       const Node& x = graph.node(e);
@@ -46,6 +46,13 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
       if (in_arena && last_read[static_cast<size_t>(e)] < at) extended += arena_bytes(x);
     }
     return extended <= arena_bytes(graph.node(value));
+  };
+  // The inputs are now read at step `at` too.
+  const auto read_until = [&](const std::vector<NodeId>& inputs, size_t at) {
+    for (NodeId e : inputs) {
+      size_t& last = last_read[static_cast<size_t>(e)];
+      last = std::max(last, at);
+    }
   };
 
   // members[s]: the steps of the group whose result step s computes (empty once moved into
@@ -110,16 +117,14 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
     if (std::find(members[s].begin(), members[s].end(), q) != members[s].end()) return;  // read twice
     const bool move = readers[static_cast<size_t>(in)] == 1 && !is_output[static_cast<size_t>(in)];
     if (!move && !copyable[q]) return;
-    if (move && !keeps_nothing_longer(inputs_of(members[q]), in, s)) return;
+    const std::vector<NodeId> inputs = inputs_of(members[q]);
+    if (move && !extends_no_more_than_it_frees(inputs, in, s)) return;
     std::vector<size_t> merged = members[q];
     merged.insert(merged.end(), members[s].begin(), members[s].end());
     std::sort(merged.begin(), merged.end());
     merged.erase(std::unique(merged.begin(), merged.end()), merged.end());  // a copy met twice
     if (!within_limits(merged)) return;
-    for (NodeId e : inputs_of(members[q])) {
-      size_t& last = last_read[static_cast<size_t>(e)];
-      last = std::max(last, s);
-    }
+    read_until(inputs, s);
     members[s] = std::move(merged);
     if (move) members[q].clear();
   };
@@ -135,11 +140,7 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
       }
       copyable[s] = decide_copyable(s);
       // Its readers will read its inputs in its place.
-      if (copyable[s])
-        for (NodeId e : inputs_of(members[s])) {
-          size_t& last = last_read[static_cast<size_t>(e)];
-          last = std::max(last, last_read[static_cast<size_t>(plan.order[s])]);
-        }
+      if (copyable[s]) read_until(inputs_of(members[s]), last_read[static_cast<size_t>(plan.order[s])]);
       continue;
     }
     // A sum over leading axes (a column sum, e.g. a batch norm's statistics or a broadcast
