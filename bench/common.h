@@ -40,6 +40,8 @@ void register_step_benchmarks();
 // --profile_step=<backend>/<preset>/<batch>/<agilenn|plain>: runs that training step with
 // the executor's per-op timing on and prints where the time goes, largest first.
 int profile_step(const std::string& spec, std::ostream& out);
+// --profile_step_shapes=<same>: the same, each op's time split by its inputs' shapes.
+int profile_step_shapes(const std::string& spec, std::ostream& out);
 // --dist_report=<backend>/<preset>/<batch>/<agilenn|plain>, under mpirun with N ≥ 2 ranks:
 // gradient bytes reduced per step, the share of the all-reduce hidden behind the backward,
 // and from those the efficiency predicted at 8 and 64 GPUs, with its assumptions.

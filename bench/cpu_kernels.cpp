@@ -22,8 +22,9 @@
 namespace agilenn::bench {
 namespace {
 
-// Builds the case's graph over random leaves and times Executor::run on the CPU backend.
-void run_cpu(benchmark::State& state, const OpCase& c) {
+// Builds the case's graph over random leaves and times Executor::run on the CPU backend
+// (with the fusion pass where `fuse`).
+void run_cpu(benchmark::State& state, const OpCase& c, bool fuse = false) {
   guarded(state, [&] {
     Graph g;
     std::vector<Value> leaves;
@@ -39,7 +40,9 @@ void run_cpu(benchmark::State& state, const OpCase& c) {
       for (const auto& [name, t] : feeds) work.bytes += static_cast<double>(t.nbytes());
       work.bytes += static_cast<double>(numel(out.shape())) * 4.0;
     }
-    Executor ex(g, compile(g, {out.id()}), cpu_backend());
+    CompileOptions options;
+    options.fuse = fuse;
+    Executor ex(g, compile(g, {out.id()}, options), cpu_backend());
     benchmark::DoNotOptimize(ex.run(feeds));  // warm-up: first touch of the arena
     LoopTimer timer;
     timer.start();
@@ -142,6 +145,15 @@ void BM_Relu6(benchmark::State& s) {
 void BM_ChannelSum(benchmark::State& s) {
   run_cpu(s, simple({{kBatch, 32, 32, 96}}, [](Graph&, auto& v) { return ops::sum(v[0], {0, 1, 2}); }, 0));
 }
+// A batch norm's normalisation and clamp as the fusion pass runs it in a step: one fused
+// loop (five instructions) over the tiny preset's widest activation.
+void BM_FusedBatchNormRelu6(benchmark::State& s) {
+  const Shape x{32, 14, 14, 64}, channel{64};
+  run_cpu(s,
+          simple({x, channel, channel, channel, channel},
+                 [](Graph&, auto& v) { return ops::relu6((v[0] - v[1]) * v[2] * v[3] + v[4]); }, 0),
+          true);
+}
 void BM_Softmax(benchmark::State& s) {
   run_cpu(s, simple({{256, 100}}, [](Graph&, auto& v) { return ops::softmax(v[0]); }, 0));
 }
@@ -153,6 +165,7 @@ BENCHMARK(BM_Matmul)->Arg(128)->Arg(512)->UseRealTime()->Unit(benchmark::kMicros
 BENCHMARK(BM_AddBroadcastBias)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Relu6)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ChannelSum)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_FusedBatchNormRelu6)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Softmax)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -78,6 +78,7 @@ inline std::vector<DepthwiseShape> depthwise_shapes(bool gpu) {
   const int64_t paper = gpu ? 64 : 8, large = gpu ? 64 : 16;
   return {{"tiny.fe", 32, 32, 32, 3, 2},
           {"tiny.rp", 32, 16, 16, 32, 2},
+          {"tiny.rp16", 32, 14, 14, 16, 1},  // the tiny preset's stride-1 depthwise layers with few channels
           {"paper.fe", paper, 96, 96, 3, 3},
           {"paper.rp", paper, 32, 32, 144, 1},
           {"large", large, 56, 56, 144, 1}};

@@ -323,6 +323,7 @@ int main(int argc, char** argv) {
   const bool no_ceilings = take_no_ceilings(argc, argv);
   using SpecRun = int (*)(const std::string&, std::ostream&);
   for (const auto& [flag, run] : {std::pair<const char*, SpecRun>{"--profile_step=", profile_step},
+                                  std::pair<const char*, SpecRun>{"--profile_step_shapes=", profile_step_shapes},
                                   std::pair<const char*, SpecRun>{"--dist_report=", dist_report}}) {
     if (const std::string spec = take_spec_flag(argc, argv, flag); !spec.empty()) {
       try {

@@ -411,15 +411,13 @@ void report_memory_peak(const Graph& g, const Plan& plan, std::ostream& out) {
         << " MiB" << std::setw(8) << bc.second << " values\n";
 }
 
-}  // namespace
-
-int profile_step(const std::string& spec, std::ostream& out) {
-  const StepSpec sp = parse_step_spec("--profile_step", spec);
+int profile(const std::string& flag, const std::string& spec, Executor::Profiling how, std::ostream& out) {
+  const StepSpec sp = parse_step_spec(flag, spec);
   auto t = make_trainer(sp.on, sp.preset, sp.batch, sp.attribution, 2, sp.remat);
   const data::Batch b = make_batch(sp.on, sp.preset, sp.batch);
   warm_up(*t, b);
   constexpr int kSteps = 20;
-  t->executor().set_profiling(true);
+  t->executor().set_profiling(how);
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < kSteps; ++i) t->step(b.images, b.labels);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / kSteps;
@@ -429,15 +427,26 @@ int profile_step(const std::string& spec, std::ostream& out) {
   out << "step " << spec << ", " << threads::describe() << ": " << std::fixed << std::setprecision(2) << wall * 1e3
       << " ms per step (" << kSteps << " steps, each kernel synchronised), "
       << total / kSteps * 1e3 << " ms in kernels\n";
-  out << std::left << std::setw(28) << "op" << std::right << std::setw(10) << "ms/step" << std::setw(8) << "share"
-      << std::setw(12) << "calls/step" << std::setw(12) << "us/call" << "\n";
+  // The op last: keyed by shapes it is long.
+  out << std::setw(10) << "ms/step" << std::setw(8) << "share" << std::setw(12) << "calls/step" << std::setw(12)
+      << "us/call" << "  op\n";
   for (const Executor::OpTime& o : ops)
-    out << std::left << std::setw(28) << o.op << std::right << std::setw(10) << o.seconds / kSteps * 1e3
-        << std::setw(7) << std::setprecision(1) << 100 * o.seconds / total << "%" << std::setw(12)
-        << std::setprecision(0) << static_cast<double>(o.calls) / kSteps << std::setw(12) << std::setprecision(1)
-        << o.seconds / static_cast<double>(o.calls) * 1e6 << std::setprecision(2) << "\n";
+    out << std::setw(10) << o.seconds / kSteps * 1e3 << std::setw(7) << std::setprecision(1)
+        << 100 * o.seconds / total << "%" << std::setw(12) << std::setprecision(0)
+        << static_cast<double>(o.calls) / kSteps << std::setw(12) << std::setprecision(1)
+        << o.seconds / static_cast<double>(o.calls) * 1e6 << std::setprecision(2) << "  " << o.op << "\n";
   report_memory_peak(t->graph().graph, t->plan(), out);
   return 0;
+}
+
+}  // namespace
+
+int profile_step(const std::string& spec, std::ostream& out) {
+  return profile("--profile_step", spec, Executor::Profiling::by_op, out);
+}
+
+int profile_step_shapes(const std::string& spec, std::ostream& out) {
+  return profile("--profile_step_shapes", spec, Executor::Profiling::by_op_and_shapes, out);
 }
 
 namespace {

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <utility>
 
 #include "engine/core/error.h"
+#include "engine/ir/fused_program.h"
 #include "engine/ir/registry.h"
 
 namespace agilenn {
@@ -67,14 +69,24 @@ void Executor::launch_all(std::vector<Tensor>& values) {
     const auto start = std::chrono::steady_clock::now();
     try {
       backend_.run(n, inputs, values[static_cast<size_t>(id)]);
-      if (profiling_) backend_.synchronize();
+      if (profiling_ != Profiling::off) backend_.synchronize();
     } catch (const Error& e) {
       AGILENN_THROW("while running " << graph_.describe(id) << ": " << e.what());
     }
     if (after_node_) after_node_(id, values[static_cast<size_t>(id)]);
-    if (!profiling_) continue;
-    auto& [seconds, calls] = op_times_[n.op_name()];
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (profiling_ == Profiling::off) continue;
+    const auto end = std::chrono::steady_clock::now();
+    std::string key = n.op_name();
+    if (profiling_ == Profiling::by_op_and_shapes) {
+      for (const Tensor& in : inputs) key += " " + shape_str(in.shape());
+      if (n.attrs.has("program")) {  // a fused loop: what it computes
+        const char* sep = " {";
+        for (const FusedStep& s : fused_steps(n.attrs)) key += std::exchange(sep, ",") + s.op;
+        key += "}";
+      }
+    }
+    auto& [seconds, calls] = op_times_[key];
+    seconds += std::chrono::duration<double>(end - start).count();
     ++calls;
   }
 }
@@ -131,7 +143,7 @@ std::vector<const void*> Executor::bind_leaves(const Feeds& feeds) {
 }
 
 std::vector<Tensor> Executor::run(const Feeds& feeds) {
-  if (graph_replay_ && !profiling_) {
+  if (graph_replay_ && profiling_ == Profiling::off) {
     if (fixed_values_.empty()) {
       fixed_values_.resize(graph_.size());
       leaf_buffers_.resize(graph_.size());

@@ -52,10 +52,13 @@ class Executor {
   void check_faults();
 
   // Per-op wall time accumulated over runs while profiling is on (after synchronising the
-  // backend per kernel, so it slows GPU runs). Sorted, largest first.
-  void set_profiling(bool on) { profiling_ = on; }
+  // backend per kernel, so it slows GPU runs). Sorted, largest first. By shape, each op's
+  // time is split by its inputs' shapes ("conv2d [32,3,28,28] [8,3,3,3]"): which call of an
+  // op costs what.
+  enum class Profiling { off, by_op, by_op_and_shapes };
+  void set_profiling(Profiling how) { profiling_ = how; }
   struct OpTime {
-    std::string op;
+    std::string op;  // the op's name, and under by_op_and_shapes its inputs' shapes
     double seconds;
     int64_t calls;
   };
@@ -86,7 +89,7 @@ class Executor {
   std::vector<Tensor> hand_out(const std::vector<Tensor>& values, bool fixed) const;
   std::vector<const void*> bind_leaves(const Feeds& feeds);
   std::function<void(NodeId, const Tensor&)> after_node_;
-  bool profiling_ = false;
+  Profiling profiling_ = Profiling::off;
   std::map<std::string, std::pair<double, int64_t>> op_times_;
 };
 

@@ -118,27 +118,93 @@ void conv_backward_filter_gemm(const ConvGeometry& g, const T* x, const T* gy, T
 }
 
 // ---- one input channel per group (depthwise, with any channel multiplier m = Cout/C)
+//
+// The loops run one filter tap at a time over a block of a row's pixels. With channels
+// last, a tap reads the input row shifted by whole pixels, so a block's pixels and channels
+// are one flat loop that vectorises for any channel count (a loop over one pixel's 3 or 8
+// channels barely does). Where the stride or the multiplier breaks that contiguity, the
+// tap's input pixels are first gathered (each value repeated m times) into the output's
+// layout. A block (about kDepthwiseBlock elements) stays in L1 while every tap adds into
+// it. Every element still adds its taps in tap order, and the filter gradient its pixels
+// in pixel order: the results equal a per-pixel loop's bit for bit.
+constexpr int64_t kDepthwiseBlock = 512;
+
+int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// The output columns ow in [first, last) of the window [lo, hi) whose tap kw reads an input
+// column in [in_lo, in_hi) (within the input), and the input column the first one reads.
+struct TapColumns {
+  int64_t first, last, input;
+  int64_t pixels() const { return last - first; }
+};
+
+TapColumns tap_columns(const kernels::DepthwiseGeometry& g, int64_t kw, int64_t lo, int64_t hi, int64_t in_lo,
+                       int64_t in_hi) {
+  const int64_t offset = kw * g.dil_w - g.pad_left;  // iw = ow · stride + offset
+  const int64_t first = std::max(lo, -floor_div(offset - in_lo, g.stride_w));
+  const int64_t last = std::min(hi, floor_div(in_hi - 1 - offset, g.stride_w) + 1);
+  return {first, std::max(first, last), first * g.stride_w + offset};
+}
+
+// The filter repeated over `pixels` output pixels, per tap: tap t's row is
+// tiles[(t·pixels + p)·Cout + co] = w[t·Cout + co], so one flat loop multiplies pixels by it.
+template <class T>
+std::vector<T> filter_rows(const kernels::DepthwiseGeometry& g, const T* w, int64_t pixels) {
+  const int64_t row = pixels * g.cout();
+  std::vector<T> tiles(static_cast<size_t>(g.kh * g.kw * row));
+  for (int64_t t = 0; t < g.kh * g.kw; ++t)
+    for (int64_t j = 0; j < row; ++j) tiles[static_cast<size_t>(t * row + j)] = w[t * g.cout() + j % g.cout()];
+  return tiles;
+}
+
+// Output pixels per block of a row.
+int64_t block_pixels(int64_t channels) { return std::max<int64_t>(1, kDepthwiseBlock / channels); }
+
+// The input pixels tap `cols` reads from input row xr, in the output's layout (each input
+// channel repeated m times): xr itself where stride 1 and m = 1 make it so, else gathered
+// into `row`.
+template <class T>
+const T* tap_inputs(const kernels::DepthwiseGeometry& g, const T* xr, const TapColumns& cols, T* row) {
+  if (g.stride_w == 1 && g.m == 1) return xr + cols.input * g.c;
+  const int64_t c = g.c, m = g.m, step = g.stride_w * c;
+  if (m == 1 && c >= 8) {  // a pixel's channels are a vector or more: copy them as a run
+    for (int64_t p = 0; p < cols.pixels(); ++p) std::copy_n(xr + cols.input * c + p * step, c, row + p * c);
+    return row;
+  }
+  // Else a channel at a time, strided on both sides: a copy call per pixel of 3 channels
+  // costs more than the taps' arithmetic.
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = 0; j < m; ++j) {
+      const T* __restrict from = xr + cols.input * c + i;
+      T* __restrict to = row + i * m + j;
+      for (int64_t p = 0; p < cols.pixels(); ++p) to[p * c * m] = from[p * step];
+    }
+  return row;
+}
 
 // Output rows [begin, end) of the n·oh rows of y.
 template <class T>
-AGILENN_CPU_CLONES void depthwise_forward_rows(const ConvGeometry& g, const kernels::DepthwiseGeometry& dg,
-                                               const T* x, const T* w, T* y, int64_t begin, int64_t end) {
-  const int64_t m = dg.m;
+AGILENN_CPU_CLONES void depthwise_forward_rows(const kernels::DepthwiseGeometry& g, const T* x, const T* tiles,
+                                               T* y, int64_t begin, int64_t end) {
+  const int64_t cout = g.cout(), block = block_pixels(cout);
+  std::vector<T> gathered(static_cast<size_t>(block * cout));
   for (int64_t r = begin; r < end; ++r) {
     const int64_t n = r / g.oh, oh = r % g.oh;
-    for (int64_t ow = 0; ow < g.ow; ++ow) {
-      T* yp = y + (r * g.ow + ow) * g.cout;
-      std::fill(yp, yp + g.cout, T(0));
-      kernels::for_each_window_tap(dg, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
-        const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
-        const T* wp = w + (kh * g.kw + kw) * g.cout;
-        if (m == 1) {
-          for (int64_t c = 0; c < g.c; ++c) yp[c] += xp[c] * wp[c];
-        } else {
-          for (int64_t c = 0; c < g.c; ++c)
-            for (int64_t j = 0; j < m; ++j) yp[c * m + j] += xp[c] * wp[c * m + j];
+    T* yr = y + r * g.ow * cout;
+    for (int64_t lo = 0; lo < g.ow; lo += block) {
+      const int64_t hi = std::min(g.ow, lo + block);
+      std::fill(yr + lo * cout, yr + hi * cout, T(0));
+      for (int64_t kh = 0; kh < g.kh; ++kh) {
+        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+        if (ih < 0 || ih >= g.h) continue;
+        for (int64_t kw = 0; kw < g.kw; ++kw) {
+          const TapColumns cols = tap_columns(g, kw, lo, hi, 0, g.w);
+          const T* __restrict in = tap_inputs(g, x + (n * g.h + ih) * g.w * g.c, cols, gathered.data());
+          const T* __restrict wt = tiles + (kh * g.kw + kw) * block * cout;
+          T* __restrict out = yr + cols.first * cout;
+          for (int64_t j = 0; j < cols.pixels() * cout; ++j) out[j] += in[j] * wt[j];
         }
-      });
+      }
     }
   }
 }
@@ -146,33 +212,56 @@ AGILENN_CPU_CLONES void depthwise_forward_rows(const ConvGeometry& g, const kern
 template <class T>
 void conv_forward_depthwise(const ConvGeometry& g, const T* x, const T* w, T* y) {
   const kernels::DepthwiseGeometry dg = kernels::depthwise_geometry(g);
+  const std::vector<T> tiles = filter_rows(dg, w, block_pixels(dg.cout()));
   parallel_for(g.n * g.oh, g.n * g.oh * g.ow * g.cout * g.kh * g.kw,
-               [&](int64_t begin, int64_t end) { depthwise_forward_rows(g, dg, x, w, y, begin, end); });
+               [&](int64_t begin, int64_t end) { depthwise_forward_rows(dg, x, tiles.data(), y, begin, end); });
 }
 
-// Input rows [begin, end) of the n·h rows of dx.
+// Input rows [begin, end) of the n·h rows of dx, a block of columns at a time: tap
+// (kh, kw) adds, to the input pixels of the block it read, the output row's gradient times
+// its weight (summed over the m outputs of each channel).
 template <class T>
-AGILENN_CPU_CLONES void depthwise_input_grad_rows(const ConvGeometry& g, const kernels::DepthwiseGeometry& dg,
-                                                  const T* gy, const T* w, T* dx, int64_t begin, int64_t end) {
-  const int64_t m = dg.m;
+AGILENN_CPU_CLONES void depthwise_input_grad_rows(const kernels::DepthwiseGeometry& g, const T* gy,
+                                                  const T* tiles, T* dx, int64_t begin, int64_t end) {
+  const int64_t cout = g.cout(), m = g.m, block = block_pixels(g.c);
+  std::vector<T> products(static_cast<size_t>(block * cout));
   for (int64_t r = begin; r < end; ++r) {
     const int64_t n = r / g.h, ih = r % g.h;
-    for (int64_t iw = 0; iw < g.w; ++iw) {
-      T* dxp = dx + (r * g.w + iw) * g.c;
-      std::fill(dxp, dxp + g.c, T(0));
-      kernels::for_each_window_reading(dg, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
-        const T* gyp = gy + ((n * g.oh + oh) * g.ow + ow) * g.cout;
-        const T* wp = w + (kh * g.kw + kw) * g.cout;
-        if (m == 1) {
-          for (int64_t c = 0; c < g.c; ++c) dxp[c] += gyp[c] * wp[c];
-        } else {
-          for (int64_t c = 0; c < g.c; ++c) {
-            T s = 0;
-            for (int64_t j = 0; j < m; ++j) s += gyp[c * m + j] * wp[c * m + j];
-            dxp[c] += s;
+    T* dxr = dx + r * g.w * g.c;
+    for (int64_t lo = 0; lo < g.w; lo += block) {
+      const int64_t hi = std::min(g.w, lo + block);
+      std::fill(dxr + lo * g.c, dxr + hi * g.c, T(0));
+      for (int64_t kh = 0; kh < g.kh; ++kh) {
+        const int64_t th = ih + g.pad_top - kh * g.dil_h;
+        if (th < 0 || th % g.stride_h != 0 || th / g.stride_h >= g.oh) continue;
+        const T* gyr = gy + (n * g.oh + th / g.stride_h) * g.ow * cout;
+        for (int64_t kw = 0; kw < g.kw; ++kw) {
+          const TapColumns cols = tap_columns(g, kw, 0, g.ow, lo, hi);
+          const int64_t len = cols.pixels() * cout;
+          const T* __restrict gp = gyr + cols.first * cout;
+          const T* __restrict wt = tiles + (kh * g.kw + kw) * block * cout;
+          T* __restrict out = dxr + cols.input * g.c;
+          if (g.stride_w == 1 && m == 1) {
+            for (int64_t j = 0; j < len; ++j) out[j] += gp[j] * wt[j];
+            continue;
+          }
+          T* __restrict p = products.data();
+          for (int64_t j = 0; j < len; ++j) p[j] = gp[j] * wt[j];
+          for (int64_t q = 0; q < cols.pixels(); ++q) {
+            const T* __restrict pq = p + q * cout;
+            T* __restrict dxp = out + q * g.stride_w * g.c;
+            if (m == 1) {
+              for (int64_t c = 0; c < g.c; ++c) dxp[c] += pq[c];
+              continue;
+            }
+            for (int64_t c = 0; c < g.c; ++c) {
+              T s = 0;
+              for (int64_t j = 0; j < m; ++j) s += pq[c * m + j];
+              dxp[c] += s;
+            }
           }
         }
-      });
+      }
     }
   }
 }
@@ -180,29 +269,35 @@ AGILENN_CPU_CLONES void depthwise_input_grad_rows(const ConvGeometry& g, const k
 template <class T>
 void conv_backward_input_depthwise(const ConvGeometry& g, const T* gy, const T* w, T* dx) {
   const kernels::DepthwiseGeometry dg = kernels::depthwise_geometry(g);
+  const std::vector<T> tiles = filter_rows(dg, w, block_pixels(dg.c));
   parallel_for(g.n * g.h, g.n * g.h * g.w * g.cout * g.kh * g.kw,
-               [&](int64_t begin, int64_t end) { depthwise_input_grad_rows(g, dg, gy, w, dx, begin, end); });
+               [&](int64_t begin, int64_t end) { depthwise_input_grad_rows(dg, gy, tiles.data(), dx, begin, end); });
 }
 
-// Adds output rows [first, end) (of the n·oh rows of gy) into the filter gradient acc.
+// Adds output rows [first, end) (of the n·oh rows of gy) into the filter gradient acc, a
+// tap at a time over a block of pixels.
 template <class T>
-AGILENN_CPU_CLONES void depthwise_filter_grad_rows(const ConvGeometry& g, const kernels::DepthwiseGeometry& dg,
-                                                   const T* x, const T* gy, T* acc, int64_t first, int64_t end) {
-  const int64_t m = dg.m;
+AGILENN_CPU_CLONES void depthwise_filter_grad_rows(const kernels::DepthwiseGeometry& g, const T* x, const T* gy,
+                                                   T* acc, int64_t first, int64_t end) {
+  const int64_t cout = g.cout(), block = block_pixels(cout);
+  std::vector<T> gathered(static_cast<size_t>(block * cout));
   for (int64_t r = first; r < end; ++r) {
     const int64_t n = r / g.oh, oh = r % g.oh;
-    for (int64_t ow = 0; ow < g.ow; ++ow) {
-      const T* gyp = gy + (r * g.ow + ow) * g.cout;
-      kernels::for_each_window_tap(dg, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
-        const T* xp = x + ((n * g.h + ih) * g.w + iw) * g.c;
-        T* ap = acc + (kh * g.kw + kw) * g.cout;
-        if (m == 1) {
-          for (int64_t c = 0; c < g.c; ++c) ap[c] += xp[c] * gyp[c];
-        } else {
-          for (int64_t c = 0; c < g.c; ++c)
-            for (int64_t j = 0; j < m; ++j) ap[c * m + j] += xp[c] * gyp[c * m + j];
+    const T* gyr = gy + r * g.ow * cout;
+    for (int64_t lo = 0; lo < g.ow; lo += block) {
+      const int64_t hi = std::min(g.ow, lo + block);
+      for (int64_t kh = 0; kh < g.kh; ++kh) {
+        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+        if (ih < 0 || ih >= g.h) continue;
+        for (int64_t kw = 0; kw < g.kw; ++kw) {
+          const TapColumns cols = tap_columns(g, kw, lo, hi, 0, g.w);
+          const T* __restrict in = tap_inputs(g, x + (n * g.h + ih) * g.w * g.c, cols, gathered.data());
+          const T* __restrict gp = gyr + cols.first * cout;
+          T* __restrict ap = acc + (kh * g.kw + kw) * cout;
+          for (int64_t p = 0; p < cols.pixels(); ++p)
+            for (int64_t co = 0; co < cout; ++co) ap[co] += in[p * cout + co] * gp[p * cout + co];
         }
-      });
+      }
     }
   }
 }
@@ -215,7 +310,7 @@ void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* 
   const int64_t rows = g.n * g.oh, wsize = g.kh * g.kw * g.cout;
   reduce_row_blocks(
       rows, wsize, rows * g.ow * wsize, T(0), [](T a, T b) { return a + b; },
-      [&](T* acc, int64_t first, int64_t end) { depthwise_filter_grad_rows(g, dg, x, gy, acc, first, end); }, dw);
+      [&](T* acc, int64_t first, int64_t end) { depthwise_filter_grad_rows(dg, x, gy, acc, first, end); }, dw);
 }
 
 // A 1x1, stride-1, unpadded, ungrouped convolution is a GEMM over pixels: no im2col.
