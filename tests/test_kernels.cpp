@@ -8,6 +8,7 @@
 #include "engine/core/error.h"
 #include "engine/ir/ops.h"
 #include "engine/runtime/executor.h"
+#include "kernels/shared/rounding.h"
 
 namespace agilenn {
 namespace {
@@ -18,6 +19,40 @@ Tensor ramp(const Shape& s, DType t, double scale = 1.0) {
   Tensor x = Tensor::zeros(s, t);
   for (int64_t i = 0; i < x.numel(); ++i) x.set_item(i, std::sin(0.37 * static_cast<double>(i)) * scale);
   return x;
+}
+
+// The host's float exp (kernels/shared/rounding.h) is the engine's own, computed in double
+// and rounded once: over 2^20 points of [-104, 88.72] (results from 0 and subnormal to near
+// FLT_MAX, whose log is 88.7228), every result is the float nearest e^x (in long double) unless e^x lies within
+// 1e-12 of the midpoint of two floats, and a vector of eight lanes equals the scalar bit for
+// bit. Outside the range and for inf and NaN it returns 0, inf and NaN.
+TEST(Exp, FloatResultIsTheNearestFloatAndVectorsEqualTheScalar) {
+  using Lanes [[gnu::vector_size(8 * sizeof(float))]] = float;
+  constexpr int64_t kPoints = 1 << 20;
+  int64_t near_midpoint = 0;
+  for (int64_t i = 0; i < kPoints; i += 8) {
+    Lanes x;
+    for (int l = 0; l < 8; ++l) x[l] = static_cast<float>(-104.0 + 192.72 * static_cast<double>(i + l) / kPoints);
+    const Lanes y = kernels::rn::exp(x);
+    for (int l = 0; l < 8; ++l) {
+      const float got = kernels::rn::exp(x[l]);
+      ASSERT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(y[l])) << "x = " << x[l];
+      const long double exact = std::exp(static_cast<long double>(x[l]));
+      const float below = std::nextafter(got, 0.0f), above = std::nextafter(got, INFINITY);
+      const long double error = std::fabs(got - exact);
+      const long double nearest_other = std::min(std::fabs(below - exact), std::fabs(above - exact));
+      if (error <= nearest_other) continue;
+      ++near_midpoint;
+      EXPECT_LE(error - nearest_other, 1e-12L * exact) << "x = " << x[l];
+    }
+  }
+  EXPECT_LE(near_midpoint, 2) << "results a midpoint away from the nearest float";
+  EXPECT_EQ(kernels::rn::exp(-INFINITY), 0.0f);
+  EXPECT_EQ(kernels::rn::exp(-200.0f), 0.0f);
+  EXPECT_EQ(kernels::rn::exp(INFINITY), INFINITY);
+  EXPECT_EQ(kernels::rn::exp(88.73f), INFINITY);
+  EXPECT_TRUE(std::isnan(kernels::rn::exp(NAN)));
+  EXPECT_EQ(kernels::rn::exp(0.0f), 1.0f);
 }
 
 TEST(ResizeBilinear, HalfPixelCentresUpsampleByTwo) {
