@@ -267,7 +267,9 @@ BatchNormResult batch_norm_train(const Value& x, const Value& gamma, const Value
   Value mu = global_mean(x);
   Value centred = x - mu;
   Value var = global_mean(centred * centred);
-  Value y = centred * rsqrt(var + eps) * gamma + beta;
+  // The per-channel scale first, as batch_norm_eval does: one full-size multiply fewer
+  // in the forward and in the backward (x's gradient times the scale).
+  Value y = centred * (rsqrt(var + eps) * gamma) + beta;
   const double bessel = static_cast<double>(count) / static_cast<double>(count - 1);
   Value batch_mu = stop_gradient(mu);
   Value batch_var = stop_gradient(var) * bessel;
