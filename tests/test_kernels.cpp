@@ -55,6 +55,31 @@ TEST(Exp, FloatResultIsTheNearestFloatAndVectorsEqualTheScalar) {
   EXPECT_EQ(kernels::rn::exp(0.0f), 1.0f);
 }
 
+// The CPU's fused loop runs two cheap instructions in a row as one pass where the second
+// is the only reader of the first's result (kernels/cpu/elementwise.cpp). Every way the
+// second can read it, a result read again later (not paired), a pair that writes the
+// output, and transcendentals (never paired): each program equals its chain of registry
+// ops bit for bit in float, over several blocks and a partial one.
+TEST(FusedElementwise, PairedInstructionsEqualTheChainBitForBit) {
+  const std::vector<std::vector<FusedStep>> programs = {
+      {{"sub", 0, 1}, {"mul", 2, 1}, {"add", 3, 0}, {"clamp", 4, -1, -0.5, 0.5}},  // as the first operand, into y
+      {{"broadcast_to", 1}, {"sub", 0, 2}, {"mul", 0, 3}},                          // as the second operand
+      {{"sub", 0, 1}, {"mul", 2, 2}, {"add", 3, 0}, {"neg", 4}},                    // t·t, then a unary second
+      {{"mul", 0, 1}, {"add", 2, 0}, {"maximum", 3, 2}, {"minimum", 4, 1}},         // t read again: not paired
+      {{"sub", 0, 1}, {"exp", 2}, {"mul", 3, 1}, {"clamp_grad", 0, 4, -0.25, 0.25}},  // exp is never paired
+  };
+  for (size_t p = 0; p < programs.size(); ++p) {
+    Graph g;
+    const Shape shape{3, 337};
+    std::vector<Value> in{ops::leaf(g, "x", shape, DType::f32), ops::leaf(g, "c", {337}, DType::f32)};
+    const Value fused = ops::fused_elementwise(in, programs[p], shape);
+    const Value chain = ops::fused_elementwise_reference(in, programs[p], shape);
+    const auto r = evaluate(g, {fused.id(), chain.id()},
+                            {{"x", ramp(shape, DType::f32, 1.5)}, {"c", ramp({337}, DType::f32, 0.75)}}, cpu_backend());
+    EXPECT_EQ(r[0].to_vector(), r[1].to_vector()) << "program " << p;
+  }
+}
+
 TEST(ResizeBilinear, HalfPixelCentresUpsampleByTwo) {
   // 1-D view of the rule: out[j] samples src = (j + 0.5)/2 - 0.5, clamped at the edges.
   Graph g;

@@ -104,18 +104,106 @@ int64_t flat_period(const Shape& in, const Shape& out) {
 // A fused program runs over blocks of at most this many consecutive elements.
 constexpr int64_t kFusedBlock = 256;
 
+// Calls visit(functor) for instructions whose pass over a block costs mostly its loads and
+// stores; returns false for the others (transcendentals, sign, abs).
+template <class T, class Visit>
+bool visit_cheap(const kernels::FusedInstruction<T>& in, Visit&& visit) {
+  using kernels::FusedOp;
+  switch (in.op) {
+    case FusedOp::neg: visit(kernels::Neg{}); return true;
+    case FusedOp::identity:
+    case FusedOp::broadcast: visit(kernels::Identity{}); return true;
+    case FusedOp::clamp: visit(kernels::Clamp<T>{in.lo, in.hi}); return true;
+    case FusedOp::clamp_grad: visit(kernels::ClampGrad<T>{in.lo, in.hi}); return true;
+    case FusedOp::add: visit(kernels::Add{}); return true;
+    case FusedOp::sub: visit(kernels::Sub{}); return true;
+    case FusedOp::mul: visit(kernels::Mul{}); return true;
+    case FusedOp::div: visit(kernels::Div{}); return true;
+    case FusedOp::maximum: visit(kernels::Maximum{}); return true;
+    case FusedOp::minimum: visit(kernels::Minimum{}); return true;
+    default: return false;
+  }
+}
+
+// Two cheap instructions in a row, the second the only reader of the first's result t, run
+// as one pass: t stays in a register instead of a store and a load. How the second reads t:
+enum class Chain : uint8_t {
+  none,      // not paired with the next instruction
+  as_a,      // next(t, register b)
+  as_b,      // next(register a, t)
+  as_every,  // next(t) or next(t, t)
+};
+
+// Per instruction, how it chains into the next (instructions taken as a second are none).
+template <class T>
+std::vector<Chain> chains(const std::vector<kernels::FusedInstruction<T>>& program, size_t inputs) {
+  std::vector<Chain> out(program.size(), Chain::none);
+  auto cheap = [](const kernels::FusedInstruction<T>& in) { return visit_cheap(in, [](auto) {}); };
+  for (size_t j = 0; j + 1 < program.size(); ++j) {
+    const auto& next = program[j + 1];
+    const auto t = static_cast<int32_t>(inputs + j);
+    const bool as_a = next.a == t, as_b = next.b == t;
+    if (!cheap(program[j]) || !cheap(next) || (!as_a && !as_b)) continue;
+    bool read_later = false;
+    for (size_t k = j + 2; k < program.size(); ++k) read_later |= program[k].a == t || program[k].b == t;
+    if (read_later) continue;
+    out[j] = next.b < 0 || (as_a && as_b) ? Chain::as_every : as_a ? Chain::as_a : Chain::as_b;
+    ++j;
+  }
+  return out;
+}
+
+// out[e] = g(f(a[e], b[e]), ...) as `chain` says, for e < len; f takes one operand or two.
+template <class T, class F, class G>
+[[gnu::always_inline]] inline void run_pair(F f, G g, Chain chain, const T* a, const T* b, const T* c, T* out,
+                                            int64_t len) {
+  auto first = [&](int64_t e) {
+    if constexpr (requires { f(a[0], b[0]); }) {
+      return f(a[e], b[e]);
+    } else {
+      return f(a[e]);
+    }
+  };
+  if constexpr (requires { g(a[0], b[0]); }) {
+    if (chain == Chain::as_a) {
+      for (int64_t e = 0; e < len; ++e) out[e] = g(first(e), c[e]);
+    } else if (chain == Chain::as_b) {
+      for (int64_t e = 0; e < len; ++e) out[e] = g(c[e], first(e));
+    } else {
+      for (int64_t e = 0; e < len; ++e) {
+        const T t = first(e);
+        out[e] = g(t, t);
+      }
+    }
+  } else {
+    for (int64_t e = 0; e < len; ++e) out[e] = g(first(e));
+  }
+}
+
 // The instructions over len <= kFusedBlock elements: instruction j reads registers a and b
 // of reg (the inputs, then the results so far), writes its result to values + j · kFusedBlock
-// (the last to dst, if given) and becomes register inputs + j. Most of a fused node's time
-// beyond its memory traffic is spent here.
+// (the last to dst, if given) and becomes register inputs + j; a chained pair writes only
+// the second's result. Most of a fused node's time beyond its memory traffic is spent here.
 template <class T>
-AGILENN_CPU_CLONES void run_program(const kernels::FusedInstruction<T>* program, size_t count, const T** reg,
-                                    size_t inputs, T* values, int64_t len, T* dst) {
+AGILENN_CPU_CLONES void run_program(const kernels::FusedInstruction<T>* program, const Chain* chain, size_t count,
+                                    const T** reg, size_t inputs, T* values, int64_t len, T* dst) {
   for (size_t j = 0; j < count; ++j) {
     const auto& ins = program[j];
-    T* out = j + 1 == count && dst ? dst : values + static_cast<int64_t>(j) * kFusedBlock;
     const T* a = reg[static_cast<size_t>(ins.a)];
     const T* b = ins.b >= 0 ? reg[static_cast<size_t>(ins.b)] : a;
+    if (chain[j] != Chain::none) {
+      const auto& next = program[j + 1];
+      T* out = j + 2 == count && dst ? dst : values + static_cast<int64_t>(j + 1) * kFusedBlock;
+      const T* c = chain[j] == Chain::as_a   ? reg[static_cast<size_t>(next.b)]
+                   : chain[j] == Chain::as_b ? reg[static_cast<size_t>(next.a)]
+                                             : nullptr;
+      visit_cheap(ins, [&](auto f) { visit_cheap(next, [&](auto g) { run_pair(f, g, chain[j], a, b, c, out, len); }); });
+      reg[inputs + j] = nullptr;  // never read: the pair's second was its only reader
+      reg[inputs + j + 1] = out;
+      ++j;
+      continue;
+    }
+    T* out = j + 1 == count && dst ? dst : values + static_cast<int64_t>(j) * kFusedBlock;
     kernels::visit_fused(ins, [&](auto f, int) {
       if constexpr (requires { f(a[0], b[0]); }) {
         for (int64_t e = 0; e < len; ++e) out[e] = f(a[e], b[e]);
@@ -142,8 +230,8 @@ class FusedRuns {
   };
 
   FusedRuns(const Node& node, std::span<const Tensor> in, const Shape& shape)
-      : program_(fused_program<T>(node.attrs)), in_(in), shape_(shape), strides_(in.size()), tiles_(in.size()),
-        period_(in.size(), 0) {
+      : program_(fused_program<T>(node.attrs)), chain_(chains(program_, in.size())), in_(in), shape_(shape),
+        strides_(in.size()), tiles_(in.size()), period_(in.size(), 0) {
     constexpr int64_t kMaxTile = 4096;
     // A periodic input is read from a tile of it repeated past a block's length (made once
     // here), at the block's phase: no per-block gathering.
@@ -201,12 +289,14 @@ class FusedRuns {
       }
       s.reg[k] = gathered;
     }
-    run_program(program_.data(), program_.size(), s.reg.data(), inputs, s.values.data() + inputs * kBlock, len, dst);
+    run_program(program_.data(), chain_.data(), program_.size(), s.reg.data(), inputs,
+                s.values.data() + inputs * kBlock, len, dst);
     return s.reg.back();
   }
 
  private:
   std::vector<kernels::FusedInstruction<T>> program_;
+  std::vector<Chain> chain_;
   std::span<const Tensor> in_;
   const Shape& shape_;
   std::vector<std::vector<int64_t>> strides_;
