@@ -182,6 +182,27 @@ const T* tap_inputs(const kernels::DepthwiseGeometry& g, const T* xr, const TapC
   return row;
 }
 
+// Output row r (of the n·oh rows) a block of pixels at a time: starts(lo, hi) for each
+// block [lo, hi) of its output columns, then add(tap, cols, in) for each tap of the block
+// that reads inside the input, with the tap's input pixels in the output's layout.
+template <class T, class Starts, class Add>
+[[gnu::always_inline]] inline void for_each_block_tap(const kernels::DepthwiseGeometry& g, const T* x, int64_t r,
+                                                      T* gathered, Starts&& starts, Add&& add) {
+  const int64_t n = r / g.oh, oh = r % g.oh, block = block_pixels(g.cout());
+  for (int64_t lo = 0; lo < g.ow; lo += block) {
+    const int64_t hi = std::min(g.ow, lo + block);
+    starts(lo, hi);
+    for (int64_t kh = 0; kh < g.kh; ++kh) {
+      const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+      if (ih < 0 || ih >= g.h) continue;
+      for (int64_t kw = 0; kw < g.kw; ++kw) {
+        const TapColumns cols = tap_columns(g, kw, lo, hi, 0, g.w);
+        add(kh * g.kw + kw, cols, tap_inputs(g, x + (n * g.h + ih) * g.w * g.c, cols, gathered));
+      }
+    }
+  }
+}
+
 // Output rows [begin, end) of the n·oh rows of y.
 template <class T>
 AGILENN_CPU_CLONES void depthwise_forward_rows(const kernels::DepthwiseGeometry& g, const T* x, const T* tiles,
@@ -189,23 +210,14 @@ AGILENN_CPU_CLONES void depthwise_forward_rows(const kernels::DepthwiseGeometry&
   const int64_t cout = g.cout(), block = block_pixels(cout);
   std::vector<T> gathered(static_cast<size_t>(block * cout));
   for (int64_t r = begin; r < end; ++r) {
-    const int64_t n = r / g.oh, oh = r % g.oh;
     T* yr = y + r * g.ow * cout;
-    for (int64_t lo = 0; lo < g.ow; lo += block) {
-      const int64_t hi = std::min(g.ow, lo + block);
-      std::fill(yr + lo * cout, yr + hi * cout, T(0));
-      for (int64_t kh = 0; kh < g.kh; ++kh) {
-        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
-        if (ih < 0 || ih >= g.h) continue;
-        for (int64_t kw = 0; kw < g.kw; ++kw) {
-          const TapColumns cols = tap_columns(g, kw, lo, hi, 0, g.w);
-          const T* __restrict in = tap_inputs(g, x + (n * g.h + ih) * g.w * g.c, cols, gathered.data());
-          const T* __restrict wt = tiles + (kh * g.kw + kw) * block * cout;
+    for_each_block_tap(
+        g, x, r, gathered.data(), [&](int64_t lo, int64_t hi) { std::fill(yr + lo * cout, yr + hi * cout, T(0)); },
+        [&](int64_t tap, const TapColumns& cols, const T* __restrict in) {
+          const T* __restrict wt = tiles + tap * block * cout;
           T* __restrict out = yr + cols.first * cout;
           for (int64_t j = 0; j < cols.pixels() * cout; ++j) out[j] += in[j] * wt[j];
-        }
-      }
-    }
+        });
   }
 }
 
@@ -279,26 +291,18 @@ void conv_backward_input_depthwise(const ConvGeometry& g, const T* gy, const T* 
 template <class T>
 AGILENN_CPU_CLONES void depthwise_filter_grad_rows(const kernels::DepthwiseGeometry& g, const T* x, const T* gy,
                                                    T* acc, int64_t first, int64_t end) {
-  const int64_t cout = g.cout(), block = block_pixels(cout);
-  std::vector<T> gathered(static_cast<size_t>(block * cout));
+  const int64_t cout = g.cout();
+  std::vector<T> gathered(static_cast<size_t>(block_pixels(cout) * cout));
   for (int64_t r = first; r < end; ++r) {
-    const int64_t n = r / g.oh, oh = r % g.oh;
     const T* gyr = gy + r * g.ow * cout;
-    for (int64_t lo = 0; lo < g.ow; lo += block) {
-      const int64_t hi = std::min(g.ow, lo + block);
-      for (int64_t kh = 0; kh < g.kh; ++kh) {
-        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
-        if (ih < 0 || ih >= g.h) continue;
-        for (int64_t kw = 0; kw < g.kw; ++kw) {
-          const TapColumns cols = tap_columns(g, kw, lo, hi, 0, g.w);
-          const T* __restrict in = tap_inputs(g, x + (n * g.h + ih) * g.w * g.c, cols, gathered.data());
+    for_each_block_tap(
+        g, x, r, gathered.data(), [](int64_t, int64_t) {},
+        [&](int64_t tap, const TapColumns& cols, const T* __restrict in) {
           const T* __restrict gp = gyr + cols.first * cout;
-          T* __restrict ap = acc + (kh * g.kw + kw) * cout;
+          T* __restrict ap = acc + tap * cout;
           for (int64_t p = 0; p < cols.pixels(); ++p)
             for (int64_t co = 0; co < cout; ++co) ap[co] += in[p * cout + co] * gp[p * cout + co];
-        }
-      }
-    }
+        });
   }
 }
 
