@@ -53,7 +53,7 @@ class Executor {
 
   // Per-op wall time accumulated over runs while profiling is on (after synchronising the
   // backend per kernel, so it slows GPU runs). Sorted, largest first. By shape, each op's
-  // time is split by its inputs' shapes ("conv2d [32,3,28,28] [8,3,3,3]"): which call of an
+  // time is split by its inputs' shapes ("conv2d [32,14,14,8] [3,3,1,8]"): which call of an
   // op costs what.
   enum class Profiling { off, by_op, by_op_and_shapes };
   void set_profiling(Profiling how) { profiling_ = how; }

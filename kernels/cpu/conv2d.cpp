@@ -318,20 +318,20 @@ void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* 
 }
 
 // A pointwise convolution's filter gradient Xᵀ·GY. With few input channels (fewer than
-// kFewChannels) and enough pixels for two blocks per thread, it is summed over the pixels
-// (the long side) in reduce_row_blocks' fixed blocks of at least kPointwisePixels: each
-// block's product on one thread, the blocks added in order, so the result does not depend
-// on the thread count. gemm's split by rows of the C × Cout result would hand each thread
-// a slice of under 32 rows, which OpenBLAS multiplies slowly (tiny/32's 16 -> 64 layer:
-// 316 -> 98 us). With many channels or few pixels the row split is as fast or faster, and
-// each block's partial C × Cout sum would cost more than it saves (paper/8's 320 -> 1280
-// head over 128 pixels: 676 -> 2438 us).
-constexpr int64_t kFewChannels = 64, kPointwisePixels = 256;
+// kFewChannels) over at least kMinPixelBlocks blocks of kPointwisePixels pixels, it is
+// summed over the pixels (the long side) in reduce_row_blocks' fixed blocks: each block's
+// product on one thread, the blocks added in order. Neither choice depends on the thread
+// count, nor do the sums. gemm's split by rows of the C × Cout result would hand each of
+// two threads a slice of under 32 rows, which OpenBLAS multiplies slowly (tiny/32's
+// 16 -> 64 layer: 316 -> 98 us). With many channels or few pixels the row split is as
+// fast or faster, and each block's partial C × Cout sum would cost more than it saves
+// (paper/8's 320 -> 1280 head over 128 pixels: 676 -> 2438 us).
+constexpr int64_t kFewChannels = 64, kPointwisePixels = 256, kMinPixelBlocks = 4;
 
 template <class T>
 void pointwise_filter_grad(const ConvGeometry& g, const T* x, const T* gy, T* dw) {
   const int64_t pixels = g.n * g.h * g.w, units = pixels / kPointwisePixels;
-  if (g.c >= kFewChannels || units < 2 * threads::count()) {
+  if (g.c >= kFewChannels || units < kMinPixelBlocks) {
     gemm<T>(true, false, g.c, g.cout, pixels, T(1), x, g.c, gy, g.cout, T(0), dw, g.cout);
     return;
   }
