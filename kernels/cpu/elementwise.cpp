@@ -153,17 +153,21 @@ std::vector<Chain> chains(const std::vector<kernels::FusedInstruction<T>>& progr
   return out;
 }
 
+// Instruction f on element e: f(a[e], b[e]), or f(a[e]) for one operand.
+template <class T, class F>
+[[gnu::always_inline]] inline T apply_at(F f, const T* a, const T* b, int64_t e) {
+  if constexpr (requires { f(a[0], b[0]); }) {
+    return f(a[e], b[e]);
+  } else {
+    return f(a[e]);
+  }
+}
+
 // out[e] = g(f(a[e], b[e]), ...) as `chain` says, for e < len; f takes one operand or two.
 template <class T, class F, class G>
 [[gnu::always_inline]] inline void run_pair(F f, G g, Chain chain, const T* a, const T* b, const T* c, T* out,
                                             int64_t len) {
-  auto first = [&](int64_t e) {
-    if constexpr (requires { f(a[0], b[0]); }) {
-      return f(a[e], b[e]);
-    } else {
-      return f(a[e]);
-    }
-  };
+  auto first = [&](int64_t e) { return apply_at(f, a, b, e); };
   if constexpr (requires { g(a[0], b[0]); }) {
     if (chain == Chain::as_a) {
       for (int64_t e = 0; e < len; ++e) out[e] = g(first(e), c[e]);
@@ -205,11 +209,7 @@ AGILENN_CPU_CLONES void run_program(const kernels::FusedInstruction<T>* program,
     }
     T* out = j + 1 == count && dst ? dst : values + static_cast<int64_t>(j) * kFusedBlock;
     kernels::visit_fused(ins, [&](auto f, int) {
-      if constexpr (requires { f(a[0], b[0]); }) {
-        for (int64_t e = 0; e < len; ++e) out[e] = f(a[e], b[e]);
-      } else {
-        for (int64_t e = 0; e < len; ++e) out[e] = f(a[e]);
-      }
+      for (int64_t e = 0; e < len; ++e) out[e] = apply_at(f, a, b, e);
     });
     reg[inputs + j] = out;
   }
