@@ -18,6 +18,10 @@ namespace {
 
 constexpr size_t kNone = SIZE_MAX;
 
+// Whether x counts as a full-size operand of a value of value_bytes, rather than a small
+// one such as a per-channel vector: over an eighth of its size.
+bool full_size(const Node& x, size_t value_bytes) { return 8 * arena_bytes(x) > value_bytes; }
+
 bool fusable(const Node& n) {
   return n.op_name() != "leaf" && fused_op_of(n.op_name()) && (n.dtype == DType::f32 || n.dtype == DType::f64);
 }
@@ -37,15 +41,19 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
     for (NodeId in : plan.reads[s]) last_read[static_cast<size_t>(in)] = s;
   // A fused node reads its inputs where its result is made: absorbing a value must not keep
   // more of its group's inputs alive longer than the value's own buffer, which goes (one
-  // buffer would otherwise become several).
+  // buffer would otherwise become several). Small inputs (a batch norm's per-channel scale
+  // beside its gradient) are not counted: a full-size pass saved is worth a few small
+  // buffers kept a little longer.
   const auto extends_no_more_than_it_frees = [&](const std::vector<NodeId>& inputs, NodeId value, size_t at) {
+    const size_t value_bytes = arena_bytes(graph.node(value));
     size_t extended = 0;
     for (NodeId e : inputs) {
       const Node& x = graph.node(e);
       const bool in_arena = x.op_name() != "leaf" && !is_output[static_cast<size_t>(e)];
-      if (in_arena && last_read[static_cast<size_t>(e)] < at) extended += arena_bytes(x);
+      if (in_arena && last_read[static_cast<size_t>(e)] < at && full_size(x, value_bytes))
+        extended += arena_bytes(x);
     }
-    return extended <= arena_bytes(graph.node(value));
+    return extended <= value_bytes;
   };
   // The inputs are now read at step `at` too.
   const auto read_until = [&](const std::vector<NodeId>& inputs, size_t at) {
@@ -100,9 +108,9 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
       return false;
     for (size_t m : members[q])
       if (graph.node(plan.order[m]).op->transcendental) return false;
-    size_t full_size = 0;
-    for (NodeId e : inputs_of(members[q])) full_size += 8 * arena_bytes(graph.node(e)) > arena_bytes(value) ? 1 : 0;
-    if (full_size > 1) return false;
+    size_t full_size_inputs = 0;
+    for (NodeId e : inputs_of(members[q])) full_size_inputs += full_size(graph.node(e), arena_bytes(value)) ? 1 : 0;
+    if (full_size_inputs > 1) return false;
     for (size_t r : reader_steps[static_cast<size_t>(v)]) {
       const Node& reader = graph.node(plan.order[r]);
       if (!((fusable(reader) && reader.shape == value.shape) || column_sum_of(r, v))) return false;
