@@ -41,7 +41,8 @@ inline std::string describe(const ConvCase& k) {
 
 // Strides 1-3, dilation 1-2, same and valid padding (odd sizes with stride 2 or 3 give the
 // asymmetric "same" split), channel multiplier 1 and 2, non-square filters and strides,
-// and geometries with more than one reduction chunk in the filter gradient (> 2048 pixels).
+// geometries with more than one reduction chunk in the filter gradient (> 2048 pixels),
+// and channel counts that fill whole groups of vectors.
 inline const std::vector<ConvCase>& depthwise_cases() {
   static const std::vector<ConvCase> cases = {
       {2, 7, 9, 3, 1, 3, 3, 1, 1, 1, 1, true},   {2, 8, 8, 4, 1, 3, 3, 2, 2, 1, 1, true},
@@ -52,6 +53,10 @@ inline const std::vector<ConvCase>& depthwise_cases() {
       {2, 8, 9, 3, 1, 4, 2, 2, 3, 1, 1, true},   {1, 5, 5, 33, 1, 3, 3, 1, 1, 1, 1, true},
       {4, 31, 31, 5, 1, 3, 3, 1, 1, 1, 1, true}, {3, 33, 29, 2, 2, 3, 3, 1, 1, 1, 1, false},
       {2, 24, 24, 3, 1, 3, 3, 3, 3, 1, 1, true},  // the paper FE's stride-3 first layer, scaled down
+      // Channels in whole groups of vectors (the CPU backend's wide-channel loops)
+      {2, 9, 11, 32, 1, 3, 3, 1, 1, 1, 1, true}, {2, 10, 9, 64, 1, 3, 3, 2, 2, 1, 1, true},
+      {1, 11, 8, 32, 1, 5, 3, 1, 2, 2, 1, true}, {2, 8, 7, 64, 1, 3, 3, 2, 1, 1, 1, false},
+      {1, 6, 6, 32, 2, 3, 3, 1, 1, 1, 1, true},
   };
   return cases;
 }

@@ -22,6 +22,33 @@ TEST(CudaDepthwiseTwin, MatchesTheCpuBackendOverTheGeometryTable) {
   }
 }
 
+// The twin adds each window's taps in tap order, as the CPU backend does: where there is
+// no channel multiplier to sum over first, their float32 forward passes and data gradients
+// agree bit for bit (whichever of the CPU's loops the channel count picks), and the
+// CPU's float64 ones agree to float32 rounding.
+TEST(CudaDepthwiseTwin, ForwardAndDataGradientEqualTheCpuBitForBitWithoutAMultiplier) {
+  size_t checked = 0;
+  for (size_t i = 0; i < depthwise_cases().size(); ++i) {
+    const ConvCase& k = depthwise_cases()[i];
+    if (k.m != 1) continue;
+    ConvGraph cg, cg64;
+    build(cg, k);
+    build(cg64, k, DType::f64);
+    const Feeds feeds = random_feeds(cg, 3000 + i);
+    Feeds feeds64;
+    for (const auto& [name, t] : feeds) feeds64[name] = t.to(DType::f64);
+    const auto cpu = evaluate(cg.g, {cg.y.id(), cg.dx.id()}, feeds, cpu_backend());
+    const auto cpu64 = evaluate(cg64.g, {cg64.y.id(), cg64.dx.id()}, feeds64, cpu_backend());
+    const auto twin = run_twin(cg, feeds);
+    for (size_t o = 0; o < 2; ++o) {
+      EXPECT_EQ(cpu[o].to_vector(), twin[o].to_vector()) << kOutputNames[o] << ", " << describe(k);
+      EXPECT_LE(tensor_error(cpu64[o], twin[o], kRtolWindow), 1.0) << kOutputNames[o] << " (f64), " << describe(k);
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 10u);
+}
+
 // The twin's filter gradient does not depend on how the pixels are chunked beyond
 // rounding: check it against a float64 sum as well, on the multi-chunk geometries.
 TEST(CudaDepthwiseTwin, FilterGradientAgreesWithAFloat64Sum) {
