@@ -49,6 +49,50 @@ TEST(CudaDepthwiseTwin, ForwardAndDataGradientEqualTheCpuBitForBitWithoutAMultip
   EXPECT_GE(checked, 10u);
 }
 
+// Channels [c0, c0 + width) of t, its last axis.
+Tensor channel_slice(const Tensor& t, int64_t c0, int64_t width) {
+  Shape shape = t.shape();
+  const int64_t c = shape.back();
+  shape.back() = width;
+  std::vector<double> v = t.to_vector(), out;
+  for (int64_t i = 0; i < t.numel() / c; ++i)
+    out.insert(out.end(), v.begin() + i * c + c0, v.begin() + i * c + c0 + width);
+  return Tensor::from_vector(shape, out, t.dtype());
+}
+
+// A depthwise convolution's channels are independent, so a slice of 8 of them run alone
+// (the CPU's flat loops) must give the same bits as in a wide run (its register loops,
+// 3×3 or not), in float32 and float64: forward, data and filter gradients.
+TEST(DepthwiseCpu, WideChannelLoopsEqualTheFlatOnesBitForBit) {
+  constexpr int64_t kSlice = 8;
+  size_t checked = 0;
+  for (size_t i = 0; i < depthwise_cases().size(); ++i) {
+    const ConvCase& k = depthwise_cases()[i];
+    if (k.m != 1 || k.c < 32 || k.c % kSlice != 0) continue;
+    for (DType dtype : {DType::f32, DType::f64}) {
+      ConvGraph wide;
+      build(wide, k, dtype);
+      Feeds feeds;
+      for (const auto& [name, t] : random_feeds(wide, 4000 + i)) feeds[name] = t.to(dtype);
+      const auto all = evaluate(wide.g, {wide.y.id(), wide.dx.id(), wide.dw.id()}, feeds, cpu_backend());
+      for (int64_t c0 = 0; c0 < k.c; c0 += kSlice) {
+        ConvCase narrow_case = k;
+        narrow_case.c = kSlice;
+        ConvGraph narrow;
+        build(narrow, narrow_case, dtype);
+        Feeds sliced;
+        for (const auto& [name, t] : feeds) sliced[name] = channel_slice(t, c0, kSlice);
+        const auto part = evaluate(narrow.g, {narrow.y.id(), narrow.dx.id(), narrow.dw.id()}, sliced, cpu_backend());
+        for (size_t o = 0; o < 3; ++o)
+          EXPECT_EQ(channel_slice(all[o], c0, kSlice).to_vector(), part[o].to_vector())
+              << kOutputNames[o] << " " << dtype_name(dtype) << ", channels from " << c0 << ", " << describe(k);
+      }
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 4u);
+}
+
 // The twin's filter gradient does not depend on how the pixels are chunked beyond
 // rounding: check it against a float64 sum as well, on the multi-chunk geometries.
 TEST(CudaDepthwiseTwin, FilterGradientAgreesWithAFloat64Sum) {

@@ -473,13 +473,67 @@ AGILENN_CPU_CLONES void depthwise_filter_grad_rows(const kernels::DepthwiseGeome
 
 // Partial sums over a fixed number of row blocks, added in order: the result does not
 // depend on the thread count.
+// The same for 3×3 filters over wide channels: a vector of channels at a time, the nine
+// taps' sums held in registers across a row's pixels. Each tap still adds the pixels in
+// order, skipping those whose tap reads outside the input, so the sums are the flat loop's.
+template <class T>
+AGILENN_CPU_CLONES void depthwise_filter_grad_3x3_rows(const kernels::DepthwiseGeometry& g, const T* x, const T* gy,
+                                                       T* acc, int64_t first, int64_t end) {
+  using V = WideLanes<T>;
+  constexpr int64_t lanes = kWideLanes<T>;
+  const int64_t c = g.c;
+  const auto [lo, hi] = interior3(g.ow, g.stride_w, -g.pad_left, g.dil_w, g.w);
+  for (int64_t r = first; r < end; ++r) {
+    const int64_t n = r / g.oh, oh = r % g.oh;
+    const T* rows3[3] = {};  // null where the tap row lies outside the input
+    for (int64_t kh = 0; kh < 3; ++kh) {
+      const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+      if (ih >= 0 && ih < g.h) rows3[kh] = x + (n * g.h + ih) * g.w * c;
+    }
+    const bool all_rows = rows3[0] && rows3[1] && rows3[2];
+    const T* gyr = gy + r * g.ow * c;
+    for (int64_t c0 = 0; c0 < c; c0 += lanes) {
+      V sums[9];
+      for (int64_t t = 0; t < 9; ++t) std::memcpy(&sums[t], acc + t * c + c0, sizeof(V));
+      const auto pixel = [&](int64_t ow, auto checked) {
+        V gv;
+        std::memcpy(&gv, gyr + ow * c + c0, sizeof(V));
+        for (int64_t kh = 0; kh < 3; ++kh)
+          for (int64_t kw = 0; kw < 3; ++kw) {
+            const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
+            if (checked && (!rows3[kh] || iw < 0 || iw >= g.w)) continue;
+            V xv;
+            std::memcpy(&xv, rows3[kh] + iw * c + c0, sizeof(V));
+            sums[kh * 3 + kw] += xv * gv;
+          }
+      };
+      for (int64_t ow = 0; ow < g.ow; ++ow) {
+        if (all_rows && ow >= lo && ow < hi) {
+          pixel(ow, std::false_type{});
+        } else {
+          pixel(ow, std::true_type{});
+        }
+      }
+      for (int64_t t = 0; t < 9; ++t) std::memcpy(acc + t * c + c0, &sums[t], sizeof(V));
+    }
+  }
+}
+
 template <class T>
 void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* gy, T* dw) {
   const kernels::DepthwiseGeometry dg = kernels::depthwise_geometry(g);
   const int64_t rows = g.n * g.oh, wsize = g.kh * g.kw * g.cout;
+  const bool wide_3x3 = wide_channels<T>(dg) && is_3x3(dg);
   reduce_row_blocks(
       rows, wsize, rows * g.ow * wsize, T(0), [](T a, T b) { return a + b; },
-      [&](T* acc, int64_t first, int64_t end) { depthwise_filter_grad_rows(dg, x, gy, acc, first, end); }, dw);
+      [&](T* acc, int64_t first, int64_t end) {
+        if (wide_3x3) {
+          depthwise_filter_grad_3x3_rows(dg, x, gy, acc, first, end);
+        } else {
+          depthwise_filter_grad_rows(dg, x, gy, acc, first, end);
+        }
+      },
+      dw);
 }
 
 // A pointwise convolution's filter gradient Xᵀ·GY. With few input channels (fewer than
