@@ -259,32 +259,6 @@ template <int64_t vectors, class T, class Each>
   std::memcpy(out, acc, sizeof(acc));
 }
 
-// A 3×3 window's row with every tap inside the source (the common case): destination
-// pixel b of [lo, hi) sums, in tap order, source rows src[kh] at column
-// b·stride + offset + kw·step times the weights w[kh·3 + kw]. A vector of channels at a
-// time with its nine weights held in registers, so each tap costs one load: the generic
-// loop above would load each weight again and keep the tap count in memory.
-template <class T>
-[[gnu::always_inline]] inline void window3x3_row(const T* const* src, int64_t c, int64_t stride, int64_t offset,
-                                                 int64_t step, const T* w, T* dst, int64_t lo, int64_t hi) {
-  using V = WideLanes<T>;
-  constexpr int64_t lanes = kWideLanes<T>;
-  for (int64_t c0 = 0; c0 < c; c0 += lanes) {
-    V wv[9];
-    for (int64_t t = 0; t < 9; ++t) std::memcpy(&wv[t], w + t * c + c0, sizeof(V));
-    for (int64_t b = lo; b < hi; ++b) {
-      V acc = {};
-      for (int64_t kh = 0; kh < 3; ++kh)
-        for (int64_t kw = 0; kw < 3; ++kw) {
-          V xv;
-          std::memcpy(&xv, src[kh] + (b * stride + offset + kw * step) * c + c0, sizeof(V));
-          acc += xv * wv[kh * 3 + kw];
-        }
-      std::memcpy(dst + b * c + c0, &acc, sizeof(V));
-    }
-  }
-}
-
 // The destination pixels [lo, hi) of a row of `count` whose 3-tap windows (columns
 // b·stride + offset + kw·step) all lie in a source row of `width` pixels.
 std::pair<int64_t, int64_t> interior3(int64_t count, int64_t stride, int64_t offset, int64_t step, int64_t width) {
@@ -299,26 +273,53 @@ std::pair<int64_t, int64_t> interior3(int64_t count, int64_t stride, int64_t off
   return {lo, hi};
 }
 
-// One destination row: pixels [lo, hi) by window3x3_row (rows3: the three source rows,
-// null when some tap row lies outside), the others by wide_window_sum over each(b, c, add),
-// the pairs of pixel b's channels from c on, kWideVectors vectors at a time.
-template <class T, class Pixel>
-[[gnu::always_inline]] inline void wide_row(const kernels::DepthwiseGeometry& g, const T* const* rows3, int64_t count,
-                                            std::pair<int64_t, int64_t> interior, int64_t stride, int64_t offset,
-                                            int64_t step, const T* w, T* dst, Pixel&& each) {
-  auto [lo, hi] = rows3 ? interior : std::pair<int64_t, int64_t>{count, count};
-  for (int64_t b = 0; b < count; ++b) {
-    if (b == lo && lo < hi) {
-      window3x3_row(rows3, g.c, stride, offset, step, w, dst, lo, hi);
-      b = hi - 1;
-      continue;
+// One destination row of `count` pixels of 3×3 windows: pixel b sums, in tap order, source
+// rows src[kh] (null where outside the source) at column b·stride + offset + kw·step (taps
+// outside a source row of `width` pixels skipped) times the weights w[kh·3 + kw]. A vector
+// of channels at a time with its nine weights held in registers, so each tap costs one
+// load; only the pixels outside [lo, hi) (interior3) and rows with a null src test taps.
+template <class T>
+[[gnu::always_inline]] inline void window3x3_row(const T* const* src, int64_t c, int64_t count, int64_t width,
+                                                 int64_t stride, int64_t offset, int64_t step, const T* w, T* dst,
+                                                 std::pair<int64_t, int64_t> interior) {
+  using V = WideLanes<T>;
+  constexpr int64_t lanes = kWideLanes<T>;
+  const bool all_rows = src[0] && src[1] && src[2];
+  for (int64_t c0 = 0; c0 < c; c0 += lanes) {
+    V wv[9];
+    for (int64_t t = 0; t < 9; ++t) std::memcpy(&wv[t], w + t * c + c0, sizeof(V));
+    const auto pixel = [&](int64_t b, auto checked) {
+      V acc = {};
+      for (int64_t kh = 0; kh < 3; ++kh)
+        for (int64_t kw = 0; kw < 3; ++kw) {
+          const int64_t col = b * stride + offset + kw * step;
+          if (checked && (!src[kh] || col < 0 || col >= width)) continue;
+          V xv;
+          std::memcpy(&xv, src[kh] + col * c + c0, sizeof(V));
+          acc += xv * wv[kh * 3 + kw];
+        }
+      std::memcpy(dst + b * c + c0, &acc, sizeof(V));
+    };
+    for (int64_t b = 0; b < count; ++b) {
+      if (all_rows && b >= interior.first && b < interior.second) {
+        pixel(b, std::false_type{});
+      } else {
+        pixel(b, std::true_type{});
+      }
     }
-    constexpr int64_t group = kWideVectors * kWideLanes<T>;
-    int64_t c = 0;
-    for (; c + group <= g.c; c += group)
-      wide_window_sum<kWideVectors>(dst + b * g.c + c, [&](auto add) { each(b, c, add); });
-    for (; c < g.c; c += kWideLanes<T>)
-      wide_window_sum<1>(dst + b * g.c + c, [&](auto add) { each(b, c, add); });
+  }
+}
+
+// One destination row of wide_window_sum's over each(b, c, add), the pairs of pixel b's
+// channels from c on, kWideVectors vectors at a time.
+template <class T, class Each>
+[[gnu::always_inline]] inline void wide_row(int64_t c, int64_t count, T* dst, Each&& each) {
+  constexpr int64_t group = kWideVectors * kWideLanes<T>;
+  for (int64_t b = 0; b < count; ++b) {
+    int64_t c0 = 0;
+    for (; c0 + group <= c; c0 += group)
+      wide_window_sum<kWideVectors>(dst + b * c + c0, [&](auto add) { each(b, c0, add); });
+    for (; c0 < c; c0 += kWideLanes<T>) wide_window_sum<1>(dst + b * c + c0, [&](auto add) { each(b, c0, add); });
   }
 }
 
@@ -331,27 +332,28 @@ AGILENN_CPU_CLONES void depthwise_forward_wide_rows(const kernels::DepthwiseGeom
   const int64_t offset = -g.pad_left;
   const auto interior = interior3(g.ow, g.stride_w, offset, g.dil_w, g.w);
   for (int64_t r = begin; r < end; ++r) {
-    const int64_t n = r / g.oh, oh = r % g.oh, ih0 = oh * g.stride_h - g.pad_top;
-    const T* rows3[3];
-    bool all_rows = is_3x3(g);
-    for (int64_t kh = 0; kh < 3 && all_rows; ++kh) {
-      const int64_t ih = ih0 + kh * g.dil_h;
-      all_rows = ih >= 0 && ih < g.h;
-      if (all_rows) rows3[kh] = x + (n * g.h + ih) * g.w * g.c;
-    }
+    const int64_t n = r / g.oh, oh = r % g.oh;
     T* yr = y + r * g.ow * g.c;
-    wide_row(g, all_rows ? rows3 : nullptr, g.ow, interior, g.stride_w, offset, g.dil_w, w, yr,
-             [&](int64_t ow, int64_t c, auto add) {
-               kernels::for_each_window_tap(g, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
-                 add(x + ((n * g.h + ih) * g.w + iw) * g.c + c, w + (kh * g.kw + kw) * g.c + c);
-               });
-             });
+    if (is_3x3(g)) {
+      const T* rows3[3] = {};
+      for (int64_t kh = 0; kh < 3; ++kh) {
+        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+        if (ih >= 0 && ih < g.h) rows3[kh] = x + (n * g.h + ih) * g.w * g.c;
+      }
+      window3x3_row(rows3, g.c, g.ow, g.w, g.stride_w, offset, g.dil_w, w, yr, interior);
+      continue;
+    }
+    wide_row(g.c, g.ow, yr, [&](int64_t ow, int64_t c, auto add) {
+      kernels::for_each_window_tap(g, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
+        add(x + ((n * g.h + ih) * g.w + iw) * g.c + c, w + (kh * g.kw + kw) * g.c + c);
+      });
+    });
   }
 }
 
-// Input rows [begin, end) of the n·h rows of dx: each input pixel gathers the output
-// pixels whose windows read it, in the flat loops' tap order (with stride 1, tap (kh, kw)
-// of input pixel (ih, iw) is output pixel (ih + pad − kh·dil, iw + pad − kw·dil)).
+// Input rows [begin, end) of the n·h rows of dx, for stride 1: each input pixel gathers
+// the output pixels whose windows read it, in the flat loops' tap order (tap (kh, kw) of
+// input pixel (ih, iw) is output pixel (ih + pad − kh·dil, iw + pad − kw·dil)).
 template <class T>
 AGILENN_CPU_CLONES void depthwise_input_grad_wide_rows(const kernels::DepthwiseGeometry& g, const T* gy, const T* w,
                                                        T* dx, int64_t begin, int64_t end) {
@@ -359,20 +361,21 @@ AGILENN_CPU_CLONES void depthwise_input_grad_wide_rows(const kernels::DepthwiseG
   const auto interior = interior3(g.w, 1, offset, step, g.ow);
   for (int64_t r = begin; r < end; ++r) {
     const int64_t n = r / g.h, ih = r % g.h;
-    const T* rows3[3];
-    bool all_rows = is_3x3(g) && g.stride_h == 1 && g.stride_w == 1;
-    for (int64_t kh = 0; kh < 3 && all_rows; ++kh) {
-      const int64_t oh = ih + g.pad_top - kh * g.dil_h;
-      all_rows = oh >= 0 && oh < g.oh;
-      if (all_rows) rows3[kh] = gy + (n * g.oh + oh) * g.ow * g.c;
-    }
     T* dxr = dx + r * g.w * g.c;
-    wide_row(g, all_rows ? rows3 : nullptr, g.w, interior, 1, offset, step, w, dxr,
-             [&](int64_t iw, int64_t c, auto add) {
-               kernels::for_each_window_reading(g, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
-                 add(gy + ((n * g.oh + oh) * g.ow + ow) * g.c + c, w + (kh * g.kw + kw) * g.c + c);
-               });
-             });
+    if (is_3x3(g)) {
+      const T* rows3[3] = {};
+      for (int64_t kh = 0; kh < 3; ++kh) {
+        const int64_t oh = ih + g.pad_top - kh * g.dil_h;
+        if (oh >= 0 && oh < g.oh) rows3[kh] = gy + (n * g.oh + oh) * g.ow * g.c;
+      }
+      window3x3_row(rows3, g.c, g.w, g.ow, 1, offset, step, w, dxr, interior);
+      continue;
+    }
+    wide_row(g.c, g.w, dxr, [&](int64_t iw, int64_t c, auto add) {
+      kernels::for_each_window_reading(g, ih, iw, [&](int64_t kh, int64_t kw, int64_t oh, int64_t ow) {
+        add(gy + ((n * g.oh + oh) * g.ow + ow) * g.c + c, w + (kh * g.kw + kw) * g.c + c);
+      });
+    });
   }
 }
 
@@ -441,7 +444,8 @@ template <class T>
 void conv_backward_input_depthwise(const ConvGeometry& g, const T* gy, const T* w, T* dx) {
   const kernels::DepthwiseGeometry dg = kernels::depthwise_geometry(g);
   const int64_t rows = g.n * g.h, work = rows * g.w * g.cout * g.kh * g.kw;
-  if (wide_channels<T>(dg)) {
+  // Strided, an input pixel's window is sparse and the flat loops' pass per tap is faster.
+  if (wide_channels<T>(dg) && g.stride_h == 1 && g.stride_w == 1) {
     parallel_for(rows, work,
                  [&](int64_t begin, int64_t end) { depthwise_input_grad_wide_rows(dg, gy, w, dx, begin, end); });
     return;
