@@ -2,6 +2,7 @@
 // Depthwise-style grouping (one input channel per group) runs as direct loops; every
 // other grouping as im2col + OpenBLAS GEMM, a chunk of images at a time.
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "engine/ir/shape_util.h"
@@ -224,10 +225,11 @@ AGILENN_CPU_CLONES void depthwise_forward_rows(const kernels::DepthwiseGeometry&
 // ---- wide channels (m = 1, a whole number of vectors per pixel, at least kWideVectors)
 //
 // There a block of the flat loops holds only a few pixels, and each of the window's taps
-// loads and stores all of it. Instead, each pixel's window sum is kept in registers, for
-// up to kWideVectors vectors of channels at a time (independent sums, so the adds overlap),
-// over the taps inside the input in tap order (the shared per-element iterators the CUDA
-// kernels use): the same sums in the same order as the flat loops, so the same bits.
+// loads and stores all of it. Instead, each pixel's window sum is kept in registers over
+// the taps inside the input, in tap order: 3×3 filters a vector of channels at a time with
+// the nine weights in registers too, others up to kWideVectors vectors at a time
+// (independent sums, so the adds overlap) over the shared per-element iterators the CUDA
+// kernels use. The same sums in the same order as the flat loops, so the same bits.
 constexpr int64_t kWideVectors = 4;
 
 template <class T>
@@ -273,6 +275,33 @@ std::pair<int64_t, int64_t> interior3(int64_t count, int64_t stride, int64_t off
   return {lo, hi};
 }
 
+// Calls pixel(b, checked) for b in [0, count), checked a std::false_type where the taps
+// need no test: all three tap rows inside the source and b in [lo, hi) (interior3).
+template <class Pixel>
+[[gnu::always_inline]] inline void each_3x3_pixel(int64_t count, bool all_rows, std::pair<int64_t, int64_t> interior,
+                                                  Pixel&& pixel) {
+  for (int64_t b = 0; b < count; ++b) {
+    if (all_rows && b >= interior.first && b < interior.second) {
+      pixel(b, std::false_type{});
+    } else {
+      pixel(b, std::true_type{});
+    }
+  }
+}
+
+// The input rows the 3×3 windows of output row r (of the n·oh rows) read, null where
+// outside the input.
+template <class T>
+std::array<const T*, 3> input_rows3(const kernels::DepthwiseGeometry& g, const T* x, int64_t r) {
+  const int64_t n = r / g.oh, oh = r % g.oh;
+  std::array<const T*, 3> rows{};
+  for (int64_t kh = 0; kh < 3; ++kh) {
+    const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
+    if (ih >= 0 && ih < g.h) rows[static_cast<size_t>(kh)] = x + (n * g.h + ih) * g.w * g.c;
+  }
+  return rows;
+}
+
 // One destination row of `count` pixels of 3×3 windows: pixel b sums, in tap order, source
 // rows src[kh] (null where outside the source) at column b·stride + offset + kw·step (taps
 // outside a source row of `width` pixels skipped) times the weights w[kh·3 + kw]. A vector
@@ -300,13 +329,7 @@ template <class T>
         }
       std::memcpy(dst + b * c + c0, &acc, sizeof(V));
     };
-    for (int64_t b = 0; b < count; ++b) {
-      if (all_rows && b >= interior.first && b < interior.second) {
-        pixel(b, std::false_type{});
-      } else {
-        pixel(b, std::true_type{});
-      }
-    }
+    each_3x3_pixel(count, all_rows, interior, pixel);
   }
 }
 
@@ -335,12 +358,7 @@ AGILENN_CPU_CLONES void depthwise_forward_wide_rows(const kernels::DepthwiseGeom
     const int64_t n = r / g.oh, oh = r % g.oh;
     T* yr = y + r * g.ow * g.c;
     if (is_3x3(g)) {
-      const T* rows3[3] = {};
-      for (int64_t kh = 0; kh < 3; ++kh) {
-        const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
-        if (ih >= 0 && ih < g.h) rows3[kh] = x + (n * g.h + ih) * g.w * g.c;
-      }
-      window3x3_row(rows3, g.c, g.ow, g.w, g.stride_w, offset, g.dil_w, w, yr, interior);
+      window3x3_row(input_rows3(g, x, r).data(), g.c, g.ow, g.w, g.stride_w, offset, g.dil_w, w, yr, interior);
       continue;
     }
     wide_row(g.c, g.ow, yr, [&](int64_t ow, int64_t c, auto add) {
@@ -475,8 +493,6 @@ AGILENN_CPU_CLONES void depthwise_filter_grad_rows(const kernels::DepthwiseGeome
   }
 }
 
-// Partial sums over a fixed number of row blocks, added in order: the result does not
-// depend on the thread count.
 // The same for 3×3 filters over wide channels: a vector of channels at a time, the nine
 // taps' sums held in registers across a row's pixels. Each tap still adds the pixels in
 // order, skipping those whose tap reads outside the input, so the sums are the flat loop's.
@@ -486,14 +502,9 @@ AGILENN_CPU_CLONES void depthwise_filter_grad_3x3_rows(const kernels::DepthwiseG
   using V = WideLanes<T>;
   constexpr int64_t lanes = kWideLanes<T>;
   const int64_t c = g.c;
-  const auto [lo, hi] = interior3(g.ow, g.stride_w, -g.pad_left, g.dil_w, g.w);
+  const auto interior = interior3(g.ow, g.stride_w, -g.pad_left, g.dil_w, g.w);
   for (int64_t r = first; r < end; ++r) {
-    const int64_t n = r / g.oh, oh = r % g.oh;
-    const T* rows3[3] = {};  // null where the tap row lies outside the input
-    for (int64_t kh = 0; kh < 3; ++kh) {
-      const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
-      if (ih >= 0 && ih < g.h) rows3[kh] = x + (n * g.h + ih) * g.w * c;
-    }
+    const std::array<const T*, 3> rows3 = input_rows3(g, x, r);
     const bool all_rows = rows3[0] && rows3[1] && rows3[2];
     const T* gyr = gy + r * g.ow * c;
     for (int64_t c0 = 0; c0 < c; c0 += lanes) {
@@ -505,24 +516,21 @@ AGILENN_CPU_CLONES void depthwise_filter_grad_3x3_rows(const kernels::DepthwiseG
         for (int64_t kh = 0; kh < 3; ++kh)
           for (int64_t kw = 0; kw < 3; ++kw) {
             const int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dil_w;
-            if (checked && (!rows3[kh] || iw < 0 || iw >= g.w)) continue;
+            const T* row = rows3[static_cast<size_t>(kh)];
+            if (checked && (!row || iw < 0 || iw >= g.w)) continue;
             V xv;
-            std::memcpy(&xv, rows3[kh] + iw * c + c0, sizeof(V));
+            std::memcpy(&xv, row + iw * c + c0, sizeof(V));
             sums[kh * 3 + kw] += xv * gv;
           }
       };
-      for (int64_t ow = 0; ow < g.ow; ++ow) {
-        if (all_rows && ow >= lo && ow < hi) {
-          pixel(ow, std::false_type{});
-        } else {
-          pixel(ow, std::true_type{});
-        }
-      }
+      each_3x3_pixel(g.ow, all_rows, interior, pixel);
       for (int64_t t = 0; t < 9; ++t) std::memcpy(acc + t * c + c0, &sums[t], sizeof(V));
     }
   }
 }
 
+// Partial sums over a fixed number of row blocks, added in order: the result does not
+// depend on the thread count.
 template <class T>
 void conv_backward_filter_depthwise(const ConvGeometry& g, const T* x, const T* gy, T* dw) {
   const kernels::DepthwiseGeometry dg = kernels::depthwise_geometry(g);
