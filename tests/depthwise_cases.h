@@ -102,6 +102,13 @@ inline Feeds random_feeds(const ConvGraph& cg, uint64_t seed) {
           {"gy", random_tensor(cg.gy.shape(), DType::f32, rng)}};
 }
 
+// The feeds in another floating dtype (random_feeds makes float32 ones).
+inline Feeds feeds_as(const Feeds& feeds, DType dtype) {
+  Feeds out;
+  for (const auto& [name, t] : feeds) out[name] = t.to(dtype);
+  return out;
+}
+
 inline kernels::DepthwiseGeometry geometry(const ConvGraph& cg) {
   const Attrs& a = cg.y.node().attrs;
   const ConvGeometry g =

@@ -35,8 +35,7 @@ TEST(CudaDepthwiseTwin, ForwardAndDataGradientEqualTheCpuBitForBitWithoutAMultip
     build(cg, k);
     build(cg64, k, DType::f64);
     const Feeds feeds = random_feeds(cg, 3000 + i);
-    Feeds feeds64;
-    for (const auto& [name, t] : feeds) feeds64[name] = t.to(DType::f64);
+    const Feeds feeds64 = feeds_as(feeds, DType::f64);
     const auto cpu = evaluate(cg.g, {cg.y.id(), cg.dx.id()}, feeds, cpu_backend());
     const auto cpu64 = evaluate(cg64.g, {cg64.y.id(), cg64.dx.id()}, feeds64, cpu_backend());
     const auto twin = run_twin(cg, feeds);
@@ -72,8 +71,7 @@ TEST(DepthwiseCpu, WideChannelLoopsEqualTheFlatOnesBitForBit) {
     for (DType dtype : {DType::f32, DType::f64}) {
       ConvGraph wide;
       build(wide, k, dtype);
-      Feeds feeds;
-      for (const auto& [name, t] : random_feeds(wide, 4000 + i)) feeds[name] = t.to(dtype);
+      const Feeds feeds = feeds_as(random_feeds(wide, 4000 + i), dtype);
       const auto all = evaluate(wide.g, {wide.y.id(), wide.dx.id(), wide.dw.id()}, feeds, cpu_backend());
       for (int64_t c0 = 0; c0 < k.c; c0 += kSlice) {
         ConvCase narrow_case = k;
@@ -105,8 +103,7 @@ TEST(CudaDepthwiseTwin, FilterGradientAgreesWithAFloat64Sum) {
     const Feeds feeds = random_feeds(cg, 2000 + i);
     ConvGraph cg64;
     build(cg64, k, DType::f64);
-    Feeds feeds64;
-    for (const auto& [name, t] : feeds) feeds64[name] = t.to(DType::f64);
+    const Feeds feeds64 = feeds_as(feeds, DType::f64);
     const auto cpu64 = evaluate(cg64.g, {cg64.dw.id()}, feeds64, cpu_backend());
     const auto twin = run_twin(cg, feeds);
     EXPECT_LE(tensor_error(cpu64[0], twin[2], kRtolFilter), 1.0) << describe(k);

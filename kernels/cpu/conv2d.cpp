@@ -406,7 +406,8 @@ void conv_forward_depthwise(const ConvGeometry& g, const T* x, const T* w, T* y)
     return;
   }
   const std::vector<T> tiles = filter_rows(dg, w, block_pixels(dg.cout()));
-  parallel_for(rows, work, [&](int64_t begin, int64_t end) { depthwise_forward_rows(dg, x, tiles.data(), y, begin, end); });
+  parallel_for(rows, work,
+               [&](int64_t begin, int64_t end) { depthwise_forward_rows(dg, x, tiles.data(), y, begin, end); });
 }
 
 // Input rows [begin, end) of the n·h rows of dx, a block of columns at a time: tap

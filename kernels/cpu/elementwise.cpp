@@ -201,7 +201,9 @@ AGILENN_CPU_CLONES void run_program(const kernels::FusedInstruction<T>* program,
       const T* c = chain[j] == Chain::as_a   ? reg[static_cast<size_t>(next.b)]
                    : chain[j] == Chain::as_b ? reg[static_cast<size_t>(next.a)]
                                              : nullptr;
-      visit_cheap(ins, [&](auto f) { visit_cheap(next, [&](auto g) { run_pair(f, g, chain[j], a, b, c, out, len); }); });
+      visit_cheap(ins, [&](auto f) {
+        visit_cheap(next, [&](auto g) { run_pair(f, g, chain[j], a, b, c, out, len); });
+      });
       reg[inputs + j] = nullptr;  // never read: the pair's second was its only reader
       reg[inputs + j + 1] = out;
       ++j;

@@ -1,11 +1,12 @@
 // Per-element math of the depthwise convolution (one input channel per group, channel
 // multiplier m: input channel c feeds output channels c*m .. c*m+m-1). NHWC tensors, filter
 // [KH,KW,1,C*m] as the CPU backend stores it. The CUDA kernels
-// (kernels/cuda/depthwise_conv2d.cu) call these functions. The CPU backend's loops
-// (kernels/cpu/conv2d.cpp) run a tap at a time along a row's pixels and channels instead,
-// and sum the filter gradient in row blocks; so a twin (depthwise_conv2d_twin.cpp) runs these functions on the host in
-// the GPU's order, and the tests hold it against the CPU backend in every build and the
-// kernels against it on a GPU.
+// (kernels/cuda/depthwise_conv2d.cu) call these functions; so does the CPU backend
+// (kernels/cpu/conv2d.cpp) for wide channels and filters other than 3×3. Its other loops
+// run a tap at a time along a row's pixels and channels, and it sums the filter gradient in
+// row blocks; so a twin (depthwise_conv2d_twin.cpp) runs these functions on the host in the
+// GPU's order, and the tests hold it against the CPU backend in every build and the kernels
+// against it on a GPU.
 #pragma once
 
 #include <cstdint>
