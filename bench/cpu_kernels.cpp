@@ -154,6 +154,18 @@ void BM_FusedBatchNormRelu6(benchmark::State& s) {
                  [](Graph&, auto& v) { return ops::relu6((v[0] - v[1]) * v[2] * v[3] + v[4]); }, 0),
           true);
 }
+// Its backward's column sum of the clamp's gradient, recomputed from x and the incoming
+// gradient (as the fusion pass runs it in a step), at the paper preset's widest activation.
+void BM_FusedBatchNormRelu6GradSum(benchmark::State& s) {
+  const Shape x{kBatch, 32, 32, 144}, channel{144};
+  run_cpu(s,
+          simple({x, channel, channel, channel, x},
+                 [](Graph&, auto& v) {
+                   return ops::sum(ops::clamp_grad((v[0] - v[1]) * v[2] + v[3], v[4], 0.0, 6.0), {0, 1, 2});
+                 },
+                 0),
+          true);
+}
 void BM_Softmax(benchmark::State& s) {
   run_cpu(s, simple({{256, 100}}, [](Graph&, auto& v) { return ops::softmax(v[0]); }, 0));
 }
@@ -166,6 +178,7 @@ BENCHMARK(BM_AddBroadcastBias)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Relu6)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ChannelSum)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_FusedBatchNormRelu6)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_FusedBatchNormRelu6GradSum)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Softmax)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -183,6 +183,39 @@ TEST(Grad, BroadcastGradientsAreReducedOnceAndAccumulated) {
   for (double v : r[0].to_vector()) EXPECT_DOUBLE_EQ(v, 9.0);
 }
 
+// m's gradient is minus the column sum of (x - m)'s, here w · k: by linearity, k times the
+// sum of w, which the graph already has, so it adds no pass over a full-size value. Without
+// that sum in the graph it takes the pass, with the same numbers.
+TEST(Grad, ABroadcastOperandsGradientIsTakenFromSumsTheGraphHasByLinearity) {
+  const Shape shape{6, 5, 7};
+  const Feeds feeds{{"x", testing::random_tensor(shape, DType::f64, 1)},
+                    {"w", testing::random_tensor(shape, DType::f64, 2)},
+                    {"m", testing::random_tensor({7}, DType::f64, 3)},
+                    {"k", testing::random_tensor({7}, DType::f64, 4)}};
+  std::vector<std::vector<double>> dms;
+  for (bool summed : {true, false}) {
+    Graph g;
+    const Value x = ops::leaf(g, "x", shape, DType::f64), w = ops::leaf(g, "w", shape, DType::f64);
+    const Value m = ops::leaf(g, "m", {7}, DType::f64), k = ops::leaf(g, "k", {7}, DType::f64);
+    const Value sum_w = ops::sum(w, {0, 1});
+    const Value dm = grad(ops::sum((x - m) * k * w), {m})[0];
+    const Plan plan = compile(g, summed ? std::vector<NodeId>{sum_w.id(), dm.id()} : std::vector<NodeId>{dm.id()});
+    size_t column_sums = 0;
+    for (NodeId id : plan.order) {
+      const Node& n = g.node(id);
+      column_sums += n.op_name() == "sum" && g.node(n.inputs[0]).shape == shape && n.shape != Shape{} ? 1 : 0;
+    }
+    EXPECT_EQ(column_sums, 1u) << (summed ? "sum(w) alone" : "the pass over w · k");
+    dms.push_back(evaluate(g, {dm.id()}, feeds, cpu_backend())[0].to_vector());
+  }
+  const std::vector<double> w = feeds.at("w").to_vector(), k = feeds.at("k").to_vector();
+  for (size_t c = 0; c < 7; ++c) {
+    double sum_w = 0;
+    for (size_t i = c; i < w.size(); i += 7) sum_w += w[i];
+    for (const auto& dm : dms) EXPECT_NEAR(dm[c], -k[c] * sum_w, 1e-12 * (1 + std::abs(k[c] * sum_w)));
+  }
+}
+
 TEST(Grad, IntegerInputsGetNoGradient) {
   Graph g;
   Value logits = ops::leaf(g, "logits", {2, 3}, DType::f64);

@@ -1,6 +1,7 @@
 #include "engine/autodiff/grad.h"
 
 #include <algorithm>
+#include <map>
 
 #include "engine/autodiff/derivatives.h"
 #include "engine/core/error.h"
@@ -10,11 +11,119 @@
 namespace agilenn {
 namespace {
 
+// Sums of gradients over the axes they were broadcast along, taken by linearity where
+// the graph already holds what they need. A sum of a linear combination is the same
+// combination of its terms' sums; a term constant along the summed axes (a per-channel
+// vector, broadcast) sums to itself times the count, and another term may be a value
+// whose sum the graph already has. When every term is one or the other, the sum needs no
+// pass over the full-size gradient, and that gradient, read only by its next consumer
+// then, fuses into it. The case met: a batch norm's mean, whose gradient is minus the sum
+// of x - mean's gradient, a combination of the incoming gradient (summed for beta) and
+// x - mean (x summed for the mean itself).
+class LinearSums {
+ public:
+  explicit LinearSums(Graph& g) : g_(g) {}
+
+  // g summed over `axes` (normalised) with kept dimensions, or an invalid Value where some
+  // term is neither constant along them nor already summed.
+  Value sum(const Value& g, const std::vector<int64_t>& axes) {
+    index_sums();
+    full_ = g.shape();
+    axes_ = axes;
+    count_ = 1;
+    for (int64_t a : axes) count_ *= static_cast<double>(full_[static_cast<size_t>(a)]);
+    terms_ = 0;
+    const Value s = term_sum(g);
+    if (!s.valid()) return s;
+    Shape kept = full_;
+    for (int64_t a : axes) kept[static_cast<size_t>(a)] = 1;
+    return ops::broadcast_to(s, kept);  // a sum of constants alone may lack some dimensions
+  }
+
+ private:
+  static constexpr int kMaxTerms = 16;  // a combination longer than this is summed in a pass
+
+  // Records the graph's sums made since the last call, by input and normalised axes.
+  void index_sums() {
+    for (; indexed_ < g_.size(); ++indexed_) {
+      const Node& n = g_.node(static_cast<NodeId>(indexed_));
+      if (n.op_name() != "sum") continue;
+      const Shape& in = g_.node(n.inputs[0]).shape;
+      sums_.emplace(std::make_pair(n.inputs[0], normalize_axes(n.attrs.ints("axes"), in.size())), n.id);
+    }
+  }
+
+  // The value v stands for along the summed axes where it is constant along them
+  // (broadcast against the full shape), or an invalid Value.
+  Value constant(const Value& v) const {
+    const Node& n = v.node();
+    if (n.op_name() == "broadcast_to" && n.shape == full_) return constant(Value(&g_, n.inputs[0]));
+    if (n.shape.size() > full_.size()) return {};
+    const size_t lead = full_.size() - n.shape.size();
+    for (int64_t a : axes_) {
+      const auto d = static_cast<size_t>(a);
+      if (d >= lead && n.shape[d - lead] != 1) return {};
+    }
+    return v;
+  }
+
+  // The sum of a full-size term, or of a constant one; invalid where neither is known.
+  Value term_sum(const Value& v) {
+    if (++terms_ > kMaxTerms) return {};
+    if (const Value c = constant(v); c.valid()) return c * count_;
+    if (v.shape() != full_) return {};
+    if (auto it = sums_.find({v.id(), axes_}); it != sums_.end()) {
+      Shape kept = full_;
+      for (int64_t a : axes_) kept[static_cast<size_t>(a)] = 1;
+      return ops::reshape(Value(&g_, it->second), kept);
+    }
+    const Node& n = v.node();
+    const std::string& op = n.op_name();
+    const auto operand = [&](size_t i) { return Value(&g_, n.inputs[i]); };
+    if (op == "neg") {
+      const Value a = term_sum(operand(0));
+      return a.valid() ? -a : a;
+    }
+    if (op == "add" || op == "sub") {
+      const Value a = term_sum(operand(0));
+      const Value b = a.valid() ? term_sum(operand(1)) : Value();
+      if (!b.valid()) return b;
+      return op == "add" ? a + b : a - b;
+    }
+    if (op == "mul" || op == "div") {  // by a factor constant along the axes
+      for (size_t i : {size_t{1}, size_t{0}}) {
+        if (op == "div" && i == 0) break;
+        const Value c = constant(operand(i));
+        if (!c.valid()) continue;
+        const Value a = term_sum(operand(1 - i));
+        if (!a.valid()) return a;
+        return op == "mul" ? a * c : ops::div(a, c);
+      }
+    }
+    return {};
+  }
+
+  Graph& g_;
+  size_t indexed_ = 0;
+  std::map<std::pair<NodeId, std::vector<int64_t>>, NodeId> sums_;
+  Shape full_;
+  std::vector<int64_t> axes_;
+  double count_ = 1;
+  int terms_ = 0;
+};
+
 // Brings a rule's gradient to the input's shape: rules may return any shape that
 // broadcasts against the input (a scalar zero, or the output's broadcast shape).
-Value fit_to_input(const Value& g, const Node& input) {
+Value fit_to_input(const Value& g, const Node& input, LinearSums& linear) {
   if (g.shape() == input.shape) return g;
   const Shape full = broadcast_shapes(g.shape(), input.shape);
+  if (g.shape() == full) {  // the axes sum_to sums: leading ones, and those input has at 1
+    const size_t lead = full.size() - input.shape.size();
+    std::vector<int64_t> axes;
+    for (size_t d = 0; d < full.size(); ++d)
+      if (d < lead || (input.shape[d - lead] == 1 && full[d] != 1)) axes.push_back(static_cast<int64_t>(d));
+    if (const Value s = linear.sum(g, axes); s.valid()) return ops::reshape(s, input.shape);
+  }
   return ops::sum_to(ops::broadcast_to(g, full), input.shape);
 }
 
@@ -54,6 +163,7 @@ std::vector<Value> reverse_sweep(const Value& y, const std::vector<Value>& xs, c
 
   std::vector<Value> acc(last + 1);
   acc[last] = cotangent;
+  LinearSums linear(g);
   const auto lowest = static_cast<size_t>(std::max<NodeId>(first, 0));
   for (size_t id = last + 1; id-- > lowest;) {
     if (!acc[id].valid() || !depends[id]) continue;
@@ -80,7 +190,7 @@ std::vector<Value> reverse_sweep(const Value& y, const std::vector<Value>& xs, c
     for (size_t i = 0; i < n.inputs.size(); ++i) {
       if (!wanted[i] || !gin[i].valid()) continue;
       const Node& input = g.node(n.inputs[i]);
-      Value gi = fit_to_input(gin[i], input);
+      Value gi = fit_to_input(gin[i], input, linear);
       AGILENN_CHECK(gi.dtype() == input.dtype, "grad: vjp of '" << n.op_name() << "' gave a "
                                                                  << dtype_name(gi.dtype()) << " gradient for a "
                                                                  << dtype_name(input.dtype) << " input");
