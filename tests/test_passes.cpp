@@ -287,10 +287,16 @@ TEST(Fusion, ChainsBecomeOneNodeWithBitEqualResults) {
 
 // A batch norm's statistics and its backward's column sums read chains of elementwise
 // ops: each such sum becomes one fused_sum node, which equals the chain and sum bit for bit.
-TEST(Fusion, ColumnSumsTakeInTheChainsTheyReadBitForBit) {
+// The batch norm's input is a leaf, then a value in the arena (exp(leaf), stored: its
+// readers do not recompute exp), which x's gradient keeps alive past the small steps that
+// finish the mean's gradient.
+class FusionOfABatchNorm : public ::testing::TestWithParam<bool> {};
+
+TEST_P(FusionOfABatchNorm, ColumnSumsTakeInTheChainsTheyReadBitForBit) {
   Graph g;
   const Shape shape{6, 5, 7};
-  const Value x = ops::leaf(g, "x", shape, DType::f64);
+  const Value x_leaf = ops::leaf(g, "x", shape, DType::f64);
+  const Value x = GetParam() ? ops::exp(x_leaf) : x_leaf;
   const Value gamma = ops::leaf(g, "gamma", {7}, DType::f64, LeafKind::parameter);
   const Value beta = ops::leaf(g, "beta", {7}, DType::f64, LeafKind::parameter);
   const Value mean = ops::leaf(g, "mean", {7}, DType::f64, LeafKind::state);
@@ -340,6 +346,8 @@ TEST(Fusion, ColumnSumsTakeInTheChainsTheyReadBitForBit) {
   EXPECT_LT(fused.memory.live_peak_bytes, plain.memory.live_peak_bytes);
   EXPECT_EQ(run_plan(g, fused, feeds), run_plan(g, plain, feeds));
 }
+INSTANTIATE_TEST_SUITE_P(Fusion, FusionOfABatchNorm, ::testing::Values(false, true),
+                         [](const auto& p) { return p.param ? "StoredInput" : "LeafInput"; });
 
 // A value read by several fused readers is copied into each when it reads one value of its
 // size (x - m, m per column); one that reads two (x · y) is stored and read.

@@ -55,6 +55,28 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
     }
     return extended <= value_bytes;
   };
+  // Bytes of the values made between steps `from` and `to`, exclusive (fused or not). When
+  // these total no more than a value made at `from` and last read at `to`, keeping that
+  // value's inputs alive until `to` in its place cannot raise the peak: at `from` the
+  // inputs and the value were all alive, and since then no more than the value's bytes
+  // were added (a batch norm backward's x gradient waits only for the small per-channel
+  // steps that finish the mean's gradient). Values that readers will take in are counted
+  // too, except broadcasts (of such small values) that only `to` reads: `to` takes them in.
+  std::vector<size_t> made_before(n + 1, 0);
+  for (size_t t = 0; t < n; ++t) {
+    const Node& x = graph.node(plan.order[t]);
+    made_before[t + 1] = made_before[t] + (x.op_name() == "leaf" ? 0 : arena_bytes(x));
+  }
+  const auto made_between = [&](size_t from, size_t to) {
+    size_t made = made_before[to] - made_before[from + 1];
+    for (NodeId in : plan.reads[to]) {
+      const size_t t = pos[static_cast<size_t>(in)];
+      const Node& x = graph.node(in);
+      if (t != kNone && t > from && t < to && x.op_name() == "broadcast_to" && readers[static_cast<size_t>(in)] == 1)
+        made -= arena_bytes(x);
+    }
+    return made;
+  };
   // The inputs are now read at step `at` too.
   const auto read_until = [&](const std::vector<NodeId>& inputs, size_t at) {
     for (NodeId e : inputs) {
@@ -126,7 +148,8 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
     const bool move = readers[static_cast<size_t>(in)] == 1 && !is_output[static_cast<size_t>(in)];
     if (!move && !copyable[q]) return;
     const std::vector<NodeId> inputs = inputs_of(members[q]);
-    if (move && !extends_no_more_than_it_frees(inputs, in, s)) return;
+    if (move && !extends_no_more_than_it_frees(inputs, in, s) && made_between(q, s) > arena_bytes(graph.node(in)))
+      return;
     std::vector<size_t> merged = members[q];
     merged.insert(merged.end(), members[s].begin(), members[s].end());
     std::sort(merged.begin(), merged.end());
