@@ -411,6 +411,25 @@ void report_memory_peak(const Graph& g, const Plan& plan, std::ostream& out) {
         << " MiB" << std::setw(8) << bc.second << " values\n";
 }
 
+// The bytes the step's kernels read (each input once per kernel) and write: on a CPU most
+// of the step is memory-bound, so this deterministic count tracks what a plan change saves
+// where wall times on a shared machine vary by more than the change.
+void report_traffic(const Graph& g, const Plan& plan, std::ostream& out) {
+  double read = 0, written = 0;
+  for (size_t s = 0; s < plan.order.size(); ++s) {
+    const Node& n = g.node(plan.order[s]);
+    if (n.op_name() == "leaf") continue;
+    std::vector<NodeId> inputs = plan.reads[s];
+    std::sort(inputs.begin(), inputs.end());
+    inputs.erase(std::unique(inputs.begin(), inputs.end()), inputs.end());
+    for (NodeId in : inputs) read += static_cast<double>(arena_bytes(g.node(in)));
+    written += static_cast<double>(arena_bytes(n));
+  }
+  constexpr double kMiB = 1 << 20;
+  out << "traffic: " << read / kMiB << " MiB read, " << written / kMiB << " MiB written per step by "
+      << plan.order.size() << " steps\n";
+}
+
 int profile(const std::string& flag, const std::string& spec, Executor::Profiling how, std::ostream& out) {
   const StepSpec sp = parse_step_spec(flag, spec);
   auto t = make_trainer(sp.on, sp.preset, sp.batch, sp.attribution, 2, sp.remat);
@@ -436,6 +455,7 @@ int profile(const std::string& flag, const std::string& spec, Executor::Profilin
         << static_cast<double>(o.calls) / kSteps << std::setw(12) << std::setprecision(1)
         << o.seconds / static_cast<double>(o.calls) * 1e6 << std::setprecision(2) << "  " << o.op << "\n";
   report_memory_peak(t->graph().graph, t->plan(), out);
+  report_traffic(t->graph().graph, t->plan(), out);
   return 0;
 }
 
