@@ -235,8 +235,8 @@ class FusedRuns {
   };
 
   FusedRuns(const Node& node, std::span<const Tensor> in, const Shape& shape, int64_t block)
-      : block_(block), program_(fused_program<T>(node.attrs)), chain_(chains(program_, in.size())), in_(in), shape_(shape),
-        strides_(in.size()), tiles_(in.size()), period_(in.size(), 0) {
+      : block_(block), program_(fused_program<T>(node.attrs)), chain_(chains(program_, in.size())), in_(in),
+        shape_(shape), strides_(in.size()), tiles_(in.size()), period_(in.size(), 0) {
     constexpr int64_t kMaxTile = 4096;
     // A periodic input is read from a tile of it repeated past a block's length (made once
     // here), at the block's phase: no per-block gathering.
