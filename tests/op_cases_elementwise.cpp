@@ -79,6 +79,27 @@ void add_elementwise_cases(Cases& cs) {
          return reduce_ref(chain, {0, 1}, false, 0, std::plus<double>());
        },
        {"fused_sum"}});
+  // Several registers summed in one pass (an input, an intermediate and the last), as the
+  // fusion pass merges a batch norm backward's sums of the same gradient: stacked [3, 5].
+  add({"fused_sum_three_registers", {with_kinks({3, 4, 5}, {-0.5, 0.5}), in({5}, 0.5, 1.5)},
+       [](Graph&, V v) {
+         return fused_sum(v, {{"sub", 0, 1}, {"mul", 2, 1}, {"clamp", 3, -1, -0.5, 0.5}, {"mul", 4, 0}},
+                          {3, 4, 5}, {0, 1}, false, {0, 2, 5});
+       },
+       [](T x) {
+         const std::vector<Tensor> registers{
+             x[0], map_ref({x[0], x[1]}, [](const std::vector<double>& a) { return a[0] - a[1]; }),
+             map_ref({x[0], x[1]}, [](const std::vector<double>& a) {
+               return std::min(0.5, std::max(-0.5, (a[0] - a[1]) * a[1])) * a[0];
+             })};
+         Tensor y = Tensor::zeros({3, 5}, DType::f64);
+         for (int64_t k = 0; k < 3; ++k) {
+           const Tensor s = reduce_ref(registers[static_cast<size_t>(k)], {0, 1}, false, 0, std::plus<double>());
+           for (int64_t c = 0; c < 5; ++c) y.set_item(k * 5 + c, s.item(c));
+         }
+         return y;
+       },
+       {"fused_sum"}});
   add({"fused_sum_keepdims", {in({6, 3}), in({1, 3})},
        [](Graph&, V v) { return fused_sum(v, {{"broadcast_to", 1}, {"mul", 0, 2}, {"mul", 3, 0}}, {6, 3}, {0}, true); },
        [](T x) {

@@ -220,8 +220,9 @@ const Entry kDerivatives[] = {
   {"fused_sum", [](C c) -> Grads {
      return through_decomposition(c, [&] {
        const Shape shape(c.node.attrs.ints("shape").begin(), c.node.attrs.ints("shape").end());
-       return sum(fused_elementwise_reference(c.inputs, fused_steps(c.node.attrs), shape), c.node.attrs.ints("axes"),
-                  c.node.attrs.i("keepdims") != 0); }); }},
+       const Attrs& a = c.node.attrs;
+       return fused_sum_reference(c.inputs, fused_steps(a), shape, a.ints("axes"), a.i("keepdims") != 0,
+                                  a.has("sums") ? a.ints("sums") : std::vector<int64_t>{}); }); }},
   {"attribution_stats_backward", [](C c) -> Grads {
      return through_decomposition(c, [&] {
        return attribution_stats_backward_reference(c.inputs[0], c.inputs[1], c.inputs[2],

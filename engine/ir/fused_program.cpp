@@ -53,11 +53,26 @@ Attrs fused_attrs(const std::vector<FusedStep>& steps, const Shape& shape) {
 }
 
 Attrs fused_sum_attrs(const std::vector<FusedStep>& steps, const Shape& shape, std::vector<int64_t> axes,
-                      bool keepdims) {
+                      bool keepdims, std::vector<int64_t> sums) {
   Attrs a = fused_attrs(steps, shape);
   a.set("axes", std::move(axes));
   a.set("keepdims", int64_t{keepdims});
+  if (!sums.empty()) a.set("sums", std::move(sums));
   return a;
+}
+
+std::vector<int32_t> fused_sum_registers(const Attrs& attrs, size_t inputs) {
+  const size_t registers = inputs + attrs.ints("program").size() / 3;
+  if (!attrs.has("sums")) return {static_cast<int32_t>(registers - 1)};
+  std::vector<int32_t> out;
+  for (int64_t r : attrs.ints("sums")) {
+    AGILENN_CHECK(r >= 0 && static_cast<size_t>(r) < registers,
+                  "fused_sum: sums register " << r << " of " << registers);
+    out.push_back(static_cast<int32_t>(r));
+  }
+  AGILENN_CHECK(!out.empty() && out.size() <= static_cast<size_t>(kernels::kFusedMaxSums),
+                "fused_sum: " << out.size() << " sums, expected 1 to " << kernels::kFusedMaxSums);
+  return out;
 }
 
 std::vector<kernels::FusedInstruction<double>> fused_instructions(const Attrs& attrs) {

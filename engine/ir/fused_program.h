@@ -28,9 +28,13 @@ int fused_operands(kernels::FusedOp op);
 // Attributes of a fused_elementwise node: "program" (op, a, b per instruction), "ranges"
 // (lo, hi per instruction, as the bits of doubles) and the output "shape".
 Attrs fused_attrs(const std::vector<FusedStep>& steps, const Shape& shape);
-// A fused_sum node's: those and the summed leading "axes", "keepdims" as sum's.
+// A fused_sum node's: those and the summed leading "axes", "keepdims" as sum's; with
+// `sums` (registers), "sums": those registers' sums stacked along a new first axis, in
+// place of the last register's sum.
 Attrs fused_sum_attrs(const std::vector<FusedStep>& steps, const Shape& shape, std::vector<int64_t> axes,
-                      bool keepdims);
+                      bool keepdims, std::vector<int64_t> sums = {});
+// The registers a fused_sum node sums: its "sums", or its last register.
+std::vector<int32_t> fused_sum_registers(const Attrs& attrs, size_t inputs);
 // The instructions as read from the attributes (op codes checked), in double precision.
 std::vector<kernels::FusedInstruction<double>> fused_instructions(const Attrs& attrs);
 std::vector<FusedStep> fused_steps(const Attrs& attrs);

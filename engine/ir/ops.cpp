@@ -66,13 +66,16 @@ Value fused_elementwise(const std::vector<Value>& inputs, const std::vector<Fuse
 }
 
 Value fused_sum(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps, const Shape& shape,
-                std::vector<int64_t> axes, bool keepdims) {
+                std::vector<int64_t> axes, bool keepdims, std::vector<int64_t> sums) {
   AGILENN_CHECK(!inputs.empty(), "fused_sum: no inputs");
-  return make(inputs[0].graph(), "fused_sum", inputs, fused_sum_attrs(steps, shape, std::move(axes), keepdims));
+  return make(inputs[0].graph(), "fused_sum", inputs,
+              fused_sum_attrs(steps, shape, std::move(axes), keepdims, std::move(sums)));
 }
 
-Value fused_elementwise_reference(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps,
-                                  const Shape& shape) {
+namespace {
+// The program's registers as registry ops: the inputs, then one value per instruction.
+std::vector<Value> fused_registers_reference(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps,
+                                             const Shape& shape) {
   std::vector<Value> r = inputs;
   for (const FusedStep& s : steps) {
     const Value& a = r.at(static_cast<size_t>(s.a));
@@ -89,7 +92,28 @@ Value fused_elementwise_reference(const std::vector<Value>& inputs, const std::v
       r.push_back(make(a.graph(), op, {a}, {}));
     }
   }
-  return r.back().shape() == shape ? r.back() : broadcast_to(r.back(), shape);
+  return r;
+}
+}  // namespace
+
+Value fused_elementwise_reference(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps,
+                                  const Shape& shape) {
+  return broadcast_to(fused_registers_reference(inputs, steps, shape).back(), shape);
+}
+
+Value fused_sum_reference(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps, const Shape& shape,
+                          const std::vector<int64_t>& axes, bool keepdims, const std::vector<int64_t>& sums) {
+  const std::vector<Value> r = fused_registers_reference(inputs, steps, shape);
+  const auto summed = [&](size_t reg) { return sum(broadcast_to(r.at(reg), shape), axes, keepdims); };
+  if (sums.empty()) return summed(r.size() - 1);
+  std::vector<Value> stacked;
+  for (int64_t reg : sums) {
+    const Value s = summed(static_cast<size_t>(reg));
+    Shape one = s.shape();
+    one.insert(one.begin(), 1);
+    stacked.push_back(reshape(s, one));
+  }
+  return stacked.size() == 1 ? stacked[0] : concat(stacked, 0);
 }
 
 Value add(const Value& a, const Value& b) { return binary("add", a, b); }

@@ -53,10 +53,14 @@ Value fused_elementwise(const std::vector<Value>& inputs, const std::vector<Fuse
 // The same program as a chain of registry ops: the fused node's meaning (and its vjp).
 Value fused_elementwise_reference(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps,
                                   const Shape& shape);
-// Such a program summed over its leading `axes` (the fusion pass's reduction of a chain);
-// its meaning is sum(fused_elementwise_reference(...), axes, keepdims).
+// Such a program summed over its leading `axes` (the fusion pass's reduction of a chain):
+// the last register's sum, or with `sums` those registers' sums stacked along a new first
+// axis (sums the pass merged, which read the same inputs). Its meaning is
+// fused_sum_reference.
 Value fused_sum(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps, const Shape& shape,
-                std::vector<int64_t> axes, bool keepdims);
+                std::vector<int64_t> axes, bool keepdims, std::vector<int64_t> sums = {});
+Value fused_sum_reference(const std::vector<Value>& inputs, const std::vector<FusedStep>& steps, const Shape& shape,
+                          const std::vector<int64_t>& axes, bool keepdims, const std::vector<int64_t>& sums = {});
 Value cast(const Value& x, DType dtype);
 
 // ---- reductions (empty axes = all axes)

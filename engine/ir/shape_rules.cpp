@@ -164,7 +164,10 @@ void register_shape_rules(OpRegistry& r) {
     AGILENN_CHECK(leading_axes(axes, program.shape.size()), "axes " << shape_str(a.ints("axes"))
                                                                   << " are not leading axes leaving one of "
                                                                   << shape_str(program.shape));
-    return {reduced_shape(program.shape, axes, a.i("keepdims") != 0), program.dtype};
+    Shape out = reduced_shape(program.shape, axes, a.i("keepdims") != 0);
+    if (a.has("sums"))
+      out.insert(out.begin(), static_cast<int64_t>(fused_sum_registers(a, ids.size()).size()));
+    return {out, program.dtype};
   });
   for (const char* op : {"equal", "less", "less_equal", "greater", "greater_equal"}) add(r, op, comparison);
 

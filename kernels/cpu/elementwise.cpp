@@ -140,8 +140,11 @@ enum class Chain : uint8_t {
 };
 
 // Per instruction, how it chains into the next (instructions taken as a second are none).
+// The `kept` registers (a fused sum's summed ones) are read after the program, so they are
+// never the first of a pair.
 template <class T>
-std::vector<Chain> chains(const std::vector<kernels::FusedInstruction<T>>& program, size_t inputs) {
+std::vector<Chain> chains(const std::vector<kernels::FusedInstruction<T>>& program, size_t inputs,
+                          const std::vector<int32_t>& kept) {
   std::vector<Chain> out(program.size(), Chain::none);
   auto cheap = [](const kernels::FusedInstruction<T>& in) { return visit_cheap(in, [](auto) {}); };
   for (size_t j = 0; j + 1 < program.size(); ++j) {
@@ -149,7 +152,7 @@ std::vector<Chain> chains(const std::vector<kernels::FusedInstruction<T>>& progr
     const auto t = static_cast<int32_t>(inputs + j);
     const bool as_a = next.a == t, as_b = next.b == t;
     if (!cheap(program[j]) || !cheap(next) || (!as_a && !as_b)) continue;
-    bool read_later = false;
+    bool read_later = std::find(kept.begin(), kept.end(), t) != kept.end();
     for (size_t k = j + 2; k < program.size(); ++k) read_later |= program[k].a == t || program[k].b == t;
     if (read_later) continue;
     out[j] = next.b < 0 || (as_a && as_b) ? Chain::as_every : as_a ? Chain::as_a : Chain::as_b;
@@ -234,8 +237,10 @@ class FusedRuns {
     std::vector<const T*> reg;
   };
 
-  FusedRuns(const Node& node, std::span<const Tensor> in, const Shape& shape, int64_t block)
-      : block_(block), program_(fused_program<T>(node.attrs)), chain_(chains(program_, in.size())), in_(in),
+  // kept: registers read after each run (by register()), besides the last.
+  FusedRuns(const Node& node, std::span<const Tensor> in, const Shape& shape, int64_t block,
+            const std::vector<int32_t>& kept = {})
+      : block_(block), program_(fused_program<T>(node.attrs)), chain_(chains(program_, in.size(), kept)), in_(in),
         shape_(shape), strides_(in.size()), tiles_(in.size()), period_(in.size(), 0) {
     constexpr int64_t kMaxTile = 4096;
     // A periodic input is read from a tile of it repeated past a block's length (made once
@@ -261,7 +266,8 @@ class FusedRuns {
   }
 
   // Elements [first, first + len) of the result, len <= block: written to dst, or to the
-  // scratch where dst is null; returns where they are.
+  // scratch where dst is null; returns where they are. A kept register's elements are then
+  // at s.reg[register].
   const T* run(int64_t first, int64_t len, Scratch& s, T* dst) const {
     const size_t inputs = in_.size(), rank = shape_.size();
     for (size_t k = 0; k < inputs; ++k) {
@@ -325,24 +331,34 @@ void run_fused(const Node& node, std::span<const Tensor> in, Tensor& out) {
 
 // fused_sum adds the program's rows in the sum kernel's blocks and order (reduce_row_blocks,
 // as reduce_rows in kernels/cpu/reductions.cpp): the fused node equals its chain and sum bit
-// for bit.
+// for bit. Several summed registers share each run and its reads of the inputs, each adding
+// into its own row of the accumulators (and of the output).
 template <class T>
 void run_fused_sum(const Node& node, std::span<const Tensor> in, Tensor& out) {
   const Shape shape(node.attrs.ints("shape").begin(), node.attrs.ints("shape").end());
-  const int64_t width = out.numel();
+  const std::vector<int32_t> sums = fused_sum_registers(node.attrs, in.size());
+  const auto outputs = static_cast<int64_t>(sums.size());
+  const int64_t width = out.numel() / outputs;
   if (width == 0) return;
   constexpr int64_t block = kFusedSumBlock;
-  const FusedRuns<T> runs(node, in, shape, block);
+  const FusedRuns<T> runs(node, in, shape, block, sums);
   const int64_t rows = numel(shape) / width;
   const auto plus = [](T a, T b) { return a + b; };
   reduce_row_blocks(
-      rows, width, rows * width * static_cast<int64_t>(runs.instructions()), T(0), plus,
+      rows, outputs * width, rows * width * static_cast<int64_t>(runs.instructions()), T(0), plus,
       [&](T* acc, int64_t first, int64_t end) {
         auto scratch = runs.scratch();
+        // Elements [at, at + len) of the program into each sum's accumulators from acc_at.
+        const auto add_run = [&](int64_t at, int64_t len, int64_t run_rows, int64_t run_width, int64_t acc_at) {
+          runs.run(at, len, scratch, nullptr);
+          for (int64_t k = 0; k < outputs; ++k)
+            combine_rows(scratch.reg[static_cast<size_t>(sums[static_cast<size_t>(k)])], 0, run_rows, run_width,
+                         acc + k * width + acc_at, plus);
+        };
         if (width <= block) {  // whole rows per run
           for (int64_t r = first; r < end;) {
             const int64_t count = std::min(block / width, end - r);
-            combine_rows(runs.run(r * width, count * width, scratch, nullptr), 0, count, width, acc, plus);
+            add_run(r * width, count * width, count, width, 0);
             r += count;
           }
           return;
@@ -350,7 +366,7 @@ void run_fused_sum(const Node& node, std::span<const Tensor> in, Tensor& out) {
         for (int64_t r = first; r < end; ++r)
           for (int64_t c = 0; c < width; c += block) {
             const int64_t len = std::min(block, width - c);
-            combine_rows(runs.run(r * width + c, len, scratch, nullptr), 0, 1, len, acc + c, plus);
+            add_run(r * width + c, len, 1, len, c);
           }
       },
       out.data<T>());

@@ -19,7 +19,9 @@ struct FusedProgramArgs {
   StridedIndex<kernels::kFusedMaxInputs> ix;  // the inputs' broadcast strides over the program's shape
 
   // The program's value at flat index i of its shape, every register in registers.
-  __device__ float at(int64_t i) const {
+  __device__ float at(int64_t i) const { return at(i, inputs + count - 1); }
+  // Register `reg` at flat index i.
+  __device__ float at(int64_t i, int reg) const {
     int64_t o[kernels::kFusedMaxInputs];
     ix.offsets(i, o);
     float r[kernels::kFusedMaxInputs + kernels::kFusedMaxInstructions];
@@ -28,7 +30,7 @@ struct FusedProgramArgs {
       const auto& ins = program[j];
       r[inputs + j] = kernels::apply_fused(ins, r[ins.a], r[ins.b >= 0 ? ins.b : ins.a]);
     }
-    return r[inputs + count - 1];
+    return r[reg];
   }
 };
 

@@ -106,7 +106,8 @@ __global__ void reduce_groups_kernel(const float* x, float* y, int64_t outputs, 
 }
 
 // The element (o, r, col) of a column reduction's input: a tensor viewed as
-// [outer, rows, width], or a fused program's value (fused_sum: outer 1).
+// [outer, rows, width], or a fused program's register sums[o] (fused_sum: outer, the
+// number of registers summed).
 struct DenseColumns {
   const float* x;
   int64_t rows, width;
@@ -115,7 +116,10 @@ struct DenseColumns {
 struct FusedColumns {
   FusedProgramArgs program;
   int64_t width;
-  __device__ float operator()(int64_t, int64_t r, int64_t col) const { return program.at(r * width + col); }
+  int sums[kernels::kFusedMaxSums];
+  __device__ float operator()(int64_t o, int64_t r, int64_t col) const {
+    return program.at(r * width + col, sums[o]);
+  }
 };
 
 // Column reduction of an input viewed as [outer, rows, width] (elements from `load`): a
@@ -349,15 +353,19 @@ void register_reductions(KernelTable& table) {
       launch_argmin(in[0].data<float>(), out.data<int32_t>(), AxisView(in[0].shape(), node.attrs.i("axis")));
     });
   });
-  // The fused program's rows (its leading axes, merged) summed as sum's column reduction.
+  // The fused program's rows (its leading axes, merged) summed as sum's column reduction,
+  // one slice of `outer` per summed register.
   table.add("fused_sum", [](const Node& node, std::span<const Tensor> in, Tensor& out) {
     dispatch_f32(out.dtype(), node, [&](float) {
       const Shape shape(node.attrs.ints("shape").begin(), node.attrs.ints("shape").end());
-      const int64_t width = out.numel();
+      const std::vector<int32_t> sums = fused_sum_registers(node.attrs, in.size());
+      const auto outputs = static_cast<int64_t>(sums.size());
+      const int64_t width = out.numel() / outputs;
       if (width == 0) return;
       const int64_t rows = numel(shape) / width;
-      launch_reduce_columns<SumOp>(FusedColumns{fused_program_args(node, in, shape), width}, out.data<float>(), 1, rows,
-                                   width);
+      FusedColumns load{fused_program_args(node, in, shape), width, {}};
+      std::copy(sums.begin(), sums.end(), load.sums);
+      launch_reduce_columns<SumOp>(load, out.data<float>(), outputs, rows, width);
     });
   });
   table.add("softmax", softmax_family<false>);

@@ -21,6 +21,8 @@ enum class FusedOp : int32_t {
 constexpr int32_t kFusedOps = static_cast<int32_t>(FusedOp::minimum) + 1;
 constexpr int kFusedMaxInputs = 8;
 constexpr int kFusedMaxInstructions = 24;
+// A fused_sum may sum several of its registers at once (sums of one pass over shared inputs).
+constexpr int kFusedMaxSums = 4;
 
 template <class T>
 struct FusedInstruction {
