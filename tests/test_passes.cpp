@@ -330,14 +330,19 @@ TEST_P(FusionOfABatchNorm, ColumnSumsTakeInTheChainsTheyReadBitForBit) {
   EXPECT_GE(full_size(plain, "mul"), 1);
   EXPECT_EQ(full_size(fused, "mul"), 0);
   // The mean's gradient comes from the sums of the clamp's gradient and of x (autodiff
-  // takes it by linearity): four column sums (x's for the mean, the variance, beta's and
-  // the scale's gradients), and x's gradient in one pass over x and the clamp's gradient.
+  // takes it by linearity). Three passes sum columns: x's for the mean, the variance, and
+  // one for both beta's and the scale's gradients (the clamp's gradient, and it times
+  // x - mean); x's gradient is one pass over x and the clamp's gradient.
   const auto column_sums = std::count_if(fused.order.begin(), fused.order.end(), [&](NodeId id) {
     const Node& n = g.node(id);
     return (n.op_name() == "sum" || n.op_name() == "fused_sum") && n.shape != Shape{} &&
            std::any_of(n.inputs.begin(), n.inputs.end(), [&](NodeId in) { return g.node(in).shape == shape; });
   });
-  EXPECT_EQ(column_sums, 4);
+  EXPECT_EQ(column_sums, 3);
+  const auto two_sums = std::count_if(fused.order.begin(), fused.order.end(), [&](NodeId id) {
+    return g.node(id).op_name() == "fused_sum" && g.node(id).shape == Shape{2, 1, 1, 7};  // two sums, kept dims
+  });
+  EXPECT_EQ(two_sums, 1);
   const Node& dx = g.node(fused.outputs[1]);
   EXPECT_EQ(dx.op_name(), "fused_elementwise");
   EXPECT_EQ(std::count_if(dx.inputs.begin(), dx.inputs.end(), [&](NodeId in) { return g.node(in).shape == shape; }),

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "engine/ir/fused_program.h"
+#include "engine/ir/ops.h"
 #include "engine/ir/registry.h"
 #include "engine/ir/shape_util.h"
 #include "engine/passes/passes.h"
@@ -194,45 +195,124 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
     for (NodeId in : members[s].empty() ? plan.reads[s] : inputs_of(members[s])) read[static_cast<size_t>(in)] = true;
   }
 
+  // Column sums over the same rows that read a full-size input in common become one
+  // fused_sum with several outputs at the first of them, which reads that input once (a
+  // batch norm backward's sums of its gradient, for beta, and of the gradient times
+  // x - mean, for the scale). A later sum joins only when every input it reads is made
+  // before the first: it then runs earlier, never later.
+  std::vector<std::vector<size_t>> joined(n);  // for a first sum: the later sums it computes
+  {
+    const auto column_sum = [&](size_t s) {
+      return !dropped[s] && graph.node(plan.order[s]).op_name() == "sum" && column_sum_of(s, plan.reads[s][0]);
+    };
+    // What a sum reads: its group's inputs, or the stored value it sums.
+    const auto reads_of = [&](size_t s) { return sums[s] ? inputs_of(members[s]) : plan.reads[s]; };
+    for (size_t s = 0; s < n; ++s) {
+      if (!column_sum(s)) continue;
+      const Node& first = graph.node(plan.order[s]);
+      const Node& value = graph.node(plan.reads[s][0]);
+      std::vector<size_t> group = members[s];
+      std::vector<NodeId> reads = reads_of(s);
+      for (size_t t = s + 1; t < n && joined[s].size() + 1 < static_cast<size_t>(kernels::kFusedMaxSums); ++t) {
+        if (!column_sum(t)) continue;
+        const Node& later = graph.node(plan.order[t]);
+        if (graph.node(plan.reads[t][0]).shape != value.shape || later.attrs.str() != first.attrs.str()) continue;
+        const std::vector<NodeId> later_reads = reads_of(t);
+        bool ready = true, shared = false;
+        for (NodeId in : later_reads) {
+          const size_t made = pos[static_cast<size_t>(in)];
+          ready = ready && (made == kNone || made < s);
+          shared = shared || (full_size(graph.node(in), arena_bytes(value)) &&
+                              std::find(reads.begin(), reads.end(), in) != reads.end());
+        }
+        if (!ready || !shared) continue;
+        std::vector<size_t> merged = group;
+        merged.insert(merged.end(), members[t].begin(), members[t].end());
+        std::sort(merged.begin(), merged.end());
+        merged.erase(std::unique(merged.begin(), merged.end()), merged.end());
+        std::vector<NodeId> merged_reads = reads;
+        for (NodeId in : later_reads)
+          if (std::find(merged_reads.begin(), merged_reads.end(), in) == merged_reads.end()) merged_reads.push_back(in);
+        if (merged.empty() || merged.size() > static_cast<size_t>(kernels::kFusedMaxInstructions) ||
+            merged_reads.size() > static_cast<size_t>(kernels::kFusedMaxInputs))
+          continue;
+        group = std::move(merged);
+        reads = std::move(merged_reads);
+        joined[s].push_back(t);
+        dropped[t] = true;
+      }
+      if (!joined[s].empty()) members[s] = std::move(group);
+    }
+  }
+
   std::unordered_map<NodeId, NodeId> renamed;  // a replaced node -> its fused node
-  // Replaces step `at` with an `op` node running the program of `group`, with the
-  // attributes attrs_of(program, the group's shape).
-  const auto replace = [&](size_t at, const std::vector<size_t>& group, const std::string& op, auto attrs_of) {
-    const std::vector<NodeId> inputs = inputs_of(group);
+  // Replaces step `at` with an `op` node running the program of `group` over its inputs and
+  // any of `summed` (values a fused_sum adds up) that the group does not make, with the
+  // attributes attrs_of(program, the program's shape, the registers of `summed`).
+  const auto replace = [&](size_t at, const std::vector<size_t>& group, const std::vector<NodeId>& summed,
+                           const std::string& op, auto attrs_of) {
+    std::vector<NodeId> inputs = inputs_of(group);
+    for (NodeId v : summed) {
+      const bool made = std::any_of(group.begin(), group.end(), [&](size_t m) { return plan.order[m] == v; });
+      if (!made && std::find(inputs.begin(), inputs.end(), v) == inputs.end()) inputs.push_back(v);
+    }
     std::vector<NodeId> registers = inputs;
+    const auto reg = [&](NodeId v) {
+      return static_cast<int32_t>(std::find(registers.begin(), registers.end(), v) - registers.begin());
+    };
     std::vector<FusedStep> steps;
     for (size_t m : group) {
       const Node& member = graph.node(plan.order[m]);
       FusedStep step{member.op_name()};
-      const auto reg = [&](NodeId v) {
-        return static_cast<int32_t>(std::find(registers.begin(), registers.end(), v) - registers.begin());
-      };
       step.a = reg(plan.reads[m][0]);
       if (plan.reads[m].size() > 1) step.b = reg(plan.reads[m][1]);
       if (member.attrs.has("lo")) step.lo = member.attrs.f("lo"), step.hi = member.attrs.f("hi");
       steps.push_back(step);
       registers.push_back(plan.order[m]);
     }
-    Attrs attrs = attrs_of(steps, graph.node(plan.order[group.back()]).shape);
+    std::vector<int64_t> summed_registers;
+    for (NodeId v : summed) summed_registers.push_back(reg(v));
+    Attrs attrs = attrs_of(steps, graph.node(plan.order[group.back()]).shape, std::move(summed_registers));
     const NodeId replaced = plan.order[at];
     const NodeId node = graph.add(op, inputs, std::move(attrs));
     plan.order[at] = node;
     plan.reads[at] = inputs;
     renamed[replaced] = node;
   };
+  // Steps that follow step s: the slices of a fused_sum with several outputs, each under
+  // the name of the sum it computes.
+  std::vector<std::vector<std::pair<NodeId, std::vector<NodeId>>>> after(n);
   size_t fused = 0;
   for (size_t s = 0; s < n; ++s) {
     if (dropped[s]) continue;
-    if (sums[s]) {
+    if (!joined[s].empty()) {
+      std::vector<NodeId> originals{plan.order[s]}, summed{plan.reads[s][0]};
+      for (size_t t : joined[s]) originals.push_back(plan.order[t]), summed.push_back(plan.reads[t][0]);
+      const Attrs sum = graph.node(plan.order[s]).attrs;
+      replace(s, members[s], summed, "fused_sum",
+              [&](const std::vector<FusedStep>& steps, const Shape& shape, std::vector<int64_t> registers) {
+                return fused_sum_attrs(steps, shape, sum.ints("axes"), sum.i("keepdims") != 0, std::move(registers));
+              });
+      const Value stacked(&graph, plan.order[s]);
+      for (size_t k = 0; k < originals.size(); ++k) {
+        const Value slice = ops::slice_axis(stacked, 0, static_cast<int64_t>(k), static_cast<int64_t>(k) + 1);
+        const Value one = ops::reshape(slice, graph.node(originals[k]).shape);
+        after[s].push_back({slice.id(), {stacked.id()}});
+        after[s].push_back({one.id(), {slice.id()}});
+        renamed[originals[k]] = one.id();
+      }
+      ++fused;
+    } else if (sums[s]) {
       const Attrs& sum = graph.node(plan.order[s]).attrs;
       const std::vector<int64_t> axes = sum.ints("axes");
       const bool keepdims = sum.i("keepdims") != 0;
-      replace(s, members[s], "fused_sum", [&](const std::vector<FusedStep>& steps, const Shape& shape) {
+      replace(s, members[s], {}, "fused_sum", [&](const std::vector<FusedStep>& steps, const Shape& shape, auto) {
         return fused_sum_attrs(steps, shape, axes, keepdims);
       });
       ++fused;
     } else if (members[s].size() >= 2) {
-      replace(s, members[s], "fused_elementwise", fused_attrs);
+      replace(s, members[s], {}, "fused_elementwise",
+              [](const std::vector<FusedStep>& steps, const Shape& shape, auto) { return fused_attrs(steps, shape); });
       ++fused;
     }
   }
@@ -245,17 +325,19 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
     for (NodeId& in : r) rename(in);
   for (NodeId& o : plan.outputs) rename(o);
   for (NodeId& c : plan.canonical) rename(c);
-  size_t kept = 0;
+  std::vector<NodeId> order;
+  std::vector<std::vector<NodeId>> reads;
   for (size_t s = 0; s < n; ++s) {
     if (dropped[s]) continue;
-    if (kept != s) {
-      plan.order[kept] = plan.order[s];
-      plan.reads[kept] = std::move(plan.reads[s]);
+    order.push_back(plan.order[s]);
+    reads.push_back(std::move(plan.reads[s]));
+    for (auto& [node, node_reads] : after[s]) {
+      order.push_back(node);
+      reads.push_back(std::move(node_reads));
     }
-    ++kept;
   }
-  plan.order.resize(kept);
-  plan.reads.resize(kept);
+  plan.order = std::move(order);
+  plan.reads = std::move(reads);
   for (size_t id = plan.canonical.size(); id < graph.size(); ++id) plan.canonical.push_back(static_cast<NodeId>(id));
   return fused;
 }
