@@ -2,9 +2,10 @@
 // reader becomes one fused_elementwise node, which reads the chain's inputs once and
 // writes its result once (one loop on the CPU, one kernel on CUDA), and whose
 // intermediates never take arena memory; a chain read only by a sum over leading axes
-// becomes, with the sum, one fused_sum node, which stores no element of the chain. A cheap
-// value with several readers that each fuse, made from one value of its size (x - mean),
-// is recomputed inside each reader instead of stored.
+// becomes, with the sum, one fused_sum node, which stores no element of the chain; such
+// sums over the same rows that share an input become one node with several outputs. A
+// cheap value with several readers that each fuse, made from one value of its size
+// (x - mean), is recomputed inside each reader instead of stored.
 #include <algorithm>
 #include <unordered_map>
 
