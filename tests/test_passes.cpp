@@ -449,7 +449,9 @@ TEST(Executor, KernelErrorsNameTheNode) {
   Value idx = ops::leaf(g, "idx", {1}, DType::i32);
   Value y = ops::gather(x, idx, 0);
   try {
-    evaluate(g, {y.id()}, {{"x", Tensor::zeros({3, 2}, DType::f32)}, {"idx", Tensor::from_vector({1}, {7}, DType::i32)}}, cpu_backend());
+    evaluate(g, {y.id()},
+             {{"x", Tensor::zeros({3, 2}, DType::f32)}, {"idx", Tensor::from_vector({1}, {7}, DType::i32)}},
+             cpu_backend());
     FAIL();
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("while running %2 = gather(%0, %1)"));
