@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include "engine/autodiff/derivatives.h"
 #include "engine/core/error.h"
@@ -25,19 +26,23 @@ class LinearSums {
   explicit LinearSums(Graph& g) : g_(g) {}
 
   // g summed over `axes` (normalised) with kept dimensions, or an invalid Value where some
-  // term is neither constant along them nor already summed.
+  // term is neither constant along them nor already summed. The combination is walked once
+  // to see that every term is known before any node is made, so a failed attempt leaves
+  // nothing in the graph.
   Value sum(const Value& g, const std::vector<int64_t>& axes) {
     index_sums();
     full_ = g.shape();
     axes_ = axes;
+    kept_ = full_;
     count_ = 1;
-    for (int64_t a : axes) count_ *= static_cast<double>(full_[static_cast<size_t>(a)]);
+    for (int64_t a : axes) {
+      count_ *= static_cast<double>(full_[static_cast<size_t>(a)]);
+      kept_[static_cast<size_t>(a)] = 1;
+    }
     terms_ = 0;
-    const Value s = term_sum(g);
-    if (!s.valid()) return s;
-    Shape kept = full_;
-    for (int64_t a : axes) kept[static_cast<size_t>(a)] = 1;
-    return ops::broadcast_to(s, kept);  // a sum of constants alone may lack some dimensions
+    if (!term_sum(g, false)) return {};
+    terms_ = 0;
+    return ops::broadcast_to(*term_sum(g, true), kept_);  // a sum of constants alone may lack some dimensions
   }
 
  private:
@@ -67,46 +72,45 @@ class LinearSums {
     return v;
   }
 
-  // The sum of a full-size term, or of a constant one; invalid where neither is known.
-  Value term_sum(const Value& v) {
-    if (++terms_ > kMaxTerms) return {};
-    if (const Value c = constant(v); c.valid()) return c * count_;
-    if (v.shape() != full_) return {};
-    if (auto it = sums_.find({v.id(), axes_}); it != sums_.end()) {
-      Shape kept = full_;
-      for (int64_t a : axes_) kept[static_cast<size_t>(a)] = 1;
-      return ops::reshape(Value(&g_, it->second), kept);
-    }
+  // The sum of a full-size term, or of a constant one, built where `build` (else an empty
+  // Value stands for it); nullopt where neither is known.
+  std::optional<Value> term_sum(const Value& v, bool build) {
+    if (++terms_ > kMaxTerms) return std::nullopt;
+    const auto made = [&](auto make) -> std::optional<Value> { return build ? make() : Value(); };
+    if (const Value c = constant(v); c.valid()) return made([&] { return c * count_; });
+    if (v.shape() != full_) return std::nullopt;
+    if (auto it = sums_.find({v.id(), axes_}); it != sums_.end())
+      return made([&] { return ops::reshape(Value(&g_, it->second), kept_); });
     const Node& n = v.node();
     const std::string& op = n.op_name();
     const auto operand = [&](size_t i) { return Value(&g_, n.inputs[i]); };
     if (op == "neg") {
-      const Value a = term_sum(operand(0));
-      return a.valid() ? -a : a;
+      const auto a = term_sum(operand(0), build);
+      return a ? made([&] { return -*a; }) : a;
     }
     if (op == "add" || op == "sub") {
-      const Value a = term_sum(operand(0));
-      const Value b = a.valid() ? term_sum(operand(1)) : Value();
-      if (!b.valid()) return b;
-      return op == "add" ? a + b : a - b;
+      const auto a = term_sum(operand(0), build);
+      const auto b = a ? term_sum(operand(1), build) : a;
+      if (!b) return b;
+      return made([&] { return op == "add" ? *a + *b : *a - *b; });
     }
     if (op == "mul" || op == "div") {  // by a factor constant along the axes
       for (size_t i : {size_t{1}, size_t{0}}) {
         if (op == "div" && i == 0) break;
         const Value c = constant(operand(i));
         if (!c.valid()) continue;
-        const Value a = term_sum(operand(1 - i));
-        if (!a.valid()) return a;
-        return op == "mul" ? a * c : ops::div(a, c);
+        const auto a = term_sum(operand(1 - i), build);
+        if (!a) return a;
+        return made([&] { return op == "mul" ? *a * c : ops::div(*a, c); });
       }
     }
-    return {};
+    return std::nullopt;
   }
 
   Graph& g_;
   size_t indexed_ = 0;
   std::map<std::pair<NodeId, std::vector<int64_t>>, NodeId> sums_;
-  Shape full_;
+  Shape full_, kept_;  // the summed value's shape, and the sum's with kept dimensions
   std::vector<int64_t> axes_;
   double count_ = 1;
   int terms_ = 0;
