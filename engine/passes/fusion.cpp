@@ -100,6 +100,15 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
           inputs.push_back(in);
     return inputs;
   };
+  // What step s reads: its group's inputs, or its own where it has no group.
+  const auto step_reads = [&](size_t s) { return members[s].empty() ? plan.reads[s] : inputs_of(members[s]); };
+  // Two groups' steps as one group, in step order (a copy both took in once).
+  const auto joined_steps = [](std::vector<size_t> a, const std::vector<size_t>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    std::sort(a.begin(), a.end());
+    a.erase(std::unique(a.begin(), a.end()), a.end());
+    return a;
+  };
   const auto within_limits = [&](const std::vector<size_t>& group) {
     return group.size() <= static_cast<size_t>(kernels::kFusedMaxInstructions) &&
            inputs_of(group).size() <= static_cast<size_t>(kernels::kFusedMaxInputs);
@@ -152,10 +161,7 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
     const std::vector<NodeId> inputs = inputs_of(members[q]);
     if (move && !extends_no_more_than_it_frees(inputs, in, s) && made_between(q, s) > arena_bytes(graph.node(in)))
       return;
-    std::vector<size_t> merged = members[q];
-    merged.insert(merged.end(), members[s].begin(), members[s].end());
-    std::sort(merged.begin(), merged.end());
-    merged.erase(std::unique(merged.begin(), merged.end()), merged.end());  // a copy met twice
+    std::vector<size_t> merged = joined_steps(members[q], members[s]);
     if (!within_limits(merged)) return;
     read_until(inputs, s);
     members[s] = std::move(merged);
@@ -193,7 +199,7 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
     const NodeId v = plan.order[s];
     if (fusable(graph.node(v))) dropped[s] = members[s].empty() || (copyable[s] && !read[static_cast<size_t>(v)]);
     if (dropped[s]) continue;
-    for (NodeId in : members[s].empty() ? plan.reads[s] : inputs_of(members[s])) read[static_cast<size_t>(in)] = true;
+    for (NodeId in : step_reads(s)) read[static_cast<size_t>(in)] = true;
   }
 
   // Column sums over the same rows that read a full-size input in common become one
@@ -206,19 +212,17 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
     const auto column_sum = [&](size_t s) {
       return !dropped[s] && graph.node(plan.order[s]).op_name() == "sum" && column_sum_of(s, plan.reads[s][0]);
     };
-    // What a sum reads: its group's inputs, or the stored value it sums.
-    const auto reads_of = [&](size_t s) { return sums[s] ? inputs_of(members[s]) : plan.reads[s]; };
     for (size_t s = 0; s < n; ++s) {
       if (!column_sum(s)) continue;
       const Node& first = graph.node(plan.order[s]);
       const Node& value = graph.node(plan.reads[s][0]);
       std::vector<size_t> group = members[s];
-      std::vector<NodeId> reads = reads_of(s);
+      std::vector<NodeId> reads = step_reads(s);
       for (size_t t = s + 1; t < n && joined[s].size() + 1 < static_cast<size_t>(kernels::kFusedMaxSums); ++t) {
         if (!column_sum(t)) continue;
         const Node& later = graph.node(plan.order[t]);
         if (graph.node(plan.reads[t][0]).shape != value.shape || later.attrs.str() != first.attrs.str()) continue;
-        const std::vector<NodeId> later_reads = reads_of(t);
+        const std::vector<NodeId> later_reads = step_reads(t);
         bool ready = true, shared = false;
         for (NodeId in : later_reads) {
           const size_t made = pos[static_cast<size_t>(in)];
@@ -227,10 +231,7 @@ size_t fuse_elementwise(Graph& graph, Plan& plan) {
                               std::find(reads.begin(), reads.end(), in) != reads.end());
         }
         if (!ready || !shared) continue;
-        std::vector<size_t> merged = group;
-        merged.insert(merged.end(), members[t].begin(), members[t].end());
-        std::sort(merged.begin(), merged.end());
-        merged.erase(std::unique(merged.begin(), merged.end()), merged.end());
+        std::vector<size_t> merged = joined_steps(group, members[t]);
         std::vector<NodeId> merged_reads = reads;
         for (NodeId in : later_reads)
           if (std::find(merged_reads.begin(), merged_reads.end(), in) == merged_reads.end()) merged_reads.push_back(in);
