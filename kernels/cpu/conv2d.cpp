@@ -289,17 +289,23 @@ template <class Pixel>
   }
 }
 
-// The input rows the 3×3 windows of output row r (of the n·oh rows) read, null where
-// outside the input.
+// Rows first + kh·step (kh = 0, 1, 2) of image n of a source of `height` rows of
+// `row_size` elements each, null where outside it.
 template <class T>
-std::array<const T*, 3> input_rows3(const kernels::DepthwiseGeometry& g, const T* x, int64_t r) {
-  const int64_t n = r / g.oh, oh = r % g.oh;
+std::array<const T*, 3> rows3(const T* src, int64_t n, int64_t height, int64_t row_size, int64_t first,
+                              int64_t step) {
   std::array<const T*, 3> rows{};
   for (int64_t kh = 0; kh < 3; ++kh) {
-    const int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dil_h;
-    if (ih >= 0 && ih < g.h) rows[static_cast<size_t>(kh)] = x + (n * g.h + ih) * g.w * g.c;
+    const int64_t h = first + kh * step;
+    if (h >= 0 && h < height) rows[static_cast<size_t>(kh)] = src + (n * height + h) * row_size;
   }
   return rows;
+}
+
+// The input rows the 3×3 windows of output row r (of the n·oh rows) read.
+template <class T>
+std::array<const T*, 3> input_rows3(const kernels::DepthwiseGeometry& g, const T* x, int64_t r) {
+  return rows3(x, r / g.oh, g.h, g.w * g.c, r % g.oh * g.stride_h - g.pad_top, g.dil_h);
 }
 
 // One destination row of `count` pixels of 3×3 windows: pixel b sums, in tap order, source
@@ -380,13 +386,9 @@ AGILENN_CPU_CLONES void depthwise_input_grad_wide_rows(const kernels::DepthwiseG
   for (int64_t r = begin; r < end; ++r) {
     const int64_t n = r / g.h, ih = r % g.h;
     T* dxr = dx + r * g.w * g.c;
-    if (is_3x3(g)) {
-      const T* rows3[3] = {};
-      for (int64_t kh = 0; kh < 3; ++kh) {
-        const int64_t oh = ih + g.pad_top - kh * g.dil_h;
-        if (oh >= 0 && oh < g.oh) rows3[kh] = gy + (n * g.oh + oh) * g.ow * g.c;
-      }
-      window3x3_row(rows3, g.c, g.w, g.ow, 1, offset, step, w, dxr, interior);
+    if (is_3x3(g)) {  // the output rows whose windows read input row ih, in tap order
+      const std::array<const T*, 3> gy_rows = rows3(gy, n, g.oh, g.ow * g.c, ih + g.pad_top, -g.dil_h);
+      window3x3_row(gy_rows.data(), g.c, g.w, g.ow, 1, offset, step, w, dxr, interior);
       continue;
     }
     wide_row(g.c, g.w, dxr, [&](int64_t iw, int64_t c, auto add) {
