@@ -237,7 +237,7 @@ class FusedRuns {
     std::vector<const T*> reg;
   };
 
-  // kept: registers read after each run (by register()), besides the last.
+  // kept: registers read from the scratch (Scratch::reg) after each run, besides the last.
   FusedRuns(const Node& node, std::span<const Tensor> in, const Shape& shape, int64_t block,
             const std::vector<int32_t>& kept = {})
       : block_(block), program_(fused_program<T>(node.attrs)), chain_(chains(program_, in.size(), kept)), in_(in),
